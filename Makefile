@@ -1,0 +1,47 @@
+# Two commands for a new user: `make demo` and `make test`.
+# Both create or refresh .venv idempotently; a second run only re-checks stamps.
+# llama-cpp-python compiles from source here (minutes on 2 cores), so its wheel
+# is built once into a cache outside the clone and reused by every clone.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+WHEEL_CACHE ?= $(HOME)/.cache/gridllm_nb/wheels
+LLAMA_CPP   ?= 0.3.36
+STAMP       := $(VENV)/.gridllm-installed
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test setup browser bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@WHEEL_CACHE="$(WHEEL_CACHE)" LLAMA_CPP="$(LLAMA_CPP)" PYTHON="$(BIN)/python" scripts/llama-wheel.sh
+	@$(BIN)/python -m pip install -q "$$(ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP)-*.whl | head -n1)"
+	$(BIN)/python -m pip install -q --find-links "$(WHEEL_CACHE)" -e ".[dev]"
+	@touch $@
+
+# Debian's chromium for the browser tests (never a browser download).
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; browser tests will be skipped"; }
+
+test: setup browser
+	$(BIN)/python -m pytest tests -p no:cacheprovider
+	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+
+demo: setup
+	@$(BIN)/python scripts/demo.py
+
+bench: setup
+	$(BIN)/python benchmarks/poller.py
+	$(BIN)/python benchmarks/service.py
+	$(BIN)/python benchmarks/magic.py
+	$(BIN)/python benchmarks/panel.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,71 @@
+"""gridllm_nb: one prompt, several LLMs, every answer streaming in side by side.
+
+The public surface is small and imported lazily, so ``import gridllm_nb`` and
+``%load_ext gridllm_nb`` stay fast: httpx, ipywidgets and the service load
+only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "JobsClient",
+    "run",
+    "arun",
+    "Results",
+    "Result",
+    "Job",
+    "JobState",
+    "JobUpdate",
+    "Panel",
+    "GridLLMError",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_LAZY = {
+    "JobsClient": "client",
+    "run": "runner",
+    "arun": "runner",
+    "Results": "models",
+    "Result": "models",
+    "Job": "models",
+    "JobState": "models",
+    "JobUpdate": "models",
+    "Panel": "panel",
+    "GridLLMError": "errors",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import JobsClient
+    from .errors import GridLLMError
+    from .models import Job, JobState, JobUpdate, Result, Results
+    from .panel import Panel
+    from .runner import arun, run
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gridllm_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext gridllm_nb``: register ``%%gridllm`` and ``%gridllm``."""
+    from .magic import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .magic import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,257 @@
+"""gridllm-nb: the terminal front end over the shared runner and client.
+
+Exit codes: 0 every job completed; 1 any job failed, was cancelled, timed
+out or was lost (its partial text is still printed); 2 usage or
+configuration errors, always as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from .client import JobsClient
+from .errors import ConfigError, GridLLMError
+from .models import Job, JobUpdate, Results
+
+__all__ = ["main", "build_parser"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every usage error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_endpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="API base, e.g. https://api.gridrepublic.services/remotejobs/v2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gridllm-nb", description="Send prompts to several LLMs through the remote jobs API.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run one prompt on several models in parallel")
+    p.add_argument("prompt", help="the prompt ('-' reads stdin)")
+    p.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="TAG")
+    _add_endpoint(p)
+    p.add_argument("--hours", type=float, help="runtime limit per job (service default: 1)")
+    p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
+    p.add_argument("--system", help="system prompt (local-service extension)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="generation option, e.g. max_tokens=64 (local-service extension)")
+    p.add_argument("--json", action="store_true", help="print a JSON array of results")
+
+    p = sub.add_parser("submit", help="submit a job and print its id")
+    p.add_argument("prompt")
+    p.add_argument("-m", "--model", required=True, metavar="TAG")
+    _add_endpoint(p)
+    p.add_argument("--hours", type=float)
+
+    for name, text in (("status", "show jobs' status"), ("watch", "stream jobs until they end"),
+                       ("cancel", "cancel jobs (local-service extension)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("ids", nargs="+", metavar="ID")
+        _add_endpoint(p)
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("models", help="list the models the service offers")
+    _add_endpoint(p)
+
+    p = sub.add_parser("serve", help="run the embedded local jobs service")
+    try:
+        from .service.server import add_serve_arguments
+    except ImportError:  # pragma: no cover - extras missing
+        p.set_defaults(serve_missing=True)
+    else:
+        add_serve_arguments(p)
+
+    p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
+    p.add_argument("--port", type=int, default=8866)
+    _add_endpoint(p)
+    return parser
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are JSON when they parse as JSON, text otherwise."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option wants KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
+class _Streamer:
+    """Labelled live output on a terminal: a new line with [tag] when the speaker changes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.current: str | None = None
+
+    def __call__(self, update: JobUpdate) -> None:
+        if update.reset:
+            self._label(update.tag, force=True)
+            self.out.write("(restarted) ")
+        if update.delta or update.reset:
+            self._label(update.tag)
+            self.out.write(update.text if update.reset else update.delta)
+        if update.state.terminal:
+            self._label(update.tag)
+            note = f" — {update.error}" if update.error else ""
+            self.out.write(f"\n[{update.tag}: {update.state.label} in {update.elapsed:.1f}s{note}]\n")
+            self.current = None
+        self.out.flush()
+
+    def _label(self, tag: str, force: bool = False) -> None:
+        if force or self.current != tag:
+            self.out.write(("\n" if self.current is not None else "") + f"[{tag}] ")
+            self.current = tag
+
+
+def _print_results(results: Results, out: TextIO) -> None:
+    for r in results.values():
+        out.write(f"== {r.tag} ({r.state.label}, {r.elapsed:.1f}s) ==\n")
+        if r.text:
+            out.write(r.text.rstrip("\n") + "\n")
+        if r.error:
+            out.write(f"error: {r.error}\n")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    live = sys.stdout.isatty() and not args.json
+    results = run(
+        prompt,
+        args.models,
+        url=args.url,
+        hours=args.hours,
+        timeout=args.timeout,
+        system=args.system,
+        options=parse_options(args.option) or None,
+        on_update=_Streamer(sys.stdout) if live else None,
+        announce=lambda line: print(line, file=sys.stderr),
+    )
+    if args.json:
+        json.dump(results.to_list(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif not live:
+        _print_results(results, sys.stdout)
+    return 0 if results.ok else 1
+
+
+def _job_dict(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "tag": job.tag, "state": job.state.value, "status": job.raw_status,
+        "runtime": job.runtime, "created": job.created.isoformat() if job.created else None,
+        "text": job.log,
+    }
+
+
+async def _with_client(args: argparse.Namespace, action: Any) -> int:
+    async with JobsClient(args.url) as client:
+        return await action(client)
+
+
+def _cmd_simple(args: argparse.Namespace) -> int:
+    out = sys.stdout
+
+    async def submit(client: JobsClient) -> int:
+        out.write(await client.submit(args.prompt, args.model, hours=args.hours) + "\n")
+        return 0
+
+    async def status(client: JobsClient) -> int:
+        jobs = await client.status(args.ids)
+        if args.json:
+            json.dump([_job_dict(jobs[i]) for i in args.ids if i in jobs], out, ensure_ascii=False, indent=2)
+            out.write("\n")
+        else:
+            for job_id in args.ids:
+                job = jobs.get(job_id)
+                line = f"{job_id}  {job.tag}  {job.state.label} ({job.raw_status})  {len(job.log)} chars" if job else f"{job_id}  unknown"
+                out.write(line + "\n")
+        return 0 if all(i in jobs for i in args.ids) else 1
+
+    async def watch(client: JobsClient) -> int:
+        from .poller import get_poller
+
+        poller = get_poller()
+        streamer = _Streamer(out)
+        watches = [poller.watch(client, i, tag=i[:8]) for i in args.ids]
+
+        async def follow(w: Any) -> bool:
+            ok = False
+            async for update in w:
+                streamer(update)
+                ok = update.state.value == "completed"
+            return ok
+
+        oks = await asyncio.gather(*(follow(w) for w in watches))
+        return 0 if all(oks) else 1
+
+    async def cancel(client: JobsClient) -> int:
+        done = await client.cancel(args.ids)
+        out.write("cancelled: " + (", ".join(done) or "none") + "\n")
+        return 0
+
+    async def models(client: JobsClient) -> int:
+        for m in await client.models():
+            extra = ", ".join(f"{k}={v}" for k, v in m.items() if k not in ("tag", "description"))
+            out.write(f"{m.get('tag')}  {extra}\n")
+        return 0
+
+    action = {"submit": submit, "status": status, "watch": watch, "cancel": cancel, "models": models}[args.command]
+    if args.url is None:
+        # The default endpoint is the embedded service: make sure it is up.
+        from .config import resolve_endpoint
+
+        endpoint = resolve_endpoint()
+        if endpoint.is_default:
+            from .service.launcher import ensure_local_service
+
+            ensure_local_service(endpoint.url, announce=lambda line: print(line, file=sys.stderr))
+    return asyncio.run(_with_client(args, action))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if getattr(args, "serve_missing", False):
+        raise ConfigError("the local service needs its extras: pip install 'gridllm_nb[local]'")
+    from .service.server import serve_from_args
+
+    return serve_from_args(args)
+
+
+def _cmd_webui(args: argparse.Namespace) -> int:
+    from .webui import serve_webui
+
+    return serve_webui(port=args.port, url=args.url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui}
+    try:
+        return handlers.get(args.command, _cmd_simple)(args)
+    except KeyboardInterrupt:
+        print("gridllm-nb: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        print(f"gridllm-nb: {exc}", file=sys.stderr)
+        return 2
+    except GridLLMError as exc:
+        print(f"gridllm-nb: {exc}", file=sys.stderr)
+        return 2 if args.command == "run" else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""JobsClient: the HTTP calls of the remote jobs API, and nothing else.
+
+One ``httpx.AsyncClient`` per JobsClient. Errors come out as the
+``gridllm_nb.errors`` family with the token scrubbed. Retries (tenacity) are
+limited to what cannot create a job twice: a POST is retried only when the
+connection failed before anything was sent, or on 429/503, which say the
+request was not taken.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from . import __version__
+from .clock import Clock, SystemClock
+from .config import APP, TOKEN_ENV, Endpoint, Secret, resolve_endpoint
+from .errors import (
+    APIError,
+    AuthError,
+    GridLLMError,
+    NotSupported,
+    ProtocolError,
+    RateLimited,
+    TransportError,
+)
+from .models import Job
+
+__all__ = ["JobsClient", "RetryPolicy", "encode_command_line", "chunk_ids", "MAX_IDS_PER_GET"]
+
+MAX_IDS_PER_GET = 100
+MAX_URL_CHARS = 4000
+
+
+def encode_command_line(
+    prompt: str | Sequence[str],
+    *,
+    key: str = "inputs",
+    system: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> str:
+    """The ``commandLine`` string: JSON inside JSON, built by an encoder, never by formatting.
+
+    ``system`` and ``options`` are extensions that the embedded local service
+    honours; the real grid ignores unknown keys.
+    """
+    inputs = [prompt] if isinstance(prompt, str) else list(prompt)
+    payload: dict[str, Any] = {key: inputs}
+    if system:
+        payload["system"] = system
+    if options:
+        payload["options"] = dict(options)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def chunk_ids(ids: Iterable[str], *, base_len: int = 0, max_ids: int = MAX_IDS_PER_GET) -> list[list[str]]:
+    """Split ids into GET-sized batches: at most ``max_ids`` and a URL under 4 KB."""
+    budget = MAX_URL_CHARS - base_len - len("/jobs/")
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for job_id in ids:
+        cost = len(job_id) + (1 if current else 0)
+        if current and (len(current) >= max_ids or used + cost > budget):
+            chunks.append(current)
+            current, used, cost = [], 0, len(job_id)
+        current.append(job_id)
+        used += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded by a total time budget (seconds)."""
+
+    budget: float = 30.0
+    initial: float = 0.5
+    maximum: float = 8.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter delay before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.maximum, self.initial * 2 ** max(0, attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _Retryable(Exception):
+    """Internal wrapper: a failure worth another try, with whether a POST may repeat."""
+
+    def __init__(self, error: GridLLMError, *, safe_for_post: bool, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.safe_for_post = safe_for_post
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        from datetime import datetime, timezone
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class JobsClient:
+    """Async client for ``{base}/jobs``; use ``async with JobsClient() as c``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | Secret | None = None,
+        *,
+        app: str = APP,
+        input_key: str = "inputs",
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint: Endpoint = resolve_endpoint(base_url, token)
+        self.app = app
+        self.input_key = input_key
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        headers = {"User-Agent": f"gridllm_nb/{__version__}", "Accept": "application/json"}
+        if self.endpoint.token:
+            headers["Authorization"] = f"Bearer {self.endpoint.token.reveal()}"
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint.url + "/",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._features: dict[str, bool] = {}
+        self._models: list[dict[str, Any]] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.url
+
+    def __repr__(self) -> str:
+        auth = "token set" if self.endpoint.token else "no token"
+        return f"JobsClient({self.base_url!r}, {auth})"
+
+    async def __aenter__(self) -> JobsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    # -- API calls ---------------------------------------------------------
+
+    async def submit(
+        self,
+        prompt: str,
+        tag: str,
+        *,
+        hours: float | None = None,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """Create one job; returns its id."""
+        ids = await self.submit_many([prompt], tag, hours=hours, system=system, options=options)
+        if len(ids) != 1:
+            raise ProtocolError(f"the service answered {len(ids)} ids for one prompt")
+        return ids[0]
+
+    async def submit_many(
+        self,
+        prompts: Sequence[str],
+        tag: str,
+        *,
+        hours: float | None = None,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Create one job per prompt in one POST (the API takes a list of inputs)."""
+        if not prompts:
+            return []
+        body: dict[str, Any] = {
+            "app": self.app,
+            "commandLine": encode_command_line(
+                list(prompts), key=self.input_key, system=system, options=options
+            ),
+            "tag": tag,
+        }
+        if hours is not None:
+            body["hours"] = hours
+        data = await self._call("POST", "jobs", json_body=body)
+        ids = data.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise ProtocolError("the service accepted the job but sent no ids")
+        return ids
+
+    async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:
+        """Latest state of each id; ids the service does not know are left out."""
+        found: dict[str, Job] = {}
+        for chunk in chunk_ids(list(dict.fromkeys(ids)), base_len=len(self.base_url)):
+            found.update(await self._status_chunk(chunk, retry=retry))
+        return found
+
+    async def _status_chunk(self, chunk: list[str], *, retry: bool) -> dict[str, Job]:
+        try:
+            data = await self._call("GET", "jobs/" + ",".join(chunk), retry=retry)
+        except APIError as exc:
+            if exc.status_code == 404:
+                return {}
+            raise
+        jobs = data.get("jobs")
+        if jobs is None:
+            jobs = {}
+        if not isinstance(jobs, dict):
+            raise ProtocolError("the status answer has no 'jobs' object")
+        wanted = set(chunk)
+        return {jid: Job.from_api(jid, entry) for jid, entry in jobs.items() if jid in wanted}
+
+    async def cancel(self, ids: Iterable[str]) -> list[str]:
+        """Cancel jobs (a local-service extension; NotSupported on the real grid)."""
+        cancelled: list[str] = []
+        for chunk in chunk_ids(list(ids), base_len=len(self.base_url)):
+            try:
+                data = await self._call("DELETE", "jobs/" + ",".join(chunk), feature="cancel")
+            except APIError as exc:
+                if exc.status_code == 404:
+                    continue
+                raise
+            got = data.get("cancelled", chunk)
+            cancelled.extend(got if isinstance(got, list) else chunk)
+        return cancelled
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The tags the service serves (``GET /models``, a local extension), cached."""
+        if self._models is None:
+            data = await self._call("GET", "models", feature="models")
+            models = data.get("models")
+            if not isinstance(models, list):
+                raise ProtocolError("the models answer has no 'models' list")
+            self._models = [m if isinstance(m, dict) else {"tag": str(m)} for m in models]
+        return self._models
+
+    async def supports(self, feature: str) -> bool:
+        """Whether a local extension ("models", "cancel") answered on this endpoint."""
+        if feature not in self._features and feature == "models":
+            try:
+                await self.models()
+            except NotSupported:
+                pass
+        return self._features.get(feature, False)
+
+    # -- plumbing ----------------------------------------------------------
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        retry: bool = True,
+        feature: str | None = None,
+    ) -> dict[str, Any]:
+        start = self.clock.monotonic()
+        policy = self.retry
+        is_post = method == "POST"
+
+        def should_retry(exc: BaseException) -> bool:
+            return retry and isinstance(exc, _Retryable) and (exc.safe_for_post or not is_post)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            remaining = max(0.0, policy.budget - (self.clock.monotonic() - start))
+            if isinstance(exc, _Retryable) and exc.retry_after is not None:
+                return min(exc.retry_after, remaining)
+            return min(policy.backoff(state.attempt_number), remaining)
+
+        def stop(state: RetryCallState) -> bool:
+            return self.clock.monotonic() - start >= policy.budget
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(should_retry),
+                wait=wait,
+                stop=stop,
+                sleep=self.clock.sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._once(method, path, json_body, feature)
+        except _Retryable as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self, method: str, path: str, json_body: dict[str, Any] | None, feature: str | None
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}/{path}"
+        try:
+            response = await self._http.request(method, path, json=json_body)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the server: safe to repeat, even a POST.
+            raise _Retryable(
+                TransportError(f"cannot reach {self.base_url}: {self._scrub(exc)}"), safe_for_post=True
+            ) from None
+        except httpx.TimeoutException:
+            raise _Retryable(
+                TransportError(f"{method} {url} timed out"), safe_for_post=False
+            ) from None
+        except httpx.HTTPError as exc:
+            raise _Retryable(
+                TransportError(f"{method} {url} failed: {self._scrub(exc) or type(exc).__name__}"),
+                safe_for_post=False,
+            ) from None
+        return self._parse(method, url, response, feature)
+
+    def _parse(
+        self, method: str, url: str, response: httpx.Response, feature: str | None
+    ) -> dict[str, Any]:
+        code = response.status_code
+        if code in (401, 403):
+            hint = (
+                f"set {TOKEN_ENV}" if not self.endpoint.token else f"check the token in {TOKEN_ENV}"
+            )
+            raise AuthError(f"the service refused the request ({code}): {hint}")
+        if code == 429:
+            after = _retry_after(response)
+            raise _Retryable(
+                RateLimited(f"rate limited by {self.base_url} (429)", retry_after=after),
+                safe_for_post=True,
+                retry_after=after,
+            )
+        if feature and code in (404, 405, 501):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            # A JSON 404 from our own service is "no such id", not "no such endpoint".
+            if not (isinstance(body, dict) and "success" in body and code == 404 and feature == "cancel"):
+                self._features[feature] = False
+                raise NotSupported(f"{self.base_url} does not offer '{feature}'")
+        try:
+            data = response.json()
+        except ValueError:
+            error = ProtocolError(f"{method} {url} answered {code} with non-JSON text")
+            if code >= 500:
+                raise _Retryable(APIError(f"server error {code} from {url}", status_code=code),
+                                 safe_for_post=code == 503) from None
+            raise _Retryable(error, safe_for_post=False) from None
+        if not isinstance(data, dict):
+            raise _Retryable(
+                ProtocolError(f"{method} {url} answered JSON that is not an object"), safe_for_post=False
+            )
+        if code >= 500:
+            message = data.get("error") or f"server error {code}"
+            raise _Retryable(
+                APIError(f"{self._scrub(message)} ({code})", status_code=code),
+                safe_for_post=code == 503,
+                retry_after=_retry_after(response),
+            )
+        if data.get("success") is False or code >= 400:
+            message = data.get("error") or data.get("message") or f"request failed ({code})"
+            error = APIError(self._scrub(str(message)), status_code=code)
+            if code == 200:
+                # success:false with 200 on a read: treat as transient.
+                raise _Retryable(error, safe_for_post=False)
+            raise error
+        if feature:
+            self._features[feature] = True
+        return data
+
+    def _scrub(self, text: object) -> str:
+        """Remove the token from any text that may reach a user."""
+        out = str(text)
+        if self.endpoint.token and self.endpoint.token.reveal():
+            out = out.replace(self.endpoint.token.reveal(), "********")
+        return out

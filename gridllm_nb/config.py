@@ -1,0 +1,135 @@
+"""Where to send jobs and with which token.
+
+Precedence for the endpoint: argument > ``GRIDLLM_API_URL`` > config file >
+the embedded local service. The token comes from the argument or
+``GRIDLLM_API_TOKEN`` only (never from a file we might print), and lives in a
+``Secret`` whose repr and str hide it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_LOCAL_URL",
+    "GRIDREPUBLIC_URL",
+    "URL_ENV",
+    "TOKEN_ENV",
+    "Secret",
+    "Endpoint",
+    "resolve_endpoint",
+    "config_path",
+    "load_file_config",
+]
+
+DEFAULT_LOCAL_URL = "http://127.0.0.1:8765/remotejobs/v2"
+GRIDREPUBLIC_URL = "https://api.gridrepublic.services/remotejobs/v2"
+URL_ENV = "GRIDLLM_API_URL"
+TOKEN_ENV = "GRIDLLM_API_TOKEN"
+CONFIG_ENV = "GRIDLLM_CONFIG"
+APP = "gridrepublic:text-inference"
+
+
+class Secret:
+    """A token that never shows itself in a repr, str, f-string or traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def config_path() -> Path:
+    """The user's config file: ``$GRIDLLM_CONFIG`` or ``~/.config/gridllm_nb/config.toml``."""
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "gridllm_nb" / "config.toml"
+
+
+def load_file_config() -> dict[str, Any]:
+    """The ``[gridllm]`` table of the config file, or {} when there is none."""
+    path = config_path()
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    section = data.get("gridllm", data)
+    return section if isinstance(section, dict) else {}
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"not an http(s) URL: {url!r}; give the API base, e.g. {GRIDREPUBLIC_URL}"
+        )
+    return url.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A resolved API base URL and token; ``is_default`` means nobody chose it."""
+
+    url: str
+    token: Secret | None = field(default=None)
+    is_default: bool = False
+
+    @property
+    def is_local(self) -> bool:
+        return is_loopback(self.url)
+
+
+def resolve_endpoint(base_url: str | None = None, token: str | Secret | None = None) -> Endpoint:
+    """Apply the precedence rules once, for every front end."""
+    is_default = False
+    if base_url:
+        url = base_url
+    elif os.environ.get(URL_ENV):
+        url = os.environ[URL_ENV]
+    else:
+        url = load_file_config().get("url") or ""
+        if not url:
+            url, is_default = DEFAULT_LOCAL_URL, True
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    secret = token if isinstance(token, Secret) or token is None else Secret(token)
+    return Endpoint(url=_check_url(url), token=secret or None, is_default=is_default)

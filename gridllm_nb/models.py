@@ -1,0 +1,250 @@
+"""Data only: jobs as the API reports them, and results as the front ends show them.
+
+Parsing is deliberately tolerant: the public service documents one status
+string ("running") and the grid underneath uses others, so unknown strings
+and extra keys are kept, never fatal.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["JobState", "state_from_raw", "Job", "JobUpdate", "Result", "Results"]
+
+
+class JobState(str, enum.Enum):
+    """Client-side state machine of ``shared/API.md``; the last five never change."""
+
+    SUBMITTED = "submitted"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+    @property
+    def label(self) -> str:
+        """Human form for badges and tables: ``timed out`` rather than ``timed_out``."""
+        return self.value.replace("_", " ")
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.LOST}
+)
+
+_RAW_STATES: dict[str, JobState] = {}
+for _state, _names in {
+    JobState.QUEUED: "created init pending queued unsent waiting assigned",
+    JobState.RUNNING: "running in_progress started downloading uploading",
+    JobState.COMPLETED: "completed complete done finished success succeeded",
+    JobState.FAILED: "error failed failure aborted too_many_error_results no_canonical_result",
+    JobState.CANCELLED: "cancelled canceled",
+}.items():
+    for _name in _names.split():
+        _RAW_STATES[_name] = _state
+
+
+def state_from_raw(raw: str | None, previous: JobState = JobState.SUBMITTED) -> JobState:
+    """Map a server status string onto the state machine.
+
+    Terminal states are sticky, and an unknown string keeps the previous state
+    (the raw string stays visible on the Job), so a new server word never
+    makes a job look finished or broken.
+    """
+    if previous.terminal:
+        return previous
+    key = (raw or "").strip().lower().replace(" ", "_").replace("-", "_")
+    return _RAW_STATES.get(key, previous)
+
+
+def _parse_created(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job as last reported by ``GET /jobs/{ids}``."""
+
+    id: str
+    tag: str = ""
+    state: JobState = JobState.SUBMITTED
+    raw_status: str = ""
+    vm_status: str = ""
+    log: str = ""
+    created: datetime | None = None
+    runtime: float | None = None
+    copy: int | None = None
+    output_files: list[Any] = field(default_factory=list)
+    command_line: str = ""
+    app: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_api(
+        cls, job_id: str, data: Any, previous: JobState = JobState.SUBMITTED
+    ) -> Job:
+        """Build from one entry of the ``jobs`` object; never raises on odd shapes."""
+        data = data if isinstance(data, Mapping) else {}
+        states = data.get("states")
+        states = states if isinstance(states, Mapping) else {}
+        inner = states.get("default")
+        if not isinstance(inner, Mapping):
+            # Keys other than "default" may occur: take the first mapping.
+            inner = next((v for v in states.values() if isinstance(v, Mapping)), {})
+        vm_status = data.get("vmStatus")
+        vm_status = vm_status if isinstance(vm_status, str) else ""
+        status = inner.get("status")
+        raw = status if isinstance(status, str) and status else vm_status
+        log = inner.get("log")
+        copy = _as_number(data.get("copy"))
+        files = inner.get("outputFiles")
+        known = {"vmStatus", "states", "created", "copy", "tag", "runtime"}
+        return cls(
+            id=job_id,
+            tag=str(data.get("tag") or ""),
+            state=state_from_raw(raw, previous),
+            raw_status=raw,
+            vm_status=vm_status,
+            log=log if isinstance(log, str) else "",
+            created=_parse_created(data.get("created")),
+            runtime=_as_number(data.get("runtime")),
+            copy=int(copy) if copy is not None else None,
+            output_files=list(files) if isinstance(files, list) else [],
+            command_line=str(inner.get("commandLine") or ""),
+            app=str(inner.get("app") or ""),
+            extra={k: v for k, v in data.items() if k not in known},
+        )
+
+
+@dataclass(frozen=True)
+class JobUpdate:
+    """One live change to one model's answer, as the front ends receive it.
+
+    ``delta`` is what to append; when ``reset`` is true the job restarted
+    elsewhere and ``text`` (the whole new log) replaces everything shown.
+    """
+
+    tag: str
+    job_id: str | None
+    state: JobState
+    text: str
+    delta: str = ""
+    reset: bool = False
+    error: str | None = None
+    elapsed: float = 0.0
+    raw_status: str = ""
+
+
+@dataclass
+class Result:
+    """One model's answer to one prompt; partial text is kept whatever happens."""
+
+    tag: str
+    job_id: str | None = None
+    text: str = ""
+    state: JobState = JobState.SUBMITTED
+    error: str | None = None
+    elapsed: float = 0.0
+    raw_status: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state is JobState.COMPLETED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag,
+            "id": self.job_id,
+            "state": self.state.value,
+            "text": self.text,
+            "error": self.error,
+            "elapsed_s": round(self.elapsed, 3),
+        }
+
+
+class Results(Mapping[str, Result]):
+    """tag -> Result for one run, in the order the models were asked for."""
+
+    def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None) -> None:
+        self.prompt = prompt
+        self._by_tag: dict[str, Result] = dict(results or {})
+
+    def __getitem__(self, tag: str) -> Result:
+        return self._by_tag[tag]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_tag)
+
+    def __len__(self) -> int:
+        return len(self._by_tag)
+
+    def _set(self, result: Result) -> None:
+        self._by_tag[result.tag] = result
+
+    @property
+    def ok(self) -> bool:
+        """True when every model completed."""
+        return bool(self._by_tag) and all(r.ok for r in self._by_tag.values())
+
+    @property
+    def done(self) -> bool:
+        return all(r.state.terminal for r in self._by_tag.values())
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self._by_tag.values()]
+
+    def to_pandas(self) -> Any:
+        """A DataFrame with one row per model (pandas is imported only here)."""
+        import pandas as pd
+
+        rows = self.to_list()
+        for row in rows:
+            row["prompt"] = self.prompt
+        return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "error", "text", "prompt"])
+
+    def table(self, width: int = 60) -> str:
+        """Compact plain-text table: tag, state, elapsed, first line of text or error."""
+        rows = [("model", "state", "time", "answer")]
+        for r in self._by_tag.values():
+            first = (r.error if r.error and not r.text else r.text).strip().splitlines()
+            snippet = first[0] if first else ""
+            if len(snippet) > width:
+                snippet = snippet[: width - 1] + "…"
+            rows.append((r.tag, r.state.label, f"{r.elapsed:.1f}s", snippet))
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        return "\n".join(
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+            for row in rows
+        ).rstrip()
+
+    def __repr__(self) -> str:
+        return f"Results({len(self)} models)\n{self.table()}"

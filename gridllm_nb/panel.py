@@ -1,0 +1,604 @@
+"""The ipywidgets panel: the service's WebUI inside the notebook.
+
+``Panel()`` shows model checkboxes (at most three ticked), a plain-text
+prompt, a Process / Cancel pair and one card per chosen model, side by side,
+with the answer streaming in. Everything runs on ``arun``, the same core as
+the magic and the CLI; the panel only turns ``JobUpdate``s into widget state.
+
+Three rules shape the code:
+
+* model text never becomes live HTML: plain mode escapes it, markdown mode
+  renders it and then sanitizes the HTML with nh3;
+* updates are coalesced, at most ``max_rate`` flushes per second per card,
+  and a flush only touches traits whose value changed (ipywidgets sends
+  nothing for an unchanged trait);
+* the streaming text is append-mostly: it is shown as a column of segments,
+  and only the last (the "tail") is rewritten on each flush, so the bytes
+  sent grow with the text, not with text x updates.
+
+The panel is driven from Python just as well as from a browser: set
+``Checkbox.value`` / ``Textarea.value`` and call ``Button.click()`` inside a
+running asyncio loop, then ``await panel.wait()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import nh3
+
+from .client import JobsClient, RetryPolicy
+from .errors import GridLLMError, NotSupported, TransportError
+from .models import JobState, JobUpdate, Result, Results
+
+__all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
+
+MAX_MODELS = 3
+SEGMENT_CHARS = 512  # a tail longer than this is sealed at a line end
+DEFAULT_RATE = 10.0  # flushes per second per card, at most
+
+_CSS = """
+<style>
+.gridllm-panel { gap: 6px; }
+.gridllm-cards { display: flex; flex-flow: row wrap; gap: 8px; align-items: stretch; }
+.gridllm-card { flex: 1 1 260px; min-width: 220px; max-width: 100%;
+  border: 1px solid var(--jp-border-color1, #ccc); border-radius: 6px; padding: 6px 8px; }
+.gridllm-card-head { gap: 8px; align-items: center; }
+.gridllm-badge { border-radius: 9px; padding: 0 8px; font-size: 0.85em; line-height: 1.6em; }
+.gridllm-state-submitted .gridllm-badge, .gridllm-state-queued .gridllm-badge { background: #e0e0e0; color: #333; }
+.gridllm-state-running .gridllm-badge { background: #cfe3ff; color: #0b3d91; }
+.gridllm-state-completed .gridllm-badge { background: #d4f5d4; color: #14541a; }
+.gridllm-state-failed .gridllm-badge, .gridllm-state-lost .gridllm-badge { background: #ffd6d6; color: #7a0c0c; }
+.gridllm-state-cancelled .gridllm-badge, .gridllm-state-timed_out .gridllm-badge { background: #fff0c2; color: #6b4e00; }
+.gridllm-seg pre, pre.gridllm-seg { white-space: pre-wrap; word-break: break-word; margin: 0;
+  font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; padding: 0; }
+.gridllm-error { color: #a00; }
+.gridllm-status { color: #a00; min-height: 1.2em; }
+.gridllm-hint { color: #666; font-style: italic; }
+</style>
+"""
+
+
+def slug(tag: str) -> str:
+    """A CSS-class-safe form of a model tag: ``gemma3:270m`` -> ``gemma3-270m``."""
+    return re.sub(r"[^a-z0-9_-]+", "-", tag.lower()).strip("-") or "model"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# -- rendering ----------------------------------------------------------------
+
+_ALLOWED_TAGS = {
+    "p", "br", "hr", "pre", "code", "em", "strong", "b", "i", "del", "s", "blockquote",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody",
+    "tr", "th", "td", "a", "span", "div",
+}
+_ALLOWED_ATTRS = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
+
+
+def _markdown_to_html(text: str) -> str:
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError:  # pragma: no cover - depends on the environment
+        try:
+            import mistune
+        except ImportError:
+            return f"<pre>{html.escape(text)}</pre>"
+        return str(mistune.html(text))
+    # html=False: raw HTML in the source is escaped, never passed through.
+    return MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough").render(text)
+
+
+def render_text(text: str, *, markdown: bool = False) -> str:
+    """HTML for a model's text that is safe to put in an ``HTML`` widget.
+
+    Plain: escaped inside ``<pre>``. Markdown: rendered (raw HTML disabled)
+    and then sanitized with nh3, so scripts, event handlers, ``javascript:``
+    links and images never survive either way.
+    """
+    if not markdown:
+        return f'<pre class="gridllm-seg">{html.escape(text, quote=False)}</pre>'
+    rendered = _markdown_to_html(text)
+    return nh3.clean(
+        rendered,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRS,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+    )
+
+
+# -- one card per model ---------------------------------------------------------
+
+
+class Card(widgets.VBox):
+    """One model's answer: tag, status badge, elapsed time, text, error line."""
+
+    def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
+                 segment_chars: int = SEGMENT_CHARS) -> None:
+        self.tag = tag
+        self.state = JobState.SUBMITTED
+        self.text = ""
+        self.error: str | None = None
+        self.elapsed = 0.0
+        self.flushes = 0
+        self._markdown = markdown
+        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
+        self._segment_chars = segment_chars
+        self._pending: JobUpdate | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._last_flush = float("-inf")
+        self._sealed_chars = 0  # text already in sealed segments
+        self._seg_layout = widgets.Layout(margin="0")  # shared by every segment
+
+        self.title = widgets.HTML(f"<b>{html.escape(tag)}</b>")
+        self.title.add_class("gridllm-card-tag")
+        self.badge = widgets.Label(self.state.label)
+        self.badge.add_class("gridllm-badge")
+        self.clock = widgets.Label("")
+        self.clock.add_class("gridllm-elapsed")
+        head = widgets.HBox([self.title, self.badge, self.clock])
+        head.add_class("gridllm-card-head")
+        self.error_line = widgets.Label("", layout=widgets.Layout(display="none"))
+        self.error_line.add_class("gridllm-error")
+        self._tail = self._new_segment()
+        self.segments = widgets.VBox([self._tail])
+        self.segments.add_class("gridllm-text")
+        self.rendered = widgets.HTML("", layout=widgets.Layout(display="none"))
+        self.rendered.add_class("gridllm-markdown-view")
+        if markdown:
+            self.segments.layout.display = "none"
+            self.rendered.layout.display = None
+        super().__init__([head, self.error_line, self.segments, self.rendered])
+        self.add_class("gridllm-card")
+        self.add_class(f"gridllm-card-{slug(tag)}")
+        self.add_class(f"gridllm-state-{self.state.value}")
+
+    # text as segments: only the tail is ever rewritten
+    def _new_segment(self) -> widgets.HTML:
+        seg = widgets.HTML("", layout=self._seg_layout)
+        seg.add_class("gridllm-seg")
+        return seg
+
+    def _show_text(self, text: str) -> None:
+        if not text.startswith(self.text[: self._sealed_chars]):
+            # The job restarted elsewhere: start the column again.
+            self._sealed_chars = 0
+            self._tail = self._new_segment()
+            self.segments.children = (self._tail,)
+        tail = text[self._sealed_chars:]
+        if len(tail) > self._segment_chars:
+            cut = tail.rfind("\n", 0, len(tail) - 1)
+            if cut >= self._segment_chars // 2:
+                # Seal the finished lines in the current tail, start a new one.
+                self._tail.value = render_text(tail[: cut + 1])
+                self._sealed_chars += cut + 1
+                tail = tail[cut + 1:]
+                self._tail = self._new_segment()
+                self.segments.children = (*self.segments.children, self._tail)
+        value = render_text(tail)
+        if self._tail.value != value:
+            self._tail.value = value
+        if self._markdown:
+            md = render_text(text, markdown=True)
+            if self.rendered.value != md:
+                self.rendered.value = md
+
+    def set_markdown(self, on: bool) -> None:
+        self._markdown = on
+        if on:
+            self.rendered.value = render_text(self.text, markdown=True)
+        self.segments.layout.display = "none" if on else None
+        self.rendered.layout.display = None if on else "none"
+
+    # coalescing
+    def push(self, update: JobUpdate) -> None:
+        """Take an update; it reaches the widgets at most ``max_rate`` times a second."""
+        self._pending = update
+        if self._handle is not None:
+            return
+        now = time.monotonic()
+        wait = self._last_flush + self._interval - now
+        if wait <= 0:
+            self.flush()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._handle = loop.call_later(wait, self.flush)
+
+    def flush(self) -> None:
+        """Apply the newest pending update, touching only what changed."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        update, self._pending = self._pending, None
+        if update is None:
+            return
+        self._last_flush = time.monotonic()
+        self.flushes += 1
+        self.apply(update.state, update.text, update.error, update.elapsed)
+
+    def apply(self, state: JobState, text: str, error: str | None, elapsed: float) -> None:
+        with self.hold_sync():
+            if state is not self.state:
+                self.remove_class(f"gridllm-state-{self.state.value}")
+                self.add_class(f"gridllm-state-{state.value}")
+                self.badge.value = state.label
+                self.state = state
+            if text != self.text:
+                self._show_text(text)
+                self.text = text
+            err = _one_line(error) if error else ""
+            if err != (self.error or ""):
+                self.error_line.value = err
+                self.error_line.layout.display = None if err else "none"
+                self.error = err or None
+            self.tick(elapsed)
+
+    def tick(self, elapsed: float) -> None:
+        """Show the elapsed time (tenths of a second; unchanged strings are not sent)."""
+        self.elapsed = elapsed
+        label = f"{elapsed:.1f} s"
+        if self.clock.value != label:
+            self.clock.value = label
+
+    def fail(self, message: str) -> None:
+        self.apply(JobState.FAILED, self.text, message, self.elapsed)
+
+
+# -- the panel ------------------------------------------------------------------
+
+
+class Panel(widgets.VBox):
+    """The WebUI of the service as a notebook widget.
+
+    ``Panel()`` lists the service's models (``GET /models``); ``Panel(models=[...])``
+    names them. ``url``, ``token``, ``hours``, ``timeout``, ``system``,
+    ``options`` and ``poll`` are passed through to ``arun``; ``client`` (a
+    ``JobsClient``) replaces the one the panel would make.
+    """
+
+    def __init__(
+        self,
+        models: Sequence[str] | None = None,
+        *,
+        url: str | None = None,
+        token: str | None = None,
+        client: JobsClient | None = None,
+        options: dict[str, Any] | None = None,
+        hours: float | None = None,
+        timeout: float | None = None,
+        system: str | None = None,
+        poll: Any = None,
+        markdown: bool = False,
+        max_models: int = MAX_MODELS,
+        max_rate: float = DEFAULT_RATE,
+        retry: RetryPolicy | None = None,
+        prompt: str = "",
+    ) -> None:
+        self._url = url
+        self._token = token
+        self._client = client
+        self._run_kwargs: dict[str, Any] = {
+            "options": options, "hours": hours, "timeout": timeout, "system": system, "poll": poll,
+        }
+        self.max_models = max_models
+        self.max_rate = max_rate
+        self.retry = retry or RetryPolicy(budget=8.0, initial=0.3, maximum=2.0)
+        self.results: Results | None = None
+        self.history: list[Results] = []
+        self.available: list[str] | None = None  # what GET /models said, if it answered
+        self.cards: dict[str, Card] = {}
+        self.task: asyncio.Task[Any] | None = None
+        self._load_task: asyncio.Future[Any] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+        style = widgets.HTML(_CSS)
+        style.add_class("gridllm-style")
+        self.model_box = widgets.HBox([], layout=widgets.Layout(flex_flow="row wrap"))
+        self.model_box.add_class("gridllm-models")
+        self.checkboxes: dict[str, widgets.Checkbox] = {}
+        self.hint = widgets.Label("", layout=widgets.Layout(display="none"))
+        self.hint.add_class("gridllm-hint")
+        self.prompt = widgets.Textarea(
+            value=prompt, placeholder="Enter your prompt (plain text)",
+            layout=widgets.Layout(width="100%", height="6em"), continuous_update=True,
+        )
+        self.prompt.add_class("gridllm-prompt")
+        self.process_button = widgets.Button(description="Process", button_style="primary",
+                                             icon="play", disabled=True)
+        self.process_button.add_class("gridllm-process")
+        self.cancel_button = widgets.Button(description="Cancel", button_style="warning", icon="stop",
+                                            layout=widgets.Layout(display="none"))
+        self.cancel_button.add_class("gridllm-cancel")
+        self.markdown_toggle = widgets.ToggleButton(value=markdown, description="Markdown",
+                                                    tooltip="Render answers as (sanitized) markdown")
+        self.markdown_toggle.add_class("gridllm-markdown")
+        buttons = widgets.HBox([self.process_button, self.cancel_button, self.markdown_toggle])
+        self.status = widgets.Label("")
+        self.status.add_class("gridllm-status")
+        self.card_box = widgets.Box([], layout=widgets.Layout(display="flex", flex_flow="row wrap",
+                                                              width="100%"))
+        self.card_box.add_class("gridllm-cards")
+        self.history_box = widgets.VBox([])
+        self.history_box.add_class("gridllm-history-list")
+        self.history_accordion = widgets.Accordion([self.history_box], selected_index=None)
+        self.history_accordion.set_title(0, "History (0 earlier runs)")
+        self.history_accordion.add_class("gridllm-history")
+
+        super().__init__([style, widgets.HTML("<b>Models</b> (up to 3)"), self.model_box, self.hint,
+                          self.prompt, buttons, self.status, self.card_box, self.history_accordion])
+        self.add_class("gridllm-panel")
+
+        self.prompt.observe(self._refresh_buttons, names="value")
+        self.process_button.on_click(lambda _b: self.process())
+        self.cancel_button.on_click(lambda _b: self.cancel())
+        self.markdown_toggle.observe(self._on_markdown, names="value")
+
+        if models is not None:
+            self.set_models(list(models))
+        else:
+            self._start_loading()
+
+    @property
+    def widget(self) -> Panel:
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    # -- models ---------------------------------------------------------------
+
+    def set_models(self, tags: Sequence[str]) -> None:
+        """(Re)build the checkboxes, keeping the ticks of tags that stay."""
+        ticked = {t for t, cb in self.checkboxes.items() if cb.value}
+        boxes: dict[str, widgets.Checkbox] = {}
+        for tag in dict.fromkeys(t for t in tags if t):
+            cb = self.checkboxes.get(tag) or widgets.Checkbox(
+                value=tag in ticked, description=tag, indent=False,
+                layout=widgets.Layout(width="auto", margin="0 12px 0 0"),
+            )
+            if tag not in self.checkboxes:
+                cb.add_class("gridllm-model")
+                cb.add_class(f"gridllm-model-{slug(tag)}")
+                cb.observe(self._on_tick, names="value")
+            boxes[tag] = cb
+        self.checkboxes = boxes
+        self.model_box.children = tuple(boxes.values())
+        self._apply_cap()
+        self._refresh_buttons()
+
+    def _client(self) -> tuple[JobsClient, bool]:
+        if self._client is not None:
+            return self._client, False
+        return JobsClient(self._url, self._token, retry=self.retry), True
+
+    def _start_loading(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self.load_models())
+            return
+        self.status.value = "loading the model list…"
+        self._load_task = loop.create_task(self.load_models())
+
+    async def load_models(self) -> list[str] | None:
+        """Ask the service which models it serves; the answer fills the checkboxes."""
+        client, own = self._client()
+        try:
+            from .runner import _ensure_service
+
+            await _ensure_service(client, self._say)
+            listed = await client.models()
+        except NotSupported:
+            self._say("this service does not list its models: pass Panel(models=[...])")
+            return None
+        except GridLLMError as exc:
+            self._say(str(exc))
+            return None
+        finally:
+            if own:
+                await client.aclose()
+        self.available = [str(m["tag"]) for m in listed if m.get("tag")]
+        self.set_models(self.available)
+        self._say("" if self.available else "the service lists no models")
+        return self.available
+
+    async def loaded(self) -> None:
+        """Wait until the model list has arrived (or failed)."""
+        if self._load_task is not None:
+            await asyncio.shield(self._load_task)
+
+    def _say(self, message: str) -> None:
+        self.status.value = _one_line(message)
+
+    @property
+    def chosen(self) -> list[str]:
+        return [t for t, cb in self.checkboxes.items() if cb.value]
+
+    def _on_tick(self, change: dict[str, Any]) -> None:
+        self._apply_cap()
+        self._refresh_buttons()
+
+    def _apply_cap(self) -> None:
+        full = len(self.chosen) >= self.max_models
+        for cb in self.checkboxes.values():
+            want = self.running or (full and not cb.value)
+            if cb.disabled != want:
+                cb.disabled = want
+        if full:
+            self.hint.value = (f"At most {self.max_models} models at once: "
+                               "untick one to choose another.")
+        self.hint.layout.display = None if full else "none"
+
+    def _refresh_buttons(self, _change: Any = None) -> None:
+        busy = self.running
+        can = bool(self.chosen) and bool(self.prompt.value.strip()) and not busy
+        self.process_button.disabled = not can
+        self.cancel_button.layout.display = None if busy else "none"
+        self.prompt.disabled = busy
+
+    def _on_markdown(self, change: dict[str, Any]) -> None:
+        for card in self.cards.values():
+            card.set_markdown(bool(change["new"]))
+
+    # -- runs -----------------------------------------------------------------
+
+    def process(self) -> asyncio.Task[Any] | None:
+        """What the Process button does: start a run of the prompt on the ticked models."""
+        if self.running:
+            return self.task
+        tags, prompt = self.chosen, self.prompt.value
+        if not tags or not prompt.strip():
+            self._say("choose at least one model and write a prompt")
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self._run(prompt, tags))
+            finally:
+                self._after_run()
+            return None
+        self.task = loop.create_task(self._run(prompt, tags))
+        self._refresh_buttons()
+        self._apply_cap()
+        return self.task
+
+    def cancel(self) -> None:
+        """What the Cancel button does: cancel the run (live jobs end CANCELLED, text kept)."""
+        if self.running:
+            self._say("cancelling…")
+            self.task.cancel()
+
+    async def wait(self) -> Results | None:
+        """Wait for the current run to end; returns ``panel.results``."""
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+        return self.results
+
+    def _archive(self, results: Results) -> None:
+        rows = []
+        for r in results.values():
+            body = r.text if r.text else (r.error or "")
+            rows.append(
+                f"<div><b>{html.escape(r.tag)}</b> <i>{html.escape(r.state.label)}</i>, "
+                f"{r.elapsed:.1f} s{render_text(body)}</div>"
+            )
+        entry = widgets.HTML(
+            f"<div><b>Prompt:</b> {html.escape(_one_line(results.prompt)[:200])}</div>" + "".join(rows)
+        )
+        entry.add_class("gridllm-history-entry")
+        self.history.append(results)
+        self.history_box.children = (entry, *self.history_box.children)
+        self.history_accordion.set_title(0, f"History ({len(self.history)} earlier runs)")
+
+    async def _run(self, prompt: str, tags: list[str]) -> Results:
+        from .runner import _ensure_service, arun, suggest
+
+        if self.results is not None:
+            self._archive(self.results)
+        markdown = self.markdown_toggle.value
+        self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate) for t in tags}
+        self.card_box.children = tuple(self.cards.values())
+        live = Results(prompt, {t: Result(tag=t) for t in tags})
+        self.results = live
+        self._say("")
+        started = time.monotonic()
+        self._ticker = asyncio.ensure_future(self._tick_clocks(started))
+
+        def on_update(update: JobUpdate) -> None:
+            r = live[update.tag]
+            r.job_id, r.state, r.text = update.job_id, update.state, update.text
+            r.error, r.elapsed, r.raw_status = update.error, update.elapsed, update.raw_status
+            self.cards[update.tag].push(update)
+
+        def fail(tag: str, message: str) -> None:
+            r = live[tag]
+            r.state, r.error, r.elapsed = JobState.FAILED, message, time.monotonic() - started
+            self.cards[tag].fail(message)
+
+        client, own = self._client()
+        try:
+            runnable = list(tags)
+            await _ensure_service(client, self._say)
+            try:
+                listed = [str(m["tag"]) for m in await client.models() if m.get("tag")]
+            except NotSupported:
+                listed = None
+            except TransportError as exc:
+                for tag in tags:
+                    fail(tag, str(exc))
+                self._say(str(exc))
+                return live
+            if listed is not None:
+                self.available = listed
+                for tag in tags:
+                    if tag not in listed:
+                        hint = suggest(tag, listed)
+                        mean = f" (did you mean {hint}?)" if hint else ""
+                        fail(tag, f"unknown model {tag!r}{mean}; available: {', '.join(listed) or 'none'}")
+                runnable = [t for t in tags if t in listed]
+            if runnable:
+                done = await arun(prompt, runnable, client=client, on_update=on_update,
+                                  validate=False, announce=self._say, **self._run_kwargs)
+                for tag, result in done.items():
+                    live._set(result)
+            failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
+            if failed:
+                self._say(f"{len(failed)} of {len(tags)} model(s) did not complete: {', '.join(failed)}")
+            return live
+        except asyncio.CancelledError:
+            for tag, r in live.items():
+                if not r.state.terminal:
+                    r.state = JobState.CANCELLED
+                    r.error = r.error or "cancelled"
+                    self.cards[tag].push(JobUpdate(tag=tag, job_id=r.job_id, state=r.state, text=r.text,
+                                                   error=r.error, elapsed=time.monotonic() - started))
+            self._say("cancelled")
+            raise
+        except GridLLMError as exc:  # ConfigError, TransportError, UnknownModel: one line
+            for tag, r in live.items():
+                if not r.state.terminal:
+                    fail(tag, str(exc))
+            self._say(str(exc))
+            return live
+        except Exception as exc:  # a bug: show it rather than die silently in a callback
+            self._say(f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            if own:
+                await client.aclose()
+            if self._ticker is not None:
+                self._ticker.cancel()
+            for card in self.cards.values():
+                card.flush()
+            # The task is done only after this returns; refresh once it is.
+            if self.task is not None:
+                asyncio.get_running_loop().call_soon(self._after_run)
+
+    def _after_run(self) -> None:
+        self._refresh_buttons()
+        self._apply_cap()
+
+    async def _tick_clocks(self, started: float) -> None:
+        """Keep the elapsed labels of waiting cards moving, once a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for card in self.cards.values():
+                if not card.state.terminal and card._pending is None and now - card._last_flush >= 1.0:
+                    card.tick(now - started)
+

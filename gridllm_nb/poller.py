@@ -1,0 +1,297 @@
+"""One batched, adaptive poller per event loop.
+
+Every live job on the loop is polled together: one GET per 100 ids per tick,
+whichever cell, panel or script asked for it. The interval is short while
+logs grow and backs off while nothing changes; failures back off with
+jitter (honouring Retry-After) and only after a time budget are the jobs
+given up as LOST, their text kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+from .client import JobsClient, RetryPolicy, chunk_ids
+from .clock import Clock, SystemClock
+from .errors import AuthError, GridLLMError, RateLimited
+from .models import Job, JobState, JobUpdate, state_from_raw
+
+__all__ = ["PollSettings", "Poller", "Watch", "get_poller"]
+
+
+@dataclass(frozen=True)
+class PollSettings:
+    """Knobs of the poll loop; every time is in seconds."""
+
+    fast: float = 0.3
+    slow: float = 5.0
+    factor: float = 1.5
+    give_up_after: float = 120.0
+    lost_after: int = 3
+    grace: float = 60.0
+    backoff: RetryPolicy = field(default_factory=lambda: RetryPolicy(initial=0.5, maximum=10.0))
+
+
+class Watch:
+    """One job followed by the poller; iterate it for its updates, close it to stop."""
+
+    def __init__(
+        self,
+        poller: Poller,
+        client: JobsClient,
+        job_id: str,
+        *,
+        tag: str,
+        started: float,
+        deadline: float | None,
+    ) -> None:
+        self.poller = poller
+        self.client = client
+        self.job_id = job_id
+        self.tag = tag
+        self.started = started
+        self.deadline = deadline
+        self.state = JobState.SUBMITTED
+        self.raw_status = ""
+        self.text = ""
+        self.error: str | None = None
+        self.job: Job | None = None
+        self.missing = 0
+        self.failing_since: float | None = None
+        self._queue: asyncio.Queue[JobUpdate | None] = asyncio.Queue()
+        self._closed = False
+
+    @property
+    def done(self) -> bool:
+        return self.state.terminal or self._closed
+
+    def close(self) -> None:
+        """Stop following this job (the consumer went away, e.g. a kernel interrupt)."""
+        if not self._closed:
+            self._closed = True
+            self.poller._forget(self)
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[JobUpdate]:
+        return self
+
+    async def __anext__(self) -> JobUpdate:
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        update = await self._queue.get()
+        if update is None:
+            raise StopAsyncIteration
+        return update
+
+    # -- called by the poller --------------------------------------------
+
+    def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
+        self._queue.put_nowait(
+            JobUpdate(
+                tag=self.tag,
+                job_id=self.job_id,
+                state=self.state,
+                text=self.text,
+                delta=delta,
+                reset=reset,
+                error=self.error,
+                elapsed=now - self.started,
+                raw_status=self.raw_status,
+            )
+        )
+        if self.state.terminal:
+            self.close()
+
+    def _apply(self, job: Job, now: float) -> bool:
+        """Take a fresh status; returns whether the text changed."""
+        self.job = job
+        self.missing = 0
+        state = state_from_raw(job.raw_status, self.state)
+        log = job.log
+        reset = False
+        if log == self.text:
+            delta = ""
+        elif log.startswith(self.text):
+            delta = log[len(self.text):]
+        else:
+            # The job restarted elsewhere: the new log replaces the old one.
+            delta, reset = log, True
+        changed = bool(delta) or reset
+        if not changed and state is self.state and job.raw_status == self.raw_status:
+            return False
+        self.text = log
+        self.raw_status = job.raw_status
+        if state is JobState.FAILED and not self.error:
+            self.error = f"the job ended with status '{job.raw_status}'"
+        if state is JobState.CANCELLED and not self.error:
+            self.error = "cancelled"
+        self.state = state
+        self._emit(now, delta=delta, reset=reset)
+        return changed
+
+    def _end(self, state: JobState, error: str, now: float) -> None:
+        self.state = state
+        self.error = error
+        self._emit(now)
+
+
+class Poller:
+    """Follows every watched job of one event loop with as few GETs as possible."""
+
+    def __init__(self, settings: PollSettings | None = None, clock: Clock | None = None) -> None:
+        self.settings = settings or PollSettings()
+        self.clock = clock or SystemClock()
+        self._watches: dict[tuple[int, str], Watch] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._sleeper: asyncio.Future[None] | None = None
+        self.interval = self.settings.fast
+        self.ticks = 0
+        self.gets = 0
+        self._failures = 0
+
+    def watch(
+        self,
+        client: JobsClient,
+        job_id: str,
+        *,
+        tag: str = "",
+        hours: float | None = None,
+        started: float | None = None,
+    ) -> Watch:
+        """Start following ``job_id``; the first poll happens right away."""
+        now = self.clock.monotonic()
+        started = now if started is None else started
+        limit = 1.0 if hours is None else hours
+        deadline = started + limit * 3600 + self.settings.grace
+        key = (id(client), job_id)
+        existing = self._watches.get(key)
+        if existing is not None and not existing.done:
+            existing.close()
+        w = Watch(self, client, job_id, tag=tag, started=started, deadline=deadline)
+        self._watches[key] = w
+        self.interval = self.settings.fast
+        self._wake()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="gridllm-poller")
+        return w
+
+    @property
+    def active(self) -> int:
+        return len(self._watches)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _forget(self, w: Watch) -> None:
+        key = (id(w.client), w.job_id)
+        if self._watches.get(key) is w:
+            del self._watches[key]
+
+    def _wake(self) -> None:
+        if self._sleeper is not None and not self._sleeper.done():
+            self._sleeper.cancel()
+
+    async def _loop(self) -> None:
+        try:
+            while self._watches:
+                delay = await self.tick()
+                if not self._watches:
+                    break
+                self._sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+                try:
+                    await asyncio.wait([self._sleeper])
+                finally:
+                    self._sleeper.cancel()
+        finally:
+            self._task = None
+
+    async def tick(self) -> float:
+        """Poll every live job once; returns how long to wait before the next tick."""
+        self.ticks += 1
+        groups: dict[int, list[Watch]] = defaultdict(list)
+        clients: dict[int, JobsClient] = {}
+        for w in list(self._watches.values()):
+            groups[id(w.client)].append(w)
+            clients[id(w.client)] = w.client
+        batches: list[tuple[JobsClient, list[Watch]]] = []
+        for key, watches in groups.items():
+            client = clients[key]
+            by_id = {w.job_id: w for w in watches}
+            for chunk in chunk_ids(list(by_id), base_len=len(client.base_url)):
+                batches.append((client, [by_id[i] for i in chunk]))
+        self.gets += len(batches)
+        answers = await asyncio.gather(
+            *(client.status([w.job_id for w in ws], retry=False) for client, ws in batches),
+            return_exceptions=True,
+        )
+        now = self.clock.monotonic()
+        changed = False
+        wait_at_least = 0.0
+        failed = False
+        for (client, watches), answer in zip(batches, answers):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                failed = True
+                if isinstance(answer, RateLimited) and answer.retry_after:
+                    wait_at_least = max(wait_at_least, answer.retry_after)
+                self._on_failure(watches, answer, now)
+                continue
+            for w in watches:
+                if w.done:
+                    continue
+                w.failing_since = None
+                job = answer.get(w.job_id)
+                if job is None:
+                    w.missing += 1
+                    if w.missing >= self.settings.lost_after:
+                        w._end(JobState.LOST, f"the service no longer knows job {w.job_id}", now)
+                        changed = True
+                    continue
+                changed |= w._apply(job, now)
+        for w in list(self._watches.values()):
+            if not w.done and w.deadline is not None and now > w.deadline:
+                w._end(JobState.TIMED_OUT, "no result within the job's hours limit", now)
+        if failed:
+            self._failures += 1
+            delay = max(wait_at_least, self.settings.backoff.backoff(self._failures))
+            self.interval = self.settings.fast
+            return delay
+        self._failures = 0
+        if changed:
+            self.interval = self.settings.fast
+        else:
+            self.interval = min(self.settings.slow, self.interval * self.settings.factor)
+        return self.interval
+
+    def _on_failure(self, watches: list[Watch], error: Exception, now: float) -> None:
+        message = str(error) if isinstance(error, GridLLMError) else f"{type(error).__name__}: {error}"
+        for w in watches:
+            if w.done:
+                continue
+            if isinstance(error, AuthError):
+                w._end(JobState.LOST, message, now)
+                continue
+            if w.failing_since is None:
+                w.failing_since = now
+            if now - w.failing_since >= self.settings.give_up_after:
+                w._end(JobState.LOST, f"gave up polling after {self.settings.give_up_after:.0f}s: {message}", now)
+
+
+_POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()
+
+
+def get_poller(settings: PollSettings | None = None) -> Poller:
+    """The poller of the running loop, created on first use; ``settings`` replaces its knobs."""
+    loop = asyncio.get_running_loop()
+    poller = _POLLERS.get(loop)
+    if poller is None:
+        poller = _POLLERS[loop] = Poller(settings)
+    elif settings is not None:
+        poller.settings = replace(settings)
+    return poller

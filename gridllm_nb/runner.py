@@ -1,0 +1,206 @@
+"""run / arun: one prompt to several models, live updates, one Results.
+
+This is the only place that turns "prompt x models" into jobs and answers;
+the CLI, the ``%%gridllm`` magic and the panel are views over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .client import JobsClient
+from .config import Secret
+from .errors import ConfigError, GridLLMError, NotSupported, TransportError, UnknownModel
+from .models import JobState, JobUpdate, Result, Results
+from .poller import PollSettings, get_poller
+
+__all__ = ["arun", "run", "check_models", "UpdateCallback"]
+
+UpdateCallback = Callable[[JobUpdate], Any]
+
+
+def _normalise_models(models: Sequence[str] | str) -> list[str]:
+    tags = [models] if isinstance(models, str) else list(models)
+    tags = [t.strip() for t in tags if t and t.strip()]
+    if not tags:
+        raise ConfigError("no model given: name at least one, e.g. smollm2:135m")
+    return list(dict.fromkeys(tags))
+
+
+def suggest(tag: str, available: Sequence[str]) -> str | None:
+    """The nearest known tag, for 'did you mean' hints."""
+    close = difflib.get_close_matches(tag, list(available), n=1, cutoff=0.4)
+    if close:
+        return close[0]
+    same_family = [a for a in available if a.split(":")[0] == tag.split(":")[0]]
+    return same_family[0] if same_family else None
+
+
+async def check_models(client: JobsClient, tags: Sequence[str]) -> None:
+    """Fail early, with the list and a suggestion, on a tag the service does not serve.
+
+    Only possible where the service lists its models (a local extension);
+    elsewhere the submit itself reports the problem per model.
+    """
+    try:
+        listed = await client.models()
+    except NotSupported:
+        return
+    except TransportError as exc:
+        raise TransportError(f"{exc}; {_how_to_start(client)}") from None
+    available = [str(m.get("tag")) for m in listed if m.get("tag")]
+    for tag in tags:
+        if tag not in available:
+            hint = suggest(tag, available)
+            did_you_mean = f" (did you mean {hint}?)" if hint else ""
+            raise UnknownModel(
+                f"unknown model {tag!r}{did_you_mean}; available: {', '.join(available) or 'none'}",
+                tag=tag,
+                available=available,
+            )
+
+
+def _how_to_start(client: JobsClient) -> str:
+    if client.endpoint.is_local:
+        return "start the local service with `gridllm-nb serve` (or `%gridllm local start`)"
+    return "check the URL and your network, or unset GRIDLLM_API_URL to use the local service"
+
+
+async def _ensure_service(client: JobsClient, announce: Callable[[str], None] | None) -> None:
+    """The default endpoint is the embedded service: start it if nobody has."""
+    if not client.endpoint.is_default:
+        return
+    from .service.launcher import ensure_local_service
+
+    token = client.endpoint.token.reveal() if client.endpoint.token else None
+    await asyncio.to_thread(ensure_local_service, client.base_url, token=token, announce=announce)
+
+
+async def arun(
+    prompt: str,
+    models: Sequence[str] | str,
+    *,
+    url: str | None = None,
+    token: str | Secret | None = None,
+    client: JobsClient | None = None,
+    hours: float | None = None,
+    timeout: float | None = None,
+    system: str | None = None,
+    options: dict[str, Any] | None = None,
+    on_update: UpdateCallback | None = None,
+    poll: PollSettings | None = None,
+    validate: bool = True,
+    announce: Callable[[str], None] | None = print,
+) -> Results:
+    """Send ``prompt`` to every model at once and follow the jobs to the end.
+
+    ``on_update`` receives every JobUpdate (delta, full text, state, reset).
+    ``timeout`` bounds the whole run: jobs still going then end TIMED_OUT
+    with their text kept. Cancelling the task (a kernel interrupt, the
+    panel's Cancel) ends the live jobs CANCELLED, asks the service to cancel
+    them where it can, and re-raises.
+    """
+    tags = _normalise_models(models)
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigError("empty prompt: write the prompt in the cell body or pass it as text")
+    own_client = client is None
+    client = client or JobsClient(url, token)
+    poller = get_poller(poll)
+    results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
+    watches: dict[str, Any] = {}
+    started = poller.clock.monotonic()
+
+    def publish(update: JobUpdate) -> None:
+        result = results[update.tag]
+        result.job_id = update.job_id
+        result.state = update.state
+        result.text = update.text
+        result.error = update.error
+        result.elapsed = update.elapsed
+        result.raw_status = update.raw_status
+        if on_update is not None:
+            on_update(update)
+
+    def end(tag: str, state: JobState, error: str) -> None:
+        r = results[tag]
+        if r.state.terminal:
+            return
+        publish(
+            JobUpdate(
+                tag=tag, job_id=r.job_id, state=state, text=r.text, error=error,
+                elapsed=poller.clock.monotonic() - started, raw_status=r.raw_status,
+            )
+        )
+
+    async def follow(tag: str) -> None:
+        try:
+            job_id = await client.submit(prompt, tag, hours=hours, system=system, options=options)
+        except GridLLMError as exc:
+            end(tag, JobState.FAILED, str(exc))
+            return
+        publish(JobUpdate(tag=tag, job_id=job_id, state=JobState.SUBMITTED, text="",
+                          elapsed=poller.clock.monotonic() - started))
+        watch = watches[tag] = poller.watch(client, job_id, tag=tag, hours=hours, started=started)
+        try:
+            async for update in watch:
+                publish(update)
+        finally:
+            watch.close()
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        await _ensure_service(client, announce)
+        if validate:
+            await check_models(client, tags)
+        tasks = [asyncio.ensure_future(follow(tag)) for tag in tags]
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in done:
+            task.result()  # surface bugs, never swallow them
+        if pending:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            live = [t for t in tags if not results[t].state.terminal]
+            for tag in live:
+                end(tag, JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s")
+            await _cancel_quietly(client, [results[t].job_id for t in live])
+        return results
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        live = [t for t in tags if not results[t].state.terminal]
+        for tag in live:
+            end(tag, JobState.CANCELLED, "interrupted")
+        await asyncio.shield(_cancel_quietly(client, [results[t].job_id for t in live]))
+        raise
+    finally:
+        for w in watches.values():
+            w.close()
+        if own_client:
+            await client.aclose()
+
+
+async def _cancel_quietly(client: JobsClient, ids: Sequence[str | None]) -> None:
+    """Best effort: free the service's workers; the real grid has no cancel."""
+    wanted = [i for i in ids if i]
+    if not wanted or client.closed:
+        return
+    try:
+        await asyncio.wait_for(client.cancel(wanted), timeout=3.0)
+    except (GridLLMError, asyncio.TimeoutError):
+        pass
+
+
+def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:
+    """Blocking ``arun`` for scripts and notebooks (works inside Jupyter's running loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(arun(prompt, models, **kwargs))
+    import nest_asyncio
+
+    nest_asyncio.apply(loop)
+    return loop.run_until_complete(arun(prompt, models, **kwargs))

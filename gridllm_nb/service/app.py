@@ -1,0 +1,373 @@
+"""The HTTP face of the service: remotejobs v2, plus clearly marked local extensions.
+
+Byte-compatible with ``shared/API.md``: ``POST /jobs`` and ``GET /jobs/{ids}``
+answer exactly the public service's shapes. The local extensions
+(``DELETE /jobs/{ids}``, ``GET /models``, ``GET /health``, the ``message`` key of
+finished jobs, ``system``/``options`` inside ``commandLine``) say so in the
+OpenAPI descriptions. Every malformed request answers 4xx with
+``{"success": false, "error": "<one line>"}``, never a 5xx or a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import API_PREFIX
+from .backends import Backend, create_backend
+from .commandline import MAX_INPUT_BYTES, CommandLineError, parse_command_line
+from .jobs import JobManager
+from .registry import ModelSpec, Registry, load_registry
+from .store import JobRecord, JobStore
+
+__all__ = ["create_app", "APPS", "MAX_BODY_BYTES", "MAX_IDS"]
+
+log = logging.getLogger("gridllm_nb.service")
+
+APPS = ("gridrepublic:text-inference", "charityengine:text-inference")
+MAX_BODY_BYTES = 1024 * 1024
+MAX_IDS = 500
+_ID = re.compile(r"[0-9a-f]{32}")
+_LOCAL = "**Local extension** (this embedded service only; the public GridRepublic API lacks it). "
+
+
+class ApiError(Exception):
+    """Raised by handlers; becomes ``{"success": false, "error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"success": False, "error": " ".join(message.split())[:500]}, status_code=status, headers=headers)
+
+
+# -- request / answer models (they also document the API) -----------------------
+class SubmitRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    app: StrictStr = Field("gridrepublic:text-inference", description="`gridrepublic:text-inference` (or `charityengine:text-inference`)")
+    commandLine: StrictStr = Field(
+        ...,
+        description=(
+            "A string holding the inputs: JSON `{\"inputs\": [\"<prompt>\"]}` (or `input`), or the oldest page's "
+            "Python literal `{'input': ['<prompt>'] }`. One job per input. **Local extensions** inside it: "
+            "`system` (system prompt; prepended for completion models) and `options` "
+            "(`max_tokens` alias `num_predict`, `temperature`, `top_p`, `seed`, `stop`)."
+        ),
+        examples=["{'input': ['When does 1+1=10?'] }"],
+    )
+    tag: StrictStr = Field(..., description="Model tag, e.g. `smollm2:135m`; see `GET /models`.")
+    hours: float = Field(1.0, description="Runtime limit in hours, in (0, 8]; a job over it ends `error`.")
+
+
+class SubmitAnswer(BaseModel):
+    success: bool
+    ids: list[str]
+
+
+class ErrorAnswer(BaseModel):
+    success: bool = False
+    error: str
+
+
+class JobState(BaseModel):
+    status: str = Field(..., description="queued, running, completed, error or cancelled")
+    outputFiles: list[str]
+    log: str = Field(..., description="The model's output so far; grows while running.")
+    commandLine: str
+    app: str
+    message: str | None = Field(None, description=_LOCAL + "Why the job ended `error` or `cancelled`.")
+
+
+class JobView(BaseModel):
+    vmStatus: str
+    states: dict[str, JobState]
+    created: str
+    copy_: int = Field(..., alias="copy")
+    tag: str
+    runtime: int = Field(..., description="Seconds run so far.")
+
+
+class StatusAnswer(BaseModel):
+    success: bool
+    jobs: dict[str, JobView]
+
+
+class CancelAnswer(BaseModel):
+    success: bool
+    cancelled: list[str]
+
+
+class ModelInfo(BaseModel):
+    tag: str
+    backend: str
+    local: bool
+    mode: str
+    max_tokens: int
+    description: str
+
+
+class ModelsAnswer(BaseModel):
+    success: bool
+    models: list[ModelInfo]
+
+
+class HealthAnswer(BaseModel):
+    success: bool
+    status: str
+    models: list[str]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorAnswer, "description": text}
+    for code, text in ((400, "Malformed request"), (401, "Missing or wrong bearer token"),
+                       (404, "No such job"), (413, "Body or input too large"))
+}
+
+
+def job_view(job: JobRecord, now: float) -> dict[str, Any]:
+    """The seed's exact status shape for one job (plus ``message`` once it failed)."""
+    if job.started is None:
+        runtime = 0.0
+    else:
+        runtime = (job.finished or now) - job.started
+    state: dict[str, Any] = {
+        "status": job.status,
+        "outputFiles": [],
+        "log": job.log,
+        "commandLine": job.command_line,
+        "app": job.app,
+    }
+    if job.reason and job.status in ("error", "cancelled"):
+        state["message"] = job.reason
+    return {
+        "vmStatus": job.status,
+        "states": {"default": state},
+        "created": job.created,
+        "copy": 0,
+        "tag": job.tag,
+        "runtime": max(0, int(runtime)),
+    }
+
+
+def parse_ids(raw: str) -> list[str]:
+    """Comma-separated ids -> unique, lower-case, validated list (order kept)."""
+    parts = [p.strip().lower() for p in raw.split(",")]
+    parts = [p for p in parts if p]
+    if not parts:
+        raise ApiError(400, "no job ids given")
+    if len(parts) > MAX_IDS:
+        raise ApiError(400, f"{len(parts)} job ids in one request; the limit is {MAX_IDS}")
+    for part in parts:
+        if not _ID.fullmatch(part):
+            raise ApiError(400, f"malformed job id {part[:40]!r}: expected 32 hex digits")
+    return list(dict.fromkeys(parts))
+
+
+# -- ASGI middlewares ----------------------------------------------------------------
+class _Guard:
+    """Bearer-token check and body size limit, before FastAPI parses anything.
+
+    Pure ASGI (not BaseHTTPMiddleware) so streaming and errors stay cheap; the
+    token is compared in constant time and never logged.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        if self.expected is not None:
+            given = headers.get(b"authorization", b"")
+            if not secrets.compare_digest(given, self.expected):
+                what = "wrong bearer token" if given else "missing Authorization: Bearer <token> header"
+                await _error(401, f"unauthorized: {what}", {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body
+            except ValueError:
+                await _error(400, "malformed Content-Length header")(scope, receive, send)
+                return
+            if too_big:
+                await _error(413, f"request body over {self.max_body} bytes")(scope, receive, send)
+                return
+        if scope["method"] in ("POST", "PUT", "PATCH") and length is None:
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                body += message.get("body", b"")
+                if len(body) > self.max_body:
+                    await _error(413, f"request body over {self.max_body} bytes")(scope, receive, send)
+                    return
+                if not message.get("more_body"):
+                    break
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": bytes(body), "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "malformed request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        return "request body is not valid JSON"
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "missing" and not loc:
+        return "request body is missing; expected a JSON object"
+    where = ".".join(loc)
+    msg = str(first.get("msg", "invalid"))
+    return f"{where}: {msg}" if where else msg
+
+
+# -- the app ----------------------------------------------------------------------------
+def create_app(
+    *,
+    db: str | Path = ":memory:",
+    registry: Registry | None = None,
+    models: str | Path | None = None,
+    token: str | None = None,
+    backend_factory: Callable[[ModelSpec], Backend] = create_backend,
+    max_input_bytes: int = MAX_INPUT_BYTES,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    flush_interval: float = 0.1,
+    preload: bool = False,
+) -> FastAPI:
+    """Build the ASGI app; the job manager starts now and stops with the app's lifespan.
+
+    ``registry`` wins over ``models`` (a TOML path); ``backend_factory`` lets tests
+    put a fake engine behind the real HTTP and job layers.
+    """
+    registry = registry if registry is not None else load_registry(models)
+    store = JobStore(db)
+    manager = JobManager(registry, store, backend_factory=backend_factory, flush_interval=flush_interval)
+    manager.start()
+    if preload:
+        manager.warm_up(registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        manager.close()
+        store.close()
+
+    app = FastAPI(
+        title="gridllm_nb local jobs service",
+        version="2",
+        description=(
+            "The GridRepublic remote jobs API (v2) served on this machine with real models. "
+            "`POST /jobs` and `GET /jobs/{ids}` follow the public service exactly; endpoints and fields "
+            "marked **Local extension** exist only here. Errors are `{\"success\": false, \"error\": \"...\"}`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.state.registry = registry
+    app.add_middleware(_Guard, token=token, max_body=max_body_bytes)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return _error(exc.status_code, detail, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug if reached
+        log.exception("unhandled error")
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    @app.post(f"{API_PREFIX}/jobs", response_model=SubmitAnswer, responses=_ERRORS,
+              summary="Submit jobs: one per input string")
+    def submit(body: SubmitRequest) -> dict[str, Any]:
+        if body.app not in APPS:
+            raise ApiError(400, f"unknown app {body.app[:80]!r}; expected {APPS[0]!r}")
+        if body.tag not in registry:
+            raise ApiError(400, registry.unknown_tag_message(body.tag[:80]))
+        if not (0 < body.hours <= 8):
+            raise ApiError(400, f"hours must be in (0, 8], got {body.hours!r}")
+        try:
+            command = parse_command_line(body.commandLine, max_input_bytes=max_input_bytes)
+        except CommandLineError as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        ids = manager.submit(
+            tag=body.tag, app=body.app, hours=body.hours, inputs=command.inputs,
+            command_lines=[command.echo(p) for p in command.inputs],
+            system=command.system, options=command.options,
+        )
+        return {"success": True, "ids": ids}
+
+    @app.get(f"{API_PREFIX}/jobs/{{ids}}", response_model=StatusAnswer, responses=_ERRORS,
+             summary="Status and log so far of one or more jobs (comma-separated ids)")
+    async def status(ids: str) -> JSONResponse:
+        wanted = parse_ids(ids)
+        found = manager.get(wanted)
+        if not found:
+            raise ApiError(404, f"no such job: {wanted[0]}" + (f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""))
+        now = time.time()
+        return JSONResponse({"success": True, "jobs": {i: job_view(found[i], now) for i in wanted if i in found}})
+
+    @app.delete(f"{API_PREFIX}/jobs/{{ids}}", response_model=CancelAnswer, responses=_ERRORS,
+                summary="Cancel jobs (local extension)",
+                description=_LOCAL + "Queued or running jobs end `cancelled` with their partial log kept; "
+                "finished ones are left as they are. Answers the ids cancelled now.")
+    def cancel(ids: str) -> dict[str, Any]:
+        wanted = parse_ids(ids)
+        known, cancelled = manager.cancel(wanted)
+        if not known:
+            raise ApiError(404, f"no such job: {wanted[0]}")
+        return {"success": True, "cancelled": cancelled}
+
+    @app.get(f"{API_PREFIX}/models", response_model=ModelsAnswer, responses=_ERRORS,
+             summary="Models served here (local extension)", description=_LOCAL + "Tags and their details.")
+    async def list_models() -> dict[str, Any]:
+        return {"success": True, "models": [spec.describe() for spec in registry.values()]}
+
+    @app.get(f"{API_PREFIX}/health", response_model=HealthAnswer, responses=_ERRORS,
+             summary="Liveness (local extension)", description=_LOCAL + "200 when the service is up.")
+    async def health() -> dict[str, Any]:
+        return {"success": True, "status": "ok", "models": list(registry)}
+
+    return app

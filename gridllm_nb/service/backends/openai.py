@@ -1,0 +1,80 @@
+"""Any OpenAI-compatible server (vLLM, llama.cpp's server): scale beyond one machine.
+
+Chat tags use ``/v1/chat/completions``, completion tags ``/v1/completions``;
+both stream server-sent events (``data: {...}`` lines, ending ``data: [DONE]``).
+The API key comes from the environment variable the registry names, so the
+TOML file never holds a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ..registry import ModelSpec
+from . import BackendError, GenerationRequest
+
+__all__ = ["OpenAIBackend"]
+
+
+class OpenAIBackend:
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        base = str(spec.settings.get("url", "http://127.0.0.1:8000")).rstrip("/")
+        self.base = base if base.endswith("/v1") else f"{base}/v1"
+        headers = {}
+        key_env = spec.settings.get("api_key_env")
+        if key_env and os.environ.get(str(key_env)):
+            headers["Authorization"] = f"Bearer {os.environ[str(key_env)]}"
+        timeout = float(spec.settings.get("timeout", 120.0))
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
+
+    def _request(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {"model": self.spec.settings["model"], "max_tokens": request.max_tokens, "stream": True}
+        for key in ("temperature", "top_p", "seed"):
+            value = getattr(request, key)
+            if value is not None:
+                body[key] = value
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if self.spec.mode == "chat":
+            messages = [{"role": "user", "content": request.prompt}]
+            if request.system:
+                messages.insert(0, {"role": "system", "content": request.system})
+            body["messages"] = messages
+            return f"{self.base}/chat/completions", body
+        body["prompt"] = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
+        return f"{self.base}/completions", body
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+        url, body = self._request(request)
+        try:
+            with self._client.stream("POST", url, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise BackendError(f"{url} answered {response.status_code}: {response.text[:200]}")
+                for line in response.iter_lines():
+                    if cancel.is_set():
+                        return
+                    if not line.startswith("data:"):
+                        continue  # comments, event: lines, keep-alives
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        choice = json.loads(data)["choices"][0]
+                    except (ValueError, KeyError, IndexError, TypeError):
+                        raise BackendError(f"unexpected event from {url}: {data[:80]!r}") from None
+                    piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+                    if piece:
+                        yield piece
+        except httpx.HTTPError as exc:
+            raise BackendError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        self._client.close()

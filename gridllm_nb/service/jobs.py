@@ -1,0 +1,295 @@
+"""Job lifecycle: queue, workers, deadlines, cancel, batched log writes.
+
+Generation runs in worker threads (llama.cpp releases the GIL while it
+decodes), so the event loop that answers GETs never waits on a model. Each
+tag has its own FIFO queue and ``concurrency`` workers (default 1). A single
+housekeeping thread flushes the logs of live jobs to SQLite about every
+100 ms, in one transaction, and enforces deadlines even when a backend is
+stuck between tokens.
+
+States: ``queued -> running -> completed | error | cancelled``; a terminal
+state is never left, whoever gets there first (worker, cancel, deadline) wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from .backends import Backend, BackendError, GenerationRequest, create_backend
+from .registry import ModelSpec, Registry
+from .store import RESTART_REASON, JobRecord, JobStore
+
+__all__ = ["JobManager"]
+
+log = logging.getLogger("gridllm_nb.service")
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _timeout_reason(job: JobRecord) -> str:
+    return f"exceeded its time limit of {job.hours:g} hours ({job.hours * 3600:.1f} s); partial output kept"
+
+
+class JobManager:
+    """Owns every live job; finished jobs live only in the store."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: JobStore,
+        *,
+        backend_factory: Callable[[ModelSpec], Backend] = create_backend,
+        flush_interval: float = 0.1,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.flush_interval = flush_interval
+        self._backend_factory = backend_factory
+        self._backends: dict[str, Backend] = {}
+        self._backend_locks = {tag: threading.Lock() for tag in registry}
+        self._queues: dict[str, queue.Queue[JobRecord | None]] = {}
+        self._workers: list[threading.Thread] = []
+        self._live: dict[str, JobRecord] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._housekeeper: threading.Thread | None = None
+        self._seq = 0
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> int:
+        """Recover after a restart, then start housekeeping; returns jobs marked interrupted."""
+        interrupted = self.store.recover(time.time())
+        self._seq = self.store.max_seq()
+        self._housekeeper = threading.Thread(target=self._housekeeping, name="gridllm-jobs-flush", daemon=True)
+        self._housekeeper.start()
+        if interrupted:
+            log.warning("%d job(s) ended 'error': %s", interrupted, RESTART_REASON)
+        return interrupted
+
+    def close(self) -> None:
+        """Stop: live jobs end ``error`` (interrupted), logs are flushed, models freed."""
+        self._stop.set()
+        with self._lock:
+            live = list(self._live.values())
+            for job in live:
+                self._finish_locked(job, "error", RESTART_REASON)
+        self.store.save(live)
+        for q in self._queues.values():
+            for _ in range(8):
+                q.put(None)
+        if self._housekeeper:
+            self._housekeeper.join(timeout=2)
+        for backend in self._backends.values():
+            try:
+                backend.close()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("closing a backend failed")
+
+    # -- API operations ------------------------------------------------------
+    def submit(
+        self,
+        *,
+        tag: str,
+        app: str,
+        hours: float,
+        inputs: Sequence[str],
+        command_lines: Sequence[str],
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Create one job per input, persist them, then queue them (FIFO per tag)."""
+        created = _now_iso()
+        jobs = []
+        with self._lock:
+            for prompt, command_line in zip(inputs, command_lines):
+                self._seq += 1
+                jobs.append(JobRecord(
+                    id=uuid.uuid4().hex, tag=tag, app=app, command_line=command_line, prompt=prompt,
+                    system=system, options=dict(options or {}), hours=hours, created=created, seq=self._seq,
+                ))
+        self.store.save(jobs)  # persisted before the client learns the ids
+        q = self._queue(tag)
+        with self._lock:
+            for job in jobs:
+                self._live[job.id] = job
+        for job in jobs:
+            q.put(job)
+        return [job.id for job in jobs]
+
+    def get(self, ids: Sequence[str]) -> dict[str, JobRecord]:
+        """Live jobs from memory, the rest from the store; unknown ids are left out."""
+        found: dict[str, JobRecord] = {}
+        missing = []
+        for job_id in ids:
+            job = self._live.get(job_id)
+            if job is not None:
+                found[job_id] = job
+            else:
+                missing.append(job_id)
+        if missing:
+            found.update(self.store.get(missing))
+        return found
+
+    def cancel(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Returns (known ids, ids cancelled now); terminal jobs are left as they are."""
+        known = self.get(ids)
+        cancelled = []
+        with self._lock:
+            for job_id, record in known.items():
+                job = self._live.get(job_id)
+                if job is not None and self._finish_locked(job, "cancelled", "cancelled by request"):
+                    cancelled.append(job_id)
+        self._save_and_forget([self._live[i] for i in cancelled if i in self._live])
+        return list(known), cancelled
+
+    def backend(self, tag: str) -> Backend:
+        """The tag's backend, created once (the model itself loads lazily inside)."""
+        with self._backend_locks[tag]:
+            if tag not in self._backends:
+                self._backends[tag] = self._backend_factory(self.registry[tag])
+            return self._backends[tag]
+
+    def warm_up(self, tags: Iterable[str]) -> None:
+        """Load the models now (benchmarks, ``--preload``), not on the first job."""
+        for tag in tags:
+            warm = getattr(self.backend(tag), "warm_up", None)
+            if warm:
+                warm()
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    # -- internals -----------------------------------------------------------
+    def _queue(self, tag: str) -> queue.Queue[JobRecord | None]:
+        with self._lock:
+            q = self._queues.get(tag)
+            if q is None:
+                q = self._queues[tag] = queue.Queue()
+                for n in range(self.registry[tag].concurrency):
+                    worker = threading.Thread(target=self._work, args=(q,), name=f"gridllm-{tag}-{n}", daemon=True)
+                    worker.start()
+                    self._workers.append(worker)
+            return q
+
+    def _work(self, q: queue.Queue[JobRecord | None]) -> None:
+        while not self._stop.is_set():
+            job = q.get()
+            if job is None:
+                return
+            if job.terminal:  # cancelled while it waited
+                continue
+            try:
+                self._run(job)
+            except Exception as exc:  # never let a worker die
+                log.exception("job %s failed", job.id)
+                self._end(job, "error", f"internal error: {type(exc).__name__}: {exc}")
+
+    def _run(self, job: JobRecord) -> None:
+        with self._lock:
+            if job.terminal:
+                return
+            job.status = "running"
+            job.started = time.time()
+            self._dirty.add(job.id)
+        deadline = job.started + job.hours * 3600.0
+        request = self._request(job)
+        try:
+            stream = self.backend(job.tag).generate(request, job.cancel)
+            try:
+                for piece in stream:
+                    if job.terminal:
+                        break
+                    job.log += piece
+                    self._dirty.add(job.id)
+                    if time.time() > deadline:
+                        self._expire(job)
+                        break
+            finally:
+                close = getattr(stream, "close", None)
+                if close:
+                    close()
+        except BackendError as exc:
+            self._end(job, "error", " ".join(str(exc).split()) or type(exc).__name__)
+            return
+        if time.time() > deadline and not job.terminal:
+            self._expire(job)
+        self._end(job, "completed", None)
+
+    def _request(self, job: JobRecord) -> GenerationRequest:
+        opts = job.options
+        stop = opts.get("stop") or ()
+        return GenerationRequest(
+            prompt=job.prompt,
+            system=job.system,
+            max_tokens=int(opts.get("max_tokens") or self.registry[job.tag].max_tokens),
+            temperature=opts.get("temperature"),
+            top_p=opts.get("top_p"),
+            seed=opts.get("seed"),
+            stop=tuple(stop),
+        )
+
+    def _expire(self, job: JobRecord) -> None:
+        self._end(job, "error", _timeout_reason(job))
+
+    def _finish_locked(self, job: JobRecord, status: str, reason: str | None) -> bool:
+        """Move to a terminal state unless already there (first one wins)."""
+        if job.terminal:
+            return False
+        job.status = status
+        job.reason = reason
+        job.finished = time.time()
+        if job.started is None and status != "cancelled":
+            job.started = job.finished
+        job.cancel.set()
+        return True
+
+    def _end(self, job: JobRecord, status: str, reason: str | None) -> None:
+        with self._lock:
+            changed = self._finish_locked(job, status, reason)
+        if changed:
+            self._save_and_forget([job])
+
+    def _save_and_forget(self, jobs: list[JobRecord]) -> None:
+        """Persist terminal jobs, then drop them from memory (GETs then read the store)."""
+        if not jobs:
+            return
+        self.store.save(jobs)
+        with self._lock:
+            for job in jobs:
+                self._live.pop(job.id, None)
+                self._dirty.discard(job.id)
+
+    def _housekeeping(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            try:
+                self._flush_once()
+            except Exception:  # pragma: no cover - keep flushing whatever happens
+                log.exception("flushing job logs failed")
+
+    def _flush_once(self) -> None:
+        now = time.time()
+        with self._lock:
+            for job in list(self._live.values()):
+                if job.status == "running" and job.started and now > job.started + job.hours * 3600.0:
+                    self._expire_locked(job)
+            dirty, self._dirty = self._dirty, set()
+            jobs = [self._live[i] for i in dirty if i in self._live]
+        if jobs:
+            self.store.save(jobs)
+        with self._lock:
+            done = [job for job in self._live.values() if job.terminal]
+        self._save_and_forget(done)
+
+    def _expire_locked(self, job: JobRecord) -> None:
+        if self._finish_locked(job, "error", _timeout_reason(job)):
+            self._dirty.add(job.id)

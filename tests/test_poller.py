@@ -1,0 +1,198 @@
+"""The batched poller: deltas, resets, LOST, TIMED_OUT, faults and backoff, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from gridllm_nb.client import JobsClient
+from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.poller import Poller, PollSettings, get_poller
+
+from .fakes import FakeClock, FakeJobsAPI, words_script
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://grid.invalid/remotejobs/v2"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def setup(fake: FakeJobsAPI, clock: FakeClock, **settings) -> tuple[JobsClient, Poller]:
+    client = JobsClient(BASE, transport=fake.transport(), clock=clock)
+    return client, Poller(PollSettings(**settings), clock=clock)
+
+
+async def collect(poller: Poller, client: JobsClient, job_id: str, **kw) -> list[JobUpdate]:
+    return [u async for u in poller.watch(client, job_id, **kw)]
+
+
+async def test_deltas_add_up_to_the_final_log(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("one two three four five"))
+    client, poller = setup(fake, clock)
+    job_id = await client.submit("p", "m")
+    updates = await collect(poller, client, job_id, tag="m")
+    assert "".join(u.delta for u in updates) == "one two three four five"
+    assert [u.state for u in updates][0] is JobState.QUEUED
+    assert updates[-1].state is JobState.COMPLETED and updates[-1].text == "one two three four five"
+    assert not any(u.reset for u in updates)
+    assert not poller.running
+    await client.aclose()
+
+
+async def test_gets_per_tick_are_ceil_n_over_100(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("a b c"))
+    client, poller = setup(fake, clock)
+    ids = await client.submit_many(["p"] * 250, "m")
+    watches = [poller.watch(client, i, tag=i) for i in ids]
+    finals = await asyncio.gather(*(_last(w) for w in watches))
+    assert all(u.state is JobState.COMPLETED for u in finals)
+    assert poller.gets == 3 * poller.ticks
+    assert all(len(r.url.path.split("/")[-1].split(",")) <= 100 for r in fake.gets())
+    await client.aclose()
+
+
+async def _last(watch) -> JobUpdate:
+    last = None
+    async for u in watch:
+        last = u
+    return last
+
+
+async def test_a_log_that_restarts_is_a_reset_and_the_final_text_is_the_new_log(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=[("running", "old host says"), ("running", "old host says hi"),
+                                       ("running", "new"), ("completed", "new host answer")])
+    client, poller = setup(fake, clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    resets = [u for u in updates if u.reset]
+    assert len(resets) == 1 and resets[0].text == "new" and resets[0].delta == "new"
+    assert updates[-1].text == "new host answer"
+    assert updates[-1].delta == " host answer"
+    await client.aclose()
+
+
+async def test_missing_for_several_polls_means_lost_with_text_kept(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=[("running", "partial")] * 3 + [("running", "partial answer")] * 99)
+    client, poller = setup(fake, clock, lost_after=3)
+    job_id = await client.submit("p", "m")
+    watch = poller.watch(client, job_id, tag="m")
+    first = await watch.__anext__()
+    assert first.text == "partial"
+    fake.forget.add(job_id)
+    rest = [u async for u in watch]
+    assert rest[-1].state is JobState.LOST and rest[-1].text == "partial"
+    assert "no longer knows" in rest[-1].error
+    await client.aclose()
+
+
+async def test_timed_out_after_hours_plus_grace(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=[("running", "still thinking")])
+    client, poller = setup(fake, clock, grace=30, slow=60)
+    job_id = await client.submit("p", "m")
+    start = clock.now
+    updates = await collect(poller, client, job_id, tag="m", hours=0.01)
+    assert updates[-1].state is JobState.TIMED_OUT and updates[-1].text == "still thinking"
+    assert 36 + 30 < clock.now - start <= 36 + 30 + 60
+    await client.aclose()
+
+
+async def test_every_fault_is_survived_without_losing_a_byte(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("alpha beta gamma delta"))
+    client, poller = setup(fake, clock)
+    job_id = await client.submit("p", "m")
+    watch = poller.watch(client, job_id, tag="m")
+    seen = [await watch.__anext__(), await watch.__anext__()]
+    fake.inject(
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(502, text="bad gateway"),
+        httpx.Response(503, json={"success": False, "error": "busy"}),
+        httpx.Response(429, headers={"Retry-After": "9"}, json={"success": False}),
+        httpx.Response(200, content=b'{"success": true, "jobs": {"'),
+        httpx.Response(200, text="not json at all"),
+        httpx.Response(200, json={"success": False, "error": "transient"}),
+        httpx.Response(200, json={"success": True, "jobs": {}}),  # id missing once
+    )
+    seen += [u async for u in watch]
+    assert "".join(u.delta for u in seen) == "alpha beta gamma delta"
+    assert seen[-1].state is JobState.COMPLETED
+    assert 9.0 in clock.sleeps  # Retry-After honoured
+    await client.aclose()
+
+
+async def test_backoff_grows_with_jitter_then_gives_up_as_lost(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=[("running", "kept text")] * 50)
+    client, poller = setup(fake, clock, give_up_after=100)
+    job_id = await client.submit("p", "m")
+    watch = poller.watch(client, job_id, tag="m")
+    assert (await watch.__anext__()).text == "kept text"
+    fake.inject(*[httpx.ConnectError("down") for _ in range(1000)])
+    clock.sleeps.clear()
+    rest = [u async for u in watch]
+    assert rest[-1].state is JobState.LOST and rest[-1].text == "kept text"
+    assert "gave up" in rest[-1].error and "cannot reach" in rest[-1].error
+    backoffs = clock.sleeps
+    assert backoffs[0] <= 0.5 and max(backoffs) <= 10
+    assert backoffs[4] > backoffs[0]
+    assert 100 <= sum(backoffs) <= 100 + 10
+    await client.aclose()
+
+
+async def test_interval_backs_off_while_quiet_and_snaps_back_on_change(clock: FakeClock) -> None:
+    quiet = [("running", "x")] * 12
+    fake = FakeJobsAPI(default_script=quiet + [("running", "x y")] + [("completed", "x y")])
+    client, poller = setup(fake, clock, fast=0.3, slow=5.0, factor=1.5)
+    await collect(poller, client, await client.submit("p", "m"), tag="m")
+    sleeps = clock.sleeps
+    assert sleeps[0] == pytest.approx(0.3)
+    assert sleeps[1] == pytest.approx(0.45)
+    assert max(sleeps) == pytest.approx(5.0)
+    assert sleeps[-1] == pytest.approx(0.3)  # fast again after the change
+    await client.aclose()
+
+
+async def test_closing_a_watch_stops_polling_and_leaves_no_task(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=[("running", "forever")])
+    client, poller = setup(fake, clock)
+    watch = poller.watch(client, await client.submit("p", "m"), tag="m")
+    await watch.__anext__()
+
+    async def consume():
+        async for _ in watch:
+            pass
+
+    task = asyncio.ensure_future(consume())
+    await asyncio.sleep(0)
+    task.cancel()
+    watch.close()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    gets = len(fake.gets())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not poller.running and poller.active == 0
+    assert len(fake.gets()) == gets
+    await client.aclose()
+
+
+async def test_one_poller_per_loop() -> None:
+    assert get_poller() is get_poller()
+    first = get_poller()
+
+    def in_a_new_loop() -> Poller:
+        async def inner() -> Poller:
+            return get_poller()
+        return asyncio.run(inner())
+
+    other = await asyncio.to_thread(in_a_new_loop)
+    assert other is not first
