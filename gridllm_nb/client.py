@@ -84,6 +84,8 @@ class RetryPolicy:
     budget: float = 30.0
     initial: float = 0.5
     maximum: float = 8.0
+    # A refused connection rarely heals in seconds, and someone is waiting.
+    connect_budget: float = 5.0
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter delay before retry number ``attempt`` (1-based)."""
@@ -94,11 +96,19 @@ class RetryPolicy:
 class _Retryable(Exception):
     """Internal wrapper: a failure worth another try, with whether a POST may repeat."""
 
-    def __init__(self, error: GridLLMError, *, safe_for_post: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        error: GridLLMError,
+        *,
+        safe_for_post: bool,
+        retry_after: float | None = None,
+        connect: bool = False,
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.safe_for_post = safe_for_post
         self.retry_after = retry_after
+        self.connect = connect
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -297,7 +307,11 @@ class JobsClient:
             return min(policy.backoff(state.attempt_number), remaining)
 
         def stop(state: RetryCallState) -> bool:
-            return self.clock.monotonic() - start >= policy.budget
+            elapsed = self.clock.monotonic() - start
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Retryable) and exc.connect:
+                return elapsed >= min(policy.connect_budget, policy.budget)
+            return elapsed >= policy.budget
 
         try:
             async for attempt in AsyncRetrying(
@@ -322,7 +336,9 @@ class JobsClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: safe to repeat, even a POST.
             raise _Retryable(
-                TransportError(f"cannot reach {self.base_url}: {self._scrub(exc)}"), safe_for_post=True
+                TransportError(f"cannot reach {self.base_url}: {self._scrub(exc)}"),
+                safe_for_post=True,
+                connect=True,
             ) from None
         except httpx.TimeoutException:
             raise _Retryable(

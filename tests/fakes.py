@@ -177,3 +177,39 @@ class FakeClock(Clock):
         self.sleeps.append(seconds)
         self.now += max(0.0, seconds)
         await asyncio.sleep(0)
+
+
+class ServedFake:
+    """Serve a FakeJobsAPI over real HTTP on 127.0.0.1 (uvicorn in a thread)."""
+
+    def __init__(self, fake: FakeJobsAPI) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.fake = fake
+        self.url = f"http://127.0.0.1:{self.port}/remotejobs/v2"
+        config = uvicorn.Config(fake.asgi_app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off",
+                                interface="asgi3")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "ServedFake":
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(5)
