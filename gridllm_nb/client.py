@@ -228,25 +228,27 @@ class JobsClient:
 
     async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:
         """Latest state of each id; ids the service does not know are left out."""
-        found: dict[str, Job] = {}
-        for chunk in chunk_ids(list(dict.fromkeys(ids)), base_len=len(self.base_url)):
-            found.update(await self._status_chunk(chunk, retry=retry))
-        return found
+        entries = await self.status_entries(ids, retry=retry)
+        return {job_id: Job.from_api(job_id, entry) for job_id, entry in entries.items()}
 
-    async def _status_chunk(self, chunk: list[str], *, retry: bool) -> dict[str, Job]:
-        try:
-            data = await self._call("GET", "jobs/" + ",".join(chunk), retry=retry)
-        except APIError as exc:
-            if exc.status_code == 404:
-                return {}
-            raise
-        jobs = data.get("jobs")
-        if jobs is None:
-            jobs = {}
-        if not isinstance(jobs, dict):
-            raise ProtocolError("the status answer has no 'jobs' object")
-        wanted = set(chunk)
-        return {jid: Job.from_api(jid, entry) for jid, entry in jobs.items() if jid in wanted}
+    async def status_entries(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Any]:
+        """The raw ``jobs`` entries, unparsed: the poller parses only what changed."""
+        found: dict[str, Any] = {}
+        for chunk in chunk_ids(list(dict.fromkeys(ids)), base_len=len(self.base_url)):
+            try:
+                data = await self._call("GET", "jobs/" + ",".join(chunk), retry=retry)
+            except APIError as exc:
+                if exc.status_code == 404:
+                    continue  # none of these ids is known
+                raise
+            jobs = data.get("jobs")
+            if jobs is None:
+                jobs = {}
+            if not isinstance(jobs, dict):
+                raise ProtocolError("the status answer has no 'jobs' object")
+            wanted = set(chunk)
+            found.update((jid, entry) for jid, entry in jobs.items() if jid in wanted)
+        return found
 
     async def cancel(self, ids: Iterable[str]) -> list[str]:
         """Cancel jobs (a local-service extension; NotSupported on the real grid)."""

@@ -13,6 +13,7 @@ import asyncio
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from typing import Any
 from dataclasses import dataclass, field, replace
 
 from .client import JobsClient, RetryPolicy, chunk_ids
@@ -105,6 +106,15 @@ class Watch:
         )
         if self.state.terminal:
             self.close()
+
+    def _unchanged(self, entry: Any) -> bool:
+        """Cheap check before parsing: same log and same status as last time."""
+        try:
+            inner = entry["states"]["default"]
+            status = inner.get("status") or entry.get("vmStatus") or ""
+            return inner.get("log") == self.text and status == self.raw_status and self.job is not None
+        except (KeyError, TypeError, AttributeError):
+            return False
 
     def _apply(self, job: Job, now: float) -> bool:
         """Take a fresh status; returns whether the text changed."""
@@ -226,7 +236,7 @@ class Poller:
                 batches.append((client, [by_id[i] for i in chunk]))
         self.gets += len(batches)
         answers = await asyncio.gather(
-            *(client.status([w.job_id for w in ws], retry=False) for client, ws in batches),
+            *(client.status_entries([w.job_id for w in ws], retry=False) for client, ws in batches),
             return_exceptions=True,
         )
         now = self.clock.monotonic()
@@ -246,14 +256,16 @@ class Poller:
                 if w.done:
                     continue
                 w.failing_since = None
-                job = answer.get(w.job_id)
-                if job is None:
+                entry = answer.get(w.job_id)
+                if entry is None:
                     w.missing += 1
                     if w.missing >= self.settings.lost_after:
                         w._end(JobState.LOST, f"the service no longer knows job {w.job_id}", now)
                         changed = True
                     continue
-                changed |= w._apply(job, now)
+                if w.missing == 0 and w._unchanged(entry):
+                    continue
+                changed |= w._apply(Job.from_api(w.job_id, entry, w.state), now)
         for w in list(self._watches.values()):
             if not w.done and w.deadline is not None and now > w.deadline:
                 w._end(JobState.TIMED_OUT, "no result within the job's hours limit", now)

@@ -1,0 +1,68 @@
+"""A loopback jobs API whose jobs stream deterministic text on a timer.
+
+Job text is "w1 w2 ... wK": word k appears at created + k * STEP seconds, so a
+client can tell from the text alone when the server-side change happened.
+Run as ``python benchmarks/streamserver.py PORT``; used by benchmarks/poller.py.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+
+STEP = 0.25
+WORDS = 12
+jobs: dict[str, float] = {}
+
+
+def log_at(created: float, now: float) -> tuple[str, str]:
+    k = min(WORDS, int((now - created) / STEP))
+    status = "completed" if k >= WORDS else "running"
+    return status, " ".join(f"w{i}" for i in range(1, k + 1))
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    path = scope["path"].split("/remotejobs/v2", 1)[-1]
+    now = time.time()
+    if scope["method"] == "POST" and path == "/jobs":
+        inputs = json.loads(json.loads(body)["commandLine"])["inputs"]
+        ids = []
+        for _ in inputs:
+            job_id = uuid.uuid4().hex
+            jobs[job_id] = now
+            ids.append(job_id)
+        payload = {"success": True, "ids": ids}
+    elif path.startswith("/jobs/"):
+        out = {}
+        for job_id in path[len("/jobs/"):].split(","):
+            created = jobs.get(job_id)
+            if created is None:
+                continue
+            status, log = log_at(created, now)
+            out[job_id] = {"vmStatus": status, "states": {"default": {"status": status, "log": log,
+                           "outputFiles": [], "commandLine": "{}", "app": "gridrepublic:text-inference"}},
+                           "created": "2024-05-06T21:26:00+00:00", "copy": 0, "tag": "bench",
+                           "runtime": int(now - created), "created_ts": created}
+        payload = {"success": True, "jobs": out}
+    else:
+        payload = {"success": False, "error": "not found"}
+    data = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
