@@ -150,7 +150,7 @@ def main() -> None:
         rows.append((n, a, b))
         print(f"N={n}: ours {a['gets']} GETs in {a['wall']:.1f}s, naive {b['gets']} GETs in {b['wall']:.1f}s",
               file=sys.stderr)
-    print(f"\nPoll interval {INTERVAL}s while logs change; server adds a word every {STEP}s, 12 words per job.\n")
+    print(f"\nPoll interval {INTERVAL}s while logs change; server adds a word every {STEP}s, 24 words per job.\n")
     print("| jobs N | GETs/tick (ours) | target ceil(N/100) | total GETs ours | total GETs naive | naive/ours "
           "| CPU/tick ours (ms) | latency ours p50 / p95 (ms) | latency naive p50 / p95 (ms) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -13,7 +13,7 @@ import time
 import uuid
 
 STEP = 0.25
-WORDS = 12
+WORDS = 24
 jobs: dict[str, float] = {}
 
 
