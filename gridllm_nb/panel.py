@@ -32,6 +32,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import nh3
+from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported, TransportError
@@ -40,8 +41,10 @@ from .models import JobState, JobUpdate, Result, Results
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
 
 MAX_MODELS = 3
-SEGMENT_CHARS = 512  # a tail longer than this is sealed at a line end
+SEGMENT_CHARS = 512  # a tail holding this much is left alone; new text opens a segment
 DEFAULT_RATE = 10.0  # flushes per second per card, at most
+BYTE_BUDGET = 2.0  # a text-only flush waits until it costs <= 2 bytes per new character...
+MAX_STALE = 1.0  # ...but never longer than this many seconds
 
 _CSS = """
 <style>
@@ -56,10 +59,14 @@ _CSS = """
 .gridllm-state-completed .gridllm-badge { background: #d4f5d4; color: #14541a; }
 .gridllm-state-failed .gridllm-badge, .gridllm-state-lost .gridllm-badge { background: #ffd6d6; color: #7a0c0c; }
 .gridllm-state-cancelled .gridllm-badge, .gridllm-state-timed_out .gridllm-badge { background: #fff0c2; color: #6b4e00; }
-.gridllm-seg pre, pre.gridllm-seg { white-space: pre-wrap; word-break: break-word; margin: 0;
-  font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; padding: 0; }
+.gridllm-flow { display: block !important; }
+.gridllm-flow > .gridllm-seg, .gridllm-flow > .gridllm-seg > .widget-html-content,
+.gridllm-flow > .gridllm-seg pre { display: inline !important; margin: 0 !important; padding: 0;
+  line-height: 1.4 !important; height: auto !important; }
+.gridllm-seg pre, .gridllm-history-entry pre, .gridllm-markdown-view pre { white-space: pre-wrap; word-break: break-word;
+  font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; }
 .gridllm-error { color: #a00; }
-.gridllm-status { color: #a00; min-height: 1.2em; }
+.gridllm-status { min-height: 1.2em; }
 .gridllm-hint { color: #666; font-style: italic; }
 </style>
 """
@@ -105,7 +112,7 @@ def render_text(text: str, *, markdown: bool = False) -> str:
     links and images never survive either way.
     """
     if not markdown:
-        return f'<pre class="gridllm-seg">{html.escape(text, quote=False)}</pre>'
+        return f"<pre>{html.escape(text, quote=False)}</pre>"
     rendered = _markdown_to_html(text)
     return nh3.clean(
         rendered,
@@ -119,17 +126,50 @@ def render_text(text: str, *, markdown: bool = False) -> str:
 # -- one card per model ---------------------------------------------------------
 
 
+class Looks:
+    """Layouts and styles shared by many widgets, so each is opened once, not per widget.
+
+    A widget's comm_open carries its whole state; a Layout alone is ~1 KB of
+    mostly nulls. Sharing one instance makes every further widget cost only
+    a reference.
+    """
+
+    def __init__(self) -> None:
+        self.layout = widgets.Layout()
+        self.label = LabelStyle()
+        self.html = HTMLStyle()
+
+    # Classes go in with the constructor, so they travel in the comm_open.
+    def html_widget(self, value: str = "", *classes: str) -> widgets.HTML:
+        return widgets.HTML(value, layout=self.layout, style=self.html, _dom_classes=classes)
+
+    def label_widget(self, value: str = "", *classes: str) -> widgets.Label:
+        return widgets.Label(value, layout=self.layout, style=self.label, _dom_classes=classes)
+
+
 class Card(widgets.VBox):
-    """One model's answer: tag, status badge, elapsed time, text, error line."""
+    """One model's answer: tag, status badge, elapsed time, text, error line.
+
+    The text is a run of inline ``<pre>`` segments that read as one flowing
+    text (see ``.gridllm-flow`` in the CSS). Only the last one, the tail, is
+    rewritten while text streams in; once the tail holds ``segment_chars``
+    it is left as it is and new text goes to a new segment, so the bytes
+    sent grow with the text rather than with text x updates. The error
+    line and the markdown view are made only when needed.
+    """
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
-                 segment_chars: int = SEGMENT_CHARS) -> None:
+                 segment_chars: int = SEGMENT_CHARS, looks: Looks | None = None,
+                 byte_budget: float | None = BYTE_BUDGET, max_stale: float = MAX_STALE) -> None:
         self.tag = tag
+        self.byte_budget = byte_budget
+        self.max_stale = max_stale
         self.state = JobState.SUBMITTED
         self.text = ""
         self.error: str | None = None
         self.elapsed = 0.0
         self.flushes = 0
+        self.looks = looks or Looks()
         self._markdown = markdown
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
         self._segment_chars = segment_chars
@@ -137,76 +177,109 @@ class Card(widgets.VBox):
         self._handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
         self._sealed_chars = 0  # text already in sealed segments
-        self._seg_layout = widgets.Layout(margin="0")  # shared by every segment
 
-        self.title = widgets.HTML(f"<b>{html.escape(tag)}</b>")
-        self.title.add_class("gridllm-card-tag")
-        self.badge = widgets.Label(self.state.label)
-        self.badge.add_class("gridllm-badge")
-        self.clock = widgets.Label("")
-        self.clock.add_class("gridllm-elapsed")
-        head = widgets.HBox([self.title, self.badge, self.clock])
-        head.add_class("gridllm-card-head")
-        self.error_line = widgets.Label("", layout=widgets.Layout(display="none"))
-        self.error_line.add_class("gridllm-error")
-        self._tail = self._new_segment()
-        self.segments = widgets.VBox([self._tail])
-        self.segments.add_class("gridllm-text")
-        self.rendered = widgets.HTML("", layout=widgets.Layout(display="none"))
-        self.rendered.add_class("gridllm-markdown-view")
-        if markdown:
-            self.segments.layout.display = "none"
-            self.rendered.layout.display = None
-        super().__init__([head, self.error_line, self.segments, self.rendered])
-        self.add_class("gridllm-card")
-        self.add_class(f"gridllm-card-{slug(tag)}")
-        self.add_class(f"gridllm-state-{self.state.value}")
+        looks = self.looks
+        self.title = looks.html_widget(f"<b>{html.escape(tag)}</b>", "gridllm-card-tag")
+        self.badge = looks.label_widget(self.state.label, "gridllm-badge")
+        self.clock = looks.label_widget("", "gridllm-elapsed")
+        self.head = widgets.HBox([self.title, self.badge, self.clock], layout=looks.layout,
+                                 _dom_classes=("gridllm-card-head",))
+        self.error_line: widgets.Label | None = None
+        self.rendered: widgets.HTML | None = None
+        self._segs: list[widgets.HTML] = [self._new_segment()]
+        self.flow = widgets.Box(self._segs, layout=looks.layout, _dom_classes=("gridllm-flow",))
+        super().__init__(layout=looks.layout, _dom_classes=(
+            "gridllm-card", f"gridllm-card-{slug(tag)}", f"gridllm-state-{self.state.value}"))
+        self._relayout()
 
-    # text as segments: only the tail is ever rewritten
-    def _new_segment(self) -> widgets.HTML:
-        seg = widgets.HTML("", layout=self._seg_layout)
-        seg.add_class("gridllm-seg")
-        return seg
+    @property
+    def segments(self) -> tuple[widgets.HTML, ...]:
+        return tuple(self._segs)
+
+    @property
+    def markdown(self) -> bool:
+        return self._markdown
+
+    def _relayout(self) -> None:
+        body: list[widgets.Widget] = [self.head]
+        if self.error_line is not None:
+            body.append(self.error_line)
+        if self._markdown:
+            if self.rendered is None:
+                self.rendered = self.looks.html_widget(render_text(self.text, markdown=True),
+                                                       "gridllm-markdown-view")
+            body.append(self.rendered)
+        else:
+            body.append(self.flow)
+            if tuple(self._segs) != self.flow.children:
+                self.flow.children = tuple(self._segs)
+        if tuple(body) != self.children:
+            self.children = tuple(body)
+
+    def _new_segment(self, text: str = "") -> widgets.HTML:
+        # The text rides in the comm_open: no separate update for it.
+        return self.looks.html_widget(render_text(text), "gridllm-seg", "gridllm-text")
 
     def _show_text(self, text: str) -> None:
         if not text.startswith(self.text[: self._sealed_chars]):
             # The job restarted elsewhere: start the column again.
             self._sealed_chars = 0
-            self._tail = self._new_segment()
-            self.segments.children = (self._tail,)
-        tail = text[self._sealed_chars:]
-        if len(tail) > self._segment_chars:
-            cut = tail.rfind("\n", 0, len(tail) - 1)
-            if cut >= self._segment_chars // 2:
-                # Seal the finished lines in the current tail, start a new one.
-                self._tail.value = render_text(tail[: cut + 1])
-                self._sealed_chars += cut + 1
-                tail = tail[cut + 1:]
-                self._tail = self._new_segment()
-                self.segments.children = (*self.segments.children, self._tail)
-        value = render_text(tail)
-        if self._tail.value != value:
-            self._tail.value = value
-        if self._markdown:
+            self._segs = [self._new_segment(text)]
+        elif text.startswith(self.text) and len(self.text) - self._sealed_chars >= self._segment_chars:
+            # The tail is full: leave it as shown, new text goes to a new segment.
+            self._sealed_chars = len(self.text)
+            self._segs.append(self._new_segment(text[self._sealed_chars:]))
+        value = render_text(text[self._sealed_chars:])
+        if self._segs[-1].value != value:
+            self._segs[-1].value = value
+        if self._markdown and self.rendered is not None:
             md = render_text(text, markdown=True)
             if self.rendered.value != md:
                 self.rendered.value = md
+        self._relayout()
 
     def set_markdown(self, on: bool) -> None:
         self._markdown = on
-        if on:
+        if on and self.rendered is not None:
             self.rendered.value = render_text(self.text, markdown=True)
-        self.segments.layout.display = "none" if on else None
-        self.rendered.layout.display = None if on else "none"
+        self._relayout()
 
     # coalescing
+    def _flush_cost(self, text: str) -> int:
+        """Rough comm bytes a flush showing ``text`` would send (message overheads included)."""
+        if text.startswith(self.text) and len(self.text) - self._sealed_chars >= self._segment_chars:
+            # a new segment: its comm_open, the grown children list, the new text
+            return 540 + 45 * (len(self._segs) + 1) + 70 + len(text) - len(self.text)
+        return 70 + len(text) - self._sealed_chars
+
+    def _wait_for(self, update: JobUpdate, now: float) -> float:
+        """Seconds until ``update`` may be shown.
+
+        Never sooner than ``1 / max_rate`` after the last flush. A plain text
+        growth also waits until the new text is worth what resending the
+        tail costs (``byte_budget``: bytes sent per new character), but
+        never more than ``max_stale`` seconds, so the card keeps moving.
+        """
+        wait = self._last_flush + self._interval - now
+        if self.byte_budget is None or update.state is not self.state or update.reset:
+            return wait
+        if (update.error or "") != (self.error or "") or not update.text.startswith(self.text):
+            return wait
+        new = len(update.text) - len(self.text)
+        if new * self.byte_budget >= self._flush_cost(update.text):
+            return wait
+        return max(wait, self._last_flush + self.max_stale - now)
+
     def push(self, update: JobUpdate) -> None:
         """Take an update; it reaches the widgets at most ``max_rate`` times a second."""
         self._pending = update
-        if self._handle is not None:
-            return
         now = time.monotonic()
-        wait = self._last_flush + self._interval - now
+        wait = self._wait_for(update, now)
+        if self._handle is not None:
+            if self._handle.when() <= self._handle_loop_time(wait):
+                return
+            self._handle.cancel()
+            self._handle = None
         if wait <= 0:
             self.flush()
             return
@@ -216,6 +289,10 @@ class Card(widgets.VBox):
             self.flush()
             return
         self._handle = loop.call_later(wait, self.flush)
+
+    @staticmethod
+    def _handle_loop_time(wait: float) -> float:
+        return asyncio.get_running_loop().time() + max(0.0, wait)
 
     def flush(self) -> None:
         """Apply the newest pending update, touching only what changed."""
@@ -241,15 +318,21 @@ class Card(widgets.VBox):
                 self.text = text
             err = _one_line(error) if error else ""
             if err != (self.error or ""):
+                if self.error_line is None:
+                    self.error_line = self.looks.label_widget("", "gridllm-error")
                 self.error_line.value = err
-                self.error_line.layout.display = None if err else "none"
                 self.error = err or None
+                self._relayout()
             self.tick(elapsed)
 
     def tick(self, elapsed: float) -> None:
-        """Show the elapsed time (tenths of a second; unchanged strings are not sent)."""
+        """Show the elapsed time: whole seconds while live, tenths at the end.
+
+        An unchanged string is not sent, so a streaming card updates its clock
+        once a second rather than on every flush.
+        """
         self.elapsed = elapsed
-        label = f"{elapsed:.1f} s"
+        label = f"{elapsed:.1f} s" if self.state.terminal else f"{elapsed:.0f} s"
         if self.clock.value != label:
             self.clock.value = label
 
@@ -266,7 +349,10 @@ class Panel(widgets.VBox):
     ``Panel()`` lists the service's models (``GET /models``); ``Panel(models=[...])``
     names them. ``url``, ``token``, ``hours``, ``timeout``, ``system``,
     ``options`` and ``poll`` are passed through to ``arun``; ``client`` (a
-    ``JobsClient``) replaces the one the panel would make.
+    ``JobsClient``) replaces the one the panel would make. ``max_rate``,
+    ``byte_budget`` and ``max_stale`` tune how card updates are coalesced
+    (see ``Card``); ``retry`` bounds how long an unreachable service is
+    retried before the panel says so.
     """
 
     def __init__(
@@ -284,6 +370,9 @@ class Panel(widgets.VBox):
         markdown: bool = False,
         max_models: int = MAX_MODELS,
         max_rate: float = DEFAULT_RATE,
+        byte_budget: float | None = BYTE_BUDGET,
+        max_stale: float = MAX_STALE,
+        segment_chars: int = SEGMENT_CHARS,
         retry: RetryPolicy | None = None,
         prompt: str = "",
     ) -> None:
@@ -295,6 +384,9 @@ class Panel(widgets.VBox):
         }
         self.max_models = max_models
         self.max_rate = max_rate
+        self.byte_budget = byte_budget
+        self.max_stale = max_stale
+        self.segment_chars = segment_chars
         self.retry = retry or RetryPolicy(budget=8.0, initial=0.3, maximum=2.0)
         self.results: Results | None = None
         self.history: list[Results] = []
@@ -303,6 +395,7 @@ class Panel(widgets.VBox):
         self.task: asyncio.Task[Any] | None = None
         self._load_task: asyncio.Future[Any] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self.looks = Looks()
 
         style = widgets.HTML(_CSS)
         style.add_class("gridllm-style")
@@ -342,14 +435,26 @@ class Panel(widgets.VBox):
         self.add_class("gridllm-panel")
 
         self.prompt.observe(self._refresh_buttons, names="value")
-        self.process_button.on_click(lambda _b: self.process())
-        self.cancel_button.on_click(lambda _b: self.cancel())
+        self.process_button.on_click(self._guard(self.process))
+        self.cancel_button.on_click(self._guard(self.cancel))
         self.markdown_toggle.observe(self._on_markdown, names="value")
 
         if models is not None:
             self.set_models(list(models))
         else:
             self._start_loading()
+
+    def _guard(self, action: Any) -> Any:
+        """A click handler that puts an unexpected error on the status line (ipywidgets hides it)."""
+
+        def handler(_button: Any) -> None:
+            try:
+                action()
+            except Exception as exc:
+                self._say(f"{type(exc).__name__}: {exc}")
+                raise
+
+        return handler
 
     @property
     def widget(self) -> Panel:
@@ -380,7 +485,7 @@ class Panel(widgets.VBox):
         self._apply_cap()
         self._refresh_buttons()
 
-    def _client(self) -> tuple[JobsClient, bool]:
+    def _make_client(self) -> tuple[JobsClient, bool]:
         if self._client is not None:
             return self._client, False
         return JobsClient(self._url, self._token, retry=self.retry), True
@@ -396,7 +501,7 @@ class Panel(widgets.VBox):
 
     async def load_models(self) -> list[str] | None:
         """Ask the service which models it serves; the answer fills the checkboxes."""
-        client, own = self._client()
+        client, own = self._make_client()
         try:
             from .runner import _ensure_service
 
@@ -464,6 +569,7 @@ class Panel(widgets.VBox):
         if not tags or not prompt.strip():
             self._say("choose at least one model and write a prompt")
             return None
+        self._prepare(prompt, tags)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -505,17 +611,24 @@ class Panel(widgets.VBox):
         self.history_box.children = (entry, *self.history_box.children)
         self.history_accordion.set_title(0, f"History ({len(self.history)} earlier runs)")
 
-    async def _run(self, prompt: str, tags: list[str]) -> Results:
-        from .runner import _ensure_service, arun, suggest
-
+    def _prepare(self, prompt: str, tags: list[str]) -> None:
+        """New cards for this run, the previous run into the history."""
         if self.results is not None:
             self._archive(self.results)
         markdown = self.markdown_toggle.value
-        self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate) for t in tags}
+        self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, looks=self.looks,
+                              byte_budget=self.byte_budget, max_stale=self.max_stale,
+                              segment_chars=self.segment_chars)
+                      for t in tags}
         self.card_box.children = tuple(self.cards.values())
-        live = Results(prompt, {t: Result(tag=t) for t in tags})
-        self.results = live
+        self.results = Results(prompt, {t: Result(tag=t) for t in tags})
         self._say("")
+
+    async def _run(self, prompt: str, tags: list[str]) -> Results:
+        from .runner import _ensure_service, arun, suggest
+
+        live = self.results
+        assert live is not None
         started = time.monotonic()
         self._ticker = asyncio.ensure_future(self._tick_clocks(started))
 
@@ -530,7 +643,7 @@ class Panel(widgets.VBox):
             r.state, r.error, r.elapsed = JobState.FAILED, message, time.monotonic() - started
             self.cards[tag].fail(message)
 
-        client, own = self._client()
+        client, own = self._make_client()
         try:
             runnable = list(tags)
             await _ensure_service(client, self._say)

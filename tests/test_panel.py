@@ -38,11 +38,11 @@ def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Pane
     return Panel(models, client=client, **kw)
 
 
-def hidden(w) -> bool:  # noqa: ANN001
+def hidden(w) -> bool:
     return w.layout.display == "none"
 
 
-async def until(cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def until(cond, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -121,7 +121,8 @@ async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None
     assert m.state is JobState.COMPLETED and m.badge.value == "completed"
     assert "gridllm-state-completed" in m._dom_classes and "gridllm-card-m-1" in m._dom_classes
     assert m.text == "Hello from the fake grid" and n.text == "other answer here"
-    assert "Hello from the fake grid" in m.segments.children[-1].value
+    assert "Hello from the fake grid" in m.segments[-1].value
+    assert m.error_line is None and m.rendered is None  # made only when needed
     assert m.clock.value.endswith(" s")
     assert results is panel.results and results.ok
     assert results["n:1"].text == "other answer here"
@@ -160,7 +161,7 @@ async def test_updates_are_coalesced_to_about_ten_per_second_per_card() -> None:
     updates = 0
     orig = panel.cards  # cards exist right after the click
     card = orig["m:1"]
-    card.observe(lambda c: None)  # noqa: ARG005
+    card.observe(lambda c: None)
     res = await panel.wait()
     took = time.monotonic() - t0
     updates = card.flushes
@@ -212,8 +213,18 @@ async def test_unknown_model_fails_its_card_with_a_suggestion_and_the_rest_runs(
     bad = panel.cards["smollm2:136m"]
     assert bad.state is JobState.FAILED
     assert "unknown model" in bad.error_line.value and "did you mean smollm2:135m" in bad.error_line.value
-    assert not hidden(bad.error_line)
+    assert bad.error_line in bad.children
     assert len(fake.posts()) == 1
+
+
+def test_without_a_running_loop_a_click_runs_to_the_end() -> None:
+    fake = FakeJobsAPI(models=["m:1"])
+    panel = fake_panel(fake, ["m:1"], prompt="p")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()  # no loop: runs synchronously
+    assert panel.results is not None and panel.results.ok
+    assert panel.cards["m:1"].text == "Hello from the fake grid"
+    assert not panel.process_button.disabled and hidden(panel.cancel_button)
 
 
 # -- model text is never live HTML ------------------------------------------------------
@@ -236,15 +247,15 @@ async def test_script_and_img_in_model_text_are_shown_as_text() -> None:
     await panel.wait()
     card = panel.cards["m:1"]
     assert card.text == XSS
-    shown = "".join(seg.value for seg in card.segments.children)
+    shown = "".join(seg.value for seg in card.segments)
     assert "<script" not in shown and "<img" not in shown
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in shown
     panel.markdown_toggle.value = True
-    assert hidden(card.segments) and not hidden(card.rendered)
+    assert card.rendered in card.children and card.flow not in card.children
     assert "<script" not in card.rendered.value and "<img" not in card.rendered.value
     assert "&lt;img src=x" in card.rendered.value
     panel.markdown_toggle.value = False
-    assert not hidden(card.segments)
+    assert card.rendered not in card.children and card.flow in card.children
 
 
 async def test_long_text_is_sent_as_segments_that_add_up() -> None:
@@ -257,12 +268,13 @@ async def test_long_text_is_sent_as_segments_that_add_up() -> None:
     panel.process_button.click()
     await panel.wait()
     card = panel.cards["m:1"]
-    assert len(card.segments.children) > 3
+    assert len(card.segments) > 3
     import html as _html
     import re
 
-    joined = "".join(_html.unescape(re.sub(r"</?pre[^>]*>", "", s.value)) for s in card.segments.children)
+    joined = "".join(_html.unescape(re.sub(r"</?pre[^>]*>", "", s.value)) for s in card.segments)
     assert joined == text
+    assert card.flow.children == card.segments and card.flow in card.children
 
 
 # -- the real local service -----------------------------------------------------------
