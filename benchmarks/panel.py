@@ -3,8 +3,10 @@
 Every widget comm is replaced by a counting one (``comm.create_comm`` is
 the documented hook), so each ``comm_open`` and ``comm_msg`` payload is
 measured exactly as ipykernel would serialise it (JSON, UTF-8), per card:
-the card's own widgets, its layouts and styles, and every text segment it
-opens. Jupyter's message envelope (header, signature) is the same for any
+the card's own widgets, its layouts and styles, its ``StreamText`` and its
+markdown view (shown or not), state updates and the ``custom`` messages
+that carry the text deltas alike (``Widget.send`` goes through
+``comm.send`` -> ``publish_msg``, which is what is counted). Jupyter's message envelope (header, signature) is the same for any
 widget library and is left out.
 
 Two scenarios:
@@ -20,7 +22,7 @@ flushes per second per card (target <= ~10), and kernel CPU while the
 cards stream (process CPU time / wall time; the service runs in its own
 process and is not included).
 
-    python benchmarks/panel.py [--url URL] [--max-tokens 64] [--skip-real]
+    python benchmarks/panel.py [--url URL] [--max-tokens 64] [--skip-real] [--markdown]
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from comm.base_comm import BaseComm
 
 SENT: dict[str, int] = defaultdict(int)
 MSGS: dict[str, int] = defaultdict(int)
+CUSTOM: dict[str, int] = defaultdict(int)  # of which custom messages (text deltas / resets)
 
 
 class CountingComm(BaseComm):
@@ -51,12 +54,14 @@ class CountingComm(BaseComm):
         size += sum(len(b) for b in buffers or [])
         SENT[self.comm_id] += size
         MSGS[self.comm_id] += 1
+        if isinstance(data, dict) and data.get("method") == "custom":
+            CUSTOM[self.comm_id] += 1
 
 
 comm_pkg.create_comm = lambda *a, **k: CountingComm(*a, **k)
 
 from gridllm_nb.client import JobsClient
-from gridllm_nb.panel import BYTE_BUDGET, MAX_STALE, SEGMENT_CHARS, Panel
+from gridllm_nb.panel import BYTE_BUDGET, MAX_STALE, Panel
 from gridllm_nb.poller import PollSettings
 
 
@@ -78,6 +83,15 @@ def tree_ids(widget: Any) -> set[str]:
             elif isinstance(value, (list, tuple)):
                 stack.extend(v for v in value if isinstance(v, w.Widget))
     return seen
+
+
+def card_ids(card: Any) -> set[str]:
+    """Every widget a card owns, whether it is on screen now or not."""
+    ids = tree_ids(card) | tree_ids(card.stream)
+    for extra in (card.rendered, card.error_line):
+        if extra is not None:
+            ids |= tree_ids(extra)
+    return ids
 
 
 def cpu() -> float:
@@ -121,7 +135,8 @@ async def measure(panel: Panel, tags: list[str], prompt: str) -> list[dict[str, 
         panel.checkboxes[tag].value = True
     panel.prompt.value = prompt
     rates = Rates()
-    before = {k: v for k, v in SENT.items()}
+    before = dict(SENT)
+    msgs_before, custom_before = dict(MSGS), dict(CUSTOM)
     t0, c0 = time.monotonic(), cpu()
     panel.process_button.click()
     rates.hook(panel)
@@ -131,8 +146,10 @@ async def measure(panel: Panel, tags: list[str], prompt: str) -> list[dict[str, 
     rows = []
     for tag in tags:
         card = panel.cards[tag]
-        ids = tree_ids(card)
+        ids = card_ids(card)
         sent = sum(SENT[i] - before.get(i, 0) for i in ids)
+        msgs = sum(MSGS[i] - msgs_before.get(i, 0) for i in ids)
+        custom = sum(CUSTOM[i] - custom_before.get(i, 0) for i in ids)
         setup = sum(after_click.get(i, 0) - before.get(i, 0) for i in ids)
         text = results[tag].text
         size = len(text.encode())
@@ -143,7 +160,7 @@ async def measure(panel: Panel, tags: list[str], prompt: str) -> list[dict[str, 
             "ratio": sent / size if size else float("inf"), "setup": setup, "stream": sent - setup,
             "stream_ratio": (sent - setup) / size if size else float("inf"), "flushes": card.flushes,
             "per_s": card.flushes / span, "max_1s": rates.max_window(tag),
-            "segments": len(card.segments), "wall": wall, "cpu": used,
+            "messages": msgs, "custom": custom, "wall": wall, "cpu": used,
         })
     return rows
 
@@ -181,9 +198,13 @@ def synthetic_transport(chars: int, rate: float) -> httpx.MockTransport:
 
 
 def knobs(args: argparse.Namespace) -> dict[str, Any]:
-    out: dict[str, Any] = {"max_stale": args.max_stale, "segment_chars": args.segment_chars}
+    out: dict[str, Any] = {"max_stale": args.max_stale, "markdown": args.markdown}
     out["byte_budget"] = None if args.byte_budget <= 0 else args.byte_budget
     return out
+
+
+def mode(args: argparse.Namespace) -> str:
+    return "markdown mode" if args.markdown else "plain mode"
 
 
 def table(title: str, rows: list[dict[str, Any]]) -> str:
@@ -192,12 +213,12 @@ def table(title: str, rows: list[dict[str, Any]]) -> str:
             f"= {cpu_share:.1f}% of one core)")
     out = [head, "",
            ("| card | state | final text (B) | card setup (B) | streaming (B) | total / text | "
-            "streaming / text | flushes | flushes/s | max in 1 s | segments |"),
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "streaming / text | flushes | flushes/s | max in 1 s | messages | of which text deltas |"),
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['tag']} | {r['state']} | {r['text_bytes']} | {r['setup']} | {r['stream']} | "
                    f"{r['ratio']:.2f}x | {r['stream_ratio']:.2f}x | "
-                   f"{r['flushes']} | {r['per_s']:.1f} | {r['max_1s']} | {r['segments']} |")
+                   f"{r['flushes']} | {r['per_s']:.1f} | {r['max_1s']} | {r['messages']} | {r['custom']} |")
     return "\n".join(out)
 
 
@@ -221,7 +242,7 @@ async def main_async(args: argparse.Namespace) -> None:
             warm = Panel(tags, url=url, options={"max_tokens": 2, "temperature": 0})
             await measure(warm, tags, "Hi")
             rows = await measure(panel, tags, args.prompt)
-            outputs.append(table(f"Real local models, max_tokens={args.max_tokens}", rows))
+            outputs.append(table(f"Real local models, max_tokens={args.max_tokens}, {mode(args)}", rows))
         finally:
             if service is not None:
                 service.stop()
@@ -231,7 +252,8 @@ async def main_async(args: argparse.Namespace) -> None:
         panel = Panel(client=client, poll=PollSettings(fast=0.3), **knobs(args))
         await panel.loaded()
         rows = await measure(panel, list(panel.checkboxes), "go")
-        outputs.append(table(f"Synthetic, 3 cards x {chars} chars at {args.rate:g} chars/s, poll 0.3 s", rows))
+        outputs.append(table(f"Synthetic, 3 cards x {chars} chars at {args.rate:g} chars/s, poll 0.3 s, "
+                             f"{mode(args)}", rows))
     print("\n\n".join(outputs))
 
 
@@ -243,7 +265,7 @@ def main() -> None:
     p.add_argument("--skip-real", action="store_true", help="only the synthetic scenario")
     p.add_argument("--chars", type=int, nargs="*", default=[400, 4000])
     p.add_argument("--rate", type=float, default=200.0, help="synthetic chars per second per card")
-    p.add_argument("--segment-chars", type=int, default=SEGMENT_CHARS)
+    p.add_argument("--markdown", action="store_true", help="cards in markdown mode")
     p.add_argument("--byte-budget", type=float, default=BYTE_BUDGET, help="0: flush every update")
     p.add_argument("--max-stale", type=float, default=MAX_STALE)
     asyncio.run(main_async(p.parse_args()))

@@ -12,9 +12,10 @@ Three rules shape the code:
 * updates are coalesced, at most ``max_rate`` flushes per second per card,
   and a flush only touches traits whose value changed (ipywidgets sends
   nothing for an unchanged trait);
-* the streaming text is append-mostly: it is shown as a column of segments,
-  and only the last (the "tail") is rewritten on each flush, so the bytes
-  sent grow with the text, not with text x updates.
+* the streaming text is append-only on the wire: plain mode shows it in a
+  ``StreamText`` widget (anywidget) that is sent only the new characters
+  of each flush, so the bytes sent grow with the text, not with
+  text x updates.
 
 The panel is driven from Python just as well as from a browser: set
 ``Checkbox.value`` / ``Textarea.value`` and call ``Button.click()`` inside a
@@ -37,14 +38,15 @@ from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported, TransportError
 from .models import JobState, JobUpdate, Result, Results
+from .streamtext import StreamText
 
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
 
 MAX_MODELS = 3
-SEGMENT_CHARS = 512  # a tail holding this much is left alone; new text opens a segment
 DEFAULT_RATE = 10.0  # flushes per second per card, at most
 BYTE_BUDGET = 2.0  # a text-only flush waits until it costs <= 2 bytes per new character...
 MAX_STALE = 1.0  # ...but never longer than this many seconds
+APPEND_OVERHEAD = 60  # bytes of one append message besides its text (JSON envelope, offset)
 
 _CSS = """
 <style>
@@ -59,11 +61,8 @@ _CSS = """
 .gridllm-state-completed .gridllm-badge { background: #d4f5d4; color: #14541a; }
 .gridllm-state-failed .gridllm-badge, .gridllm-state-lost .gridllm-badge { background: #ffd6d6; color: #7a0c0c; }
 .gridllm-state-cancelled .gridllm-badge, .gridllm-state-timed_out .gridllm-badge { background: #fff0c2; color: #6b4e00; }
-.gridllm-flow { display: block !important; }
-.gridllm-flow > .gridllm-seg, .gridllm-flow > .gridllm-seg > .widget-html-content,
-.gridllm-flow > .gridllm-seg pre { display: inline !important; margin: 0 !important; padding: 0;
-  line-height: 1.4 !important; height: auto !important; }
-.gridllm-seg pre, .gridllm-history-entry pre, .gridllm-markdown-view pre { white-space: pre-wrap; word-break: break-word;
+.gridllm-stream pre.gridllm-text { margin: 0; padding: 0; line-height: 1.4; }
+pre.gridllm-text, .gridllm-history-entry pre, .gridllm-markdown-view pre { white-space: pre-wrap; word-break: break-word;
   font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; }
 .gridllm-error { color: #a00; }
 .gridllm-status { min-height: 1.2em; }
@@ -150,17 +149,18 @@ class Looks:
 class Card(widgets.VBox):
     """One model's answer: tag, status badge, elapsed time, text, error line.
 
-    The text is a run of inline ``<pre>`` segments that read as one flowing
-    text (see ``.gridllm-flow`` in the CSS). Only the last one, the tail, is
-    rewritten while text streams in; once the tail holds ``segment_chars``
-    it is left as it is and new text goes to a new segment, so the bytes
-    sent grow with the text rather than with text x updates. The error
-    line and the markdown view are made only when needed.
+    Plain mode shows the text in a ``StreamText`` widget: each flush sends
+    only the characters added since the last one (a restarted job's new
+    text is sent once, whole). Markdown mode shows the whole text rendered
+    and sanitized in an ``HTML`` widget, re-sent on each flush. Only the
+    visible one is kept current; switching modes brings the other one up
+    to date with a single message. The error line and the markdown view
+    are made only when needed.
     """
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
-                 segment_chars: int = SEGMENT_CHARS, looks: Looks | None = None,
-                 byte_budget: float | None = BYTE_BUDGET, max_stale: float = MAX_STALE) -> None:
+                 looks: Looks | None = None, byte_budget: float | None = BYTE_BUDGET,
+                 max_stale: float = MAX_STALE) -> None:
         self.tag = tag
         self.byte_budget = byte_budget
         self.max_stale = max_stale
@@ -172,11 +172,9 @@ class Card(widgets.VBox):
         self.looks = looks or Looks()
         self._markdown = markdown
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self._segment_chars = segment_chars
         self._pending: JobUpdate | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._last_flush = float("-inf")
-        self._sealed_chars = 0  # text already in sealed segments
 
         looks = self.looks
         self.title = looks.html_widget(f"<b>{html.escape(tag)}</b>", "gridllm-card-tag")
@@ -186,21 +184,22 @@ class Card(widgets.VBox):
                                  _dom_classes=("gridllm-card-head",))
         self.error_line: widgets.Label | None = None
         self.rendered: widgets.HTML | None = None
-        self._segs: list[widgets.HTML] = [self._new_segment()]
-        self.flow = widgets.Box(self._segs, layout=looks.layout, _dom_classes=("gridllm-flow",))
-        super().__init__(layout=looks.layout, _dom_classes=(
+        # The <pre class="gridllm-text"> is drawn inside the widget by its module.
+        self.stream = StreamText(layout=looks.layout, _dom_classes=("gridllm-stream",))
+        # The children ride in the comm_open too: no update right after it.
+        super().__init__(self._body(), layout=looks.layout, _dom_classes=(
             "gridllm-card", f"gridllm-card-{slug(tag)}", f"gridllm-state-{self.state.value}"))
-        self._relayout()
-
-    @property
-    def segments(self) -> tuple[widgets.HTML, ...]:
-        return tuple(self._segs)
 
     @property
     def markdown(self) -> bool:
         return self._markdown
 
     def _relayout(self) -> None:
+        body = self._body()
+        if body != self.children:
+            self.children = body
+
+    def _body(self) -> tuple[widgets.Widget, ...]:
         body: list[widgets.Widget] = [self.head]
         if self.error_line is not None:
             body.append(self.error_line)
@@ -210,63 +209,46 @@ class Card(widgets.VBox):
                                                        "gridllm-markdown-view")
             body.append(self.rendered)
         else:
-            body.append(self.flow)
-            if tuple(self._segs) != self.flow.children:
-                self.flow.children = tuple(self._segs)
-        if tuple(body) != self.children:
-            self.children = tuple(body)
+            body.append(self.stream)
+        return tuple(body)
 
-    def _new_segment(self, text: str = "") -> widgets.HTML:
-        # The text rides in the comm_open: no separate update for it.
-        return self.looks.html_widget(render_text(text), "gridllm-seg", "gridllm-text")
-
-    def _show_text(self, text: str) -> None:
-        if not text.startswith(self.text[: self._sealed_chars]):
-            # The job restarted elsewhere: start the column again.
-            self._sealed_chars = 0
-            self._segs = [self._new_segment(text)]
-        elif text.startswith(self.text) and len(self.text) - self._sealed_chars >= self._segment_chars:
-            # The tail is full: leave it as shown, new text goes to a new segment.
-            self._sealed_chars = len(self.text)
-            self._segs.append(self._new_segment(text[self._sealed_chars:]))
-        value = render_text(text[self._sealed_chars:])
-        if self._segs[-1].value != value:
-            self._segs[-1].value = value
-        if self._markdown and self.rendered is not None:
-            md = render_text(text, markdown=True)
-            if self.rendered.value != md:
-                self.rendered.value = md
+    def _sync_view(self) -> None:
+        """Bring the visible text widget up to ``self.text``; unchanged values send nothing."""
+        if self._markdown:
+            if self.rendered is not None:
+                md = render_text(self.text, markdown=True)
+                if self.rendered.value != md:
+                    self.rendered.value = md
+        else:
+            self.stream.value = self.text  # a delta, a reset, or nothing
         self._relayout()
 
     def set_markdown(self, on: bool) -> None:
+        if on == self._markdown:
+            return
         self._markdown = on
-        if on and self.rendered is not None:
-            self.rendered.value = render_text(self.text, markdown=True)
-        self._relayout()
+        with self.hold_sync():
+            self._sync_view()
 
     # coalescing
-    def _flush_cost(self, text: str) -> int:
-        """Rough comm bytes a flush showing ``text`` would send (message overheads included)."""
-        if text.startswith(self.text) and len(self.text) - self._sealed_chars >= self._segment_chars:
-            # a new segment: its comm_open, the grown children list, the new text
-            return 540 + 45 * (len(self._segs) + 1) + 70 + len(text) - len(self.text)
-        return 70 + len(text) - self._sealed_chars
-
     def _wait_for(self, update: JobUpdate, now: float) -> float:
         """Seconds until ``update`` may be shown.
 
-        Never sooner than ``1 / max_rate`` after the last flush. A plain text
-        growth also waits until the new text is worth what resending the
-        tail costs (``byte_budget``: bytes sent per new character), but
-        never more than ``max_stale`` seconds, so the card keeps moving.
+        Never sooner than ``1 / max_rate`` after the last flush. A text-only
+        growth also waits until the new text is worth what the flush sends
+        (``byte_budget``: bytes sent per new character; plain mode sends an
+        append message, markdown mode the whole rendered text), but never
+        more than ``max_stale`` seconds, so the card keeps moving.
         """
         wait = self._last_flush + self._interval - now
         if self.byte_budget is None or update.state is not self.state or update.reset:
             return wait
         if (update.error or "") != (self.error or "") or not update.text.startswith(self.text):
             return wait
-        new = len(update.text) - len(self.text)
-        if new * self.byte_budget >= self._flush_cost(update.text):
+        size = len(update.text.encode())
+        new = size - len(self.text.encode())
+        cost = APPEND_OVERHEAD + (size if self._markdown else new)
+        if new * self.byte_budget >= cost:
             return wait
         return max(wait, self._last_flush + self.max_stale - now)
 
@@ -314,8 +296,8 @@ class Card(widgets.VBox):
                 self.badge.value = state.label
                 self.state = state
             if text != self.text:
-                self._show_text(text)
                 self.text = text
+                self._sync_view()
             err = _one_line(error) if error else ""
             if err != (self.error or ""):
                 if self.error_line is None:
@@ -372,7 +354,6 @@ class Panel(widgets.VBox):
         max_rate: float = DEFAULT_RATE,
         byte_budget: float | None = BYTE_BUDGET,
         max_stale: float = MAX_STALE,
-        segment_chars: int = SEGMENT_CHARS,
         retry: RetryPolicy | None = None,
         prompt: str = "",
     ) -> None:
@@ -386,7 +367,6 @@ class Panel(widgets.VBox):
         self.max_rate = max_rate
         self.byte_budget = byte_budget
         self.max_stale = max_stale
-        self.segment_chars = segment_chars
         self.retry = retry or RetryPolicy(budget=8.0, initial=0.3, maximum=2.0)
         self.results: Results | None = None
         self.history: list[Results] = []
@@ -617,8 +597,7 @@ class Panel(widgets.VBox):
             self._archive(self.results)
         markdown = self.markdown_toggle.value
         self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, looks=self.looks,
-                              byte_budget=self.byte_budget, max_stale=self.max_stale,
-                              segment_chars=self.segment_chars)
+                              byte_budget=self.byte_budget, max_stale=self.max_stale)
                       for t in tags}
         self.card_box.children = tuple(self.cards.values())
         self.results = Results(prompt, {t: Result(tag=t) for t in tags})

@@ -11,12 +11,15 @@ import json
 import socket
 import time
 
+import comm
 import pytest
+from comm.base_comm import BaseComm
 
 from gridllm_nb.client import JobsClient, RetryPolicy
 from gridllm_nb.models import JobState
 from gridllm_nb.panel import Panel, render_text, slug
 from gridllm_nb.poller import PollSettings
+from gridllm_nb.streamtext import StreamText, utf16_len
 
 from .fakes import FakeJobsAPI, words_script
 
@@ -36,6 +39,34 @@ def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Pane
     client = JobsClient(BASE, transport=fake.transport(), retry=RetryPolicy(budget=1.0))
     kw.setdefault("poll", FAST)
     return Panel(models, client=client, **kw)
+
+
+class Wire:
+    """Every comm message the widgets send, as (comm_id, msg_type, data), in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def of(self, widget, msg_type: str = "comm_msg") -> list[dict]:
+        return [d for cid, t, d in self.sent if cid == widget.model_id and t == msg_type]
+
+    def custom(self, widget) -> list[dict]:
+        return [d["content"] for d in self.of(widget) if d.get("method") == "custom"]
+
+    def updates(self, widget) -> list[dict]:
+        return [d["state"] for d in self.of(widget) if d.get("method") == "update"]
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
+    w = Wire()
+
+    class RecordingComm(BaseComm):
+        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys) -> None:
+            w.sent.append((self.comm_id, msg_type, json.loads(json.dumps(data or {}, default=str))))
+
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
+    return w
 
 
 def hidden(w) -> bool:
@@ -121,7 +152,7 @@ async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None
     assert m.state is JobState.COMPLETED and m.badge.value == "completed"
     assert "gridllm-state-completed" in m._dom_classes and "gridllm-card-m-1" in m._dom_classes
     assert m.text == "Hello from the fake grid" and n.text == "other answer here"
-    assert "Hello from the fake grid" in m.segments[-1].value
+    assert m.stream.value == "Hello from the fake grid" and m.stream in m.children
     assert m.error_line is None and m.rendered is None  # made only when needed
     assert m.clock.value.endswith(" s")
     assert results is panel.results and results.ok
@@ -247,19 +278,19 @@ async def test_script_and_img_in_model_text_are_shown_as_text() -> None:
     await panel.wait()
     card = panel.cards["m:1"]
     assert card.text == XSS
-    shown = "".join(seg.value for seg in card.segments)
-    assert "<script" not in shown and "<img" not in shown
-    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in shown
+    # plain mode: the raw text, which the front end puts in a DOM text node (textContent)
+    assert card.stream.value == XSS
+    assert "innerHTML" not in StreamText._esm and "createTextNode" in StreamText._esm
     panel.markdown_toggle.value = True
-    assert card.rendered in card.children and card.flow not in card.children
+    assert card.rendered in card.children and card.stream not in card.children
     assert "<script" not in card.rendered.value and "<img" not in card.rendered.value
     assert "&lt;img src=x" in card.rendered.value
     panel.markdown_toggle.value = False
-    assert card.rendered not in card.children and card.flow in card.children
+    assert card.rendered not in card.children and card.stream in card.children
 
 
-async def test_long_text_is_sent_as_segments_that_add_up() -> None:
-    lines = [f"line {i} " + "x" * 60 for i in range(40)]
+async def test_long_text_goes_out_as_deltas_that_join_to_the_text(wire: Wire) -> None:
+    lines = [f"line {i} é🎉 " + "x" * 60 for i in range(40)]
     text = "\n".join(lines)
     steps = [("running", text[:i]) for i in range(0, len(text), 97)] + [("completed", text)]
     fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": steps})
@@ -268,13 +299,59 @@ async def test_long_text_is_sent_as_segments_that_add_up() -> None:
     panel.process_button.click()
     await panel.wait()
     card = panel.cards["m:1"]
-    assert len(card.segments) > 3
-    import html as _html
-    import re
+    assert card.stream.value == text and card.stream in card.children
+    sent = wire.custom(card.stream)
+    assert len(sent) > 10 and all(set(m) == {"append", "at"} for m in sent)  # no reset, no resend
+    assert "".join(m["append"] for m in sent) == text
+    at = 0
+    for m in sent:  # each delta says where it goes, in JavaScript string units
+        assert m["at"] == at
+        at += utf16_len(m["append"])
+    assert wire.updates(card.stream) == []  # the synced trait is never resent
+    opened = wire.of(card.stream, "comm_open")
+    assert len(opened) == 1 and opened[0]["state"]["text"] == ""
+    stream_bytes = sum(len(json.dumps(d, ensure_ascii=False).encode()) for d in wire.of(card.stream))
+    assert stream_bytes < 2 * len(text.encode())
 
-    joined = "".join(_html.unescape(re.sub(r"</?pre[^>]*>", "", s.value)) for s in card.segments)
-    assert joined == text
-    assert card.flow.children == card.segments and card.flow in card.children
+
+def test_stream_text_sends_deltas_a_reset_once_and_nothing_when_unchanged(wire: Wire) -> None:
+    st = StreamText("ab")
+    assert wire.of(st, "comm_open")[0]["state"]["text"] == "ab"
+    st.value = "abc"
+    st.value = "abc"
+    st.value = "abc🎉d"
+    st.value = "restarted"  # not a continuation: the full new text, once
+    st.value = "restarted!"
+    assert wire.custom(st) == [{"append": "c", "at": 2}, {"append": "🎉d", "at": 3},
+                               {"reset": "restarted"}, {"append": "!", "at": 9}]
+    assert wire.updates(st) == []
+    # views made later, and a reloading page, get the current text from the state
+    assert st.get_state()["text"] == "restarted!" and st.get_state("text") == {"text": "restarted!"}
+
+
+def test_stream_text_repairs_a_front_end_that_missed_a_message(wire: Wire) -> None:
+    st = StreamText()
+    st.value = "hello"
+    before = len(wire.custom(st))
+    st._handle_custom_msg({"have": 5}, [])  # a front end in step: nothing to send
+    assert len(wire.custom(st)) == before
+    st._handle_custom_msg({"have": 0}, [])  # loaded after the first append: the text once
+    st._handle_custom_msg({"resync": 3}, [])  # an offset that disagreed
+    assert wire.custom(st)[before:] == [{"reset": "hello"}, {"reset": "hello"}]
+
+
+async def test_switching_modes_brings_the_shown_view_up_to_date_once(wire: Wire) -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
+    panel._prepare("p", ["m:1"])
+    card = panel.cards["m:1"]
+    card.apply(JobState.RUNNING, "one **two**", None, 1.0)
+    panel.markdown_toggle.value = True
+    assert "<strong>two</strong>" in card.rendered.value
+    card.apply(JobState.RUNNING, "one **two** three", None, 2.0)  # markdown only while shown
+    assert "three" in card.rendered.value and card.stream.value == "one **two**"
+    panel.markdown_toggle.value = False
+    assert card.stream.value == "one **two** three"
+    assert wire.custom(card.stream) == [{"append": "one **two**", "at": 0}, {"append": " three", "at": 11}]
 
 
 # -- the real local service -----------------------------------------------------------

@@ -99,6 +99,10 @@ def test_model_html_is_shown_as_text_and_runs_nothing(page: Any, lab: Any, fake_
     view = card.locator(".gridllm-markdown-view")
     expect()(view).to_contain_text("<img src=x onerror=")
     assert card.locator("img").count() == 0 and card.locator("script").count() == 0
+    # back to plain: the streamed text (sent as appended deltas) is all there, as text
+    panel.locator("button.gridllm-markdown").click()
+    expect()(card.locator(".gridllm-text")).to_have_text(XSS_TEXT)
+    assert card.locator("img").count() == 0 and card.locator("script").count() == 0
     page.wait_for_timeout(500)
     assert page.evaluate("window.__pwned") is None
     assert dialogs == []
