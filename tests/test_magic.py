@@ -1,0 +1,704 @@
+"""%%gridllm and %gridllm in a real IPython shell, against a fake jobs API over real HTTP.
+
+Displays are captured by replacing the shell's display publisher, so what is
+checked is exactly what a kernel would send on iopub (display_data and
+update_display_data with their display ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from IPython.core.displaypub import DisplayPublisher
+
+from gridllm_nb.magic import CellError, GridLLMMagics, Interrupted
+from gridllm_nb.models import JobState, Results
+
+from .fakes import FakeJobsAPI, ServedFake, words_script
+
+
+class CapturePub(DisplayPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[dict[str, Any]] = []
+        self.on_publish: Any = None
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        msg = {"data": data, "id": (transient or {}).get("display_id"), "update": update, "t": time.monotonic()}
+        self.messages.append(msg)
+        if self.on_publish is not None:
+            self.on_publish(msg)
+
+    def by_id(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for m in self.messages:
+            if m["id"]:
+                out.setdefault(m["id"], []).append(m)
+        return out
+
+    def finals(self) -> list[dict[str, Any]]:
+        return [msgs[-1]["data"] for msgs in self.by_id().values()]
+
+
+@pytest.fixture()
+def ip(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[Any]:
+    from IPython.testing.globalipapp import get_ipython
+
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(tmp_path / "history.sqlite3"))
+    monkeypatch.delenv("GRIDLLM_DEFAULT_MODELS", raising=False)
+    shell = get_ipython()
+    saved = shell.display_pub
+    shell.display_pub = CapturePub()
+    shell.run_line_magic("load_ext", "gridllm_nb")
+    magics: GridLLMMagics = shell.magics_manager.registry["GridLLMMagics"]
+    magics.settings.output = "display"
+    magics.settings.poll_interval = 0.05
+    magics.settings.poll_max_interval = 0.05
+    magics.settings.update_interval = 0.1
+    shell.magics_manager.registry["GridLLMMagics"] = magics
+    try:
+        yield shell
+    finally:
+        magics.cancel_background()
+        shell.run_line_magic("unload_ext", "gridllm_nb")
+        shell.display_pub = saved
+
+
+def magics_of(shell: Any) -> GridLLMMagics:
+    return shell.magics_manager.registry["GridLLMMagics"]
+
+
+@pytest.fixture()
+def fake() -> Iterator[ServedFake]:
+    api = FakeJobsAPI(models=["a:1", "b:2", "slow:1", "bad:1"], cancel_supported=True)
+    api.scripts["a:1"] = words_script("Paris is the capital of France")
+    api.scripts["b:2"] = words_script("It is Paris")
+    api.scripts["slow:1"] = [("queued", "")] + [("running", "word " * i) for i in range(1, 400)]
+    api.scripts["bad:1"] = [("queued", ""), ("running", "half an"), ("error", "half an")]
+    with ServedFake(api) as served:
+        yield served
+
+
+def cell(shell: Any, line: str, body: str) -> Any:
+    return shell.run_cell_magic("gridllm", line, body)
+
+
+def run_cell_text(shell: Any, source: str) -> Any:
+    return shell.run_cell(source, store_history=False)
+
+
+def prompts_sent(api: FakeJobsAPI) -> list[dict[str, Any]]:
+    return [json.loads(json.loads(r.content)["commandLine"]) for r in api.posts()]
+
+
+# -- registration and help --------------------------------------------------------
+
+
+def test_load_ext_registers_both_magics(ip: Any) -> None:
+    assert "gridllm" in ip.magics_manager.magics["cell"]
+    assert "gridllm" in ip.magics_manager.magics["line"]
+    ip.run_line_magic("unload_ext", "gridllm_nb")
+    assert "gridllm" not in ip.magics_manager.magics["cell"]
+    ip.run_line_magic("load_ext", "gridllm_nb")
+    magics_of(ip).settings.output = "display"
+
+
+def test_extension_via_config() -> None:
+    from traitlets.config import Config
+
+    from gridllm_nb.magic import GridLLM
+
+    c = Config()
+    c.GridLLM.default_models = ["a:1"]
+    c.GridLLM.poll_interval = 0.5
+    s = GridLLM(config=c)
+    assert s.default_models == ["a:1"] and s.poll_interval == 0.5
+
+
+def test_help(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cell(ip, "--help", "ignored") is None
+    out = capsys.readouterr().out
+    for flag in ("--hours", "--timeout", "--format", "--no-wait", "--no-interpolate", "--url",
+                 "--system", "--option", "--out", "{name}"):
+        assert flag in out
+    assert ip.run_line_magic("gridllm", "help") is None
+    assert "models" in capsys.readouterr().out
+
+
+# -- a run, its displays and its value ----------------------------------------------
+
+
+def test_two_models_side_by_side(ip: Any, fake: ServedFake) -> None:
+    ip.user_ns["country"] = "France"
+    res = cell(ip, f"a:1 b:2 --url {fake.url} --out r", "capital of {country}? {k: v for k, v in d.items()}")
+    assert isinstance(res, Results) and ip.user_ns["r"] is res
+    assert res["a:1"].text == "Paris is the capital of France" and res["a:1"].state is JobState.COMPLETED
+    assert res["b:2"].text == "It is Paris"
+    assert res["a:1"].job_id and res["a:1"].elapsed > 0
+    assert "a:1" in repr(res) and "completed" in repr(res)
+    assert res.to_pandas().shape[0] == 2
+    sent = prompts_sent(fake.fake)
+    assert [s["inputs"] for s in sent] == [["capital of France? {k: v for k, v in d.items()}"]] * 2
+    pub: CapturePub = ip.display_pub
+    by_id = pub.by_id()
+    assert len(by_id) == 2  # one display per model
+    for msgs in by_id.values():
+        assert msgs[0]["update"] is False and all(m["update"] for m in msgs[1:])
+        final = msgs[-1]["data"]
+        assert set(final) == {"text/markdown", "text/plain"}
+    finals = pub.finals()
+    assert finals[0]["text/plain"].startswith("a:1 · completed")
+    assert finals[0]["text/plain"].endswith("Paris is the capital of France")
+    assert "**a:1**" in finals[0]["text/markdown"]
+    assert not any("text/html" in m["data"] for m in pub.messages)
+
+
+def test_jobs_run_in_parallel(ip: Any, fake: ServedFake) -> None:
+    cell(ip, f"a:1 b:2 slow:1 --url {fake.url} --timeout 1", "go")
+    posts = [i for i, r in enumerate(fake.fake.requests) if r.method == "POST"]
+    assert len(posts) == 3 and max(posts) <= 5  # all submitted at once, not one after another
+    ids_per_get = [r.url.path.rsplit("/", 1)[1].count(",") + 1 for r in fake.fake.gets()]
+    assert max(ids_per_get) == 3  # polled together in one batched GET
+
+
+def test_updates_are_coalesced(ip: Any, fake: ServedFake) -> None:
+    magics_of(ip).settings.poll_interval = 0.01
+    magics_of(ip).settings.poll_max_interval = 0.01
+    magics_of(ip).settings.byte_budget = None  # rate limit only (the budget is tested below)
+    res = cell(ip, f"slow:1 --url {fake.url} --timeout 2.5", "go")
+    assert res["slow:1"].state is JobState.TIMED_OUT and res["slow:1"].text.startswith("word")
+    (msgs,) = ip.display_pub.by_id().values()
+    live = [m for m in msgs[1:-1]]
+    assert len(live) >= 5
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(live)]
+    assert min(gaps) >= 0.09  # at most ~10 updates per second
+    assert len(live) <= 2.5 / 0.1 + 2
+    assert set(msgs[-1]["data"]) == {"text/markdown", "text/plain"}  # and always a final one
+    assert "timed out" in msgs[-1]["data"]["text/plain"]
+
+
+def test_every_option_is_sent(ip: Any, fake: ServedFake) -> None:
+    cell(ip, f"a:1 --url {fake.url} --hours 2 --system 'Be brief.' --option max_tokens=16 "
+             "--option temperature=0 --option stop='[\"\\n\"]' --option name=text", "hi")
+    body = json.loads(fake.fake.posts()[0].content)
+    assert body["hours"] == 2 and body["tag"] == "a:1"
+    command = json.loads(body["commandLine"])
+    assert command == {"inputs": ["hi"], "system": "Be brief.",
+                       "options": {"max_tokens": 16, "temperature": 0, "stop": ["\n"], "name": "text"}}
+
+
+def test_config_defaults_are_used(ip: Any, fake: ServedFake) -> None:
+    s = magics_of(ip).settings
+    s.default_models = ["b:2"]
+    s.url = fake.url
+    s.options = {"max_tokens": 5}
+    s.system = "sys"
+    res = cell(ip, "", "hi")
+    assert list(res) == ["b:2"]
+    assert json.loads(json.loads(fake.fake.posts()[0].content)["commandLine"])["options"] == {"max_tokens": 5}
+
+
+def test_no_interpolate(ip: Any, fake: ServedFake) -> None:
+    ip.user_ns["x"] = "VALUE"
+    cell(ip, f"a:1 --url {fake.url} --no-interpolate", "{x} and {{x}}")
+    cell(ip, f"a:1 --url {fake.url}", "{x} and {{x}}")
+    assert [s["inputs"][0] for s in prompts_sent(fake.fake)] == ["{x} and {{x}}", "VALUE and {x}"]
+
+
+def test_in_out_interpolation_through_the_shell(ip: Any, fake: ServedFake) -> None:
+    ip.run_cell("1 + 41", store_history=True)
+    n = ip.execution_count - 1
+    cell(ip, f"a:1 --url {fake.url}", f"value {{Out[{n}]}} from {{In[{n}]}}")
+    assert prompts_sent(fake.fake)[0]["inputs"][0] == "value 42 from 1 + 41"
+
+
+@pytest.mark.parametrize("fmt, check", [
+    ("text", lambda md, pl: "```text\nParis is the capital of France\n```" in md),
+    ("code", lambda md, pl: pl.endswith("\nParis is the capital of France")),
+    ("markdown", lambda md, pl: md.endswith("Paris is the capital of France")),
+])
+def test_format_option(ip: Any, fake: ServedFake, fmt: str, check: Any) -> None:
+    cell(ip, f"a:1 --url {fake.url} --format {fmt}", "hi")
+    (final,) = ip.display_pub.finals()
+    assert check(final["text/markdown"], final["text/plain"])
+
+
+def test_json_format(ip: Any, fake: ServedFake) -> None:
+    fake.fake.scripts["a:1"] = words_script('Here: {"city": "Paris", "n": [1, 2]}')
+    cell(ip, f"a:1 --url {fake.url} --format json", "hi")
+    (final,) = ip.display_pub.finals()
+    assert final["application/json"] == {"city": "Paris", "n": [1, 2]}
+    assert "```json" in final["text/markdown"]
+
+
+def test_untrusted_text_is_escaped(ip: Any, fake: ServedFake) -> None:
+    fake.fake.scripts["a:1"] = words_script("<img src=x onerror=alert(1)> [x](javascript:alert(1))")
+    cell(ip, f"a:1 --url {fake.url}", "hi")
+    (final,) = ip.display_pub.finals()
+    assert "<img" not in final["text/markdown"] and "javascript:" not in final["text/markdown"]
+    assert "text/html" not in final
+
+
+def test_timeout_option(ip: Any, fake: ServedFake) -> None:
+    res = cell(ip, f"slow:1 a:1 --url {fake.url} --timeout 2", "hi")
+    assert res["slow:1"].state is JobState.TIMED_OUT and res["slow:1"].text
+    assert res["a:1"].state is JobState.COMPLETED
+    assert any(r.method == "DELETE" for r in fake.fake.requests)  # asked the service to stop it
+
+
+def test_one_failed_job_keeps_partial_text(ip: Any, fake: ServedFake) -> None:
+    res = cell(ip, f"bad:1 a:1 --url {fake.url}", "hi")
+    assert res["bad:1"].state is JobState.FAILED and res["bad:1"].text == "half an" and res["bad:1"].error
+    assert res["a:1"].state is JobState.COMPLETED
+    finals = ip.display_pub.finals()
+    assert "failed" in finals[0]["text/plain"] and "half an" in finals[0]["text/plain"]
+
+
+def test_history_is_recorded(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    cell(ip, f"a:1 --url {fake.url}", "remember me")
+    capsys.readouterr()
+    ip.run_line_magic("gridllm", "history 3")
+    out = capsys.readouterr().out
+    assert "remember me" in out and "a:1" in out and "completed" in out
+
+
+# -- errors: one line, no traceback ---------------------------------------------------
+
+
+def one_line_error(ip: Any, source: str, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    result = run_cell_text(ip, source)
+    assert isinstance(result.error_in_exec, CellError), result.error_in_exec
+    captured = capsys.readouterr()
+    text = (captured.out + captured.err).strip()
+    assert "Traceback" not in text and len(text.splitlines()) == 1, text
+    return text
+
+
+def test_error_no_model(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "no model given" in one_line_error(ip, "%%gridllm\nhello", capsys)
+
+
+def test_error_empty_prompt(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "empty prompt" in one_line_error(ip, f"%%gridllm a:1 --url {fake.url}\n   \n", capsys)
+
+
+def test_error_unknown_model(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    text = one_line_error(ip, f"%%gridllm a:1 b:3 --url {fake.url}\nhello", capsys)
+    assert "b:3" in text and "did you mean b:2" in text and "a:1, b:2" in text
+    assert ip.display_pub.messages == []  # no half-made outputs
+
+
+def test_error_unreachable(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from gridllm_nb.service.launcher import free_port
+
+    port = free_port()
+    text = one_line_error(ip, f"%%gridllm a:1 --url http://127.0.0.1:{port}/remotejobs/v2\nhello", capsys)
+    assert f"127.0.0.1:{port}" in text and "local start" in text
+
+
+def test_error_unauthorized(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    fake.fake.token = "right"
+    monkeypatch.setenv("GRIDLLM_API_TOKEN", "wrong-token-value")
+    text = one_line_error(ip, f"%%gridllm a:1 --url {fake.url}\nhello", capsys)
+    assert "GRIDLLM_API_TOKEN" in text and "wrong-token-value" not in text
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("a:1 --hours abc", "--hours"),
+    ("a:1 --format yaml", "--format"),
+    ("a:1 --out 1x", "--out"),
+    ("a:1 --option novalue", "KEY=VALUE"),
+    ("a:1 --bogus", "unrecognized"),
+    ("a:1 'unclosed", "cannot parse"),
+    (" ".join(f"m{i}:1" for i in range(9)), "at most 8"),
+])
+def test_error_bad_arguments(ip: Any, capsys: pytest.CaptureFixture[str], line: str, needle: str) -> None:
+    assert needle in one_line_error(ip, f"%%gridllm {line}\nhello", capsys)
+
+
+# -- interrupt, no-wait, re-running ----------------------------------------------------
+
+
+def _no_stray_tasks(loop: asyncio.AbstractEventLoop | None = None) -> list[asyncio.Task[Any]]:
+    tasks = asyncio.all_tasks(loop) if loop else []
+    return [t for t in tasks if not t.done() and t.get_name() != "gridllm-poller"
+            and "arun" in getattr(t.get_coro(), "__qualname__", "")]
+
+
+def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    pub: CapturePub = ip.display_pub
+    fired = []
+
+    def interrupt_on_text(msg: dict[str, Any]) -> None:
+        if not fired and "word" in msg["data"].get("text/plain", ""):
+            fired.append(True)
+            # Like SIGINT landing while the loop waits: raised from a loop callback.
+            def kbi() -> None:
+                raise KeyboardInterrupt
+            asyncio.get_running_loop().call_soon(kbi)
+
+    pub.on_publish = interrupt_on_text
+    capsys.readouterr()
+    result = run_cell_text(ip, f"%%gridllm slow:1 a:1 --url {fake.url} --out partial\nhi")
+    assert isinstance(result.error_in_exec, Interrupted)
+    err = capsys.readouterr()
+    assert "Traceback" not in err.out + err.err and "interrupted" in err.out + err.err
+    res = ip.user_ns["partial"]
+    assert res["slow:1"].state is JobState.CANCELLED and res["slow:1"].text.startswith("word")
+    finals = pub.finals()
+    assert "cancelled" in finals[0]["text/plain"] and "word" in finals[0]["text/plain"]
+    assert set(finals[0]) == {"text/markdown", "text/plain"}
+    assert any(r.method == "DELETE" for r in fake.fake.requests)
+    pub.on_publish = None
+    # and the next cell works
+    again = cell(ip, f"a:1 --url {fake.url}", "again")
+    assert again["a:1"].state is JobState.COMPLETED
+
+
+def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
+    pub: CapturePub = ip.display_pub
+    main = threading.main_thread().ident
+
+    def on_publish(msg: dict[str, Any]) -> None:
+        if "word word" in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
+            on_publish.done = True  # type: ignore[attr-defined]
+            threading.Timer(0.05, signal.pthread_kill, (main, signal.SIGINT)).start()
+
+    pub.on_publish = on_publish
+    result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+    assert isinstance(result.error_in_exec, Interrupted)
+    assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
+    pub.on_publish = None
+
+
+def test_interrupt_inside_a_running_loop_leaks_no_task(ip: Any, fake: ServedFake) -> None:
+    """The kernel case: the magic runs inside the loop (nest_asyncio) and Ctrl-C arrives."""
+    pub: CapturePub = ip.display_pub
+
+    def on_publish(msg: dict[str, Any]) -> None:
+        if "word" in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
+            on_publish.done = True  # type: ignore[attr-defined]
+
+            def kbi() -> None:
+                raise KeyboardInterrupt
+            asyncio.get_running_loop().call_soon(kbi)
+
+    pub.on_publish = on_publish
+
+    async def main() -> tuple[Any, list[Any]]:
+        result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+        await asyncio.sleep(0.05)
+        return result, _no_stray_tasks(asyncio.get_running_loop())
+
+    result, strays = asyncio.run(main())
+    assert isinstance(result.error_in_exec, Interrupted) and strays == []
+    assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
+    pub.on_publish = None
+
+
+def test_no_wait_returns_at_once_and_keeps_streaming(ip: Any, fake: ServedFake) -> None:
+    pub: CapturePub = ip.display_pub
+
+    async def main() -> tuple[Any, int, float]:
+        t = time.monotonic()
+        value = cell(ip, f"a:1 b:2 --url {fake.url} --no-wait --out later", "hi")
+        took = time.monotonic() - t
+        opened = len(pub.messages)  # the displays exist before the cell returns
+        # running another cell while the first still streams
+        second = cell(ip, f"a:1 --url {fake.url}", "second")
+        assert second["a:1"].state is JobState.COMPLETED
+        for _ in range(200):
+            if not magics_of(ip).tasks:
+                break
+            await asyncio.sleep(0.05)
+        return value, opened, took
+
+    value, opened, took = asyncio.run(main())
+    assert value is None and opened >= 2 and took < 0.5
+    later = ip.user_ns["later"]
+    assert later.done and later["a:1"].text == "Paris is the capital of France"
+    assert len(pub.by_id()) == 3
+
+
+def test_no_wait_error_shows_in_place(ip: Any, fake: ServedFake) -> None:
+    async def main() -> None:
+        assert cell(ip, f"a:9 --url {fake.url} --no-wait", "hi") is None
+        for _ in range(100):
+            if not magics_of(ip).tasks:
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    (final,) = ip.display_pub.finals()
+    assert final["text/plain"].startswith("gridllm: unknown model 'a:9'")
+
+
+def test_no_wait_without_a_loop_runs_to_completion(ip: Any, fake: ServedFake) -> None:
+    res = cell(ip, f"a:1 --url {fake.url} --no-wait", "hi")
+    assert res["a:1"].state is JobState.COMPLETED
+
+
+def test_terminal_streams_text(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    magics_of(ip).settings.output = "auto"  # a plain shell has no kernel: text on stdout
+    cell(ip, f"a:1 b:2 --url {fake.url}", "hi")
+    out = capsys.readouterr().out
+    assert "[a:1] " in out and "Paris is the capital of France" in out
+    assert "[b:2: completed in" in out
+    assert ip.display_pub.messages == []
+
+
+# -- line magic ----------------------------------------------------------------------------
+
+
+def test_line_models_status_cancel(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    ip.run_line_magic("gridllm", f"models --url {fake.url}")
+    out = capsys.readouterr().out
+    assert "a:1  (local)" in out
+    res = cell(ip, f"a:1 --url {fake.url}", "hi")
+    job = res["a:1"].job_id
+    capsys.readouterr()
+    ip.run_line_magic("gridllm", f"status {job} nope --url {fake.url}")
+    out = capsys.readouterr().out
+    assert f"{job}  a:1  completed" in out and "nope  unknown" in out
+    ip.run_line_magic("gridllm", f"cancel {job} --url {fake.url}")
+    assert f"cancelled: {job}" in capsys.readouterr().out
+
+
+def test_line_models_not_supported(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    with ServedFake(FakeJobsAPI(models=None)) as served:
+        ip.run_line_magic("gridllm", f"models --url {served.url}")
+        assert "does not list its models" in capsys.readouterr().out
+        ip.run_line_magic("gridllm", f"cancel abc --url {served.url}")
+        assert "no cancel" in capsys.readouterr().out
+
+
+def test_line_config_shows_and_sets(ip: Any, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDLLM_API_TOKEN", "sekrit-token-42")
+    ip.run_line_magic("gridllm", "config url=http://127.0.0.1:9/remotejobs/v2 models=a:1,b:2 "
+                                 "timeout=30 options='{\"max_tokens\":8}' format=code history=false")
+    out = capsys.readouterr().out
+    assert "endpoint: http://127.0.0.1:9/remotejobs/v2" in out
+    assert "GRIDLLM_API_TOKEN is set" in out and "sekrit" not in out
+    s = magics_of(ip).settings
+    assert s.default_models == ["a:1", "b:2"] and s.timeout == 30.0 and s.options == {"max_tokens": 8}
+    assert s.default_format == "code" and s.history is False
+
+
+def test_line_config_errors(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown setting" in one_line_error(ip, "%gridllm config colour=red", capsys)
+    assert "wants a number" in one_line_error(ip, "%gridllm config timeout=soon", capsys)
+    assert "not an http" in one_line_error(ip, "%gridllm config url=ftp://x", capsys)
+
+
+def test_line_local_status(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from gridllm_nb.service.launcher import free_port
+
+    port = free_port()
+    magics_of(ip).settings.url = f"http://127.0.0.1:{port}/remotejobs/v2"
+    ip.run_line_magic("gridllm", "local status")
+    assert "not running" in capsys.readouterr().out
+    ip.run_line_magic("gridllm", "local stop")
+    assert "did not start" in capsys.readouterr().out
+
+
+def test_line_panel(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    shown = []
+    module = types.ModuleType("gridllm_nb.panel")
+
+    class Panel:
+        def __init__(self, models: Any = None, **kwargs: Any) -> None:
+            self.args = (models, kwargs)
+
+        def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+            shown.append(self)
+            return {"text/plain": "Panel()"}
+
+    module.Panel = Panel  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "gridllm_nb.panel", module)
+    monkeypatch.setattr("IPython.core.interactiveshell.InteractiveShell.instance", lambda *a, **k: ip)
+    ip.run_line_magic("gridllm", "panel")
+    assert shown or any(m["data"].get("text/plain") == "Panel()" for m in ip.display_pub.messages)
+
+
+def test_line_unknown_command(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "invalid choice" in one_line_error(ip, "%gridllm frobnicate", capsys)
+
+
+# -- integration: the real local service with real models ----------------------------------
+
+REAL = "--option max_tokens=16 --option temperature=0 --option seed=1"
+
+
+@pytest.mark.models
+def test_real_models_side_by_side(ip: Any, local_service: Any) -> None:
+    res = cell(ip, f"smollm2:135m gemma3:270m --url {local_service.url} {REAL}", "What is the capital of France?")
+    assert res.ok, res
+    assert all(r.text.strip() for r in res.values())
+    finals = ip.display_pub.finals()
+    assert [f["text/plain"].split(" · ")[0] for f in finals] == ["smollm2:135m", "gemma3:270m"]
+    assert all(set(f) == {"text/markdown", "text/plain"} for f in finals)
+
+
+@pytest.mark.models
+def test_real_options_and_system_are_honoured(ip: Any, local_service: Any) -> None:
+    short = cell(ip, f"smollm2:135m --url {local_service.url} --option max_tokens=3 --option temperature=0",
+                 "Tell me a long story about a dragon.")
+    longer = cell(ip, f"smollm2:135m --url {local_service.url} --option max_tokens=24 --option temperature=0",
+                  "Tell me a long story about a dragon.")
+    assert short.ok and longer.ok
+    assert len(short["smollm2:135m"].text) < len(longer["smollm2:135m"].text)
+    a = cell(ip, f"smollm2:135m --url {local_service.url} {REAL} --system 'Answer in French.'", "Say hello.")
+    assert a.ok and a["smollm2:135m"].text.strip()
+
+    from gridllm_nb.client import JobsClient
+
+    async def echoed() -> str:
+        async with JobsClient(local_service.url) as client:
+            job_id = a["smollm2:135m"].job_id
+            return (await client.status([job_id]))[job_id].command_line
+
+    command = json.loads(asyncio.run(echoed()))
+    assert command["system"] == "Answer in French."
+    assert command["options"] == {"max_tokens": 16, "temperature": 0, "seed": 1}
+
+
+@pytest.mark.models
+def test_real_interrupt_cancels_the_job(ip: Any, local_service: Any) -> None:
+    pub: CapturePub = ip.display_pub
+
+    def on_publish(msg: dict[str, Any]) -> None:
+        text = msg["data"].get("text/plain", "")
+        if "\n" in text and text.split("\n", 1)[1].strip() and not getattr(on_publish, "done", False):
+            on_publish.done = True  # type: ignore[attr-defined]
+
+            def kbi() -> None:
+                raise KeyboardInterrupt
+            asyncio.get_running_loop().call_soon(kbi)
+
+    pub.on_publish = on_publish
+    result = run_cell_text(ip, f"%%gridllm smollm2:135m --url {local_service.url} --option max_tokens=200 "
+                               "--option temperature=0 --out partial\nWrite a long essay about rivers.")
+    pub.on_publish = None
+    assert isinstance(result.error_in_exec, Interrupted)
+    r = ip.user_ns["partial"]["smollm2:135m"]
+    assert r.state is JobState.CANCELLED and r.text
+
+    from gridllm_nb.client import JobsClient
+
+    async def status() -> Any:
+        async with JobsClient(local_service.url) as client:
+            return (await client.status([r.job_id]))[r.job_id]
+
+    assert asyncio.run(status()).state is JobState.CANCELLED  # the service stopped generating
+    again = cell(ip, f"smollm2:135m --url {local_service.url} {REAL}", "Say hi.")
+    assert again.ok
+
+
+def _feed(chunk: int, every: float, duration: float, **kwargs: Any) -> list[dict[str, Any]]:
+    from gridllm_nb.magic import DisplayView
+    from gridllm_nb.models import JobUpdate
+
+    class Shell:
+        display_pub = CapturePub()
+
+    async def main() -> list[dict[str, Any]]:
+        view = DisplayView(Shell(), "p", ["m"], "markdown", interval=0.1, **kwargs)
+        view.on_update(JobUpdate("m", "j", JobState.RUNNING, ""))
+        text = ""
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end:
+            text += "x" * chunk
+            view.on_update(JobUpdate("m", "j", JobState.RUNNING, text))
+            await asyncio.sleep(every)
+        view.on_update(JobUpdate("m", "j", JobState.COMPLETED, text))
+        return Shell.display_pub.messages
+
+    return asyncio.run(main())
+
+
+def _body(msg: dict[str, Any]) -> str:
+    parts = msg["data"]["text/plain"].split("\n", 1)
+    return parts[1] if len(parts) == 2 else ""
+
+
+def test_live_updates_wait_until_worth_their_bytes() -> None:
+    """A live update resends the whole text: it waits for enough new text, or max_stale."""
+    msgs = _feed(chunk=5, every=0.05, duration=3.0)  # slow growth: 100 B/s
+    live = [m for m in msgs[1:-1] if _body(m)]
+    assert _body(live[0]) == "xxxxx"  # the first text shows at once
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(live)]
+    assert all(g >= 0.09 for g in gaps)
+    for gap, a, b in zip(gaps, live, live[1:]):
+        size, new = len(_body(b)), len(_body(b)) - len(_body(a))
+        assert new * 2 >= 160 + size or gap >= 0.95, (gap, new, size)
+    assert len(live) <= 3.0 / 0.95 + 3  # about once a second, not 10 times
+    assert msgs[-1]["data"]["text/plain"].startswith("m · completed")
+
+
+def test_live_updates_fast_growth_still_at_most_10_per_second() -> None:
+    msgs = _feed(chunk=400, every=0.02, duration=1.5)
+    live = msgs[1:-1]
+    assert all(b["t"] - a["t"] >= 0.09 for a, b in itertools.pairwise(live))
+    assert len(live) >= 5
+
+
+def test_live_updates_without_budget_are_rate_limited_only() -> None:
+    msgs = _feed(chunk=5, every=0.05, duration=1.5, byte_budget=None)
+    assert len(msgs[1:-1]) >= 10
+
+
+def test_default_models_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridllm_nb.magic import GridLLM
+
+    monkeypatch.setenv("GRIDLLM_DEFAULT_MODELS", "a:1, b:2")
+    assert GridLLM().default_models == ["a:1", "b:2"]
+
+
+def test_extension_loads_via_extension_manager(ip: Any) -> None:
+    """What c.InteractiveShellApp.extensions = ["gridllm_nb"] does at startup."""
+    ip.run_line_magic("unload_ext", "gridllm_nb")
+    ip.extension_manager.load_extension("gridllm_nb")
+    assert "gridllm" in ip.magics_manager.magics["cell"]
+    magics_of(ip).settings.output = "display"
+
+
+@pytest.mark.models
+def test_line_local_start_status_stop(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from gridllm_nb.service.launcher import free_port, is_running
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/remotejobs/v2"
+    magics_of(ip).settings.url = url
+    ip.run_line_magic("gridllm", "local start")
+    assert f"local service started at {url}" in capsys.readouterr().out and is_running(url)
+    ip.run_line_magic("gridllm", "local status")
+    assert "running (started by this kernel)" in capsys.readouterr().out
+    ip.run_line_magic("gridllm", "local start")
+    assert "already running" in capsys.readouterr().out
+    ip.run_line_magic("gridllm", "local stop")
+    assert "stopped" in capsys.readouterr().out and not is_running(url)
+
+
+def test_poll_settings_local_steady_remote_backoff(ip: Any) -> None:
+    m = magics_of(ip)
+    m.settings.poll_interval = 0.2
+    m.settings.poll_max_interval = 2.0
+    local = m._poll_settings("http://127.0.0.1:8765/remotejobs/v2")
+    remote = m._poll_settings("https://api.gridrepublic.services/remotejobs/v2")
+    assert (local.fast, local.slow, local.factor) == (0.2, 0.2, 1.0)
+    assert remote.fast == 0.2 and remote.slow == 2.0 and remote.factor > 1

@@ -1,0 +1,64 @@
+"""A notebook using the magic, executed by nbclient in a real kernel against the local service."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOTEBOOK = Path(__file__).parent / "notebooks" / "magic_smoke.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.models
+
+
+def _outputs(cell: Any) -> list[Any]:
+    return list(cell.get("outputs", []))
+
+
+def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("GRIDLLM_API_URL", local_service.url)
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(tmp_path / "history.sqlite3"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client.execute()
+
+    models_out = "".join(o.get("text", "") for o in _outputs(nb.cells[1]))
+    assert "smollm2:135m  (local)" in models_out and "gemma3:270m  (local)" in models_out
+
+    # the two-model cell: one display per model, final markdown + plain bundles, a Results value
+    outs = _outputs(nb.cells[3])
+    displays = [o for o in outs if o.output_type == "display_data"]
+    assert len(displays) == 2
+    for o, tag in zip(displays, ("smollm2:135m", "gemma3:270m")):
+        assert set(o.data) == {"text/markdown", "text/plain"}
+        assert o.data["text/plain"].startswith(f"{tag} · completed")
+    result = [o for o in outs if o.output_type == "execute_result"]
+    assert result and result[0].data["text/plain"].startswith("Results(2 models)")
+    for cell in nb.cells:
+        for o in _outputs(cell):
+            assert "text/html" not in o.get("data", {}) or "gridllm" not in o["data"]["text/html"]
+
+    # an expected error: one line, no traceback
+    (err,) = _outputs(nb.cells[5])
+    assert err.output_type == "error" and len(err.traceback) == 1
+    assert "unknown model 'nosuch:1'" in err.traceback[0] and "smollm2:135m" in err.traceback[0]
+
+    # --no-wait: the cell returned at once; its output was updated in place afterwards
+    bg_outs = [o for o in _outputs(nb.cells[6]) if o.output_type == "display_data"]
+    assert len(bg_outs) == 1 and bg_outs[0].data["text/plain"].startswith("smollm2:135m · completed")
+    assert "text/markdown" in bg_outs[0].data
+    assert "completed" in _outputs(nb.cells[7])[-1].data["text/plain"]
+
+    # --format code
+    (code_out,) = [o for o in _outputs(nb.cells[8]) if o.output_type == "display_data"]
+    assert "```" in code_out.data["text/markdown"]
+
+    history = "".join(o.get("text", "") for o in _outputs(nb.cells[9]))
+    assert "smollm2:135m" in history
