@@ -15,14 +15,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,7 +34,7 @@ from .jobs import JobManager
 from .registry import ModelSpec, Registry, load_registry
 from .store import JobRecord, JobStore
 
-__all__ = ["create_app", "APPS", "MAX_BODY_BYTES", "MAX_IDS"]
+__all__ = ["APPS", "MAX_BODY_BYTES", "MAX_IDS", "create_app"]
 
 log = logging.getLogger("gridllm_nb.service")
 
@@ -165,6 +165,17 @@ def job_view(job: JobRecord, now: float) -> dict[str, Any]:
         "tag": job.tag,
         "runtime": max(0, int(runtime)),
     }
+
+
+def job_json(job: JobRecord, now: float) -> bytes:
+    """``job_view`` as compact JSON; finished jobs are rendered once and reused,
+    which makes polling a large batch cheap."""
+    if job.rendered is not None:
+        return job.rendered
+    data = json.dumps(job_view(job, now), ensure_ascii=False, separators=(",", ":")).encode()
+    if job.terminal:
+        job.rendered = data
+    return data
 
 
 def parse_ids(raw: str) -> list[str]:
@@ -341,13 +352,14 @@ def create_app(
 
     @app.get(f"{API_PREFIX}/jobs/{{ids}}", response_model=StatusAnswer, responses=_ERRORS,
              summary="Status and log so far of one or more jobs (comma-separated ids)")
-    async def status(ids: str) -> JSONResponse:
+    async def status(ids: str) -> Response:
         wanted = parse_ids(ids)
         found = manager.get(wanted)
         if not found:
             raise ApiError(404, f"no such job: {wanted[0]}" + (f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""))
         now = time.time()
-        return JSONResponse({"success": True, "jobs": {i: job_view(found[i], now) for i in wanted if i in found}})
+        parts = b",".join(b'"%s":%s' % (i.encode(), job_json(found[i], now)) for i in wanted if i in found)
+        return Response(b'{"success":true,"jobs":{' + parts + b"}}", media_type="application/json")
 
     @app.delete(f"{API_PREFIX}/jobs/{{ids}}", response_model=CancelAnswer, responses=_ERRORS,
                 summary="Cancel jobs (local extension)",

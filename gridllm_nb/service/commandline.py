@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CommandLine", "CommandLineError", "parse_command_line", "MAX_INPUT_BYTES", "MAX_INPUTS"]
+__all__ = ["MAX_INPUTS", "MAX_INPUT_BYTES", "CommandLine", "CommandLineError", "parse_command_line"]
 
 MAX_INPUT_BYTES = 32 * 1024
 MAX_INPUTS = 100

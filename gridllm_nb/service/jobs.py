@@ -18,6 +18,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -35,12 +36,26 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
+def _valid_text(piece: str) -> str:
+    """Remote engines can send lone surrogates in JSON; they would break SQLite and the answer."""
+    try:
+        piece.encode("utf-8")
+    except UnicodeEncodeError:
+        return piece.encode("utf-8", "replace").decode("utf-8")
+    return piece
+
+
 def _timeout_reason(job: JobRecord) -> str:
     return f"exceeded its time limit of {job.hours:g} hours ({job.hours * 3600:.1f} s); partial output kept"
 
 
 class JobManager:
-    """Owns every live job; finished jobs live only in the store."""
+    """Owns every live job; finished jobs live in the store, recent ones also in memory.
+
+    Finished jobs never change again, so the most recent ``finished_cache``
+    of them are kept in memory: pollers of a large batch then cost a dict
+    lookup, not a SQLite read, per id.
+    """
 
     def __init__(
         self,
@@ -49,6 +64,7 @@ class JobManager:
         *,
         backend_factory: Callable[[ModelSpec], Backend] = create_backend,
         flush_interval: float = 0.1,
+        finished_cache: int = 2000,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -59,6 +75,8 @@ class JobManager:
         self._queues: dict[str, queue.Queue[JobRecord | None]] = {}
         self._workers: list[threading.Thread] = []
         self._live: dict[str, JobRecord] = {}
+        self._finished: OrderedDict[str, JobRecord] = OrderedDict()
+        self._finished_max = finished_cache
         self._dirty: set[str] = set()
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -127,25 +145,38 @@ class JobManager:
         return [job.id for job in jobs]
 
     def get(self, ids: Sequence[str]) -> dict[str, JobRecord]:
-        """Live jobs from memory, the rest from the store; unknown ids are left out."""
+        """Live and recently finished jobs from memory, the rest from the store.
+
+        Unknown ids are left out. A job leaves ``_live`` only after its final
+        state is saved, so a miss here always finds the final row in the store.
+        """
         found: dict[str, JobRecord] = {}
         missing = []
         for job_id in ids:
-            job = self._live.get(job_id)
+            job = self._live.get(job_id) or self._finished.get(job_id)
             if job is not None:
                 found[job_id] = job
             else:
                 missing.append(job_id)
         if missing:
-            found.update(self.store.get(missing))
+            stored = self.store.get(missing)
+            found.update(stored)
+            self._remember([job for job in stored.values() if job.terminal])
         return found
+
+    def _remember(self, jobs: Iterable[JobRecord]) -> None:
+        with self._lock:
+            for job in jobs:
+                self._finished[job.id] = job
+            while len(self._finished) > self._finished_max:
+                self._finished.popitem(last=False)
 
     def cancel(self, ids: Sequence[str]) -> tuple[list[str], list[str]]:
         """Returns (known ids, ids cancelled now); terminal jobs are left as they are."""
         known = self.get(ids)
         cancelled = []
         with self._lock:
-            for job_id, record in known.items():
+            for job_id in known:
                 job = self._live.get(job_id)
                 if job is not None and self._finish_locked(job, "cancelled", "cancelled by request"):
                     cancelled.append(job_id)
@@ -195,6 +226,16 @@ class JobManager:
                 self._end(job, "error", f"internal error: {type(exc).__name__}: {exc}")
 
     def _run(self, job: JobRecord) -> None:
+        try:
+            # Load the model first: the job stays ``queued`` meanwhile, so neither
+            # its runtime nor its ``hours`` limit pays for a one-time model load.
+            backend = self.backend(job.tag)
+            warm = getattr(backend, "warm_up", None)
+            if warm is not None:
+                warm()
+        except BackendError as exc:
+            self._end(job, "error", " ".join(str(exc).split()) or type(exc).__name__)
+            return
         with self._lock:
             if job.terminal:
                 return
@@ -204,13 +245,15 @@ class JobManager:
         deadline = job.started + job.hours * 3600.0
         request = self._request(job)
         try:
-            stream = self.backend(job.tag).generate(request, job.cancel)
+            stream = backend.generate(request, job.cancel)
             try:
                 for piece in stream:
-                    if job.terminal:
-                        break
-                    job.log += piece
-                    self._dirty.add(job.id)
+                    piece = _valid_text(piece)
+                    with self._lock:  # a terminal job's log never changes again
+                        if job.terminal:
+                            break
+                        job.log += piece
+                        self._dirty.add(job.id)
                     if time.time() > deadline:
                         self._expire(job)
                         break
@@ -268,6 +311,7 @@ class JobManager:
             for job in jobs:
                 self._live.pop(job.id, None)
                 self._dirty.discard(job.id)
+            self._remember(jobs)
 
     def _housekeeping(self) -> None:
         while not self._stop.wait(self.flush_interval):

@@ -19,16 +19,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import ConfigError
 from . import API_PREFIX
-from .server import is_loopback
+from .server import default_db_path, is_loopback
 
-__all__ = ["LocalService", "start_service", "is_running", "ensure_local_service", "free_port"]
+__all__ = ["LocalService", "ensure_local_service", "free_port", "is_running", "start_service"]
 
 _ensure_lock = threading.Lock()
 
@@ -71,10 +70,10 @@ class LocalService:
             except subprocess.TimeoutExpired:
                 continue
 
-    def __enter__(self) -> LocalService:
+    def __enter__(self) -> LocalService:  # noqa: PYI034 - typing.Self needs 3.11
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -160,7 +159,8 @@ def ensure_local_service(
         missing = [m for m in ("llama_cpp", "fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
         if missing:
             raise ConfigError("the local service needs its extras: pip install 'gridllm_nb[local]'")
-        service = start_service(host=host, port=parts.port or 80, token=token)
+        # The user's own database (as `gridllm-nb serve` uses), so runs outlive the kernel.
+        service = start_service(host=host, port=parts.port or 80, token=token, db=default_db_path())
         atexit.register(service.stop)
         if announce is not None:
             announce(f"gridllm_nb: started the local service at {service.url} (stops when this process exits)")

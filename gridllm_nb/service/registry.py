@@ -43,7 +43,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-__all__ = ["ModelSpec", "Registry", "BACKEND_NAMES", "find_packaged_gguf", "load_registry"]
+__all__ = ["BACKEND_NAMES", "ModelSpec", "Registry", "find_packaged_gguf", "load_registry"]
 
 BACKEND_NAMES = ("llama_cpp", "ollama", "openai")
 MODES = ("chat", "completion")

@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import DEFAULT_HOST, DEFAULT_PORT
+from . import API_PREFIX, DEFAULT_HOST, DEFAULT_PORT
 
-__all__ = ["add_serve_arguments", "serve_from_args", "default_db_path", "is_loopback"]
+__all__ = ["add_serve_arguments", "default_db_path", "is_loopback", "serve_from_args"]
 
 
 def default_db_path() -> Path:
@@ -69,7 +69,13 @@ def serve_from_args(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"gridllm_nb serve: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    # 500 ids make a ~17 KB request line, over h11's 16 KB default: allow 64 KB so
+    # such requests reach the app (and its JSON errors) instead of a bare 400.
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                            h11_max_incomplete_event_size=64 * 1024)
     server = uvicorn.Server(config)
+    models = ", ".join(app.state.registry)
+    print(f"gridllm_nb: serving http://{args.host}:{args.port}{API_PREFIX} (models: {models}; jobs in {db})",
+          file=sys.stderr, flush=True)
     server.run()
     return 0 if server.started else 2

@@ -7,6 +7,7 @@ keeps commits off the disk's fsync path (a crash can lose at most the last
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["JobRecord", "JobStore", "TERMINAL", "RESTART_REASON"]
+__all__ = ["RESTART_REASON", "TERMINAL", "JobRecord", "JobStore"]
 
 TERMINAL = frozenset({"completed", "error", "cancelled"})
 RESTART_REASON = "interrupted by service restart"
@@ -68,6 +69,8 @@ class JobRecord:
     finished: float | None = None
     seq: int = 0
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
+    # The status JSON of a finished job, rendered once (it can no longer change).
+    rendered: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
@@ -86,13 +89,28 @@ class JobRecord:
 
 
 class JobStore:
-    """Thread-safe access: one writer connection and one reader connection, each locked."""
+    """Thread-safe access: one writer connection and one reader connection, each locked.
 
-    def __init__(self, path: str | Path) -> None:
+    A service holds an exclusive lock file beside the database (``exclusive``),
+    because ``recover()`` would otherwise end the live jobs of another service
+    using the same file. Pass ``exclusive=False`` only to inspect a database.
+    """
+
+    def __init__(self, path: str | Path, *, exclusive: bool = True) -> None:
+        from ..errors import ConfigError
+
         self.path = str(path)
+        self._lock_file = None
         if self.path != ":memory:":
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self.path = str(Path(self.path).expanduser())
+            if exclusive:
+                self._lock_file = open(f"{self.path}.lock", "a")  # noqa: SIM115 - held for the store's life
+                try:
+                    fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    self._lock_file.close()
+                    raise ConfigError(f"job database {self.path} is in use by another gridllm_nb service") from None
         self._write = self._connect()
         self._write.executescript(_SCHEMA)
         self._read = self._connect() if self.path != ":memory:" else self._write
@@ -157,3 +175,5 @@ class JobStore:
         if self._read is not self._write:
             with self._read_lock:
                 self._read.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
+from service_support import FakeBackend, fake_registry
 
-from gridllm_nb.service.app import create_app  # noqa: E402
-from gridllm_nb.service.registry import Registry  # noqa: E402
-from service_support import FakeBackend, fake_registry  # noqa: E402
+from gridllm_nb.service.app import create_app
+from gridllm_nb.service.registry import Registry
 
 
 @pytest.fixture
@@ -23,12 +23,8 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     def factory(*, delay: float = 0.0, slow_delay: float = 0.05, db: Path | None = None,
                 registry: Registry | None = None, **kwargs) -> TestClient:
         backends = {"fake:fast": FakeBackend(delay), "fake:slow": FakeBackend(slow_delay)}
-        app = create_app(
-            db=db or tmp_path / "jobs.sqlite3",
-            registry=registry or fake_registry(),
-            backend_factory=lambda spec: backends.get(spec.tag) or FakeBackend(delay),
-            **kwargs,
-        )
+        kwargs.setdefault("backend_factory", lambda spec: backends.get(spec.tag) or FakeBackend(delay))
+        app = create_app(db=db or tmp_path / "jobs.sqlite3", registry=registry or fake_registry(), **kwargs)
         app.state.fake_backends = backends
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()

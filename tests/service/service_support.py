@@ -10,9 +10,13 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from gridllm_nb.service.backends import BackendError, GenerationRequest
 from gridllm_nb.service.registry import ModelSpec, Registry
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 BASE = "/remotejobs/v2"
 
@@ -31,6 +35,9 @@ class FakeBackend:
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
         self.calls.append(request)
+        if request.prompt == "surrogate":
+            yield "ok \ud800 ok"
+            return
         if request.prompt == "echo":
             yield f"{request.system}|{request.prompt}"
             return

@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-
 from service_support import BASE, submit, terminal, wait_for
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -180,6 +179,13 @@ def test_backend_error_ends_error_with_reason(make_client) -> None:
     assert job["states"]["default"]["log"] == "w0 "
 
 
+def test_invalid_text_from_an_engine_is_repaired(make_client) -> None:
+    client = make_client()
+    (job_id,) = submit(client, "surrogate")
+    job = wait_for(client, job_id, terminal)
+    assert job["vmStatus"] == "completed" and job["states"]["default"]["log"] == "ok ? ok"
+
+
 def test_get_never_waits_on_a_generation(make_client) -> None:
     client = make_client()
     (job_id,) = submit(client, "hang")
@@ -236,9 +242,19 @@ def test_logs_are_flushed_while_running(make_client, tmp_path) -> None:
     (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 200}})
     wait_for(client, job_id, lambda j: len(j["states"]["default"]["log"]) >= 12)
     time.sleep(0.3)
-    stored = JobStore(db).get([job_id])[job_id]
+    stored = JobStore(db, exclusive=False).get([job_id])[job_id]
     assert stored.status == "running" and stored.log.startswith("w0 w1 w2 ")
     client.delete(f"{BASE}/jobs/{job_id}")
+
+
+def test_one_service_per_database(make_client, tmp_path) -> None:
+    from gridllm_nb.errors import ConfigError
+    from gridllm_nb.service.store import JobStore
+
+    db = tmp_path / "shared.sqlite3"
+    make_client(db=db)
+    with pytest.raises(ConfigError, match="in use by another gridllm_nb service"):
+        JobStore(db)
 
 
 def test_models_and_health(make_client) -> None:

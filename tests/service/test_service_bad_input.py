@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from service_support import BASE
 
 GOOD = {"app": "gridrepublic:text-inference", "commandLine": '{"inputs": ["hi"]}', "tag": "fake:fast"}

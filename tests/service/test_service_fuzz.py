@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from service_support import FakeBackend, fake_registry
 
-from gridllm_nb.service.app import create_app  # noqa: E402
-from service_support import FakeBackend, fake_registry  # noqa: E402
+from gridllm_nb.service.app import create_app
 
 
 def _app():

