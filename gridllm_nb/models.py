@@ -106,6 +106,7 @@ class Job:
     output_files: list[Any] = field(default_factory=list)
     command_line: str = ""
     app: str = ""
+    message: str = ""
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -141,6 +142,8 @@ class Job:
             output_files=list(files) if isinstance(files, list) else [],
             command_line=str(inner.get("commandLine") or ""),
             app=str(inner.get("app") or ""),
+            # Why a job ended error/cancelled: a local-service extension, absent on the grid.
+            message=str(inner.get("message") or ""),
             extra={k: v for k, v in data.items() if k not in known},
         )
 

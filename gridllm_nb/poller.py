@@ -136,9 +136,9 @@ class Watch:
         self.text = log
         self.raw_status = job.raw_status
         if state is JobState.FAILED and not self.error:
-            self.error = f"the job ended with status '{job.raw_status}'"
+            self.error = job.message or f"the job ended with status '{job.raw_status}'"
         if state is JobState.CANCELLED and not self.error:
-            self.error = "cancelled"
+            self.error = job.message or "cancelled"
         self.state = state
         self._emit(now, delta=delta, reset=reset)
         return changed

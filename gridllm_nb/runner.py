@@ -63,6 +63,13 @@ async def check_models(client: JobsClient, tags: Sequence[str]) -> None:
             )
 
 
+def default_poll_settings(client: JobsClient) -> PollSettings:
+    """Poll a service on this machine briskly (a GET costs ~5 ms there); a remote grid gently."""
+    if client.endpoint.is_local:
+        return PollSettings(fast=0.1, slow=1.0)
+    return PollSettings()
+
+
 def _how_to_start(client: JobsClient) -> str:
     if client.endpoint.is_local:
         return "start the local service with `gridllm-nb serve` (or `%gridllm local start`)"
@@ -108,7 +115,7 @@ async def arun(
         raise ConfigError("empty prompt: write the prompt in the cell body or pass it as text")
     own_client = client is None
     client = client or JobsClient(url, token)
-    poller = get_poller(poll)
+    poller = get_poller(poll or default_poll_settings(client))
     results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
     watches: dict[str, Any] = {}
     started = poller.clock.monotonic()

@@ -59,6 +59,7 @@ class FakeJobsAPI:
     requests: list[httpx.Request] = field(default_factory=list)
     faults: list[Callable[[httpx.Request], httpx.Response | None]] = field(default_factory=list)
     forget: set[str] = field(default_factory=set)  # ids to leave out of answers
+    failure_message: str | None = None  # the local service's "message" on failed jobs
 
     def inject(self, *responses: Callable[[httpx.Request], httpx.Response | None] | httpx.Response | Exception) -> None:
         """Queue faults: each next request gets the next one (a Response, an exception to raise, or a callable)."""
@@ -133,6 +134,8 @@ class FakeJobsAPI:
                                         "commandLine": job.command_line, "app": "gridrepublic:text-inference"}},
                 "created": "2024-05-06T21:26:00+00:00", "copy": 0, "tag": job.tag, "runtime": job.position,
             }
+            if self.failure_message and status in ("error", "failed"):
+                jobs[i]["states"]["default"]["message"] = self.failure_message
         return httpx.Response(200, json={"success": True, "jobs": jobs})
 
     def transport(self) -> httpx.MockTransport:

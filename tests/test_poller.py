@@ -196,3 +196,16 @@ async def test_one_poller_per_loop() -> None:
 
     other = await asyncio.to_thread(in_a_new_loop)
     assert other is not first
+
+
+async def test_a_failed_job_carries_the_service_reason_when_given(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("cut short", final="error"),
+                       failure_message="exceeded its hours limit (0.001 h)")
+    client, poller = setup(fake, clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert updates[-1].state is JobState.FAILED and updates[-1].text == "cut short"
+    assert updates[-1].error == "exceeded its hours limit (0.001 h)"
+    fake.failure_message = None
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert updates[-1].error == "the job ended with status 'error'"
+    await client.aclose()
