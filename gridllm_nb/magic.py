@@ -5,6 +5,14 @@ interpolates the prompt, starts ``arun`` and turns its ``JobUpdate`` stream
 into one display per model (``display_id`` handles, updated in place and
 coalesced), or into labelled text on a terminal.
 
+In a kernel (``output = "display"``, the default there) each display is
+updated in place, resending the text each time; at the end it becomes the
+ordinary ``text/markdown`` + ``text/plain`` bundle. With ``output =
+"widget"`` the display shows, while the text streams, a small header and a
+``StreamText`` widget that is sent only the appended characters; that costs
+~3 KB of widget set-up per model, so it pays off only for long answers
+(several KB), which is why it is opt-in.
+
 Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
 for the session, and the environment (``GRIDLLM_API_URL``,
 ``GRIDLLM_API_TOKEN``, ``GRIDLLM_DEFAULT_MODELS``, ``GRIDLLM_HISTORY``).
@@ -33,7 +41,8 @@ from .magic_args import HelpShown, parse_cell_line, parse_line, parse_settings
 from .models import JobState, JobUpdate, Result, Results
 from .render import FORMATS, error_bundle, final_bundle, live_bundle
 
-__all__ = ["CellError", "GridLLM", "GridLLMMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["CellError", "DisplayView", "GridLLM", "GridLLMMagics", "StreamView", "WidgetView",
+           "load_ipython_extension", "unload_ipython_extension"]
 
 MODELS_ENV = "GRIDLLM_DEFAULT_MODELS"
 
@@ -55,14 +64,18 @@ class GridLLM(Configurable):
                                         "seconds").tag(config=True)
     update_interval = Float(0.1, help="minimum time between display updates of one model, seconds").tag(config=True)
     byte_budget = Float(2.0, allow_none=True,
-                        help="a live update resends the whole text: it waits until the new text is worth "
-                             "1/byte_budget of what it sends (None: no wait)...").tag(config=True)
+                        help="a live update waits until the new text is worth 1/byte_budget of what it "
+                             "sends (an append message in widget mode, the whole text in display mode; "
+                             "None: no wait)...").tag(config=True)
     max_stale = Float(1.0, help="...but never longer than this many seconds").tag(config=True)
     max_models = Int(8, help="most models one cell may ask at once").tag(config=True)
     interpolate = Bool(True, help="replace {name} in the cell with the variable's value").tag(config=True)
     history = Bool(True, help="record runs in the local SQLite history").tag(config=True)
-    output = Enum(("auto", "display", "stream"), default_value="auto",
-                  help="display: updating outputs (Jupyter); stream: text on stdout (terminal)").tag(config=True)
+    output = Enum(("auto", "widget", "display", "stream"), default_value="auto",
+                  help="display: outputs updated in place, resending the text (the default in a "
+                       "kernel); widget: a live header + delta-streamed text widget per model, then the "
+                       "final bundle (fewer bytes for answers over a few KB); stream: text on stdout "
+                       "(the default in a terminal)").tag(config=True)
 
     @default("default_models")
     def _models_from_env(self) -> list[str]:
@@ -270,6 +283,114 @@ class DisplayView(_View):
         self.opened = True
 
 
+class WidgetView(DisplayView):
+    """One display per model showing widgets while live: a header and delta-only text.
+
+    The display (``display_id``) shows a ``VBox`` of a ``Label`` header (tag,
+    state, elapsed in whole seconds: sent only when that line changes, so at
+    most once a second, and only along with a flush) and a ``StreamText``
+    whose ``value`` is set to the text so far: only the appended characters
+    go over the widget comm. At the end the display is updated to the final
+    bundle (exactly as ``DisplayView``) and the model's widgets are closed;
+    the shared layout and style go when the last model ends.
+    """
+
+    # JSON of one append comm_msg's content besides the new text (comm id, method, offset)
+    OVERHEAD = 110
+    WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.widgets: dict[str, tuple[Any, Any, Any]] = {}  # tag -> (box, header, stream)
+        self.shared: list[Any] = []  # the layout and style all of them use
+
+    @staticmethod
+    def _header(tag: str, state: str, elapsed: float, error: str | None = None) -> str:
+        note = f" — {' '.join(str(error).split())}" if error else ""
+        return f"{tag} · {state} · {elapsed:.0f}s{note}"
+
+    def _make(self, tag: str) -> Any:
+        import ipywidgets as widgets
+        from ipywidgets.widgets.widget_string import LabelStyle
+
+        from .streamtext import StreamText
+
+        if not self.shared:
+            self.shared = [widgets.Layout(), LabelStyle()]
+        layout, style = self.shared
+        r = self.results[tag]
+        # Label: shown as text (never markup), like the StreamText below.
+        head = widgets.Label(self._header(tag, "submitting", r.elapsed), layout=layout, style=style,
+                             _dom_classes=("gridllm-head",))
+        stream = StreamText(r.text, layout=layout, _dom_classes=("gridllm-stream",))
+        box = widgets.VBox([head, stream], layout=layout, _dom_classes=("gridllm-live",))
+        self.widgets[tag] = (box, head, stream)
+        return box
+
+    def open(self) -> None:
+        if self.opened:
+            return
+        self.opened = True
+        for tag, slot in self.slots.items():
+            box = self._make(tag)
+            bundle = {
+                "text/plain": self.widgets[tag][1].value,
+                self.WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": box.model_id},
+            }
+            self._publish(slot, bundle, update=False)
+            slot.last_sent = time.monotonic()
+
+    def _wait_for(self, slot: _Slot, u: JobUpdate, now: float) -> float:
+        """As ``DisplayView``, but a flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
+        if u.text and not slot.shown_text:
+            return 0.0
+        wait = slot.last_sent + self.interval - now
+        if self.byte_budget is None or u.state is not slot.shown_state or u.reset:
+            return wait
+        if (u.error or "") != (slot.shown_error or "") or not u.text.startswith(slot.shown_text):
+            return wait
+        new = len(u.text.encode()) - len(slot.shown_text.encode())
+        if new * self.byte_budget >= self.OVERHEAD + new:
+            return wait
+        return max(wait, slot.last_sent + self.max_stale - now)
+
+    def _flush(self, tag: str) -> None:
+        slot = self.slots[tag]
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
+        if not slot.dirty or slot.final:
+            return
+        r = self.results[tag]
+        _box, head, stream = self.widgets[tag]
+        line = self._header(tag, r.state.label, r.elapsed, r.error)
+        if head.value != line:
+            head.value = line
+        stream.value = r.text  # a delta, a reset (a restarted job), or nothing
+        self.messages += 1
+        slot.shown_text, slot.shown_state, slot.shown_error = r.text, r.state, r.error
+        slot.dirty = False
+        slot.updates += 1
+        slot.last_sent = time.monotonic()
+
+    def _close(self, tag: str) -> None:
+        for w in self.widgets.pop(tag, ()):
+            w.close()
+        if not self.widgets:
+            for w in self.shared:
+                w.close()
+            self.shared = []
+
+    def _final(self, tag: str) -> None:
+        super()._final(tag)  # the display shows the final bundle first, then its widgets go
+        self._close(tag)
+
+    def fail(self, message: str) -> None:
+        super().fail(message)
+        for tag in list(self.widgets):
+            self._close(tag)
+
+
 class StreamView(_View):
     """Plain IPython in a terminal: text on stdout as it arrives, one model at a time.
 
@@ -369,6 +490,15 @@ def _drive(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], *, grace:
             continue  # a second Ctrl-C while cleaning up: keep cleaning up
 
 
+def _widgets_available() -> bool:
+    try:
+        import anywidget  # noqa: F401
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 @magics_class
 class GridLLMMagics(Magics):
     """``%%gridllm MODEL... [options]`` and ``%gridllm COMMAND``; see ``%%gridllm --help``."""
@@ -386,10 +516,13 @@ class GridLLMMagics(Magics):
         return explicit or self.settings.url or None
 
     def _mode(self) -> str:
-        if self.settings.output != "auto":
-            return self.settings.output
+        mode = self.settings.output
         kernel = getattr(self.shell, "kernel", None)
-        return "display" if kernel is not None else "stream"
+        if mode == "auto":
+            return "stream" if kernel is None else "display"
+        if mode == "widget" and not _widgets_available():
+            return "display"
+        return mode
 
     def _poll_settings(self, url: str | None) -> Any:
         """Steady fast polls for the local service (they cost nothing); backoff for a remote one."""
@@ -456,7 +589,10 @@ class GridLLMMagics(Magics):
         fmt = args.format or s.default_format
         mode = self._mode()
         view: _View
-        if mode == "display":
+        if mode == "widget" and _widgets_available():
+            view = WidgetView(self.shell, prompt, models, fmt, float(s.update_interval),
+                              s.byte_budget, s.max_stale)
+        elif mode in ("widget", "display"):
             view = DisplayView(self.shell, prompt, models, fmt, float(s.update_interval),
                                s.byte_budget, s.max_stale)
         else:

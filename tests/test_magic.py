@@ -30,10 +30,13 @@ class CapturePub(DisplayPublisher):
         super().__init__()
         self.messages: list[dict[str, Any]] = []
         self.on_publish: Any = None
+        # displays and widget comm messages (see ``comms``), in the order they were sent
+        self.events: list[tuple[str, dict[str, Any]]] = []
 
     def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
         msg = {"data": data, "id": (transient or {}).get("display_id"), "update": update, "t": time.monotonic()}
         self.messages.append(msg)
+        self.events.append(("display", msg))
         if self.on_publish is not None:
             self.on_publish(msg)
 
@@ -702,3 +705,253 @@ def test_poll_settings_local_steady_remote_backoff(ip: Any) -> None:
     remote = m._poll_settings("https://api.gridrepublic.services/remotejobs/v2")
     assert (local.fast, local.slow, local.factor) == (0.2, 0.2, 1.0)
     assert remote.fast == 0.2 and remote.slow == 2.0 and remote.factor > 1
+
+
+# -- widget mode: a header and delta-only text while live, the plain bundle at the end ----------
+
+
+class Comms:
+    """Records every widget comm message (comm_open, comm_msg, comm_close) a kernel would send."""
+
+    def __init__(self, pub: CapturePub) -> None:
+        self.pub = pub
+        self.messages: list[dict[str, Any]] = []
+        self.on_message: Any = None
+
+    def opened(self) -> dict[str, dict[str, Any]]:
+        return {m["comm_id"]: m["data"]["state"] for m in self.messages if m["type"] == "comm_open"}
+
+    def closed(self) -> set[str]:
+        return {m["comm_id"] for m in self.messages if m["type"] == "comm_close"}
+
+    def of(self, comm_id: str, kind: str = "comm_msg") -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["comm_id"] == comm_id and m["type"] == kind]
+
+
+@pytest.fixture()
+def comms(ip: Any, monkeypatch: pytest.MonkeyPatch) -> Comms:
+    import comm
+    from comm.base_comm import BaseComm
+
+    record = Comms(ip.display_pub)
+
+    class RecordingComm(BaseComm):
+        def publish_msg(self, msg_type: str, data: Any = None, metadata: Any = None, buffers: Any = None,
+                        **keys: Any) -> None:
+            msg = {"type": msg_type, "comm_id": self.comm_id, "data": data or {}, "t": time.monotonic()}
+            record.messages.append(msg)
+            record.pub.events.append(("comm", msg))
+            if record.on_message is not None:
+                record.on_message(msg)
+
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **kw: RecordingComm(*a, **kw))
+    magics_of(ip).settings.output = "widget"
+    return record
+
+
+def _stream_ids(comms: Comms) -> list[str]:
+    return [cid for cid, state in comms.opened().items() if state.get("_model_name") == "AnyModel"]
+
+
+def _check_widget_run(ip: Any, comms: Comms, res: Results) -> None:
+    """One display per model: a widget view first, the final bundle last; every widget closed after."""
+    pub: CapturePub = ip.display_pub
+    by_id = pub.by_id()
+    assert len(by_id) == len(res)
+    opened = comms.opened()
+    for msgs, (tag, r) in zip(by_id.values(), res.items()):
+        first, final = msgs[0], msgs[-1]
+        assert first["update"] is False and final["update"] is True
+        view = first["data"]["application/vnd.jupyter.widget-view+json"]
+        assert view["model_id"] in opened and first["data"]["text/plain"].startswith(f"{tag} · submitting")
+        assert len(msgs) == 2  # nothing in between: the text travels over the widget comm
+        assert set(final["data"]) - {"application/json"} == {"text/markdown", "text/plain"}  # json: + the value
+        assert final["data"]["text/plain"].startswith(f"{tag} · {r.state.label}")
+    assert not any("text/html" in m["data"] for m in pub.messages)
+    # every widget (boxes, headers, texts, the shared layout and style) is closed, after the final bundles
+    assert opened and comms.closed() == set(opened)
+    # a model's widgets close only once its display shows the final bundle (no "model not found" flash)
+    events = pub.events
+    for msgs in by_id.values():
+        box = msgs[0]["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+        final_at = next(i for i, (k, m) in enumerate(events) if k == "display" and m is msgs[-1])
+        close_at = next(i for i, (k, m) in enumerate(events)
+                        if k == "comm" and m["type"] == "comm_close" and m["comm_id"] == box)
+        assert final_at < close_at
+
+
+def test_widget_view_sends_only_deltas(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    magics_of(ip).settings.byte_budget = None  # rate limit only: many small deltas
+    res = cell(ip, f"slow:1 a:1 --url {fake.url} --timeout 2", "go")
+    assert res["slow:1"].state is JobState.TIMED_OUT and res["a:1"].state is JobState.COMPLETED
+    _check_widget_run(ip, comms, res)
+    streams = _stream_ids(comms)
+    assert len(streams) == 2
+    for sid, (tag, r) in zip(streams, res.items()):
+        msgs = comms.of(sid)
+        contents = [m["data"]["content"] for m in msgs]
+        assert all(m["data"]["method"] == "custom" for m in msgs)  # never a state update resending the text
+        assert all(set(c) == {"append", "at"} for c in contents)  # deltas only, no reset
+        shown = ""
+        for c in contents:
+            assert c["at"] == len(shown)  # each delta continues exactly where the last ended
+            shown += c["append"]
+        assert shown and r.text.startswith(shown)  # every character went out once
+        assert comms.opened()[sid]["text"] == ""  # the comm_open did not carry text either
+    slow = comms.of(streams[0])
+    assert len(slow) >= 5
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(slow)]
+    assert min(gaps) >= 0.09  # still coalesced: at most ~10 updates per second
+    # the header (a Label: text, never markup) changes only with the state or the whole seconds
+    heads = [cid for cid, st in comms.opened().items() if st.get("_model_name") == "LabelModel"]
+    for hid in heads:
+        values = [m["data"]["state"]["value"] for m in comms.of(hid)]
+        assert len(values) == len(set(values)) and len(values) <= 8
+
+
+def test_widget_view_final_formats_and_escaping(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    fake.fake.scripts["a:1"] = words_script('Here: {"city": "Paris", "n": [1, 2]}')
+    res = cell(ip, f"a:1 --url {fake.url} --format json", "go")
+    _check_widget_run(ip, comms, res)
+    (final,) = ip.display_pub.finals()
+    assert final["application/json"] == {"city": "Paris", "n": [1, 2]} and "```json" in final["text/markdown"]
+
+    ip.display_pub.messages.clear()
+    comms.messages.clear()
+    fake.fake.scripts["a:1"] = words_script("<img src=x onerror=alert(1)> [x](javascript:alert(1))")
+    res = cell(ip, f"a:1 --url {fake.url}", "go")
+    _check_widget_run(ip, comms, res)
+    (final,) = ip.display_pub.finals()
+    assert "<img" not in final["text/markdown"] and "javascript:" not in final["text/markdown"]
+    # live, the text only goes to the StreamText (shown as a text node) and the Label, never to HTML
+    html = [st for st in comms.opened().values() if st.get("_model_name") == "HTMLModel"]
+    assert html == []
+
+
+def test_widget_view_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    fired = []
+
+    def interrupt_on_text(msg: dict[str, Any]) -> None:
+        if not fired and "word" in json.dumps(msg["data"]):
+            fired.append(True)
+
+            def kbi() -> None:
+                raise KeyboardInterrupt
+            asyncio.get_running_loop().call_soon(kbi)
+
+    comms.on_message = interrupt_on_text
+    result = run_cell_text(ip, f"%%gridllm slow:1 a:1 --url {fake.url} --out partial\nhi")
+    comms.on_message = None
+    assert fired and isinstance(result.error_in_exec, Interrupted)
+    res = ip.user_ns["partial"]
+    assert res["slow:1"].state is JobState.CANCELLED and res["slow:1"].text.startswith("word")
+    _check_widget_run(ip, comms, res)
+    finals = ip.display_pub.finals()
+    assert "cancelled" in finals[0]["text/plain"] and "word" in finals[0]["text/plain"]
+
+
+def test_widget_view_no_wait(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    async def main() -> tuple[Any, int]:
+        value = cell(ip, f"a:1 b:2 --url {fake.url} --no-wait --out later", "hi")
+        opened = len(ip.display_pub.messages)
+        for _ in range(200):
+            if not magics_of(ip).tasks:
+                break
+            await asyncio.sleep(0.05)
+        return value, opened
+
+    value, opened = asyncio.run(main())
+    assert value is None and opened == 2
+    later = ip.user_ns["later"]
+    assert later.done and later["a:1"].text == "Paris is the capital of France"
+    _check_widget_run(ip, comms, later)
+
+
+def test_widget_view_no_wait_error_shows_in_place(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    async def main() -> None:
+        assert cell(ip, f"a:9 --url {fake.url} --no-wait", "hi") is None
+        for _ in range(100):
+            if not magics_of(ip).tasks:
+                break
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    (final,) = ip.display_pub.finals()
+    assert final["text/plain"].startswith("gridllm: unknown model 'a:9'")
+    assert comms.opened() and comms.closed() == set(comms.opened())
+
+
+def test_widget_view_error_before_run_opens_nothing(ip: Any, fake: ServedFake, comms: Comms,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert "unknown model 'a:9'" in one_line_error(ip, f"%%gridllm a:9 --url {fake.url}\nhi", capsys)
+    assert ip.display_pub.messages == [] and comms.messages == []
+
+
+def test_widget_view_one_failed_job(ip: Any, fake: ServedFake, comms: Comms) -> None:
+    res = cell(ip, f"bad:1 a:1 --url {fake.url}", "go")
+    _check_widget_run(ip, comms, res)
+    finals = ip.display_pub.finals()
+    assert "failed" in finals[0]["text/plain"] and "half an" in finals[0]["text/plain"]
+
+
+def test_output_mode_auto(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    m = magics_of(ip)
+    m.settings.output = "auto"
+    assert m._mode() == "stream"  # plain IPython: text on stdout
+    monkeypatch.setattr(ip, "kernel", SimpleNamespace(comm_manager=object()), raising=False)
+    assert m._mode() == "display"  # a kernel: display updates (widgets are opt-in)
+    m.settings.output = "widget"
+    assert m._mode() == "widget"
+    monkeypatch.setattr("gridllm_nb.magic._widgets_available", lambda: False)
+    assert m._mode() == "display"
+    m.settings.output = "display"
+    monkeypatch.setattr(ip, "kernel", SimpleNamespace(comm_manager=object()), raising=False)
+    assert m._mode() == "display"
+
+
+def _feed_widgets(chunk: int, every: float, duration: float, **kwargs: Any) -> tuple[Any, list[float]]:
+    from gridllm_nb.magic import WidgetView
+    from gridllm_nb.models import JobUpdate
+
+    class Shell:
+        display_pub = CapturePub()
+
+    sent: list[tuple[float, str]] = []
+
+    async def main() -> Any:
+        view = WidgetView(Shell(), "p", ["m"], "markdown", interval=0.1, **kwargs)
+        view.on_update(JobUpdate("m", "j", JobState.RUNNING, ""))
+        stream = view.widgets["m"][2]
+        original = stream.send
+        stream.send = lambda content, buffers=None: (sent.append((time.monotonic(), content["append"])),
+                                                     original(content, buffers))
+        text = ""
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end:
+            text += "x" * chunk
+            view.on_update(JobUpdate("m", "j", JobState.RUNNING, text))
+            await asyncio.sleep(every)
+        view.on_update(JobUpdate("m", "j", JobState.COMPLETED, text))
+        return view
+
+    view = asyncio.run(main())
+    return view, sent
+
+
+def test_widget_live_updates_wait_until_worth_their_bytes() -> None:
+    view, sent = _feed_widgets(chunk=5, every=0.05, duration=3.0)  # slow growth: 100 B/s
+    assert sent[0][1] == "xxxxx"  # the first text shows at once
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
+    assert all(g >= 0.09 for g in gaps)
+    for gap, (_, delta) in zip(gaps, sent[1:]):
+        assert len(delta) * 2 >= view.OVERHEAD + len(delta) or gap >= 0.95, (gap, len(delta))
+    assert len(sent) <= 3.0 / 0.95 + 3
+    assert not view.widgets and not view.shared  # closed at the end
+
+
+def test_widget_live_updates_fast_growth_still_at_most_10_per_second() -> None:
+    _view, sent = _feed_widgets(chunk=400, every=0.02, duration=1.5)
+    assert all(b[0] - a[0] >= 0.09 for a, b in itertools.pairwise(sent))
+    assert len(sent) >= 5

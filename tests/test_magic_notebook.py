@@ -44,6 +44,8 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
     for cell in nb.cells:
         for o in _outputs(cell):
             assert "text/html" not in o.get("data", {}) or "gridllm" not in o["data"]["text/html"]
+            # the final outputs are plain bundles: no widget view is left in them
+            assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
 
     # an expected error: one line, no traceback
     (err,) = _outputs(nb.cells[5])

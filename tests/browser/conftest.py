@@ -94,7 +94,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("browser-artifacts")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(local_service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
@@ -139,7 +139,7 @@ def lab(local_service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
