@@ -220,7 +220,9 @@ def _cmd_simple(args: argparse.Namespace) -> int:
             from .service.launcher import ensure_local_service
 
             ensure_local_service(endpoint.url, announce=lambda line: print(line, file=sys.stderr))
-    return asyncio.run(_with_client(args, action))
+    from .runner import run_sync
+
+    return run_sync(_with_client(args, action))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -740,14 +740,9 @@ class GridLLMMagics(Magics):
             async with JobsClient(endpoint.url) as client:
                 return await action(client)
 
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(go())
-        import nest_asyncio
+        from .runner import run_sync
 
-        nest_asyncio.apply(loop)
-        return loop.run_until_complete(go())
+        return run_sync(go())
 
     def _cmd_models(self, args: Any) -> None:
         async def action(client: Any) -> list[dict[str, Any]]:

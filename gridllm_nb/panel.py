@@ -474,7 +474,9 @@ class Panel(widgets.VBox):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.load_models())
+            from .runner import run_sync
+
+            run_sync(self.load_models())
             return
         self.status.value = "loading the model list…"
         self._load_task = loop.create_task(self.load_models())
@@ -553,8 +555,10 @@ class Panel(widgets.VBox):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            from .runner import run_sync
+
             try:
-                asyncio.run(self._run(prompt, tags))
+                run_sync(self._run(prompt, tags))
             finally:
                 self._after_run()
             return None
@@ -604,7 +608,7 @@ class Panel(widgets.VBox):
         self._say("")
 
     async def _run(self, prompt: str, tags: list[str]) -> Results:
-        from .runner import _ensure_service, arun, suggest
+        from .runner import arun
 
         live = self.results
         assert live is not None
@@ -624,42 +628,15 @@ class Panel(widgets.VBox):
 
         client, own = self._make_client()
         try:
-            runnable = list(tags)
-            await _ensure_service(client, self._say)
-            try:
-                listed = [str(m["tag"]) for m in await client.models() if m.get("tag")]
-            except NotSupported:
-                listed = None
-            except TransportError as exc:
-                for tag in tags:
-                    fail(tag, str(exc))
-                self._say(str(exc))
-                return live
-            if listed is not None:
-                self.available = listed
-                for tag in tags:
-                    if tag not in listed:
-                        hint = suggest(tag, listed)
-                        mean = f" (did you mean {hint}?)" if hint else ""
-                        fail(tag, f"unknown model {tag!r}{mean}; available: {', '.join(listed) or 'none'}")
-                runnable = [t for t in tags if t in listed]
-            if runnable:
-                done = await arun(prompt, runnable, client=client, on_update=on_update,
-                                  validate=False, announce=self._say, **self._run_kwargs)
-                for tag, result in done.items():
-                    live._set(result)
+            # Unknown tags fail their own card; the other models still run.
+            await arun(prompt, tags, client=client, on_update=on_update, unknown="fail",
+                       announce=self._say, **self._run_kwargs)
             failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
             if failed:
                 self._say(f"{len(failed)} of {len(tags)} model(s) did not complete: {', '.join(failed)}")
             return live
         except asyncio.CancelledError:
-            for tag, r in live.items():
-                if not r.state.terminal:
-                    r.state = JobState.CANCELLED
-                    r.error = r.error or "cancelled"
-                    self.cards[tag].push(JobUpdate(tag=tag, job_id=r.job_id, state=r.state, text=r.text,
-                                                   error=r.error, elapsed=time.monotonic() - started))
-            self._say("cancelled")
+            self._say("cancelled")  # arun has ended the live jobs CANCELLED, text kept
             raise
         except GridLLMError as exc:  # ConfigError, TransportError, UnknownModel: one line
             for tag, r in live.items():

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from .client import JobsClient
 from .config import Secret
@@ -17,7 +17,9 @@ from .errors import ConfigError, GridLLMError, NotSupported, TransportError, Unk
 from .models import JobState, JobUpdate, Result, Results
 from .poller import PollSettings, get_poller
 
-__all__ = ["arun", "run", "check_models", "UpdateCallback"]
+__all__ = ["arun", "run", "run_sync", "check_models", "UpdateCallback"]
+
+T = TypeVar("T")
 
 UpdateCallback = Callable[[JobUpdate], Any]
 
@@ -39,8 +41,8 @@ def suggest(tag: str, available: Sequence[str]) -> str | None:
     return same_family[0] if same_family else None
 
 
-async def check_models(client: JobsClient, tags: Sequence[str]) -> None:
-    """Fail early, with the list and a suggestion, on a tag the service does not serve.
+async def check_models(client: JobsClient, tags: Sequence[str]) -> dict[str, UnknownModel]:
+    """The tags the service does not serve, each with a message listing the ones it does.
 
     Only possible where the service lists its models (a local extension);
     elsewhere the submit itself reports the problem per model.
@@ -48,19 +50,21 @@ async def check_models(client: JobsClient, tags: Sequence[str]) -> None:
     try:
         listed = await client.models()
     except NotSupported:
-        return
+        return {}
     except TransportError as exc:
         raise TransportError(f"{exc}; {_how_to_start(client)}") from None
     available = [str(m.get("tag")) for m in listed if m.get("tag")]
+    unknown: dict[str, UnknownModel] = {}
     for tag in tags:
         if tag not in available:
             hint = suggest(tag, available)
             did_you_mean = f" (did you mean {hint}?)" if hint else ""
-            raise UnknownModel(
+            unknown[tag] = UnknownModel(
                 f"unknown model {tag!r}{did_you_mean}; available: {', '.join(available) or 'none'}",
                 tag=tag,
                 available=available,
             )
+    return unknown
 
 
 def default_poll_settings(client: JobsClient) -> PollSettings:
@@ -100,11 +104,15 @@ async def arun(
     on_update: UpdateCallback | None = None,
     poll: PollSettings | None = None,
     validate: bool = True,
+    unknown: str = "raise",
     announce: Callable[[str], None] | None = print,
 ) -> Results:
     """Send ``prompt`` to every model at once and follow the jobs to the end.
 
     ``on_update`` receives every JobUpdate (delta, full text, state, reset).
+    With ``validate``, tags the service does not list raise ``UnknownModel``
+    before anything is submitted (``unknown="raise"``), or fail only their own
+    result while the others run (``unknown="fail"``, as the panel wants).
     ``timeout`` bounds the whole run: jobs still going then end TIMED_OUT
     with their text kept. Cancelling the task (a kernel interrupt, the
     panel's Cancel) ends the live jobs CANCELLED, asks the service to cancel
@@ -160,9 +168,14 @@ async def arun(
     tasks: list[asyncio.Task[None]] = []
     try:
         await _ensure_service(client, announce)
-        if validate:
-            await check_models(client, tags)
-        tasks = [asyncio.ensure_future(follow(tag)) for tag in tags]
+        bad = await check_models(client, tags) if validate else {}
+        if bad and unknown == "raise":
+            raise next(iter(bad.values()))
+        for tag, error in bad.items():
+            end(tag, JobState.FAILED, str(error))
+        tasks = [asyncio.ensure_future(follow(tag)) for tag in tags if tag not in bad]
+        if not tasks:
+            return results
         done, pending = await asyncio.wait(tasks, timeout=timeout)
         for task in done:
             task.result()  # surface bugs, never swallow them
@@ -201,13 +214,33 @@ async def _cancel_quietly(client: JobsClient, ids: Sequence[str | None]) -> None
         pass
 
 
-def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:
-    """Blocking ``arun`` for scripts and notebooks (works inside Jupyter's running loop)."""
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end from synchronous code, with or without a running loop.
+
+    Inside Jupyter the kernel's loop is already running, so it is made
+    re-entrant (nest_asyncio); elsewhere a fresh loop is used and closed,
+    never a loop left behind by someone else.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(arun(prompt, models, **kwargs))
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(coro)
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
     import nest_asyncio
 
     nest_asyncio.apply(loop)
-    return loop.run_until_complete(arun(prompt, models, **kwargs))
+    return loop.run_until_complete(coro)
+
+
+def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:
+    """Blocking ``arun`` for scripts and notebooks (works inside Jupyter's running loop)."""
+    return run_sync(arun(prompt, models, **kwargs))

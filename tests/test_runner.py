@@ -132,3 +132,18 @@ async def test_results_table_and_dataframe() -> None:
     assert list(frame["tag"]) == ["a", "b"] and list(frame["state"]) == ["completed", "failed"]
     assert set(frame["prompt"]) == {"the prompt"}
     assert results.to_list()[0].keys() >= {"tag", "id", "state", "text", "error", "elapsed_s"}
+
+
+async def test_unknown_models_can_fail_alone_while_the_others_run() -> None:
+    fake = FakeJobsAPI(models=["smollm2:135m"])
+    updates: list[JobUpdate] = []
+    results = await arun("hi", ["smollm2:135m", "smollm2:136m"], client=client_for(fake), poll=FAST,
+                         unknown="fail", on_update=updates.append)
+    assert results["smollm2:135m"].state is JobState.COMPLETED
+    bad = results["smollm2:136m"]
+    assert bad.state is JobState.FAILED and bad.job_id is None
+    assert "did you mean smollm2:135m" in bad.error
+    assert any(u.tag == "smollm2:136m" and u.state is JobState.FAILED for u in updates)
+    assert len(fake.posts()) == 1
+    only_bad = await arun("hi", ["nope:1"], client=client_for(fake), poll=FAST, unknown="fail")
+    assert only_bad["nope:1"].state is JobState.FAILED
