@@ -39,6 +39,7 @@ from .errors import ConfigError, GridLLMError, NotSupported
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line, parse_settings
 from .models import JobState, JobUpdate, Result, Results
+from .pacing import update_delay
 from .render import FORMATS, error_bundle, final_bundle, live_bundle
 
 __all__ = ["CellError", "DisplayView", "GridLLM", "GridLLMMagics", "StreamView", "WidgetView",
@@ -211,25 +212,16 @@ class DisplayView(_View):
     OVERHEAD = 160
 
     def _wait_for(self, slot: _Slot, u: JobUpdate, now: float) -> float:
-        """Seconds until ``u`` may be shown: at most ~10 updates/s, the first text at once.
+        """Seconds until ``u`` may be shown: the first text at once, then ``update_delay``.
 
-        A display update replaces the output, so it resends the whole text: a
-        text-only growth also waits until the new text is worth what the
-        update sends (``byte_budget`` bytes per new byte), but never more than
-        ``max_stale`` seconds, so the output keeps moving.
+        A display update replaces the output, so it resends the whole text.
         """
         if u.text and not slot.shown_text:
             return 0.0
-        wait = slot.last_sent + self.interval - now
-        if self.byte_budget is None or u.state is not slot.shown_state or u.reset:
-            return wait
-        if (u.error or "") != (slot.shown_error or "") or not u.text.startswith(slot.shown_text):
-            return wait
-        size = len(u.text.encode())
-        new = size - len(slot.shown_text.encode())
-        if new * self.byte_budget >= self.OVERHEAD + size:
-            return wait
-        return max(wait, slot.last_sent + self.max_stale - now)
+        return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
+                            shown_error=slot.shown_error, last_sent=slot.last_sent, now=now,
+                            interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
+                            cost=lambda size, new: self.OVERHEAD + size)
 
     def _flush(self, tag: str) -> None:
         slot = self.slots[tag]
@@ -344,15 +336,10 @@ class WidgetView(DisplayView):
         """As ``DisplayView``, but a flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
         if u.text and not slot.shown_text:
             return 0.0
-        wait = slot.last_sent + self.interval - now
-        if self.byte_budget is None or u.state is not slot.shown_state or u.reset:
-            return wait
-        if (u.error or "") != (slot.shown_error or "") or not u.text.startswith(slot.shown_text):
-            return wait
-        new = len(u.text.encode()) - len(slot.shown_text.encode())
-        if new * self.byte_budget >= self.OVERHEAD + new:
-            return wait
-        return max(wait, slot.last_sent + self.max_stale - now)
+        return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
+                            shown_error=slot.shown_error, last_sent=slot.last_sent, now=now,
+                            interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
+                            cost=lambda size, new: self.OVERHEAD + new)
 
     def _flush(self, tag: str) -> None:
         slot = self.slots[tag]

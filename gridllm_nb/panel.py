@@ -36,8 +36,9 @@ import nh3
 from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
 from .client import JobsClient, RetryPolicy
-from .errors import GridLLMError, NotSupported, TransportError
+from .errors import GridLLMError, NotSupported
 from .models import JobState, JobUpdate, Result, Results
+from .pacing import update_delay
 from .streamtext import StreamText
 
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
@@ -232,25 +233,14 @@ class Card(widgets.VBox):
 
     # coalescing
     def _wait_for(self, update: JobUpdate, now: float) -> float:
-        """Seconds until ``update`` may be shown.
+        """Seconds until ``update`` may be shown (see ``pacing.update_delay``).
 
-        Never sooner than ``1 / max_rate`` after the last flush. A text-only
-        growth also waits until the new text is worth what the flush sends
-        (``byte_budget``: bytes sent per new character; plain mode sends an
-        append message, markdown mode the whole rendered text), but never
-        more than ``max_stale`` seconds, so the card keeps moving.
+        Plain mode sends an append message; markdown mode the whole rendered text.
         """
-        wait = self._last_flush + self._interval - now
-        if self.byte_budget is None or update.state is not self.state or update.reset:
-            return wait
-        if (update.error or "") != (self.error or "") or not update.text.startswith(self.text):
-            return wait
-        size = len(update.text.encode())
-        new = size - len(self.text.encode())
-        cost = APPEND_OVERHEAD + (size if self._markdown else new)
-        if new * self.byte_budget >= cost:
-            return wait
-        return max(wait, self._last_flush + self.max_stale - now)
+        return update_delay(update, shown_text=self.text, shown_state=self.state, shown_error=self.error,
+                            last_sent=self._last_flush, now=now, interval=self._interval,
+                            byte_budget=self.byte_budget, max_stale=self.max_stale,
+                            cost=lambda size, new: APPEND_OVERHEAD + (size if self._markdown else new))
 
     def push(self, update: JobUpdate) -> None:
         """Take an update; it reaches the widgets at most ``max_rate`` times a second."""

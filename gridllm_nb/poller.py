@@ -13,8 +13,8 @@ import asyncio
 import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .client import JobsClient, RetryPolicy, chunk_ids
 from .clock import Clock, SystemClock

@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 from .client import JobsClient
 from .config import Secret
-from .errors import ConfigError, GridLLMError, NotSupported, TransportError, UnknownModel
+from .errors import (
+    ConfigError,
+    GridLLMError,
+    NotSupported,
+    TransportError,
+    UnknownModel,
+)
 from .models import JobState, JobUpdate, Result, Results
 from .poller import PollSettings, get_poller
 
