@@ -30,7 +30,7 @@ from gridllm_nb.poller import Poller, PollSettings
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from streamserver import STEP  # noqa: E402
+from streamserver import STEP
 
 INTERVAL = 0.3
 

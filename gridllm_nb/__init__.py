@@ -12,17 +12,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "JobsClient",
-    "run",
-    "arun",
-    "Results",
-    "Result",
+    "GridLLMError",
     "Job",
     "JobState",
     "JobUpdate",
+    "JobsClient",
     "Panel",
-    "GridLLMError",
+    "Result",
+    "Results",
+    "arun",
     "load_ipython_extension",
+    "run",
     "unload_ipython_extension",
 ]
 

@@ -18,7 +18,7 @@ from .client import JobsClient
 from .errors import ConfigError, GridLLMError
 from .models import Job, JobUpdate, Results
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -32,7 +32,7 @@ from .errors import (
 )
 from .models import Job
 
-__all__ = ["JobsClient", "RetryPolicy", "encode_command_line", "chunk_ids", "MAX_IDS_PER_GET"]
+__all__ = ["MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line"]
 
 MAX_IDS_PER_GET = 100
 MAX_URL_CHARS = 4000

@@ -25,13 +25,13 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = [
     "DEFAULT_LOCAL_URL",
     "GRIDREPUBLIC_URL",
-    "URL_ENV",
     "TOKEN_ENV",
-    "Secret",
+    "URL_ENV",
     "Endpoint",
-    "resolve_endpoint",
+    "Secret",
     "config_path",
     "load_file_config",
+    "resolve_endpoint",
 ]
 
 DEFAULT_LOCAL_URL = "http://127.0.0.1:8765/remotejobs/v2"

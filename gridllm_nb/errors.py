@@ -7,15 +7,15 @@ the API token (the client scrubs it before raising).
 from __future__ import annotations
 
 __all__ = [
-    "GridLLMError",
-    "ConfigError",
     "APIError",
-    "UnknownModel",
     "AuthError",
+    "ConfigError",
+    "GridLLMError",
+    "NotSupported",
+    "ProtocolError",
     "RateLimited",
     "TransportError",
-    "ProtocolError",
-    "NotSupported",
+    "UnknownModel",
 ]
 
 

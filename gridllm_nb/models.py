@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["JobState", "state_from_raw", "Job", "JobUpdate", "Result", "Results"]
+__all__ = ["Job", "JobState", "JobUpdate", "Result", "Results", "state_from_raw"]
 
 
 class JobState(str, enum.Enum):

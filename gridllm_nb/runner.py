@@ -23,7 +23,7 @@ from .errors import (
 from .models import JobState, JobUpdate, Result, Results
 from .poller import PollSettings, get_poller
 
-__all__ = ["arun", "run", "run_sync", "check_models", "UpdateCallback"]
+__all__ = ["UpdateCallback", "arun", "check_models", "run", "run_sync"]
 
 T = TypeVar("T")
 

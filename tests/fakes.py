@@ -202,7 +202,7 @@ class ServedFake:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "ServedFake":
+    def __enter__(self) -> ServedFake:
         import time
 
         self.thread.start()
