@@ -10,6 +10,7 @@ model's answer, so a script can check the whole path.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -30,7 +31,7 @@ def run_cli(url: str) -> int:
     cmd = [str(BIN / "gridllm-nb"), "run", PROMPT, "--url", url, "--option", "max_tokens=64"]
     for tag in MODELS:
         cmd += ["-m", tag]
-    print("$ gridllm-nb run " + " ".join(cmd[2:]), flush=True)
+    print("$ " + shlex.join(["gridllm-nb", *cmd[1:]]), flush=True)
     return subprocess.call(cmd)
 
 
