@@ -14,7 +14,7 @@ Measures (issue 4):
    service every 10 ms) to the display update that shows it; target <= 0.3 s;
 3. bytes of display messages and widget comm messages (comm_open, comm_msg,
    comm_close) on a real kernel's iopub channel per job vs the final text
-   size; target <= 2x (widgets, the default, and c.GridLLM.output = 'display');
+   size; target <= 2x (display updates, the default, and c.GridLLM.output = 'widget');
 4. ``import gridllm_nb`` + ``%load_ext`` time vs ``jupyter_ai_magics`` (from a
    separate venv, if given and installed); target <= 1/3.
 """
@@ -303,9 +303,11 @@ def iopub_rows(msgs: list[dict[str, Any]], text_bytes: dict[str, Any]) -> list[d
 
 
 IOPUB_CASES = (
-    ("widgets (default in a kernel): header + delta-only text, >= 1 refresh/s while text flows", ""),
-    ("widgets, c.GridLLM.max_stale = 1e9 (refresh only when worth it)", "%gridllm config max_stale=1e9"),
-    ("c.GridLLM.output = 'display' (no widgets: each update resends the text)", "%gridllm config output=display"),
+    ("display updates (the default in a kernel): each update resends the text", ""),
+    ("c.GridLLM.output = 'widget': header + delta-only text, >= 1 refresh/s while text flows",
+     "%gridllm config output=widget"),
+    ("widget, c.GridLLM.max_stale = 1e9 (refresh only when worth it)",
+     "%gridllm config output=widget max_stale=1e9"),
 )
 
 
