@@ -221,7 +221,11 @@ class DisplayView(_View):
         return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
                             shown_error=slot.shown_error, last_sent=slot.last_sent, now=now,
                             interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
-                            cost=lambda size, new: self.OVERHEAD + size)
+                            cost=self._flush_cost)
+
+    def _flush_cost(self, size: int, new: int) -> int:
+        """Bytes one flush sends for a text of ``size`` bytes, ``new`` of them new."""
+        return self.OVERHEAD + size
 
     def _flush(self, tag: str) -> None:
         slot = self.slots[tag]
@@ -332,14 +336,9 @@ class WidgetView(DisplayView):
             self._publish(slot, bundle, update=False)
             slot.last_sent = time.monotonic()
 
-    def _wait_for(self, slot: _Slot, u: JobUpdate, now: float) -> float:
-        """As ``DisplayView``, but a flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
-        if u.text and not slot.shown_text:
-            return 0.0
-        return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
-                            shown_error=slot.shown_error, last_sent=slot.last_sent, now=now,
-                            interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
-                            cost=lambda size, new: self.OVERHEAD + new)
+    def _flush_cost(self, size: int, new: int) -> int:
+        """A flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
+        return self.OVERHEAD + new
 
     def _flush(self, tag: str) -> None:
         slot = self.slots[tag]
