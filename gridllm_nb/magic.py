@@ -235,11 +235,15 @@ class DisplayView(_View):
         if not slot.dirty or slot.final:
             return
         r = self.results[tag]
-        self._publish(slot, live_bundle(tag, r.state.label, r.elapsed, r.text, r.error), update=True)
+        self._show(slot, r)
         slot.shown_text, slot.shown_state, slot.shown_error = r.text, r.state, r.error
         slot.dirty = False
         slot.updates += 1
         slot.last_sent = time.monotonic()
+
+    def _show(self, slot: _Slot, r: Result) -> None:
+        """Put the live state of one model on screen: here, by replacing its display."""
+        self._publish(slot, live_bundle(r.tag, r.state.label, r.elapsed, r.text, r.error), update=True)
 
     def _final(self, tag: str) -> None:
         slot = self.slots[tag]
@@ -340,24 +344,14 @@ class WidgetView(DisplayView):
         """A flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
         return self.OVERHEAD + new
 
-    def _flush(self, tag: str) -> None:
-        slot = self.slots[tag]
-        if slot.timer is not None:
-            slot.timer.cancel()
-            slot.timer = None
-        if not slot.dirty or slot.final:
-            return
-        r = self.results[tag]
-        _box, head, stream = self.widgets[tag]
-        line = self._header(tag, r.state.label, r.elapsed, r.error)
+    def _show(self, slot: _Slot, r: Result) -> None:
+        """Here: the header if it changed, and only the new characters of the text."""
+        _box, head, stream = self.widgets[r.tag]
+        line = self._header(r.tag, r.state.label, r.elapsed, r.error)
         if head.value != line:
             head.value = line
         stream.value = r.text  # a delta, a reset (a restarted job), or nothing
         self.messages += 1
-        slot.shown_text, slot.shown_state, slot.shown_error = r.text, r.state, r.error
-        slot.dirty = False
-        slot.updates += 1
-        slot.last_sent = time.monotonic()
 
     def _close(self, tag: str) -> None:
         for w in self.widgets.pop(tag, ()):
