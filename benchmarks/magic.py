@@ -302,6 +302,14 @@ def iopub_rows(msgs: list[dict[str, Any]], text_bytes: dict[str, Any]) -> list[d
     return rows
 
 
+def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
+    print(f"\n{title}\n")
+    print("| metric | gridllm_nb | baseline | target | met |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
 IOPUB_CASES = (
     ("display updates (the default in a kernel): each update resends the text", ""),
     ("c.GridLLM.output = 'widget': header + delta-only text, >= 1 refresh/s while text flows",
@@ -383,12 +391,8 @@ def main() -> int:
             rows = iopub_table(svc.url, args.iopub_max_tokens)
         finally:
             svc.stop()
-        print(f"\n**%%gridllm iopub bytes** ({os.cpu_count()} cores; prompt {PROMPT!r} + ' Then two more.'; "
-              f"max_tokens {args.iopub_max_tokens}, temperature 0)\n")
-        print("| metric | gridllm_nb | baseline | target | met |")
-        print("|---|---|---|---|---|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
+        print_table(f"**%%gridllm iopub bytes** ({os.cpu_count()} cores; prompt {PROMPT!r} + ' Then two more.'; "
+                    f"max_tokens {args.iopub_max_tokens}, temperature 0)", rows)
         return 0
     rows: list[tuple[str, str, str, str, str]] = []
     try:
@@ -426,12 +430,8 @@ def main() -> int:
                      f"{jai * 1000:.0f} ms (jupyter_ai_magics)" if jai else "jupyter_ai_magics not installed here",
                      "<= 1/3", ("yes" if ours <= jai / 3 else "no") + f" ({ours / jai:.3f})" if jai else "n/a"))
 
-    print(f"\n**%%gridllm benchmark** ({os.cpu_count()} cores; prompt {PROMPT!r}; "
-          f"max_tokens {args.max_tokens}, temperature 0; repeat {args.repeat}, medians)\n")
-    print("| metric | gridllm_nb | baseline | target | met |")
-    print("|---|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(f"**%%gridllm benchmark** ({os.cpu_count()} cores; prompt {PROMPT!r}; "
+                f"max_tokens {args.max_tokens}, temperature 0; repeat {args.repeat}, medians)", rows)
     print()
     for name, w in (("real", real), ("simulated", sim)):
         alone = ", ".join(f"{k.split(':', 1)[1]} {v:.2f} s" for k, v in w.items() if k.startswith("alone:"))

@@ -434,7 +434,8 @@ def test_no_wait_returns_at_once_and_keeps_streaming(ip: Any, fake: ServedFake) 
     assert len(pub.by_id()) == 3
 
 
-def test_no_wait_error_shows_in_place(ip: Any, fake: ServedFake) -> None:
+def no_wait_unknown_model(ip: Any, fake: ServedFake) -> None:
+    """Run a --no-wait cell for an unknown model in a loop, until its background task ends."""
     async def main() -> None:
         assert cell(ip, f"a:9 --url {fake.url} --no-wait", "hi") is None
         for _ in range(100):
@@ -443,6 +444,10 @@ def test_no_wait_error_shows_in_place(ip: Any, fake: ServedFake) -> None:
             await asyncio.sleep(0.05)
 
     asyncio.run(main())
+
+
+def test_no_wait_error_shows_in_place(ip: Any, fake: ServedFake) -> None:
+    no_wait_unknown_model(ip, fake)
     (final,) = ip.display_pub.finals()
     assert final["text/plain"].startswith("gridllm: unknown model 'a:9'")
 
@@ -868,14 +873,7 @@ def test_widget_view_no_wait(ip: Any, fake: ServedFake, comms: Comms) -> None:
 
 
 def test_widget_view_no_wait_error_shows_in_place(ip: Any, fake: ServedFake, comms: Comms) -> None:
-    async def main() -> None:
-        assert cell(ip, f"a:9 --url {fake.url} --no-wait", "hi") is None
-        for _ in range(100):
-            if not magics_of(ip).tasks:
-                break
-            await asyncio.sleep(0.05)
-
-    asyncio.run(main())
+    no_wait_unknown_model(ip, fake)
     (final,) = ip.display_pub.finals()
     assert final["text/plain"].startswith("gridllm: unknown model 'a:9'")
     assert comms.opened() and comms.closed() == set(comms.opened())
