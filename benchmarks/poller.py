@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,13 @@ import httpx
 from gridllm_nb.client import JobsClient
 from gridllm_nb.models import JobState
 from gridllm_nb.poller import Poller, PollSettings
+from gridllm_nb.service.launcher import free_port
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from streamserver import STEP
 
 INTERVAL = 0.3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

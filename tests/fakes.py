@@ -186,15 +186,13 @@ class ServedFake:
     """Serve a FakeJobsAPI over real HTTP on 127.0.0.1 (uvicorn in a thread)."""
 
     def __init__(self, fake: FakeJobsAPI) -> None:
-        import socket
         import threading
 
         import uvicorn
 
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
+        from gridllm_nb.service.launcher import free_port
+
+        self.port = free_port()
         self.fake = fake
         self.url = f"http://127.0.0.1:{self.port}/remotejobs/v2"
         config = uvicorn.Config(fake.asgi_app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 
 import comm
@@ -19,6 +18,7 @@ from gridllm_nb.client import JobsClient, RetryPolicy
 from gridllm_nb.models import JobState
 from gridllm_nb.panel import Panel, render_text, slug
 from gridllm_nb.poller import PollSettings
+from gridllm_nb.service.launcher import free_port
 from gridllm_nb.streamtext import StreamText, utf16_len
 
 from .fakes import FakeJobsAPI, words_script
@@ -394,9 +394,7 @@ async def test_real_unknown_model_and_cancel(service_url: str) -> None:
 
 
 def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()  # free, so nothing listens there
 
 
 async def test_service_down_is_one_line_on_the_status_line_and_in_the_card() -> None:
