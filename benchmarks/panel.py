@@ -3,9 +3,9 @@
 Every widget comm is replaced by a counting one (``comm.create_comm`` is
 the documented hook), so each ``comm_open`` and ``comm_msg`` payload is
 measured exactly as ipykernel would serialise it (JSON, UTF-8), per card:
-the card's own widgets, its layouts and styles, its ``StreamText`` and its
-markdown view (shown or not), state updates and the ``custom`` messages
-that carry the text deltas alike (``Widget.send`` goes through
+the card's ``CardWidget`` (its comm_open with the ES module, and the
+``custom`` messages that carry text deltas, state changes and errors) and
+its layout (``Widget.send`` goes through
 ``comm.send`` -> ``publish_msg``, which is what is counted). Jupyter's message envelope (header, signature) is the same for any
 widget library and is left out.
 
@@ -86,12 +86,9 @@ def tree_ids(widget: Any) -> set[str]:
 
 
 def card_ids(card: Any) -> set[str]:
-    """Every widget a card owns, whether it is on screen now or not."""
-    ids = tree_ids(card) | tree_ids(card.stream)
-    for extra in (card.rendered, card.error_line):
-        if extra is not None:
-            ids |= tree_ids(extra)
-    return ids
+    """Every widget a card owns: its ``CardWidget`` and the layout it shares with the other cards
+    (counted in full for each card, so the set-up figure errs high)."""
+    return tree_ids(card.widget)
 
 
 def cpu() -> float:

@@ -115,6 +115,7 @@ class _Slot:
     shown_text: str = ""
     shown_state: JobState | None = None
     shown_error: str | None = None
+    sent: int = 0  # bytes of the live updates sent so far
 
 
 class _View:
@@ -219,7 +220,7 @@ class DisplayView(_View):
         if u.text and not slot.shown_text:
             return 0.0
         return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
-                            shown_error=slot.shown_error, last_sent=slot.last_sent, now=now,
+                            shown_error=slot.shown_error, last_sent=slot.last_sent, sent=slot.sent, now=now,
                             interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
                             cost=self._flush_cost)
 
@@ -236,6 +237,9 @@ class DisplayView(_View):
             return
         r = self.results[tag]
         self._show(slot, r)
+        size = len(r.text.encode())
+        continued = r.text.startswith(slot.shown_text)
+        slot.sent += self._flush_cost(size, size - len(slot.shown_text.encode()) if continued else size)
         slot.shown_text, slot.shown_state, slot.shown_error = r.text, r.state, r.error
         slot.dirty = False
         slot.updates += 1
@@ -284,58 +288,44 @@ class DisplayView(_View):
 
 
 class WidgetView(DisplayView):
-    """One display per model showing widgets while live: a header and delta-only text.
+    """One display per model showing a ``CardWidget`` while live.
 
-    The display (``display_id``) shows a ``VBox`` of a ``Label`` header (tag,
-    state, elapsed in whole seconds: sent only when that line changes, so at
-    most once a second, and only along with a flush) and a ``StreamText``
-    whose ``value`` is set to the text so far: only the appended characters
-    go over the widget comm. At the end the display is updated to the final
-    bundle (exactly as ``DisplayView``) and the model's widgets are closed;
-    the shared layout and style go when the last model ends.
+    The card shows the tag, the state, a clock that ticks in the browser and
+    the text; each flush is one small message with only the new characters
+    (and the state or error when they changed). At the end the display is
+    updated to the final bundle (exactly as ``DisplayView``) and the card is
+    closed; the shared layout goes when the last model ends.
     """
 
-    # JSON of one append comm_msg's content besides the new text (comm id, method, offset)
-    OVERHEAD = 110
+    # JSON of one card message's data besides the new text (method, offset, fields)
+    OVERHEAD = 60
     WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.widgets: dict[str, tuple[Any, Any, Any]] = {}  # tag -> (box, header, stream)
-        self.shared: list[Any] = []  # the layout and style all of them use
-
-    @staticmethod
-    def _header(tag: str, state: str, elapsed: float, error: str | None = None) -> str:
-        note = f" — {' '.join(str(error).split())}" if error else ""
-        return f"{tag} · {state} · {elapsed:.0f}s{note}"
+        self.cards: dict[str, Any] = {}  # tag -> CardWidget
+        self.layout: Any = None  # the one Layout every card uses
 
     def _make(self, tag: str) -> Any:
         import ipywidgets as widgets
-        from ipywidgets.widgets.widget_string import LabelStyle
 
-        from .streamtext import StreamText
+        from .cardwidget import CardWidget
 
-        if not self.shared:
-            self.shared = [widgets.Layout(), LabelStyle()]
-        layout, style = self.shared
-        r = self.results[tag]
-        # Label: shown as text (never markup), like the StreamText below.
-        head = widgets.Label(self._header(tag, "submitting", r.elapsed), layout=layout, style=style,
-                             _dom_classes=("gridllm-head",))
-        stream = StreamText(r.text, layout=layout, _dom_classes=("gridllm-stream",))
-        box = widgets.VBox([head, stream], layout=layout, _dom_classes=("gridllm-live",))
-        self.widgets[tag] = (box, head, stream)
-        return box
+        if self.layout is None:
+            self.layout = widgets.Layout()
+        card = CardWidget(tag, self.results[tag].text, layout=self.layout)
+        self.cards[tag] = card
+        return card
 
     def open(self) -> None:
         if self.opened:
             return
         self.opened = True
         for tag, slot in self.slots.items():
-            box = self._make(tag)
+            card = self._make(tag)
             bundle = {
-                "text/plain": self.widgets[tag][1].value,
-                self.WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": box.model_id},
+                "text/plain": f"{tag} · submitting",
+                self.WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": card.model_id},
             }
             self._publish(slot, bundle, update=False)
             slot.last_sent = time.monotonic()
@@ -345,29 +335,25 @@ class WidgetView(DisplayView):
         return self.OVERHEAD + new
 
     def _show(self, slot: _Slot, r: Result) -> None:
-        """Here: the header if it changed, and only the new characters of the text."""
-        _box, head, stream = self.widgets[r.tag]
-        line = self._header(r.tag, r.state.label, r.elapsed, r.error)
-        if head.value != line:
-            head.value = line
-        stream.value = r.text  # a delta, a reset (a restarted job), or nothing
+        """Here: one card message with the new characters and whatever else changed."""
+        self.cards[r.tag].show_answer(r.state, r.text, r.error, r.elapsed)
         self.messages += 1
 
     def _close(self, tag: str) -> None:
-        for w in self.widgets.pop(tag, ()):
-            w.close()
-        if not self.widgets:
-            for w in self.shared:
-                w.close()
-            self.shared = []
+        card = self.cards.pop(tag, None)
+        if card is not None:
+            card.close()
+        if not self.cards and self.layout is not None:
+            self.layout.close()
+            self.layout = None
 
     def _final(self, tag: str) -> None:
-        super()._final(tag)  # the display shows the final bundle first, then its widgets go
+        super()._final(tag)  # the display shows the final bundle first, then its card goes
         self._close(tag)
 
     def fail(self, message: str) -> None:
         super().fail(message)
-        for tag in list(self.widgets):
+        for tag in list(self.cards):
             self._close(tag)
 
 

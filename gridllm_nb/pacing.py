@@ -1,10 +1,12 @@
 """When a live view may show the next change to one model's answer.
 
 Shared by the magic's outputs and the panel's cards: at most one update per
-``interval``; a change of state, error or a reset goes out as soon as the
-interval allows; mere text growth also waits until the new text is worth
-what the update will send (``byte_budget`` bytes sent per new byte), but
-never longer than ``max_stale`` seconds, so the view keeps moving.
+``interval``; the end of the answer, an error, a reset or the first words
+go out as soon as the interval allows; text growth (and a change between
+live states, which can ride along with it) also waits until the view's bytes stay
+within budget (everything it has sent for this answer, this update
+included, at most ``byte_budget`` bytes per byte of text), but never
+longer than ``max_stale`` seconds, so the view keeps moving.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def update_delay(
     shown_state: JobState,
     shown_error: str | None,
     last_sent: float,
+    sent: int,
     now: float,
     interval: float,
     byte_budget: float | None,
@@ -31,17 +34,20 @@ def update_delay(
 ) -> float:
     """Seconds to wait before showing ``update`` (<= 0: now).
 
-    ``cost(size, new)`` is what the view would send for a text of ``size``
-    bytes of which ``new`` are new: the whole text for a display update, the
-    delta for an append-only widget.
+    ``sent`` is what the view has sent for this answer so far (set-up not
+    included); ``cost(size, new)`` is what it would send now for a text of
+    ``size`` bytes of which ``new`` are new: the whole text for a display
+    update, the delta for an append-only widget.
     """
     wait = last_sent + interval - now
-    if byte_budget is None or update.state is not shown_state or update.reset:
+    if byte_budget is None or update.reset or (update.state.terminal and update.state is not shown_state):
         return wait
     if (update.error or "") != (shown_error or "") or not update.text.startswith(shown_text):
         return wait
+    if update.text and not shown_text:  # the first words show at once
+        return wait
     size = len(update.text.encode())
     new = size - len(shown_text.encode())
-    if new * byte_budget >= cost(size, new):
+    if sent + cost(size, new) <= byte_budget * size:
         return wait
     return max(wait, last_sent + max_stale - now)

@@ -9,13 +9,13 @@ Three rules shape the code:
 
 * model text never becomes live HTML: plain mode escapes it, markdown mode
   renders it and then sanitizes the HTML with nh3;
-* updates are coalesced, at most ``max_rate`` flushes per second per card,
-  and a flush only touches traits whose value changed (ipywidgets sends
-  nothing for an unchanged trait);
-* the streaming text is append-only on the wire: plain mode shows it in a
-  ``StreamText`` widget (anywidget) that is sent only the new characters
-  of each flush, so the bytes sent grow with the text, not with
-  text x updates.
+* updates are coalesced: at most ``max_rate`` flushes per second per card,
+  and a flush of mere new text waits until the card's bytes stay within
+  ``byte_budget`` per byte of text (never longer than ``max_stale``);
+* each card is one ``CardWidget`` (anywidget) and a flush is one message of
+  only what changed: the new characters, the state or error when they
+  changed; the clock ticks in the browser. So the bytes sent grow with the
+  text, not with text x updates.
 
 The panel is driven from Python just as well as from a browser: set
 ``Checkbox.value`` / ``Textarea.value`` and call ``Button.click()`` inside a
@@ -33,21 +33,20 @@ from typing import Any
 
 import ipywidgets as widgets
 import nh3
-from ipywidgets.widgets.widget_string import HTMLStyle, LabelStyle
 
+from .cardwidget import CardWidget
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported
 from .models import JobState, JobUpdate, Result, Results
 from .pacing import update_delay
-from .streamtext import StreamText
 
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
 
 MAX_MODELS = 3
 DEFAULT_RATE = 10.0  # flushes per second per card, at most
-BYTE_BUDGET = 2.0  # a text-only flush waits until it costs <= 2 bytes per new character...
-MAX_STALE = 1.0  # ...but never longer than this many seconds
-APPEND_OVERHEAD = 60  # bytes of one append message besides its text (JSON envelope, offset)
+BYTE_BUDGET = 1.5  # a text-only flush waits while the card has sent > 1.5 bytes per byte of text...
+MAX_STALE = 1.5  # ...but never longer than this many seconds
+APPEND_OVERHEAD = 50  # bytes of one append message besides its text (JSON envelope, offset)
 
 _CSS = """
 <style>
@@ -55,14 +54,14 @@ _CSS = """
 .gridllm-cards { display: flex; flex-flow: row wrap; gap: 8px; align-items: stretch; }
 .gridllm-card { flex: 1 1 260px; min-width: 220px; max-width: 100%;
   border: 1px solid var(--jp-border-color1, #ccc); border-radius: 6px; padding: 6px 8px; }
-.gridllm-card-head { gap: 8px; align-items: center; }
+.gridllm-card-head { display: flex; gap: 8px; align-items: center; }
 .gridllm-badge { border-radius: 9px; padding: 0 8px; font-size: 0.85em; line-height: 1.6em; }
 .gridllm-state-submitted .gridllm-badge, .gridllm-state-queued .gridllm-badge { background: #e0e0e0; color: #333; }
 .gridllm-state-running .gridllm-badge { background: #cfe3ff; color: #0b3d91; }
 .gridllm-state-completed .gridllm-badge { background: #d4f5d4; color: #14541a; }
 .gridllm-state-failed .gridllm-badge, .gridllm-state-lost .gridllm-badge { background: #ffd6d6; color: #7a0c0c; }
 .gridllm-state-cancelled .gridllm-badge, .gridllm-state-timed_out .gridllm-badge { background: #fff0c2; color: #6b4e00; }
-.gridllm-stream pre.gridllm-text { margin: 0; padding: 0; line-height: 1.4; }
+.gridllm-card pre.gridllm-text { margin: 0; padding: 0; line-height: 1.4; }
 pre.gridllm-text, .gridllm-history-entry pre, .gridllm-markdown-view pre { white-space: pre-wrap; word-break: break-word;
   font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; }
 .gridllm-error { color: #a00; }
@@ -126,41 +125,19 @@ def render_text(text: str, *, markdown: bool = False) -> str:
 # -- one card per model ---------------------------------------------------------
 
 
-class Looks:
-    """Layouts and styles shared by many widgets, so each is opened once, not per widget.
+class Card:
+    """One model's answer in the panel: a ``CardWidget`` fed at a coalesced pace.
 
-    A widget's comm_open carries its whole state; a Layout alone is ~1 KB of
-    mostly nulls. Sharing one instance makes every further widget cost only
-    a reference.
-    """
-
-    def __init__(self) -> None:
-        self.layout = widgets.Layout()
-        self.label = LabelStyle()
-        self.html = HTMLStyle()
-
-    # Classes go in with the constructor, so they travel in the comm_open.
-    def html_widget(self, value: str = "", *classes: str) -> widgets.HTML:
-        return widgets.HTML(value, layout=self.layout, style=self.html, _dom_classes=classes)
-
-    def label_widget(self, value: str = "", *classes: str) -> widgets.Label:
-        return widgets.Label(value, layout=self.layout, style=self.label, _dom_classes=classes)
-
-
-class Card(widgets.VBox):
-    """One model's answer: tag, status badge, elapsed time, text, error line.
-
-    Plain mode shows the text in a ``StreamText`` widget: each flush sends
-    only the characters added since the last one (a restarted job's new
-    text is sent once, whole). Markdown mode shows the whole text rendered
-    and sanitized in an ``HTML`` widget, re-sent on each flush. Only the
-    visible one is kept current; switching modes brings the other one up
-    to date with a single message. The error line and the markdown view
-    are made only when needed.
+    ``widget`` is what the panel shows. Plain mode sends each flush's new
+    characters only (a restarted job's new text once, whole); markdown mode
+    sends the whole rendered, sanitized HTML. Only the visible form is kept
+    current; switching modes brings the other one up to date in a single
+    message. State, error and elapsed time ride in the same message as the
+    text, and the clock ticks in the browser.
     """
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
-                 looks: Looks | None = None, byte_budget: float | None = BYTE_BUDGET,
+                 layout: widgets.Layout | None = None, byte_budget: float | None = BYTE_BUDGET,
                  max_stale: float = MAX_STALE) -> None:
         self.tag = tag
         self.byte_budget = byte_budget
@@ -170,80 +147,39 @@ class Card(widgets.VBox):
         self.error: str | None = None
         self.elapsed = 0.0
         self.flushes = 0
-        self.looks = looks or Looks()
         self._markdown = markdown
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
         self._pending: JobUpdate | None = None
         self._handle: asyncio.TimerHandle | None = None
-        self._last_flush = float("-inf")
-
-        looks = self.looks
-        self.title = looks.html_widget(f"<b>{html.escape(tag)}</b>", "gridllm-card-tag")
-        self.badge = looks.label_widget(self.state.label, "gridllm-badge")
-        self.clock = looks.label_widget("", "gridllm-elapsed")
-        self.head = widgets.HBox([self.title, self.badge, self.clock], layout=looks.layout,
-                                 _dom_classes=("gridllm-card-head",))
-        self.error_line: widgets.Label | None = None
-        self.rendered: widgets.HTML | None = None
-        # The <pre class="gridllm-text"> is drawn inside the widget by its module.
-        self.stream = StreamText(layout=looks.layout, _dom_classes=("gridllm-stream",))
-        # The children ride in the comm_open too: no update right after it.
-        super().__init__(self._body(), layout=looks.layout, _dom_classes=(
-            "gridllm-card", f"gridllm-card-{slug(tag)}", f"gridllm-state-{self.state.value}"))
+        self._last_flush = time.monotonic()  # the card shows its first state from the start
+        # Classes and mode go in with the constructor, so they travel in the comm_open.
+        self.widget = CardWidget(tag, markdown=markdown, layout=layout or widgets.Layout(),
+                                 _dom_classes=(f"gridllm-card-{slug(tag)}",))
 
     @property
     def markdown(self) -> bool:
         return self._markdown
 
-    def _relayout(self) -> None:
-        body = self._body()
-        if body != self.children:
-            self.children = body
-
-    def _body(self) -> tuple[widgets.Widget, ...]:
-        body: list[widgets.Widget] = [self.head]
-        if self.error_line is not None:
-            body.append(self.error_line)
-        if self._markdown:
-            if self.rendered is None:
-                self.rendered = self.looks.html_widget(render_text(self.text, markdown=True),
-                                                       "gridllm-markdown-view")
-            body.append(self.rendered)
-        else:
-            body.append(self.stream)
-        return tuple(body)
-
-    def _sync_view(self) -> None:
-        """Bring the visible text widget up to ``self.text``; unchanged values send nothing."""
-        if self._markdown:
-            if self.rendered is not None:
-                md = render_text(self.text, markdown=True)
-                if self.rendered.value != md:
-                    self.rendered.value = md
-        else:
-            self.stream.value = self.text  # a delta, a reset, or nothing
-        self._relayout()
+    @property
+    def html(self) -> str:
+        """The sanitized markdown HTML last sent (markdown mode)."""
+        return str(self.widget.live("html"))
 
     def set_markdown(self, on: bool) -> None:
-        if on == self._markdown:
-            return
-        self._markdown = on
-        with self.hold_sync():
-            self._sync_view()
+        if on != self._markdown:
+            self._markdown = on
+            self.apply(self.state, self.text, self.error, self.elapsed)
 
     # coalescing
     def _wait_for(self, update: JobUpdate, now: float) -> float:
-        """Seconds until ``update`` may be shown (see ``pacing.update_delay``).
-
-        Plain mode sends an append message; markdown mode the whole rendered text.
-        """
+        """Seconds until ``update`` may be shown (see ``pacing.update_delay``)."""
         return update_delay(update, shown_text=self.text, shown_state=self.state, shown_error=self.error,
-                            last_sent=self._last_flush, now=now, interval=self._interval,
-                            byte_budget=self.byte_budget, max_stale=self.max_stale,
+                            last_sent=self._last_flush, sent=self.widget.sent_bytes, now=now,
+                            interval=self._interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
                             cost=lambda size, new: APPEND_OVERHEAD + (size if self._markdown else new))
 
     def push(self, update: JobUpdate) -> None:
-        """Take an update; it reaches the widgets at most ``max_rate`` times a second."""
+        """Take an update; it reaches the widget at most ``max_rate`` times a second."""
         self._pending = update
         now = time.monotonic()
         wait = self._wait_for(update, now)
@@ -267,7 +203,7 @@ class Card(widgets.VBox):
         return asyncio.get_running_loop().time() + max(0.0, wait)
 
     def flush(self) -> None:
-        """Apply the newest pending update, touching only what changed."""
+        """Show the newest pending update."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -279,34 +215,10 @@ class Card(widgets.VBox):
         self.apply(update.state, update.text, update.error, update.elapsed)
 
     def apply(self, state: JobState, text: str, error: str | None, elapsed: float) -> None:
-        with self.hold_sync():
-            if state is not self.state:
-                self.remove_class(f"gridllm-state-{self.state.value}")
-                self.add_class(f"gridllm-state-{state.value}")
-                self.badge.value = state.label
-                self.state = state
-            if text != self.text:
-                self.text = text
-                self._sync_view()
-            err = _one_line(error) if error else ""
-            if err != (self.error or ""):
-                if self.error_line is None:
-                    self.error_line = self.looks.label_widget("", "gridllm-error")
-                self.error_line.value = err
-                self.error = err or None
-                self._relayout()
-            self.tick(elapsed)
-
-    def tick(self, elapsed: float) -> None:
-        """Show the elapsed time: whole seconds while live, tenths at the end.
-
-        An unchanged string is not sent, so a streaming card updates its clock
-        once a second rather than on every flush.
-        """
-        self.elapsed = elapsed
-        label = f"{elapsed:.1f} s" if self.state.terminal else f"{elapsed:.0f} s"
-        if self.clock.value != label:
-            self.clock.value = label
+        """Show this state at once (one message, of only what changed)."""
+        self.state, self.text, self.error, self.elapsed = state, text, (_one_line(error) if error else None), elapsed
+        html = render_text(text, markdown=True) if self._markdown else None
+        self.widget.show_answer(state, text, self.error, elapsed, html=html)
 
     def fail(self, message: str) -> None:
         self.apply(JobState.FAILED, self.text, message, self.elapsed)
@@ -364,8 +276,7 @@ class Panel(widgets.VBox):
         self.cards: dict[str, Card] = {}
         self.task: asyncio.Task[Any] | None = None
         self._load_task: asyncio.Future[Any] | None = None
-        self._ticker: asyncio.Task[None] | None = None
-        self.looks = Looks()
+        self._card_layout = widgets.Layout()  # one for every card: opened once, not per card
 
         style = widgets.HTML(_CSS)
         style.add_class("gridllm-style")
@@ -590,10 +501,10 @@ class Panel(widgets.VBox):
         if self.results is not None:
             self._archive(self.results)
         markdown = self.markdown_toggle.value
-        self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, looks=self.looks,
+        self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, layout=self._card_layout,
                               byte_budget=self.byte_budget, max_stale=self.max_stale)
                       for t in tags}
-        self.card_box.children = tuple(self.cards.values())
+        self.card_box.children = tuple(card.widget for card in self.cards.values())
         self.results = Results(prompt, {t: Result(tag=t) for t in tags})
         self._say("")
 
@@ -603,7 +514,6 @@ class Panel(widgets.VBox):
         live = self.results
         assert live is not None
         started = time.monotonic()
-        self._ticker = asyncio.ensure_future(self._tick_clocks(started))
 
         def on_update(update: JobUpdate) -> None:
             r = live[update.tag]
@@ -640,8 +550,6 @@ class Panel(widgets.VBox):
         finally:
             if own:
                 await client.aclose()
-            if self._ticker is not None:
-                self._ticker.cancel()
             for card in self.cards.values():
                 card.flush()
             # The task is done only after this returns; refresh once it is.
@@ -651,13 +559,3 @@ class Panel(widgets.VBox):
     def _after_run(self) -> None:
         self._refresh_buttons()
         self._apply_cap()
-
-    async def _tick_clocks(self, started: float) -> None:
-        """Keep the elapsed labels of waiting cards moving, once a second."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for card in self.cards.values():
-                if not card.state.terminal and card._pending is None and now - card._last_flush >= 1.0:
-                    card.tick(now - started)
-

@@ -7,9 +7,11 @@ the Python side in a plain attribute and sends custom messages instead:
 
 * ``{"append": delta, "at": n}``: ``delta`` follows the first ``n`` UTF-16
   code units (JavaScript's ``String.length``) of the text;
-* ``{"reset": text}``: the text was replaced (not a continuation), sent once.
+* ``{"reset": text}``: the text was replaced (not a continuation), sent once;
+* ``{"set": {name: value}}``: other synced fields that changed (subclasses'
+  ``live_fields``), alone or along with one of the above.
 
-The synced ``text`` trait is set only when the widget is created; it is
+The synced ``text`` trait (and each live field) is set only when the widget is created; it is
 never resent per update. The front end applies each message to its model
 (``model.set("text", ...)`` without ``save_changes()``), so views created
 later and the widget state saved in a notebook show the full text, and
@@ -25,19 +27,26 @@ The text is shown with ``textContent`` semantics (a DOM text node, never
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anywidget
 import traitlets
 
-__all__ = ["StreamText", "utf16_len"]
+__all__ = ["StreamText", "compact_esm", "utf16_len"]
 
-_ESM_SOURCE = """\
+# The part every text widget shares: it applies the kernel's messages to the
+# model (never ``save_changes``: the kernel already knows), and asks for a
+# reset when it finds itself out of step.
+INITIALIZE_JS = """\
 function initialize({ model }) {
   let waiting = false;
   const text = () => model.get("text") || "";
   const onMsg = (msg) => {
     if (!msg || typeof msg !== "object") return;
+    if (msg.set && typeof msg.set === "object") {
+      for (const [k, v] of Object.entries(msg.set)) model.set(k, v);
+    }
     if (typeof msg.reset === "string") {
       waiting = false;
       model.set("text", msg.reset);
@@ -51,24 +60,37 @@ function initialize({ model }) {
   model.send({ have: text().length });
   return () => model.off("msg:custom", onMsg);
 }
-function render({ model, el }) {
-  const pre = document.createElement("pre");
-  pre.className = "gridllm-text";
-  pre.style.whiteSpace = "pre-wrap";
-  pre.style.margin = "0";
+"""
+
+# Shows ``text`` in a DOM text node: appended data, never markup.
+TEXT_NODE_JS = """\
+function textNode(model, pre) {
   const node = document.createTextNode(model.get("text") || "");
   pre.appendChild(node);
-  el.appendChild(pre);
   model.on("change:text", () => {
     const t = model.get("text") || "", shown = node.data;
     if (t.length >= shown.length && t.startsWith(shown)) node.appendData(t.slice(shown.length));
     else node.data = t;
   });
 }
+"""
+
+_RENDER_JS = """\
+function render({ model, el }) {
+  const pre = document.createElement("pre");
+  pre.className = "gridllm-text";
+  pre.style.whiteSpace = "pre-wrap";
+  pre.style.margin = "0";
+  textNode(model, pre);
+  el.appendChild(pre);
+}
 export default { initialize, render };
 """
-# Each widget's comm_open carries the module: sent without the indentation.
-_ESM = "\n".join(line.strip() for line in _ESM_SOURCE.splitlines()) + "\n"
+
+
+def compact_esm(*parts: str) -> str:
+    """One ES module from ``parts``, without indentation: each comm_open carries it."""
+    return "\n".join(line.strip() for part in parts for line in part.splitlines()) + "\n"
 
 
 def utf16_len(text: str) -> int:
@@ -82,15 +104,22 @@ class StreamText(anywidget.AnyWidget):
     Set ``value`` (or call ``append`` / ``reset``): a continuation of the
     current text sends only the new part, anything else one ``reset`` with
     the full new text. An unchanged value sends nothing.
+
+    Subclasses name further synced traits in ``live_fields``: those, too,
+    travel only inside these messages (``show``), so one message carries a
+    text delta and every other change of the same moment.
     """
 
-    _esm = _ESM
+    _esm = compact_esm(INITIALIZE_JS, TEXT_NODE_JS, _RENDER_JS)
     text = traitlets.Unicode("").tag(sync=True)  # the initial text only: see ``value``
+    live_fields: tuple[str, ...] = ()
 
     def __init__(self, text: str = "", **kwargs: Any) -> None:
         self._value = text
         self._units = utf16_len(text)
+        self.sent_bytes = 0  # JSON bytes of the messages sent so far (their content)
         super().__init__(text=text, **kwargs)
+        self._live = {name: getattr(self, name) for name in self.live_fields}
         self.on_msg(self._on_front_end_msg)
 
     @property
@@ -100,37 +129,61 @@ class StreamText(anywidget.AnyWidget):
 
     @value.setter
     def value(self, text: str) -> None:
-        if text == self._value:
-            return
-        if text.startswith(self._value):
-            self.append(text[len(self._value):])
-        else:
-            self.reset(text)
+        self.show(text)
+
+    def live(self, name: str) -> Any:
+        """The current value of a live field (its trait keeps the initial value)."""
+        return self._live[name]
+
+    def show(self, text: str | None = None, **fields: Any) -> None:
+        """Send, in one message, the text's change and every live field that changed.
+
+        A continuation of the text goes as its delta, anything else as a
+        reset; nothing unchanged is sent, and no change sends no message.
+        """
+        msg: dict[str, Any] = {}
+        changed = {k: v for k, v in fields.items() if self._live[k] != v}
+        if changed:
+            self._live.update(changed)
+            msg["set"] = changed
+        if text is not None and text != self._value:
+            if text.startswith(self._value):
+                msg["append"], msg["at"] = text[len(self._value):], self._units
+            else:
+                msg["reset"] = text
+            self._value = text
+            self._units = utf16_len(text)
+        if msg:
+            self._send_custom(msg)
 
     def append(self, delta: str) -> None:
         """Add ``delta`` at the end; only ``delta`` is sent."""
-        if not delta:
-            return
-        self.send({"append": delta, "at": self._units})
-        self._value += delta
-        self._units += utf16_len(delta)
+        self.show(self._value + delta)
 
     def reset(self, text: str) -> None:
         """Replace the whole text; the new text is sent once."""
         self._value = text
         self._units = utf16_len(text)
-        self.send({"reset": text})
+        self._send_custom({"reset": text})
+
+    def _send_custom(self, msg: dict[str, Any]) -> None:
+        # What ipywidgets puts in the comm message's data
+        self.sent_bytes += len(json.dumps({"method": "custom", "content": msg}, ensure_ascii=False).encode())
+        self.send(msg)
 
     def get_state(self, key: Any = None) -> dict[str, Any]:
         # Whoever asks for the state (comm_open, a reloaded page, embedding)
-        # gets the current text, although the trait itself is never updated.
+        # gets the current values, although the traits themselves are never updated.
         state = super().get_state(key)
-        if "text" in state:
-            state["text"] = getattr(self, "_value", state["text"])
+        current = {"text": getattr(self, "_value", None), **getattr(self, "_live", {})}
+        for name in state:
+            if name in current and current[name] is not None:
+                state[name] = current[name]
         return state
 
     def _on_front_end_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if not isinstance(content, dict):
             return
         if "resync" in content or ("have" in content and content["have"] != self._units):
-            self.send({"reset": self._value})
+            # it may have missed live fields too: those come along
+            self._send_custom({"reset": self._value, **({"set": dict(self._live)} if self._live else {})})

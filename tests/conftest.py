@@ -6,6 +6,7 @@ dropped at import, before any test module reads them.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,3 +38,37 @@ def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
 def service_url(local_service) -> str:
     """Base URL of the session's local service, ``http://127.0.0.1:<port>/remotejobs/v2``."""
     return local_service.url
+
+
+# -- widget comm messages, recorded instead of sent -------------------------------------
+
+
+class Wire:
+    """Every comm message the widgets send, as (comm_id, msg_type, data), in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def of(self, widget, msg_type: str = "comm_msg") -> list[dict]:
+        return [d for cid, t, d in self.sent if cid == widget.model_id and t == msg_type]
+
+    def custom(self, widget) -> list[dict]:
+        return [d["content"] for d in self.of(widget) if d.get("method") == "custom"]
+
+    def updates(self, widget) -> list[dict]:
+        return [d["state"] for d in self.of(widget) if d.get("method") == "update"]
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
+    import comm
+    from comm.base_comm import BaseComm
+
+    w = Wire()
+
+    class RecordingComm(BaseComm):
+        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys) -> None:
+            w.sent.append((self.comm_id, msg_type, json.loads(json.dumps(data or {}, default=str))))
+
+    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
+    return w

@@ -10,10 +10,9 @@ import asyncio
 import json
 import time
 
-import comm
 import pytest
-from comm.base_comm import BaseComm
 
+from gridllm_nb.cardwidget import CardWidget
 from gridllm_nb.client import JobsClient, RetryPolicy
 from gridllm_nb.models import JobState
 from gridllm_nb.panel import Panel, render_text, slug
@@ -21,6 +20,7 @@ from gridllm_nb.poller import PollSettings
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.streamtext import StreamText, utf16_len
 
+from .conftest import Wire
 from .fakes import FakeJobsAPI, words_script
 
 pytestmark = pytest.mark.anyio
@@ -39,34 +39,6 @@ def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Pane
     client = JobsClient(BASE, transport=fake.transport(), retry=RetryPolicy(budget=1.0))
     kw.setdefault("poll", FAST)
     return Panel(models, client=client, **kw)
-
-
-class Wire:
-    """Every comm message the widgets send, as (comm_id, msg_type, data), in order."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict]] = []
-
-    def of(self, widget, msg_type: str = "comm_msg") -> list[dict]:
-        return [d for cid, t, d in self.sent if cid == widget.model_id and t == msg_type]
-
-    def custom(self, widget) -> list[dict]:
-        return [d["content"] for d in self.of(widget) if d.get("method") == "custom"]
-
-    def updates(self, widget) -> list[dict]:
-        return [d["state"] for d in self.of(widget) if d.get("method") == "update"]
-
-
-@pytest.fixture
-def wire(monkeypatch: pytest.MonkeyPatch) -> Wire:
-    w = Wire()
-
-    class RecordingComm(BaseComm):
-        def publish_msg(self, msg_type, data=None, metadata=None, buffers=None, **keys) -> None:
-            w.sent.append((self.comm_id, msg_type, json.loads(json.dumps(data or {}, default=str))))
-
-    monkeypatch.setattr(comm, "create_comm", lambda *a, **k: RecordingComm(*a, **k))
-    return w
 
 
 def hidden(w) -> bool:
@@ -147,14 +119,14 @@ async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None
     assert not panel.running
     assert not panel.process_button.disabled and hidden(panel.cancel_button)
     assert list(panel.cards) == ["m:1", "n:1"]
-    assert panel.card_box.children == tuple(panel.cards.values())
+    assert panel.card_box.children == tuple(card.widget for card in panel.cards.values())
     m, n = panel.cards["m:1"], panel.cards["n:1"]
-    assert m.state is JobState.COMPLETED and m.badge.value == "completed"
-    assert "gridllm-state-completed" in m._dom_classes and "gridllm-card-m-1" in m._dom_classes
+    assert m.state is JobState.COMPLETED and m.widget.live("state") == "completed"
+    assert "gridllm-card-m-1" in m.widget._dom_classes and m.widget.tag == "m:1"
     assert m.text == "Hello from the fake grid" and n.text == "other answer here"
-    assert m.stream.value == "Hello from the fake grid" and m.stream in m.children
-    assert m.error_line is None and m.rendered is None  # made only when needed
-    assert m.clock.value.endswith(" s")
+    assert m.widget.value == "Hello from the fake grid" and not m.widget.live("markdown")
+    assert m.widget.live("error") == "" and m.html == ""  # markdown is rendered only when shown
+    assert m.widget.live("elapsed") == round(results["m:1"].elapsed, 1)  # the final time, to 0.1 s
     assert results is panel.results and results.ok
     assert results["n:1"].text == "other answer here"
     df = results.to_pandas()
@@ -192,7 +164,6 @@ async def test_updates_are_coalesced_to_about_ten_per_second_per_card() -> None:
     updates = 0
     orig = panel.cards  # cards exist right after the click
     card = orig["m:1"]
-    card.observe(lambda c: None)
     res = await panel.wait()
     took = time.monotonic() - t0
     updates = card.flushes
@@ -211,7 +182,7 @@ async def test_a_failed_job_shows_in_its_card_and_the_others_keep_going() -> Non
     res = await panel.wait()
     assert res["ok:1"].state is JobState.COMPLETED
     bad = panel.cards["bad:1"]
-    assert bad.state is JobState.FAILED and bad.text == "partial" and bad.badge.value == "failed"
+    assert bad.state is JobState.FAILED and bad.text == "partial" and bad.widget.live("state") == "failed"
     assert "bad:1" in panel.status.value and "\n" not in panel.status.value
 
 
@@ -226,7 +197,7 @@ async def test_cancel_ends_live_jobs_cancelled_and_keeps_text() -> None:
     panel.cancel_button.click()
     res = await panel.wait()
     card = panel.cards["m:1"]
-    assert res["m:1"].state is JobState.CANCELLED and card.badge.value == "cancelled"
+    assert res["m:1"].state is JobState.CANCELLED and card.widget.live("state") == "cancelled"
     assert card.text and text.startswith(card.text) and card.text != text
     assert panel.status.value == "cancelled"
     assert hidden(panel.cancel_button) and not panel.process_button.disabled
@@ -243,8 +214,8 @@ async def test_unknown_model_fails_its_card_with_a_suggestion_and_the_rest_runs(
     assert res["smollm2:135m"].ok
     bad = panel.cards["smollm2:136m"]
     assert bad.state is JobState.FAILED
-    assert "unknown model" in bad.error_line.value and "did you mean smollm2:135m" in bad.error_line.value
-    assert bad.error_line in bad.children
+    assert "unknown model" in bad.error and "did you mean smollm2:135m" in bad.error
+    assert bad.widget.live("error") == bad.error and "\n" not in bad.error
     assert len(fake.posts()) == 1
 
 
@@ -279,14 +250,16 @@ async def test_script_and_img_in_model_text_are_shown_as_text() -> None:
     card = panel.cards["m:1"]
     assert card.text == XSS
     # plain mode: the raw text, which the front end puts in a DOM text node (textContent)
-    assert card.stream.value == XSS
+    assert card.widget.value == XSS
     assert "innerHTML" not in StreamText._esm and "createTextNode" in StreamText._esm
+    # the card's only innerHTML is the markdown view, fed the kernel's sanitized ``html``
+    assert CardWidget._esm.count("innerHTML") == 1 and 'md.innerHTML = model.get("html")' in CardWidget._esm
     panel.markdown_toggle.value = True
-    assert card.rendered in card.children and card.stream not in card.children
-    assert "<script" not in card.rendered.value and "<img" not in card.rendered.value
-    assert "&lt;img src=x" in card.rendered.value
+    assert card.widget.live("markdown")
+    assert "<script" not in card.html and "<img" not in card.html
+    assert "&lt;img src=x" in card.html
     panel.markdown_toggle.value = False
-    assert card.rendered not in card.children and card.stream in card.children
+    assert not card.widget.live("markdown") and card.widget.value == XSS
 
 
 async def test_long_text_goes_out_as_deltas_that_join_to_the_text(wire: Wire) -> None:
@@ -299,45 +272,22 @@ async def test_long_text_goes_out_as_deltas_that_join_to_the_text(wire: Wire) ->
     panel.process_button.click()
     await panel.wait()
     card = panel.cards["m:1"]
-    assert card.stream.value == text and card.stream in card.children
-    sent = wire.custom(card.stream)
-    assert len(sent) > 10 and all(set(m) == {"append", "at"} for m in sent)  # no reset, no resend
-    assert "".join(m["append"] for m in sent) == text
+    assert card.widget.value == text
+    sent = wire.custom(card.widget)
+    assert len(sent) > 10 and all("reset" not in m for m in sent)  # no resend
+    appends = [m for m in sent if "append" in m]
+    assert "".join(m["append"] for m in appends) == text
     at = 0
-    for m in sent:  # each delta says where it goes, in JavaScript string units
+    for m in appends:  # each delta says where it goes, in JavaScript string units
         assert m["at"] == at
         at += utf16_len(m["append"])
-    assert wire.updates(card.stream) == []  # the synced trait is never resent
-    opened = wire.of(card.stream, "comm_open")
+    assert wire.updates(card.widget) == []  # the synced traits are never resent
+    opened = wire.of(card.widget, "comm_open")
     assert len(opened) == 1 and opened[0]["state"]["text"] == ""
-    stream_bytes = sum(len(json.dumps(d, ensure_ascii=False).encode()) for d in wire.of(card.stream))
-    assert stream_bytes < 2 * len(text.encode())
-
-
-def test_stream_text_sends_deltas_a_reset_once_and_nothing_when_unchanged(wire: Wire) -> None:
-    st = StreamText("ab")
-    assert wire.of(st, "comm_open")[0]["state"]["text"] == "ab"
-    st.value = "abc"
-    st.value = "abc"
-    st.value = "abc🎉d"
-    st.value = "restarted"  # not a continuation: the full new text, once
-    st.value = "restarted!"
-    assert wire.custom(st) == [{"append": "c", "at": 2}, {"append": "🎉d", "at": 3},
-                               {"reset": "restarted"}, {"append": "!", "at": 9}]
-    assert wire.updates(st) == []
-    # views made later, and a reloading page, get the current text from the state
-    assert st.get_state()["text"] == "restarted!" and st.get_state("text") == {"text": "restarted!"}
-
-
-def test_stream_text_repairs_a_front_end_that_missed_a_message(wire: Wire) -> None:
-    st = StreamText()
-    st.value = "hello"
-    before = len(wire.custom(st))
-    st._handle_custom_msg({"have": 5}, [])  # a front end in step: nothing to send
-    assert len(wire.custom(st)) == before
-    st._handle_custom_msg({"have": 0}, [])  # loaded after the first append: the text once
-    st._handle_custom_msg({"resync": 3}, [])  # an offset that disagreed
-    assert wire.custom(st)[before:] == [{"reset": "hello"}, {"reset": "hello"}]
+    # every byte after the comm_open, state changes included, within the budget of 2 per byte of text
+    stream_bytes = sum(len(json.dumps(d, ensure_ascii=False).encode()) for d in wire.of(card.widget))
+    assert stream_bytes == card.widget.sent_bytes
+    assert stream_bytes <= 2 * len(text.encode())
 
 
 async def test_switching_modes_brings_the_shown_view_up_to_date_once(wire: Wire) -> None:
@@ -346,12 +296,13 @@ async def test_switching_modes_brings_the_shown_view_up_to_date_once(wire: Wire)
     card = panel.cards["m:1"]
     card.apply(JobState.RUNNING, "one **two**", None, 1.0)
     panel.markdown_toggle.value = True
-    assert "<strong>two</strong>" in card.rendered.value
+    assert "<strong>two</strong>" in card.html
     card.apply(JobState.RUNNING, "one **two** three", None, 2.0)  # markdown only while shown
-    assert "three" in card.rendered.value and card.stream.value == "one **two**"
+    assert "three" in card.html and card.widget.value == "one **two**"
     panel.markdown_toggle.value = False
-    assert card.stream.value == "one **two** three"
-    assert wire.custom(card.stream) == [{"append": "one **two**", "at": 0}, {"append": " three", "at": 11}]
+    assert card.widget.value == "one **two** three"
+    texts = [{k: m[k] for k in ("append", "at")} for m in wire.custom(card.widget) if "append" in m]
+    assert texts == [{"append": "one **two**", "at": 0}, {"append": " three", "at": 11}]
 
 
 # -- the real local service -----------------------------------------------------------
@@ -373,7 +324,7 @@ async def test_real_models_answer_side_by_side(service_url: str) -> None:
         assert res[tag].state is JobState.COMPLETED, res[tag]
         assert res[tag].text.strip()
         assert panel.cards[tag].text == res[tag].text
-        assert panel.cards[tag].badge.value == "completed"
+        assert panel.cards[tag].widget.live("state") == "completed"
 
 
 @pytest.mark.models
@@ -384,7 +335,7 @@ async def test_real_unknown_model_and_cancel(service_url: str) -> None:
     panel.prompt.value = "Write a long story about a lighthouse keeper."
     panel.process_button.click()
     await until(lambda: "smollm2:135m" in panel.cards and panel.cards["nosuch:1b"].state is JobState.FAILED, 60)
-    assert "unknown model" in panel.cards["nosuch:1b"].error_line.value
+    assert "unknown model" in panel.cards["nosuch:1b"].error
     await until(lambda: panel.cards["smollm2:135m"].state in (JobState.RUNNING, JobState.COMPLETED), 120)
     panel.cancel_button.click()
     res = await asyncio.wait_for(panel.wait(), 60)
@@ -406,7 +357,7 @@ async def test_service_down_is_one_line_on_the_status_line_and_in_the_card() -> 
     res = await asyncio.wait_for(panel.wait(), 30)
     assert res["smollm2:135m"].state is JobState.FAILED
     assert "cannot reach" in panel.status.value and "\n" not in panel.status.value
-    assert "cannot reach" in panel.cards["smollm2:135m"].error_line.value
+    assert "cannot reach" in panel.cards["smollm2:135m"].widget.live("error")
     assert not panel.process_button.disabled
 
 

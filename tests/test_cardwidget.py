@@ -1,0 +1,64 @@
+"""``CardWidget``: one message per change, holding only what changed; the clock stays in the browser."""
+
+from __future__ import annotations
+
+import json
+
+from gridllm_nb.cardwidget import CardWidget
+from gridllm_nb.models import JobState
+
+from .conftest import Wire
+
+
+def test_a_card_opens_with_its_tag_and_sends_nothing_more_until_shown(wire: Wire) -> None:
+    card = CardWidget("gemma3:270m")
+    (opened,) = wire.of(card, "comm_open")
+    assert opened["state"]["tag"] == "gemma3:270m" and opened["state"]["state"] == "submitted"
+    assert wire.of(card) == [] and card.sent_bytes == 0
+
+
+def test_one_message_carries_the_delta_and_the_state_change(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.show_answer(JobState.RUNNING, "Hel", None, 0.42)
+    card.show_answer(JobState.RUNNING, "Hello", None, 0.9)  # text only: no state, no clock
+    card.show_answer(JobState.RUNNING, "Hello", None, 1.7)  # nothing changed: nothing sent
+    card.show_answer(JobState.COMPLETED, "Hello!", None, 2.04)
+    assert wire.custom(card) == [
+        {"set": {"state": "running", "elapsed": 0.4}, "append": "Hel", "at": 0},
+        {"append": "lo", "at": 3},
+        {"set": {"state": "completed", "elapsed": 2.0}, "append": "!", "at": 5},
+    ]
+    assert wire.updates(card) == []  # never a trait update: the traits keep their first values
+    assert card.sent_bytes == sum(len(json.dumps(d, ensure_ascii=False).encode()) for d in wire.of(card))
+
+
+def test_an_error_is_one_line_and_restamps_the_clock(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.show_answer(JobState.RUNNING, "partial", None, 1.0)
+    card.show_answer(JobState.FAILED, "partial", "the host\nwent away", 3.25)
+    assert wire.custom(card)[-1] == {"set": {"state": "failed", "error": "the host went away", "elapsed": 3.2}}
+
+
+def test_markdown_sends_the_sanitized_html_and_the_text_catches_up_later(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.show_answer(JobState.RUNNING, "a **b**", None, 1.0, html="<p>a <strong>b</strong></p>")
+    assert card.value == "" and card.live("html") == "<p>a <strong>b</strong></p>"
+    card.show_answer(JobState.RUNNING, "a **b** c", None, 1.5)  # back to plain: the text, once
+    assert wire.custom(card)[-1] == {"set": {"markdown": False}, "append": "a **b** c", "at": 0}
+
+
+def test_state_asked_for_later_is_current_and_a_lost_front_end_gets_everything(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.show_answer(JobState.RUNNING, "abc", None, 1.0)
+    state = card.get_state()
+    assert (state["text"], state["state"], state["elapsed"]) == ("abc", "running", 1.0)
+    card._handle_custom_msg({"have": 0}, [])  # a view that loaded after the first message
+    assert wire.custom(card)[-1] == {"reset": "abc", "set": {"state": "running", "elapsed": 1.0, "error": "",
+                                                             "markdown": False, "html": ""}}
+
+
+def test_model_text_is_a_text_node_and_only_the_sanitized_html_is_markup() -> None:
+    esm = CardWidget._esm
+    assert "createTextNode" in esm and esm.count("innerHTML") == 1
+    assert 'md.innerHTML = model.get("html")' in esm
+    assert "textContent = model.get(\"tag\")" in esm  # the tag and error are text too
