@@ -312,7 +312,7 @@ def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
 
 IOPUB_CASES = (
     ("display updates (the default in a kernel): each update resends the text", ""),
-    ("c.GridLLM.output = 'widget': header + delta-only text, >= 1 refresh/s while text flows",
+    ("c.GridLLM.output = 'widget': the panel's card, delta-only text, >= 1 refresh/s while text flows",
      "%gridllm config output=widget"),
     ("widget, c.GridLLM.max_stale = 1e9 (refresh only when worth it)",
      "%gridllm config output=widget max_stale=1e9"),

@@ -12,7 +12,8 @@ widget library and is left out.
 Two scenarios:
 
 * ``real``: the local service (started here unless ``--url``), every model
-  it lists (up to 3), a real answer of ``--max-tokens`` tokens;
+  it lists (up to 3), a real answer of ``--max-tokens`` tokens, then a
+  second prompt on the same panel (the cards' widgets are reused);
 * ``synthetic``: three cards fed by an in-process fake jobs API whose logs
   grow like a fast small model (``--chars`` characters at ``--rate``
   characters per second), to see the long-answer behaviour.
@@ -240,6 +241,9 @@ async def main_async(args: argparse.Namespace) -> None:
             await measure(warm, tags, "Hi")
             rows = await measure(panel, tags, args.prompt)
             outputs.append(table(f"Real local models, max_tokens={args.max_tokens}, {mode(args)}", rows))
+            # the same panel again: each model keeps its card widget, so no second set-up
+            rows = await measure(panel, tags, args.second_prompt)
+            outputs.append(table(f"Real local models, second run on the same panel, {mode(args)}", rows))
         finally:
             if service is not None:
                 service.stop()
@@ -259,6 +263,7 @@ def main() -> None:
     p.add_argument("--url", help="jobs API base (default: start the local service)")
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--prompt", default="Explain in a few sentences why the sky is blue.")
+    p.add_argument("--second-prompt", default="And why are sunsets red?")
     p.add_argument("--skip-real", action="store_true", help="only the synthetic scenario")
     p.add_argument("--chars", type=int, nargs="*", default=[400, 4000])
     p.add_argument("--rate", type=float, default=200.0, help="synthetic chars per second per card")

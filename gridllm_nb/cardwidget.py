@@ -66,7 +66,13 @@ function render({ model, el }) {
     if (markdown) md.innerHTML = model.get("html") || "";  // sanitized by the kernel
   };
   model.on("change:state change:error change:markdown change:html", sync);
-  model.on("change:state", tick);
+  let wasLive = true;
+  model.on("change:state", () => {
+    const live = !TERMINAL.has(model.get("state"));
+    if (live && !wasLive) since = performance.now();  // a new answer: the clock starts again
+    wasLive = live;
+    tick();
+  });
   model.on("change:elapsed", () => { since = performance.now(); tick(); });
   sync();
   tick();
@@ -96,6 +102,10 @@ class CardWidget(StreamText):
 
     def __init__(self, tag: str, text: str = "", **kwargs: Any) -> None:
         super().__init__(text, tag=tag, **kwargs)
+
+    def restart(self, *, markdown: bool = False) -> None:
+        """Make the card ready for a new answer (empty, submitted, clock at zero), in one message."""
+        self.show("", state=JobState.SUBMITTED.value, elapsed=0.0, error="", markdown=markdown, html="")
 
     def show_answer(self, state: JobState, text: str, error: str | None, elapsed: float,
                     *, html: str | None = None) -> None:

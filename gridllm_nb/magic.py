@@ -8,10 +8,10 @@ coalesced), or into labelled text on a terminal.
 In a kernel (``output = "display"``, the default there) each display is
 updated in place, resending the text each time; at the end it becomes the
 ordinary ``text/markdown`` + ``text/plain`` bundle. With ``output =
-"widget"`` the display shows, while the text streams, a small header and a
-``StreamText`` widget that is sent only the appended characters; that costs
-~3 KB of widget set-up per model, so it pays off only for long answers
-(several KB), which is why it is opt-in.
+"widget"`` the display shows, while the text streams, a ``CardWidget`` (the
+panel's card) that is sent only the appended characters and the state when
+it changes; its ~3.5 KB of set-up per model (the widget's ES module) pays
+off only for long answers (a few KB), which is why it is opt-in.
 
 Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
 for the session, and the environment (``GRIDLLM_API_URL``,
@@ -74,7 +74,7 @@ class GridLLM(Configurable):
     history = Bool(True, help="record runs in the local SQLite history").tag(config=True)
     output = Enum(("auto", "widget", "display", "stream"), default_value="auto",
                   help="display: outputs updated in place, resending the text (the default in a "
-                       "kernel); widget: a live header + delta-streamed text widget per model, then the "
+                       "kernel); widget: a live card per model (the panel's) streamed as deltas, then the "
                        "final bundle (fewer bytes for answers over a few KB); stream: text on stdout "
                        "(the default in a terminal)").tag(config=True)
 

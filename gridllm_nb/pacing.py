@@ -44,7 +44,7 @@ def update_delay(
         return wait
     if (update.error or "") != (shown_error or "") or not update.text.startswith(shown_text):
         return wait
-    if update.text and not shown_text:  # the first words show at once
+    if update.text.strip() and not shown_text.strip():  # the first words show at once
         return wait
     size = len(update.text.encode())
     new = size - len(shown_text.encode())

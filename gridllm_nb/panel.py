@@ -138,7 +138,7 @@ class Card:
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
                  layout: widgets.Layout | None = None, byte_budget: float | None = BYTE_BUDGET,
-                 max_stale: float = MAX_STALE) -> None:
+                 max_stale: float = MAX_STALE, widget: CardWidget | None = None) -> None:
         self.tag = tag
         self.byte_budget = byte_budget
         self.max_stale = max_stale
@@ -152,9 +152,15 @@ class Card:
         self._pending: JobUpdate | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._last_flush = time.monotonic()  # the card shows its first state from the start
-        # Classes and mode go in with the constructor, so they travel in the comm_open.
-        self.widget = CardWidget(tag, markdown=markdown, layout=layout or widgets.Layout(),
-                                 _dom_classes=(f"gridllm-card-{slug(tag)}",))
+        if widget is None:
+            # Classes and mode go in with the constructor, so they travel in the comm_open.
+            widget = CardWidget(tag, markdown=markdown, layout=layout or widgets.Layout(),
+                                _dom_classes=(f"gridllm-card-{slug(tag)}",))
+            self._sent0 = 0
+        else:  # the same model's card from the previous run: cleared in one small message
+            self._sent0 = widget.sent_bytes
+            widget.restart(markdown=markdown)
+        self.widget = widget
 
     @property
     def markdown(self) -> bool:
@@ -174,7 +180,7 @@ class Card:
     def _wait_for(self, update: JobUpdate, now: float) -> float:
         """Seconds until ``update`` may be shown (see ``pacing.update_delay``)."""
         return update_delay(update, shown_text=self.text, shown_state=self.state, shown_error=self.error,
-                            last_sent=self._last_flush, sent=self.widget.sent_bytes, now=now,
+                            last_sent=self._last_flush, sent=self.widget.sent_bytes - self._sent0, now=now,
                             interval=self._interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
                             cost=lambda size, new: APPEND_OVERHEAD + (size if self._markdown else new))
 
@@ -497,14 +503,18 @@ class Panel(widgets.VBox):
         self.history_accordion.set_title(0, f"History ({len(self.history)} earlier runs)")
 
     def _prepare(self, prompt: str, tags: list[str]) -> None:
-        """New cards for this run, the previous run into the history."""
+        """Cards for this run (a model that ran before keeps its widget), the previous run into the history."""
         if self.results is not None:
             self._archive(self.results)
         markdown = self.markdown_toggle.value
+        previous = {tag: card.widget for tag, card in self.cards.items()}
+        # A model that ran before keeps its card widget: no second set-up on the wire.
         self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, layout=self._card_layout,
-                              byte_budget=self.byte_budget, max_stale=self.max_stale)
+                              byte_budget=self.byte_budget, max_stale=self.max_stale, widget=previous.pop(t, None))
                       for t in tags}
         self.card_box.children = tuple(card.widget for card in self.cards.values())
+        for widget in previous.values():  # the models not chosen this time
+            widget.close()
         self.results = Results(prompt, {t: Result(tag=t) for t in tags})
         self._say("")
 

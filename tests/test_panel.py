@@ -153,6 +153,28 @@ async def test_earlier_runs_go_to_the_collapsible_history() -> None:
     assert "first" in entry and "Hello from the fake grid" in entry
 
 
+async def test_a_model_that_runs_again_keeps_its_card_widget(wire: Wire) -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="first")
+    panel.checkboxes["m:1"].value = panel.checkboxes["n:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    m_widget, n_widget = panel.cards["m:1"].widget, panel.cards["n:1"].widget
+    n_id = n_widget.model_id
+    before = len(wire.custom(m_widget))
+    panel.checkboxes["n:1"].value = False
+    panel.prompt.value = "second"
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res.ok and panel.cards["m:1"].widget is m_widget  # no second comm_open
+    assert len(wire.of(m_widget, "comm_open")) == 1 and m_widget.value == res["m:1"].text
+    restart, *rest = wire.custom(m_widget)[before:]
+    assert restart == {"reset": "", "set": {"state": "submitted", "elapsed": 0.0}}
+    assert "".join(m.get("append", "") for m in rest) == res["m:1"].text
+    assert any(cid == n_id and t == "comm_close" for cid, t, _ in wire.sent)  # the unticked model's card
+    assert panel.card_box.children == (m_widget,)
+
+
 async def test_updates_are_coalesced_to_about_ten_per_second_per_card() -> None:
     text = " ".join(f"w{i}" for i in range(150))
     fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": words_script(text)})
