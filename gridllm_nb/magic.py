@@ -59,10 +59,12 @@ class GridLLM(Configurable):
     timeout = Float(None, allow_none=True, help="default wait limit for a cell, in seconds").tag(config=True)
     system = Unicode(None, allow_none=True, help="default system prompt (local-service extension)").tag(config=True)
     options = Dict(help="default generation options, e.g. {'max_tokens': 128}").tag(config=True)
-    poll_interval = Float(0.2, help="poll interval, seconds (steady for a local service; the fastest for a "
-                                    "remote one)").tag(config=True)
-    poll_max_interval = Float(2.0, help="slowest poll interval of a remote service while nothing changes, "
-                                        "seconds").tag(config=True)
+    poll_interval = Float(None, allow_none=True,
+                          help="fastest poll interval, seconds (default: 0.1 for a service on this machine, "
+                               "0.3 for a remote one)").tag(config=True)
+    poll_max_interval = Float(None, allow_none=True,
+                              help="slowest poll interval while nothing changes, seconds (default: 0.25 for "
+                                   "a service on this machine, 5 for a remote one)").tag(config=True)
     update_interval = Float(0.1, help="minimum time between display updates of one model, seconds").tag(config=True)
     byte_budget = Float(2.0, allow_none=True,
                         help="a live update waits until the new text is worth 1/byte_budget of what it "
@@ -490,16 +492,6 @@ class GridLLMMagics(Magics):
             return "display"
         return mode
 
-    def _poll_settings(self, url: str | None) -> Any:
-        """Steady fast polls for the local service (they cost nothing); backoff for a remote one."""
-        from .config import resolve_endpoint
-        from .poller import PollSettings
-
-        fast = max(0.05, float(self.settings.poll_interval))
-        if resolve_endpoint(url).is_local:
-            return PollSettings(fast=fast, slow=fast, factor=1.0)
-        return PollSettings(fast=fast, slow=max(fast, float(self.settings.poll_max_interval)))
-
     def _record_history(self, results: Results, url: str | None, system: str | None,
                         options: dict[str, Any] | None) -> None:
         if not self.settings.history:
@@ -526,6 +518,8 @@ class GridLLMMagics(Magics):
 
     def _cell(self, line: str, cell: str) -> Any:
         from .cli import parse_options
+        from .config import resolve_endpoint
+        from .runner import default_poll_settings
 
         args = parse_cell_line(line)
         s = self.settings
@@ -550,7 +544,8 @@ class GridLLMMagics(Magics):
             "timeout": args.timeout if args.timeout is not None else s.timeout,
             "system": args.system if args.system is not None else s.system,
             "options": options or None,
-            "poll": self._poll_settings(self._url(args.url)),
+            "poll": default_poll_settings(resolve_endpoint(self._url(args.url)), fast=s.poll_interval,
+                                          slow=s.poll_max_interval),
         }
         fmt = args.format or s.default_format
         mode = self._mode()

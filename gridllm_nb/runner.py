@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from .client import JobsClient
-from .config import Secret
+from .config import Endpoint, Secret
 from .errors import (
     ConfigError,
     GridLLMError,
@@ -73,11 +74,19 @@ async def check_models(client: JobsClient, tags: Sequence[str]) -> dict[str, Unk
     return unknown
 
 
-def default_poll_settings(client: JobsClient) -> PollSettings:
-    """Poll a service on this machine briskly (a GET costs ~5 ms there); a remote grid gently."""
-    if client.endpoint.is_local:
-        return PollSettings(fast=0.1, slow=1.0)
-    return PollSettings()
+def default_poll_settings(endpoint: Endpoint, *, fast: float | None = None,
+                          slow: float | None = None) -> PollSettings:
+    """How often to poll ``endpoint``; ``fast`` / ``slow`` replace either end of the range.
+
+    A service on this machine is polled briskly and almost steadily (a GET
+    costs ~5 ms there, and a first token after a long queue should still
+    show within a quarter second); a remote grid gently, backing off while
+    nothing changes.
+    """
+    base = PollSettings(fast=0.1, slow=0.25) if endpoint.is_local else PollSettings()
+    fast = base.fast if fast is None else max(0.05, float(fast))
+    slow = base.slow if slow is None else float(slow)
+    return replace(base, fast=fast, slow=max(fast, slow))
 
 
 def _how_to_start(client: JobsClient) -> str:
@@ -129,7 +138,7 @@ async def arun(
         raise ConfigError("empty prompt: write the prompt in the cell body or pass it as text")
     own_client = client is None
     client = client or JobsClient(url, token)
-    poller = get_poller(poll or default_poll_settings(client))
+    poller = get_poller(poll or default_poll_settings(client.endpoint))
     results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
     watches: dict[str, Any] = {}
     started = poller.clock.monotonic()

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from IPython.core.displaypub import DisplayPublisher
 
+from gridllm_nb import runner
+from gridllm_nb.config import resolve_endpoint
 from gridllm_nb.magic import CellError, GridLLMMagics, Interrupted
 from gridllm_nb.models import JobState, Results
 
@@ -702,14 +704,25 @@ def test_line_local_start_status_stop(ip: Any, capsys: pytest.CaptureFixture[str
     assert "stopped" in capsys.readouterr().out and not is_running(url)
 
 
-def test_poll_settings_local_steady_remote_backoff(ip: Any) -> None:
+def test_the_magic_polls_with_the_runners_policy_and_the_users_overrides(ip: Any, fake: ServedFake,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    real_arun = runner.arun
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["poll"])
+        return await real_arun(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "arun", spy)
     m = magics_of(ip)
-    m.settings.poll_interval = 0.2
-    m.settings.poll_max_interval = 2.0
-    local = m._poll_settings("http://127.0.0.1:8765/remotejobs/v2")
-    remote = m._poll_settings("https://api.gridrepublic.services/remotejobs/v2")
-    assert (local.fast, local.slow, local.factor) == (0.2, 0.2, 1.0)
-    assert remote.fast == 0.2 and remote.slow == 2.0 and remote.factor > 1
+    m.settings.poll_interval = m.settings.poll_max_interval = None
+    cell(ip, f"a:1 --url {fake.url}", "hi")  # loopback: brisk and nearly steady
+    assert (seen[-1].fast, seen[-1].slow) == (0.1, 0.25)
+    m.settings.poll_interval, m.settings.poll_max_interval = 0.2, 2.0
+    cell(ip, f"a:1 --url {fake.url}", "hi")
+    assert (seen[-1].fast, seen[-1].slow) == (0.2, 2.0)
+    remote = runner.default_poll_settings(resolve_endpoint("https://api.gridrepublic.services/remotejobs/v2"))
+    assert remote.fast == 0.3 and remote.slow == 5.0 and remote.factor > 1  # backs off while nothing changes
 
 
 # -- widget mode: a header and delta-only text while live, the plain bundle at the end ----------
