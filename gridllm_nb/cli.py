@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .client import JobsClient
+from .config import parse_assignments
 from .errors import ConfigError, GridLLMError
 from .models import Job, JobUpdate, Results
 
@@ -76,20 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs; values are JSON when they parse as JSON, text otherwise."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option wants KEY=VALUE, got {pair!r}")
-        try:
-            options[key.strip()] = json.loads(value)
-        except ValueError:
-            options[key.strip()] = value
-    return options
-
-
 class _Streamer:
     """Labelled live output on a terminal: a new line with [tag] when the speaker changes."""
 
@@ -138,7 +125,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         hours=args.hours,
         timeout=args.timeout,
         system=args.system,
-        options=parse_options(args.option) or None,
+        options=parse_assignments(args.option, what="--option", json_values=True) or None,
         on_update=_Streamer(sys.stdout) if live else None,
         announce=lambda line: print(line, file=sys.stderr),
     )

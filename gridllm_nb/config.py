@@ -1,5 +1,7 @@
 """Where to send jobs and with which token.
 
+Also the one reader of ``KEY=VALUE`` settings (``--option``, ``%gridllm config``).
+
 Precedence for the endpoint: argument > ``GRIDLLM_API_URL`` > config file >
 the embedded local service. The token comes from the argument or
 ``GRIDLLM_API_TOKEN`` only (never from a file we might print), and lives in a
@@ -8,8 +10,10 @@ the embedded local service. The token comes from the argument or
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ __all__ = [
     "Secret",
     "config_path",
     "load_file_config",
+    "parse_assignments",
     "resolve_endpoint",
 ]
 
@@ -133,3 +138,24 @@ def resolve_endpoint(base_url: str | None = None, token: str | Secret | None = N
         token = os.environ.get(TOKEN_ENV) or None
     secret = token if isinstance(token, Secret) or token is None else Secret(token)
     return Endpoint(url=_check_url(url), token=secret or None, is_default=is_default)
+
+
+def parse_assignments(pairs: Iterable[str], *, what: str, json_values: bool = False) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as a dict; a pair without a key or ``=`` is a ``ConfigError`` naming ``what``.
+
+    With ``json_values`` a value that reads as JSON is that value (``8``,
+    ``0.5``, ``["\\n"]``), anything else stays text; without, every value stays
+    text for whoever converts it (traitlets, for ``%gridllm config``).
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} wants KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+        if json_values:
+            try:
+                out[key.strip()] = json.loads(value)
+            except ValueError:
+                out[key.strip()] = value
+    return out

@@ -37,7 +37,7 @@ from traitlets.config import Configurable
 
 from .errors import ConfigError, GridLLMError, NotSupported
 from .interpolate import interpolate
-from .magic_args import HelpShown, parse_cell_line, parse_line, parse_settings
+from .magic_args import HelpShown, parse_cell_line, parse_line
 from .models import JobState, JobUpdate, Result, Results
 from .pacing import update_delay
 from .render import FORMATS, error_bundle, final_bundle, live_bundle
@@ -517,8 +517,7 @@ class GridLLMMagics(Magics):
             raise CellError(str(exc)) from None
 
     def _cell(self, line: str, cell: str) -> Any:
-        from .cli import parse_options
-        from .config import resolve_endpoint
+        from .config import parse_assignments, resolve_endpoint
         from .runner import default_poll_settings
 
         args = parse_cell_line(line)
@@ -537,7 +536,7 @@ class GridLLMMagics(Magics):
         if not prompt.strip():
             raise ConfigError("empty prompt: write the prompt in the cell body")
         options = dict(s.options)
-        options.update(parse_options(args.option))
+        options.update(parse_assignments(args.option, what="--option", json_values=True))
         kwargs = {
             "url": self._url(args.url),
             "hours": args.hours if args.hours is not None else s.hours,
@@ -749,10 +748,10 @@ class GridLLMMagics(Magics):
                  "history", "output")
 
     def _cmd_config(self, args: Any) -> None:
-        from .config import TOKEN_ENV, resolve_endpoint
+        from .config import TOKEN_ENV, parse_assignments, resolve_endpoint
 
         s = self.settings
-        for key, value in parse_settings(args.settings).items():
+        for key, value in parse_assignments(args.settings, what="%gridllm config").items():
             key = {"models": "default_models", "format": "default_format"}.get(key, key)
             if key not in self._SETTABLE:
                 raise ConfigError(f"unknown setting {key!r}; settable: {', '.join(self._SETTABLE)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from .errors import ConfigError
 from .render import FORMATS
@@ -166,14 +166,3 @@ def parse_line(line: str) -> argparse.Namespace:
         parser.print_help()
         raise HelpShown()
     return args
-
-
-def parse_settings(pairs: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs of ``%gridllm config`` (values stay text; traits convert them)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise MagicArgsError(f"%gridllm config wants KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out

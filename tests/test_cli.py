@@ -10,8 +10,7 @@ import sys
 
 import pytest
 
-from gridllm_nb.cli import _Streamer, main, parse_options
-from gridllm_nb.errors import ConfigError
+from gridllm_nb.cli import _Streamer, main
 from gridllm_nb.models import JobState, JobUpdate
 
 from .fakes import FakeJobsAPI, ServedFake, words_script
@@ -92,13 +91,6 @@ def test_streamer_labels_each_model_and_marks_resets() -> None:
     text = out.getvalue()
     assert text.startswith("[a] Hel\n[b] Yo\n[a] lo\n[a] (restarted) New")
     assert "[a: completed in 1.5s]" in text
-
-
-def test_parse_options_reads_json_values() -> None:
-    assert parse_options(["max_tokens=8", "temperature=0.5", "stop=[\"\\n\"]", "name=plain text"]) == {
-        "max_tokens": 8, "temperature": 0.5, "stop": ["\n"], "name": "plain text"}
-    with pytest.raises(ConfigError):
-        parse_options(["nokey"])
 
 
 def test_the_installed_console_script_runs(grid) -> None:
