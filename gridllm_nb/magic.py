@@ -5,13 +5,15 @@ interpolates the prompt, starts ``arun`` and turns its ``JobUpdate`` stream
 into one display per model (``display_id`` handles, updated in place and
 coalesced), or into labelled text on a terminal.
 
-In a kernel (``output = "display"``, the default there) each display is
-updated in place, resending the text each time; at the end it becomes the
-ordinary ``text/markdown`` + ``text/plain`` bundle. With ``output =
-"widget"`` the display shows, while the text streams, a ``CardWidget`` (the
-panel's card) that is sent only the appended characters and the state when
-it changes; its ~3.5 KB of set-up per model (the widget's ES module) pays
-off only for long answers (a few KB), which is why it is opt-in.
+In a kernel each display is updated in place, resending the text each time:
+cheap while an answer is short, and shown by every front end. Once an answer
+passes ``widget_after`` bytes (1500) its display switches to a ``CardWidget``
+(the panel's card), which is sent only the new characters, so a long answer
+costs bytes in proportion to its text rather than text x updates; the card's
+~4 KB of set-up (its ES module) is what makes the switch not worth it for
+short answers. ``output = "display"`` never switches, ``"widget"`` starts with
+the card. Whatever happened live, each output ends as the ordinary
+``text/markdown`` + ``text/plain`` bundle.
 
 Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
 for the session, and the environment (``GRIDLLM_API_URL``,
@@ -42,7 +44,7 @@ from .models import JobState, JobUpdate, Result, Results
 from .pacing import update_delay
 from .render import FORMATS, error_bundle, final_bundle, live_bundle
 
-__all__ = ["CellError", "DisplayView", "GridLLM", "GridLLMMagics", "StreamView", "WidgetView",
+__all__ = ["CellError", "DisplayView", "GridLLM", "GridLLMMagics", "StreamView",
            "load_ipython_extension", "unload_ipython_extension"]
 
 MODELS_ENV = "GRIDLLM_DEFAULT_MODELS"
@@ -75,10 +77,13 @@ class GridLLM(Configurable):
     interpolate = Bool(True, help="replace {name} in the cell with the variable's value").tag(config=True)
     history = Bool(True, help="record runs in the local SQLite history").tag(config=True)
     output = Enum(("auto", "widget", "display", "stream"), default_value="auto",
-                  help="display: outputs updated in place, resending the text (the default in a "
-                       "kernel); widget: a live card per model (the panel's) streamed as deltas, then the "
-                       "final bundle (fewer bytes for answers over a few KB); stream: text on stdout "
-                       "(the default in a terminal)").tag(config=True)
+                  help="auto: in a kernel, outputs updated in place that switch to a live card (the "
+                       "panel's, sent only new characters) once an answer passes widget_after bytes; in a "
+                       "terminal, stream. display: always updated in place, resending the text. widget: "
+                       "a live card from the start. stream: text on stdout. Every output ends as the "
+                       "final text/markdown bundle.").tag(config=True)
+    widget_after = Int(1500, help="bytes of text after which an auto output switches to a live card "
+                                  "(its ~4 KB set-up then costs less than resending the text)").tag(config=True)
 
     @default("default_models")
     def _models_from_env(self) -> list[str]:
@@ -154,16 +159,33 @@ class _View:
 
 
 class DisplayView(_View):
-    """One display per model, updated in place at most every ``interval`` seconds."""
+    """One display per model, updated in place at most every ``interval`` seconds.
+
+    While a model's text is short its display is simply replaced on each
+    flush (the text resent: cheap for a short text, and shown by every front
+    end). Once the text passes ``widget_after`` bytes (0: from the start;
+    ``None``: never) the display switches to a ``CardWidget``, the panel's
+    card, which is sent only the new characters: a long answer then costs
+    bytes in proportion to its text, not to text x updates. At the end every
+    display becomes the final bundle, and only then is its card closed.
+    """
+
+    DISPLAY_OVERHEAD = 160  # JSON framing of one update_display_data content, with the header line
+    CARD_OVERHEAD = 60  # JSON of one card message besides its new text
+    WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
     def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, interval: float,
-                 byte_budget: float | None = 2.0, max_stale: float = 1.0) -> None:
+                 byte_budget: float | None = 2.0, max_stale: float = 1.0,
+                 widget_after: int | None = None) -> None:
         super().__init__(prompt, tags, fmt)
         self.shell = shell
         self.interval = interval
         self.byte_budget = byte_budget
         self.max_stale = max(interval, float(max_stale))
+        self.widget_after = widget_after
         self.slots = {tag: _Slot(display_id=f"gridllm-{uuid.uuid4().hex}") for tag in tags}
+        self.cards: dict[str, Any] = {}  # tag -> CardWidget, for the outputs that switched
+        self.layout: Any = None  # the one Layout every card uses
         self.opened = False
         self.messages = 0
 
@@ -186,8 +208,25 @@ class DisplayView(_View):
         self.opened = True
         for tag, slot in self.slots.items():
             r = self.results[tag]
-            self._publish(slot, live_bundle(tag, "submitting", r.elapsed, r.text), update=False)
+            if self.widget_after == 0:
+                bundle = self._card_bundle(r, "submitting")
+            else:
+                bundle = live_bundle(tag, "submitting", r.elapsed, r.text)
+            self._publish(slot, bundle, update=False)
             slot.last_sent = time.monotonic()
+
+    def _card_bundle(self, r: Result, label: str) -> dict[str, Any]:
+        """A new card showing ``r`` as it is now, as a display bundle (its comm_open carries the text)."""
+        import ipywidgets as widgets
+
+        from .cardwidget import CardWidget
+
+        if self.layout is None:
+            self.layout = widgets.Layout()
+        card = CardWidget(r.tag, r.text, state=r.state.value, elapsed=round(r.elapsed, 1), layout=self.layout)
+        self.cards[r.tag] = card
+        return {"text/plain": f"{r.tag} · {label}",
+                self.WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": card.model_id}}
 
     def on_update(self, u: JobUpdate) -> None:
         self._record(u)
@@ -211,24 +250,23 @@ class DisplayView(_View):
         else:
             slot.timer = asyncio.get_running_loop().call_later(wait, self._flush, u.tag)
 
-    # JSON framing of one update_display_data content plus the header line
-    OVERHEAD = 160
-
     def _wait_for(self, slot: _Slot, u: JobUpdate, now: float) -> float:
-        """Seconds until ``u`` may be shown: the first text at once, then ``update_delay``.
-
-        A display update replaces the output, so it resends the whole text.
-        """
+        """Seconds until ``u`` may be shown: the first text at once, then ``update_delay``."""
         if u.text and not slot.shown_text:
             return 0.0
         return update_delay(u, shown_text=slot.shown_text, shown_state=slot.shown_state,
                             shown_error=slot.shown_error, last_sent=slot.last_sent, sent=slot.sent, now=now,
                             interval=self.interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
-                            cost=self._flush_cost)
+                            cost=lambda size, new: self._flush_cost(u.tag, size, new))
 
-    def _flush_cost(self, size: int, new: int) -> int:
-        """Bytes one flush sends for a text of ``size`` bytes, ``new`` of them new."""
-        return self.OVERHEAD + size
+    def _flush_cost(self, tag: str, size: int, new: int) -> int:
+        """Bytes one flush sends for a text of ``size`` bytes, ``new`` of them new.
+
+        A display update resends the whole text; a card only the new part.
+        """
+        if tag in self.cards:
+            return self.CARD_OVERHEAD + new
+        return self.DISPLAY_OVERHEAD + size
 
     def _flush(self, tag: str) -> None:
         slot = self.slots[tag]
@@ -238,18 +276,27 @@ class DisplayView(_View):
         if not slot.dirty or slot.final:
             return
         r = self.results[tag]
-        self._show(slot, r)
         size = len(r.text.encode())
         continued = r.text.startswith(slot.shown_text)
-        slot.sent += self._flush_cost(size, size - len(slot.shown_text.encode()) if continued else size)
+        cost = self._flush_cost(tag, size, size - len(slot.shown_text.encode()) if continued else size)
+        self._show(slot, r)
+        slot.sent += cost
         slot.shown_text, slot.shown_state, slot.shown_error = r.text, r.state, r.error
         slot.dirty = False
         slot.updates += 1
         slot.last_sent = time.monotonic()
 
     def _show(self, slot: _Slot, r: Result) -> None:
-        """Put the live state of one model on screen: here, by replacing its display."""
-        self._publish(slot, live_bundle(r.tag, r.state.label, r.elapsed, r.text, r.error), update=True)
+        """Put the live state of one model on screen: a new display, a card message, or the switch."""
+        card = self.cards.get(r.tag)
+        if card is not None:
+            card.show_answer(r.state, r.text, r.error, r.elapsed)
+            self.messages += 1
+        elif self.widget_after is not None and len(r.text.encode()) >= self.widget_after:
+            self._publish(slot, self._card_bundle(r, r.state.label), update=True)
+            slot.sent = 0  # the card's own budget starts here
+        else:
+            self._publish(slot, live_bundle(r.tag, r.state.label, r.elapsed, r.text, r.error), update=True)
 
     def _final(self, tag: str) -> None:
         slot = self.slots[tag]
@@ -263,6 +310,15 @@ class DisplayView(_View):
         slot.final = True
         slot.dirty = False
         slot.updates += 1
+        self._close(tag)  # after the display shows the final bundle: no "model not found" flash
+
+    def _close(self, tag: str) -> None:
+        card = self.cards.pop(tag, None)
+        if card is not None:
+            card.close()
+        if not self.cards and self.layout is not None:
+            self.layout.close()
+            self.layout = None
 
     def finish(self, note: str | None = None) -> None:
         """Every model's output becomes its final bundle (partial text kept)."""
@@ -286,77 +342,8 @@ class DisplayView(_View):
             bundle = error_bundle(message) if i == 0 else {"text/plain": ""}
             self._publish(slot, bundle, update=self.opened)
             slot.final = True
-        self.opened = True
-
-
-class WidgetView(DisplayView):
-    """One display per model showing a ``CardWidget`` while live.
-
-    The card shows the tag, the state, a clock that ticks in the browser and
-    the text; each flush is one small message with only the new characters
-    (and the state or error when they changed). At the end the display is
-    updated to the final bundle (exactly as ``DisplayView``) and the card is
-    closed; the shared layout goes when the last model ends.
-    """
-
-    # JSON of one card message's data besides the new text (method, offset, fields)
-    OVERHEAD = 60
-    WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cards: dict[str, Any] = {}  # tag -> CardWidget
-        self.layout: Any = None  # the one Layout every card uses
-
-    def _make(self, tag: str) -> Any:
-        import ipywidgets as widgets
-
-        from .cardwidget import CardWidget
-
-        if self.layout is None:
-            self.layout = widgets.Layout()
-        card = CardWidget(tag, self.results[tag].text, layout=self.layout)
-        self.cards[tag] = card
-        return card
-
-    def open(self) -> None:
-        if self.opened:
-            return
-        self.opened = True
-        for tag, slot in self.slots.items():
-            card = self._make(tag)
-            bundle = {
-                "text/plain": f"{tag} · submitting",
-                self.WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": card.model_id},
-            }
-            self._publish(slot, bundle, update=False)
-            slot.last_sent = time.monotonic()
-
-    def _flush_cost(self, size: int, new: int) -> int:
-        """A flush sends only the new text (plus ~``OVERHEAD`` bytes)."""
-        return self.OVERHEAD + new
-
-    def _show(self, slot: _Slot, r: Result) -> None:
-        """Here: one card message with the new characters and whatever else changed."""
-        self.cards[r.tag].show_answer(r.state, r.text, r.error, r.elapsed)
-        self.messages += 1
-
-    def _close(self, tag: str) -> None:
-        card = self.cards.pop(tag, None)
-        if card is not None:
-            card.close()
-        if not self.cards and self.layout is not None:
-            self.layout.close()
-            self.layout = None
-
-    def _final(self, tag: str) -> None:
-        super()._final(tag)  # the display shows the final bundle first, then its card goes
-        self._close(tag)
-
-    def fail(self, message: str) -> None:
-        super().fail(message)
-        for tag in list(self.cards):
             self._close(tag)
+        self.opened = True
 
 
 class StreamView(_View):
@@ -484,11 +471,13 @@ class GridLLMMagics(Magics):
         return explicit or self.settings.url or None
 
     def _mode(self) -> str:
+        """``stream``, ``display``, ``widget`` or ``switch`` (display, then a card once the text is long)."""
         mode = self.settings.output
-        kernel = getattr(self.shell, "kernel", None)
         if mode == "auto":
-            return "stream" if kernel is None else "display"
-        if mode == "widget" and not _widgets_available():
+            if getattr(self.shell, "kernel", None) is None:
+                return "stream"
+            mode = "switch"
+        if mode in ("widget", "switch") and not _widgets_available():
             return "display"
         return mode
 
@@ -549,14 +538,12 @@ class GridLLMMagics(Magics):
         fmt = args.format or s.default_format
         mode = self._mode()
         view: _View
-        if mode == "widget" and _widgets_available():
-            view = WidgetView(self.shell, prompt, models, fmt, float(s.update_interval),
-                              s.byte_budget, s.max_stale)
-        elif mode in ("widget", "display"):
-            view = DisplayView(self.shell, prompt, models, fmt, float(s.update_interval),
-                               s.byte_budget, s.max_stale)
-        else:
+        if mode == "stream":
             view = StreamView(prompt, models, fmt)
+        else:
+            widget_after = {"display": None, "widget": 0, "switch": max(0, int(s.widget_after))}[mode]
+            view = DisplayView(self.shell, prompt, models, fmt, float(s.update_interval),
+                               s.byte_budget, s.max_stale, widget_after)
         view.run_kwargs = kwargs
         self.last_view = view
         if args.out:
@@ -744,7 +731,7 @@ class GridLLMMagics(Magics):
 
     _SETTABLE = ("url", "default_models", "default_format", "hours", "timeout", "system", "options",
                  "poll_interval", "poll_max_interval", "update_interval", "byte_budget",
-                 "max_stale", "max_models", "interpolate",
+                 "max_stale", "widget_after", "max_models", "interpolate",
                  "history", "output")
 
     def _cmd_config(self, args: Any) -> None:

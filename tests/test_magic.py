@@ -24,6 +24,7 @@ from gridllm_nb.config import resolve_endpoint
 from gridllm_nb.magic import CellError, GridLLMMagics, Interrupted
 from gridllm_nb.models import JobState, Results
 
+from .conftest import Wire
 from .fakes import FakeJobsAPI, ServedFake, words_script
 
 
@@ -913,18 +914,20 @@ def test_output_mode_auto(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     m.settings.output = "auto"
     assert m._mode() == "stream"  # plain IPython: text on stdout
     monkeypatch.setattr(ip, "kernel", SimpleNamespace(comm_manager=object()), raising=False)
-    assert m._mode() == "display"  # a kernel: display updates (widgets are opt-in)
+    assert m._mode() == "switch"  # a kernel: display updates, a card once an answer is long
     m.settings.output = "widget"
     assert m._mode() == "widget"
     monkeypatch.setattr("gridllm_nb.magic._widgets_available", lambda: False)
     assert m._mode() == "display"
+    m.settings.output = "auto"
+    assert m._mode() == "display"  # no widgets installed: never switch
     m.settings.output = "display"
     monkeypatch.setattr(ip, "kernel", SimpleNamespace(comm_manager=object()), raising=False)
     assert m._mode() == "display"
 
 
 def _feed_widgets(chunk: int, every: float, duration: float, **kwargs: Any) -> tuple[Any, list[float]]:
-    from gridllm_nb.magic import WidgetView
+    from gridllm_nb.magic import DisplayView
     from gridllm_nb.models import JobUpdate
 
     class Shell:
@@ -933,7 +936,7 @@ def _feed_widgets(chunk: int, every: float, duration: float, **kwargs: Any) -> t
     sent: list[tuple[float, str]] = []
 
     async def main() -> Any:
-        view = WidgetView(Shell(), "p", ["m"], "markdown", interval=0.1, **kwargs)
+        view = DisplayView(Shell(), "p", ["m"], "markdown", interval=0.1, widget_after=0, **kwargs)
         view.on_update(JobUpdate("m", "j", JobState.RUNNING, ""))
         card = view.cards["m"]
         original = card.send
@@ -958,9 +961,9 @@ def test_widget_live_updates_wait_until_worth_their_bytes() -> None:
     gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
     assert all(g >= 0.09 for g in gaps)
     # each flush keeps what the card sent within 2 bytes per byte of text, or the card was 1 s stale
-    spent, shown = view.OVERHEAD + 5, 5
+    spent, shown = view.CARD_OVERHEAD + 5, 5
     for gap, (_, delta) in zip(gaps, sent[1:]):
-        spent, shown = spent + view.OVERHEAD + len(delta), shown + len(delta)
+        spent, shown = spent + view.CARD_OVERHEAD + len(delta), shown + len(delta)
         assert spent <= 2 * shown or gap >= 0.95, (gap, spent, shown)
     assert len(sent) <= 3.0 / 0.95 + 3
     assert not view.cards and view.layout is None  # closed at the end
@@ -970,3 +973,60 @@ def test_widget_live_updates_fast_growth_still_at_most_10_per_second() -> None:
     _view, sent = _feed_widgets(chunk=400, every=0.02, duration=1.5)
     assert all(b[0] - a[0] >= 0.09 for a, b in itertools.pairwise(sent))
     assert len(sent) >= 5
+
+
+def test_a_long_answer_switches_from_display_updates_to_a_card(wire: Wire) -> None:
+    from gridllm_nb.magic import DisplayView
+    from gridllm_nb.models import JobUpdate
+
+    pub = CapturePub()
+    shell = type("Shell", (), {"display_pub": pub})()
+    steps = [f"word{i} " * 4 for i in range(1, 40)]  # ~1.2 KB in 39 steps
+
+    async def main() -> DisplayView:
+        view = DisplayView(shell, "p", ["m"], "markdown", interval=0.0, byte_budget=None, widget_after=300)
+        text = ""
+        for step in steps:
+            text += step
+            view.on_update(JobUpdate("m", "j", JobState.RUNNING, text))
+            await asyncio.sleep(0)
+        view.on_update(JobUpdate("m", "j", JobState.COMPLETED, text))
+        return view
+
+    view = asyncio.run(main())
+    text = "".join(steps)
+    msgs = pub.messages
+    switch = next(i for i, m in enumerate(msgs) if DisplayView.WIDGET_MIME in m["data"])
+    # short: the display itself, its text resent; past 300 B: one update to the card, then the card
+    assert all(set(m["data"]) == {"text/plain"} for m in msgs[:switch])
+    assert len(msgs[switch - 1]["data"]["text/plain"].encode()) < 300 + 60
+    assert msgs[-1]["update"] and set(msgs[-1]["data"]) == {"text/markdown", "text/plain"}
+    assert len(msgs) == switch + 2  # nothing else went through displays after the switch
+    (card_id,) = {cid for cid, kind, _ in wire.sent if kind == "comm_open" and cid == msgs[switch]["data"][
+        DisplayView.WIDGET_MIME]["model_id"]}
+    opened = next(d for cid, kind, d in wire.sent if cid == card_id and kind == "comm_open")
+    shown = opened["state"]["text"]
+    assert len(shown.encode()) >= 300 and opened["state"]["state"] == "running"
+    for d in (d for cid, kind, d in wire.sent if cid == card_id and kind == "comm_msg"):
+        if "append" in d["content"]:
+            assert d["content"]["at"] == len(shown)
+            shown += d["content"]["append"]
+    assert shown == text  # the card got the rest as deltas, every character once
+    assert any(cid == card_id and kind == "comm_close" for cid, kind, _ in wire.sent)
+    assert not view.cards and view.layout is None
+
+
+def test_display_mode_never_switches(wire: Wire) -> None:
+    from gridllm_nb.magic import DisplayView
+    from gridllm_nb.models import JobUpdate
+
+    pub = CapturePub()
+    shell = type("Shell", (), {"display_pub": pub})()
+
+    async def main() -> None:
+        view = DisplayView(shell, "p", ["m"], "markdown", interval=0.0, byte_budget=None)
+        view.on_update(JobUpdate("m", "j", JobState.RUNNING, "x" * 5000))
+        view.on_update(JobUpdate("m", "j", JobState.COMPLETED, "x" * 5001))
+
+    asyncio.run(main())
+    assert wire.sent == [] and all(DisplayView.WIDGET_MIME not in m["data"] for m in pub.messages)
