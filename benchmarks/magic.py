@@ -311,17 +311,18 @@ def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
 
 
 IOPUB_CASES = (
-    ("display updates (the default in a kernel): each update resends the text", ""),
-    ("c.GridLLM.output = 'widget': the panel's card, delta-only text, >= 1 refresh/s while text flows",
+    ("auto, the default in a kernel: display updates, the panel's card once the text passes 1500 B", ""),
+    ("c.GridLLM.output = 'display': display updates only, each resends the text",
+     "%gridllm config output=display"),
+    ("c.GridLLM.output = 'widget': the panel's card from the start, delta-only text",
      "%gridllm config output=widget"),
-    ("widget, c.GridLLM.max_stale = 1e9 (refresh only when worth it)",
-     "%gridllm config output=widget max_stale=1e9"),
 )
 
 
-def iopub_table(url: str, max_tokens: int) -> list[tuple[str, str, str, str, str]]:
+def iopub_table(url: str, max_tokens_list: list[int]) -> list[tuple[str, str, str, str, str]]:
     rows = []
-    for label, setup in IOPUB_CASES:
+    for max_tokens, (label, setup) in ((m, case) for m in max_tokens_list for case in IOPUB_CASES):
+        label = f"{label}; max_tokens {max_tokens}"
         iopub = bench_iopub(url, max_tokens, setup)
         parts = []
         worst = worst_live = 0.0
@@ -373,7 +374,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--iopub-max-tokens", type=int, default=128)
+    ap.add_argument("--iopub-max-tokens", type=int, nargs="+", default=[128, 512],
+                    help="answer lengths for the iopub bytes (the switch to a card shows on long ones)")
     ap.add_argument("--sim-seconds", type=float, default=3.0)
     ap.add_argument("--jai-python", default="/tmp/jaivenv/bin/python",
                     help="a Python with jupyter_ai_magics installed (a throwaway venv)")
@@ -392,7 +394,7 @@ def main() -> int:
         finally:
             svc.stop()
         print_table(f"**%%gridllm iopub bytes** ({os.cpu_count()} cores; prompt {PROMPT!r} + ' Then two more.'; "
-                    f"max_tokens {args.iopub_max_tokens}, temperature 0)", rows)
+                    "temperature 0)", rows)
         return 0
     rows: list[tuple[str, str, str, str, str]] = []
     try:

@@ -435,16 +435,6 @@ class StreamView(_View):
 # -- the magics ------------------------------------------------------------------
 
 
-def _drive(loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], *, grace: float = 10.0) -> None:
-    """Let a cancelled task finish its cleanup (it asks the service to cancel)."""
-    deadline = time.monotonic() + grace
-    while not task.done() and time.monotonic() < deadline:
-        try:
-            loop.run_until_complete(asyncio.wait([task], timeout=max(0.0, deadline - time.monotonic())))
-        except KeyboardInterrupt:
-            continue  # a second Ctrl-C while cleaning up: keep cleaning up
-
-
 def _widgets_available() -> bool:
     try:
         import anywidget  # noqa: F401
@@ -564,7 +554,7 @@ class GridLLMMagics(Magics):
             self.tasks.add(task)
             task.add_done_callback(lambda t: self._background_done(t, view))
             return None
-        results = self._wait(loop, coro, view)
+        results = self._wait(coro, view)
         if args.out:
             self.shell.user_ns[args.out] = results
         return results
@@ -579,64 +569,27 @@ class GridLLMMagics(Magics):
         self._record_history(view.results, kwargs.get("url"), kwargs.get("system"), kwargs.get("options"))
         return view.results
 
-    def _wait(self, loop: asyncio.AbstractEventLoop | None, coro: Any, view: _View) -> Results:
-        """Run to the end; on Ctrl-C cancel cleanly, keep the partial outputs, leak nothing."""
-        own_loop = loop is None
-        if own_loop:
-            loop = asyncio.new_event_loop()
-        else:
-            import nest_asyncio
+    def _wait(self, coro: Any, view: _View) -> Results:
+        """Run to the end; on Ctrl-C cancel cleanly, keep the partial outputs, leak nothing.
 
-            nest_asyncio.apply(loop)
-        assert loop is not None
-        before = asyncio.all_tasks(loop)
-        task = loop.create_task(coro, name="gridllm-cell")
-        interrupted = False
+        ``run_sync`` runs the coroutine off the kernel's loop, so the kernel
+        stays an ordinary busy kernel while the cell streams.
+        """
+        from .runner import run_sync
+
         try:
-            try:
-                loop.run_until_complete(task)
-            except KeyboardInterrupt:
-                interrupted = True
-                task.cancel()
-                _drive(loop, task)
-                # A Ctrl-C that landed inside one of the run's own tasks can
-                # leave siblings behind: cancel whatever this run started.
-                strays = [
-                    t for t in asyncio.all_tasks(loop) - before
-                    if not t.done() and getattr(t.get_coro(), "__qualname__", "").startswith("arun")
-                ]
-                for t in strays:
-                    t.cancel()
-                for t in strays:
-                    _drive(loop, t, grace=5.0)
-            except asyncio.CancelledError:
-                interrupted = True
-            if interrupted:
-                view.finish(note="interrupted")
-                rk = getattr(view, "run_kwargs", {})
-                self._record_history(view.results, rk.get("url"), rk.get("system"), rk.get("options"))
-                done = sum(1 for r in view.results.values() if r.ok)
-                raise Interrupted(
-                    f"interrupted: {done} of {len(view.results)} models had finished; "
-                    "the partial outputs are kept"
-                )
-            return task.result()
+            return run_sync(coro)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            view.finish(note="interrupted")
+            rk = getattr(view, "run_kwargs", {})
+            self._record_history(view.results, rk.get("url"), rk.get("system"), rk.get("options"))
+            done = sum(1 for r in view.results.values() if r.ok)
+            raise Interrupted(
+                f"interrupted: {done} of {len(view.results)} models had finished; the partial outputs are kept"
+            ) from None
         except GridLLMError as exc:
             view.finish(note=str(exc))
             raise
-        finally:
-            if own_loop:
-                self._close_loop(loop)
-
-    @staticmethod
-    def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:  # the poller's idle task, at most
-            t.cancel()
-        if pending:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
     def _background_done(self, task: asyncio.Task[Any], view: _View) -> None:
         self.tasks.discard(task)

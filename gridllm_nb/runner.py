@@ -7,7 +7,9 @@ the CLI, the ``%%gridllm`` magic and the panel are views over it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import difflib
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -232,28 +234,62 @@ async def _cancel_quietly(client: JobsClient, ids: Sequence[str | None]) -> None
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end from synchronous code, with or without a running loop.
 
-    Inside Jupyter the kernel's loop is already running, so it is made
-    re-entrant (nest_asyncio); elsewhere a fresh loop is used and closed,
-    never a loop left behind by someone else.
+    Without a running loop it runs here, on a fresh loop that is closed
+    after. Inside Jupyter the kernel's own loop is running, and blocked by
+    the very cell that called this: the coroutine then runs on a fresh loop
+    in a worker thread, in a copy of this context (so what it prints and
+    displays still belongs to the cell), while this thread waits. The kernel
+    stays an ordinary busy kernel: requests that arrive meanwhile (a widget's
+    message, the next cell) wait their turn, rather than running inside this
+    cell as they would on a re-entered loop.
+
+    Ctrl-C (``KeyboardInterrupt`` here) cancels the coroutine, lets it unwind
+    (``arun`` ends live jobs CANCELLED, text kept), then propagates.
     """
     try:
-        loop = asyncio.get_running_loop()
+        asyncio.get_running_loop()
     except RuntimeError:
-        loop = asyncio.new_event_loop()
-        try:
-            return loop.run_until_complete(coro)
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-    import nest_asyncio
+        return _run_on_new_loop(coro)
+    loop = asyncio.new_event_loop()
+    task: asyncio.Task[T] = loop.create_task(coro)
+    outcome: dict[str, Any] = {}
 
-    nest_asyncio.apply(loop)
-    return loop.run_until_complete(coro)
+    def work() -> None:
+        try:
+            outcome["result"] = _run_on_new_loop(task, loop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, raised there
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="gridllm-run", daemon=True)
+    worker.start()
+    interrupted = False
+    while worker.is_alive():
+        try:
+            worker.join(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+            loop.call_soon_threadsafe(task.cancel)
+    if interrupted:
+        raise KeyboardInterrupt
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _run_on_new_loop(coro: Coroutine[Any, Any, T] | asyncio.Task[T],
+                     loop: asyncio.AbstractEventLoop | None = None) -> T:
+    """Run ``coro`` on ``loop`` (a fresh one by default), then cancel what is left and close it."""
+    loop = loop or asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for leftover in pending:  # the poller's idle task; a run cut short by Ctrl-C
+            leftover.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:

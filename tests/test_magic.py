@@ -389,27 +389,32 @@ def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
 
 
 def test_interrupt_inside_a_running_loop_leaks_no_task(ip: Any, fake: ServedFake) -> None:
-    """The kernel case: the magic runs inside the loop (nest_asyncio) and Ctrl-C arrives."""
+    """The kernel case: its loop is running, so the run goes to a worker thread; Ctrl-C hits the cell's thread."""
     pub: CapturePub = ip.display_pub
+    main_thread = threading.main_thread().ident
 
     def on_publish(msg: dict[str, Any]) -> None:
         if "word" in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
             on_publish.done = True  # type: ignore[attr-defined]
-
-            def kbi() -> None:
-                raise KeyboardInterrupt
-            asyncio.get_running_loop().call_soon(kbi)
+            assert threading.current_thread().name == "gridllm-run"  # off the kernel's loop
+            threading.Timer(0.05, signal.pthread_kill, (main_thread, signal.SIGINT)).start()
 
     pub.on_publish = on_publish
 
     async def main() -> tuple[Any, list[Any]]:
-        result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+        # as ipykernel does while a cell runs (asyncio.run's own handler would cancel main() instead)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+        finally:
+            signal.signal(signal.SIGINT, previous)
         await asyncio.sleep(0.05)
         return result, _no_stray_tasks(asyncio.get_running_loop())
 
     result, strays = asyncio.run(main())
     assert isinstance(result.error_in_exec, Interrupted) and strays == []
     assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
+    assert not any(t.name == "gridllm-run" for t in threading.enumerate())  # the worker is gone
     pub.on_publish = None
 
 
