@@ -6,14 +6,13 @@ into one display per model (``display_id`` handles, updated in place and
 coalesced), or into labelled text on a terminal.
 
 In a kernel each display is updated in place, resending the text each time:
-cheap while an answer is short, and shown by every front end. Once an answer
-passes ``widget_after`` bytes (1500) its display switches to a ``CardWidget``
-(the panel's card), which is sent only the new characters, so a long answer
-costs bytes in proportion to its text rather than text x updates; the card's
-~4 KB of set-up (its ES module) is what makes the switch not worth it for
-short answers. ``output = "display"`` never switches, ``"widget"`` starts with
-the card. Whatever happened live, each output ends as the ordinary
-``text/markdown`` + ``text/plain`` bundle.
+cheap while an answer is short, and shown by every front end. Once those
+updates have cost about what a card widget's set-up does (``widget_after``,
+4000 bytes), the display switches to a ``CardWidget`` (the panel's card),
+which is sent only the new characters, so a long or slow answer costs bytes
+in proportion to its text rather than text x updates. ``output = "display"``
+never switches, ``"widget"`` starts with the card. Whatever happened live,
+each output ends as the ordinary ``text/markdown`` + ``text/plain`` bundle.
 
 Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
 for the session, and the environment (``GRIDLLM_API_URL``,
@@ -78,12 +77,13 @@ class GridLLM(Configurable):
     history = Bool(True, help="record runs in the local SQLite history").tag(config=True)
     output = Enum(("auto", "widget", "display", "stream"), default_value="auto",
                   help="auto: in a kernel, outputs updated in place that switch to a live card (the "
-                       "panel's, sent only new characters) once an answer passes widget_after bytes; in a "
+                       "panel's, sent only new characters) once their updates pass widget_after bytes; in a "
                        "terminal, stream. display: always updated in place, resending the text. widget: "
                        "a live card from the start. stream: text on stdout. Every output ends as the "
                        "final text/markdown bundle.").tag(config=True)
-    widget_after = Int(1500, help="bytes of text after which an auto output switches to a live card "
-                                  "(its ~4 KB set-up then costs less than resending the text)").tag(config=True)
+    widget_after = Int(4000, help="bytes of live display updates after which an auto output switches to "
+                                  "a live card (about what the card's set-up costs; 0: from the "
+                                  "start)").tag(config=True)
 
     @default("default_models")
     def _models_from_env(self) -> list[str]:
@@ -161,12 +161,15 @@ class _View:
 class DisplayView(_View):
     """One display per model, updated in place at most every ``interval`` seconds.
 
-    While a model's text is short its display is simply replaced on each
-    flush (the text resent: cheap for a short text, and shown by every front
-    end). Once the text passes ``widget_after`` bytes (0: from the start;
-    ``None``: never) the display switches to a ``CardWidget``, the panel's
-    card, which is sent only the new characters: a long answer then costs
-    bytes in proportion to its text, not to text x updates. At the end every
+    At first a model's display is simply replaced on each flush (the text
+    resent: cheap while the text is short, and shown by every front end).
+    Once those updates would have cost more than ``widget_after`` bytes
+    (0: from the start; ``None``: never) the display switches to a
+    ``CardWidget``, the panel's card, which is sent only the new characters:
+    a long or slow answer then costs bytes in proportion to its text, not to
+    text x updates. As when renting until the rent reaches the price, with
+    ``widget_after`` about the card's set-up no answer costs more than about
+    twice what the better choice in hindsight would have. At the end every
     display becomes the final bundle, and only then is its card closed.
     """
 
@@ -292,7 +295,8 @@ class DisplayView(_View):
         if card is not None:
             card.show_answer(r.state, r.text, r.error, r.elapsed)
             self.messages += 1
-        elif self.widget_after is not None and len(r.text.encode()) >= self.widget_after:
+        elif self.widget_after is not None and slot.sent + self._flush_cost(r.tag, len(r.text.encode()), 0) \
+                > self.widget_after:
             self._publish(slot, self._card_bundle(r, r.state.label), update=True)
             slot.sent = 0  # the card's own budget starts here
         else:

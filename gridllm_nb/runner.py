@@ -268,7 +268,10 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             worker.join(0.1)
         except KeyboardInterrupt:
             interrupted = True
-            loop.call_soon_threadsafe(task.cancel)
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # it had just finished and closed its loop
+                pass
     if interrupted:
         raise KeyboardInterrupt
     if "error" in outcome:

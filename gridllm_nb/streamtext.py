@@ -11,9 +11,9 @@ the Python side in a plain attribute and sends custom messages instead:
 * ``{"set": {name: value}}``: other synced fields that changed (subclasses'
   ``live_fields``), alone or along with one of the above.
 
-The synced ``text`` trait (and each live field) is set only when the widget is created; it is
-never resent per update. The front end applies each message to its model
-(``model.set("text", ...)`` without ``save_changes()``), so views created
+The synced ``text`` trait (and each live field) is set only when the
+widget is created; it is never resent per update. The front end applies
+each message to its model (``model.set`` without ``save_changes()``), so views created
 later and the widget state saved in a notebook show the full text, and
 ``get_state`` (the comm_open and a reloading page's state request) reports
 the current text too. A front end that missed a message (one sent before
