@@ -311,7 +311,7 @@ def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
 
 
 IOPUB_CASES = (
-    ("auto, the default in a kernel: display updates, the panel's card once the text passes 1500 B", ""),
+    ("auto, the default in a kernel: display updates, the panel's card once they have cost 4000 B", ""),
     ("c.GridLLM.output = 'display': display updates only, each resends the text",
      "%gridllm config output=display"),
     ("c.GridLLM.output = 'widget': the panel's card from the start, delta-only text",
