@@ -83,6 +83,10 @@ class Lab:
     def notebook_url(self, name: str) -> str:
         return f"{self.url}/lab/tree/{name}?reset&token={TOKEN}"
 
+    def notebook7_url(self, name: str) -> str:
+        """The same server's Notebook 7 front end (the ``notebook`` package's server extension)."""
+        return f"{self.url}/notebooks/{name}?token={TOKEN}"
+
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
