@@ -253,30 +253,51 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     loop = asyncio.new_event_loop()
     task: asyncio.Task[T] = loop.create_task(coro)
     outcome: dict[str, Any] = {}
+    finished = threading.Event()
 
     def work() -> None:
         try:
             outcome["result"] = _run_on_new_loop(task, loop)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, raised there
             outcome["error"] = exc
+        finally:
+            finished.set()
+
+    def cancel() -> None:
+        try:
+            loop.call_soon_threadsafe(task.cancel)
+        except RuntimeError:  # it had just finished and closed its loop
+            pass
 
     worker = threading.Thread(target=contextvars.copy_context().run, args=(work,), name="gridllm-run", daemon=True)
     worker.start()
-    interrupted = False
-    while worker.is_alive():
-        try:
-            worker.join(0.1)
-        except KeyboardInterrupt:
-            interrupted = True
-            try:
-                loop.call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # it had just finished and closed its loop
-                pass
+    interrupted = _wait_interruptibly(finished, cancel)
+    try:
+        worker.join(5.0)  # its work is done: this only lets the thread end
+    except KeyboardInterrupt:
+        interrupted = True
     if interrupted:
         raise KeyboardInterrupt
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _wait_interruptibly(finished: threading.Event, on_interrupt: Callable[[], None]) -> bool:
+    """Wait until ``finished``, calling ``on_interrupt`` on each Ctrl-C; True if there was one.
+
+    An Event rather than ``Thread.join()``: before Python 3.13 a join cut
+    short by Ctrl-C can leave the thread looking finished while it runs on.
+    """
+    interrupted = False
+    while not finished.is_set():
+        try:  # Ctrl-C may land on any line here
+            while not finished.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            interrupted = True
+            on_interrupt()
+    return interrupted
 
 
 def _run_on_new_loop(coro: Coroutine[Any, Any, T] | asyncio.Task[T],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import signal
+import threading
 
 import pytest
 
@@ -10,7 +13,7 @@ from gridllm_nb.client import JobsClient
 from gridllm_nb.errors import ConfigError, UnknownModel
 from gridllm_nb.models import JobState, JobUpdate
 from gridllm_nb.poller import PollSettings
-from gridllm_nb.runner import arun, run
+from gridllm_nb.runner import arun, run, run_sync
 
 from .fakes import FakeClock, FakeJobsAPI, words_script
 
@@ -121,6 +124,46 @@ async def test_run_works_inside_a_running_loop_like_jupyter() -> None:
     fake = FakeJobsAPI()
     results = run("hi", ["a"], client=client_for(fake), poll=FAST)
     assert results.ok
+
+
+async def test_inside_a_running_loop_run_sync_works_on_a_thread_in_the_callers_context() -> None:
+    where = contextvars.ContextVar("where", default="unset")
+    where.set("the cell")
+    caller_loop = asyncio.get_running_loop()
+
+    async def job() -> tuple[str, str, bool]:
+        return threading.current_thread().name, where.get(), asyncio.get_running_loop() is caller_loop
+
+    assert run_sync(job()) == ("gridllm-run", "the cell", False)  # the kernel's loop is never re-entered
+
+    async def boom() -> None:
+        raise UnknownModel("nope", tag="b", available=["a"])
+
+    with pytest.raises(UnknownModel):
+        run_sync(boom())
+    assert not any(t.name == "gridllm-run" for t in threading.enumerate())
+
+
+async def test_ctrl_c_while_waiting_cancels_the_run_and_propagates() -> None:
+    seen: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    main = threading.main_thread().ident
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as ipykernel has it in a cell
+    try:
+        threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            run_sync(forever())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert seen == ["cancelled"]  # it unwound before the interrupt reached the caller
+    assert not any(t.name == "gridllm-run" for t in threading.enumerate())
 
 
 async def test_results_table_and_dataframe() -> None:
