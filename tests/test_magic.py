@@ -372,16 +372,23 @@ def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
     assert again["a:1"].state is JobState.COMPLETED
 
 
-def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
-    pub: CapturePub = ip.display_pub
+def sigint_once_shown(pub: CapturePub, text: str, check: Any = None) -> None:
+    """A real SIGINT to the main thread soon after ``text`` first shows (``check()`` runs then)."""
     main = threading.main_thread().ident
 
     def on_publish(msg: dict[str, Any]) -> None:
-        if "word word" in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
+        if text in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
             on_publish.done = True  # type: ignore[attr-defined]
+            if check is not None:
+                check()
             threading.Timer(0.05, signal.pthread_kill, (main, signal.SIGINT)).start()
 
     pub.on_publish = on_publish
+
+
+def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
+    pub: CapturePub = ip.display_pub
+    sigint_once_shown(pub, "word word")
     result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
     assert isinstance(result.error_in_exec, Interrupted)
     assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
@@ -391,15 +398,8 @@ def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
 def test_interrupt_inside_a_running_loop_leaks_no_task(ip: Any, fake: ServedFake) -> None:
     """The kernel case: its loop is running, so the run goes to a worker thread; Ctrl-C hits the cell's thread."""
     pub: CapturePub = ip.display_pub
-    main_thread = threading.main_thread().ident
-
-    def on_publish(msg: dict[str, Any]) -> None:
-        if "word" in msg["data"].get("text/plain", "") and not getattr(on_publish, "done", False):
-            on_publish.done = True  # type: ignore[attr-defined]
-            assert threading.current_thread().name == "gridllm-run"  # off the kernel's loop
-            threading.Timer(0.05, signal.pthread_kill, (main_thread, signal.SIGINT)).start()
-
-    pub.on_publish = on_publish
+    threads: list[str] = []
+    sigint_once_shown(pub, "word", check=lambda: threads.append(threading.current_thread().name))
 
     async def main() -> tuple[Any, list[Any]]:
         # as ipykernel does while a cell runs (asyncio.run's own handler would cancel main() instead)
@@ -414,6 +414,7 @@ def test_interrupt_inside_a_running_loop_leaks_no_task(ip: Any, fake: ServedFake
     result, strays = asyncio.run(main())
     assert isinstance(result.error_in_exec, Interrupted) and strays == []
     assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
+    assert threads == ["gridllm-run"]  # the run was off the kernel's loop
     assert not any(t.name == "gridllm-run" for t in threading.enumerate())  # the worker is gone
     pub.on_publish = None
 

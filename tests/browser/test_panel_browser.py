@@ -40,6 +40,11 @@ def open_and_run(page: Any, lab: Any, name: str) -> None:
     page.goto(lab.notebook_url(name))
     page.wait_for_selector(".jp-Notebook")
     expect()(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
+    run_all_cells(page)
+
+
+def run_all_cells(page: Any) -> None:
+    """Run > Run All Cells, from the menu bar JupyterLab and Notebook 7 share."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
 
@@ -67,6 +72,19 @@ def drive_panel(page: Any, root: Any) -> Any:
     return panel
 
 
+def run_fake_model(page: Any) -> tuple[Any, Any]:
+    """Tick the fake API's m:1 in the page's panel, send "hi", wait for its completed card."""
+    panel = page.locator(".gridllm-panel").first
+    box = panel.locator(".gridllm-model-m-1 input[type=checkbox]")
+    expect()(box).to_be_enabled(timeout=60_000)
+    box.check()
+    panel.locator(".gridllm-prompt textarea").press_sequentially("hi")
+    panel.locator("button.gridllm-process").click()
+    card = panel.locator(".gridllm-card-m-1")
+    expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=60_000)
+    return panel, card
+
+
 def test_panel_in_jupyterlab_with_real_models(page: Any, lab: Any, artifacts: Path, repo_root: Path) -> None:
     write_notebook(lab.root / "panel.ipynb",
                    f"import json\nfrom gridllm_nb import Panel\npanel = Panel(options=json.loads({OPTIONS!r}))\npanel")
@@ -85,14 +103,7 @@ def test_model_html_is_shown_as_text_and_runs_nothing(page: Any, lab: Any, fake_
     write_notebook(lab.root / "xss.ipynb",
                    f"from gridllm_nb import Panel\npanel = Panel(url={url!r})\npanel")
     open_and_run(page, lab, "xss.ipynb")
-    panel = page.locator(".gridllm-panel").first
-    box = panel.locator(".gridllm-model-m-1 input[type=checkbox]")
-    expect()(box).to_be_enabled(timeout=60_000)
-    box.check()
-    panel.locator(".gridllm-prompt textarea").press_sequentially("hi")
-    panel.locator("button.gridllm-process").click()
-    card = panel.locator(".gridllm-card-m-1")
-    expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=60_000)
+    panel, card = run_fake_model(page)
     expect()(card.locator(".gridllm-text")).to_contain_text('<img src=x onerror="window.__pwned=1;alert(1)">')
     expect()(card.locator(".gridllm-text")).to_contain_text("<script>window.__pwned=2</script>")
     assert card.locator("img").count() == 0 and card.locator("script").count() == 0
