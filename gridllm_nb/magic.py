@@ -40,7 +40,7 @@ from .errors import ConfigError, GridLLMError, NotSupported
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
 from .models import JobState, JobUpdate, Result, Results
-from .pacing import update_delay
+from .pacing import schedule_flush, update_delay
 from .render import FORMATS, error_bundle, final_bundle, live_bundle
 
 __all__ = ["CellError", "DisplayView", "GridLLM", "GridLLMMagics", "StreamView",
@@ -241,17 +241,8 @@ class DisplayView(_View):
             self._final(u.tag)
             return
         slot.dirty = True
-        now = time.monotonic()
-        wait = self._wait_for(slot, u, now)
-        if slot.timer is not None:
-            if slot.timer.when() <= asyncio.get_running_loop().time() + wait:
-                return  # already due sooner
-            slot.timer.cancel()
-            slot.timer = None
-        if wait <= 0:
-            self._flush(u.tag)
-        else:
-            slot.timer = asyncio.get_running_loop().call_later(wait, self._flush, u.tag)
+        wait = self._wait_for(slot, u, time.monotonic())
+        slot.timer = schedule_flush(slot.timer, wait, lambda: self._flush(u.tag))
 
     def _wait_for(self, slot: _Slot, u: JobUpdate, now: float) -> float:
         """Seconds until ``u`` may be shown: the first text at once, then ``update_delay``."""

@@ -11,11 +11,12 @@ longer than ``max_stale`` seconds, so the view keeps moving.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from .models import JobState, JobUpdate
 
-__all__ = ["update_delay"]
+__all__ = ["schedule_flush", "update_delay"]
 
 
 def update_delay(
@@ -51,3 +52,24 @@ def update_delay(
     if sent + cost(size, new) <= byte_budget * size:
         return wait
     return max(wait, last_sent + max_stale - now)
+
+
+def schedule_flush(timer: asyncio.TimerHandle | None, wait: float,
+                   flush: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """Run ``flush`` in ``wait`` seconds, or now (``wait <= 0``, or no running loop).
+
+    A ``timer`` already due as soon stands; a later one is replaced.
+    Returns the timer to keep (``None`` once flushed).
+    """
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if timer is not None:
+        if loop is not None and timer.when() <= loop.time() + max(0.0, wait):
+            return timer
+        timer.cancel()
+    if wait <= 0 or loop is None:
+        flush()
+        return None
+    return loop.call_later(wait, flush)

@@ -38,7 +38,7 @@ from .cardwidget import CardWidget
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported
 from .models import JobState, JobUpdate, Result, Results
-from .pacing import update_delay
+from .pacing import schedule_flush, update_delay
 
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
 
@@ -187,26 +187,7 @@ class Card:
     def push(self, update: JobUpdate) -> None:
         """Take an update; it reaches the widget at most ``max_rate`` times a second."""
         self._pending = update
-        now = time.monotonic()
-        wait = self._wait_for(update, now)
-        if self._handle is not None:
-            if self._handle.when() <= self._handle_loop_time(wait):
-                return
-            self._handle.cancel()
-            self._handle = None
-        if wait <= 0:
-            self.flush()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()
-            return
-        self._handle = loop.call_later(wait, self.flush)
-
-    @staticmethod
-    def _handle_loop_time(wait: float) -> float:
-        return asyncio.get_running_loop().time() + max(0.0, wait)
+        self._handle = schedule_flush(self._handle, self._wait_for(update, time.monotonic()), self.flush)
 
     def flush(self) -> None:
         """Show the newest pending update."""
