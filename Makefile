@@ -1,7 +1,9 @@
 # Two commands for a new user: `make demo` and `make test`.
 # Both create or refresh .venv idempotently; a second run only re-checks stamps.
-# llama-cpp-python compiles from source here (minutes on 2 cores), so its wheel
-# is built once into a cache outside the clone and reused by every clone.
+# llama-cpp-python compiles from source here (~10 min on 2 cores), so its wheel
+# is built once, portably (no CPU-specific flags), into a cache outside the
+# clone whose folder names the version and the flavour, and reused by every
+# clone. Setup ends with a smoke generation from each built-in model.
 
 PYTHON      ?= python3
 VENV        ?= .venv
@@ -18,9 +20,10 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile scripts/llama-wheel.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip
-	@WHEEL_CACHE="$(WHEEL_CACHE)" LLAMA_CPP="$(LLAMA_CPP)" PYTHON="$(BIN)/python" scripts/llama-wheel.sh
-	@$(BIN)/python -m pip install -q "$$(ls $(WHEEL_CACHE)/llama_cpp_python-$(LLAMA_CPP)-*.whl | head -n1)"
-	$(BIN)/python -m pip install -q --find-links "$(WHEEL_CACHE)" -e ".[dev]"
+	@wheel="$$(WHEEL_CACHE="$(WHEEL_CACHE)" LLAMA_CPP="$(LLAMA_CPP)" PYTHON="$(BIN)/python" scripts/llama-wheel.sh)" \
+	  && $(BIN)/python -m pip install -q --force-reinstall --no-deps "$$wheel" \
+	  && $(BIN)/python -m pip install -q --find-links "$$(dirname "$$wheel")" -e ".[dev]"
+	@$(BIN)/python -m gridllm_nb.service.smoke
 	@touch $@
 
 # Debian's chromium for the browser tests (never a browser download).
@@ -42,6 +45,7 @@ bench: setup
 	$(BIN)/python benchmarks/service.py
 	$(BIN)/python benchmarks/magic.py
 	$(BIN)/python benchmarks/panel.py
+	$(BIN)/python benchmarks/runtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -4,7 +4,8 @@ Accepted (the oldest page's form first): the Python literal
 ``"{'input': ['When does 1+1=10?'] }"`` (parsed with ``ast.literal_eval``,
 never ``eval``), and JSON with ``input`` or ``inputs``. Local extensions inside
 the same object: ``system`` (a system prompt) and ``options``
-(``max_tokens``/``num_predict``, ``temperature``, ``top_p``, ``seed``, ``stop``).
+(``max_tokens``/``num_predict``, ``temperature``, ``top_p``, ``seed``, ``stop``,
+``repeat_penalty``, ``template``: a completion frame holding ``{prompt}``).
 Each job echoes its own input back as compact JSON, ``{"inputs":["..."]}``,
 as the service's status answers do.
 """
@@ -87,7 +88,7 @@ def _parse_options(raw: Any) -> dict[str, Any]:
         if "max_tokens" in raw:
             raise CommandLineError("give options.max_tokens or options.num_predict, not both")
         raw["max_tokens"] = raw.pop("num_predict")
-    allowed = ("max_tokens", "temperature", "top_p", "seed", "stop")
+    allowed = ("max_tokens", "temperature", "top_p", "seed", "stop", "repeat_penalty", "template")
     unknown = [str(k) for k in raw if k not in allowed]
     if unknown:
         raise CommandLineError(f"unknown option {unknown[0]!r}"[:200] + f"; allowed: {', '.join(allowed)}, num_predict")
@@ -100,6 +101,14 @@ def _parse_options(raw: Any) -> dict[str, Any]:
         out["top_p"] = _number(raw, "top_p", 0, 1, False)
     if "seed" in raw:
         out["seed"] = _number(raw, "seed", 0, 2**32 - 1, True)
+    if "repeat_penalty" in raw:
+        out["repeat_penalty"] = _number(raw, "repeat_penalty", 0, 3, False)
+    if "template" in raw:
+        template = raw["template"]
+        if not isinstance(template, str) or (template and "{prompt}" not in template):
+            raise CommandLineError("options.template must be a string holding {prompt}, or \"\" for none")
+        _check_text(template, "options.template", 4096)
+        out["template"] = template
     if "stop" in raw:
         stop = raw["stop"]
         stop = [stop] if isinstance(stop, str) else stop

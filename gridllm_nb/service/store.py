@@ -37,12 +37,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     created TEXT NOT NULL,
     started REAL,
     finished REAL,
-    seq INTEGER NOT NULL DEFAULT 0
+    seq INTEGER NOT NULL DEFAULT 0,
+    finish TEXT,
+    tokens INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
 """
 _COLUMNS = ("id", "tag", "app", "command_line", "prompt", "system", "options",
-            "hours", "status", "log", "reason", "created", "started", "finished", "seq")
+            "hours", "status", "log", "reason", "created", "started", "finished", "seq", "finish", "tokens")
+# Columns added after the first release: (name, type) added to older files on open.
+_ADDED_COLUMNS = (("finish", "TEXT"), ("tokens", "INTEGER"))
 
 
 @dataclass
@@ -68,6 +72,10 @@ class JobRecord:
     started: float | None = None
     finished: float | None = None
     seq: int = 0
+    # Why generation ended on its own ("stop" or "length") and the tokens made;
+    # None where the engine does not say.
+    finish: str | None = None
+    tokens: int | None = None
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     # The status JSON of a finished job, rendered once (it can no longer change).
     rendered: bytes | None = field(default=None, repr=False, compare=False)
@@ -79,7 +87,7 @@ class JobRecord:
     def _row(self) -> tuple[Any, ...]:
         return (self.id, self.tag, self.app, self.command_line, self.prompt, self.system,
                 json.dumps(self.options), self.hours, self.status, self.log, self.reason,
-                self.created, self.started, self.finished, self.seq)
+                self.created, self.started, self.finished, self.seq, self.finish, self.tokens)
 
     @classmethod
     def _from_row(cls, row: Sequence[Any]) -> JobRecord:
@@ -113,6 +121,10 @@ class JobStore:
                     raise ConfigError(f"job database {self.path} is in use by another gridllm_nb service") from None
         self._write = self._connect()
         self._write.executescript(_SCHEMA)
+        present = {row[1] for row in self._write.execute("PRAGMA table_info(jobs)")}
+        for name, kind in _ADDED_COLUMNS:
+            if name not in present:
+                self._write.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
         self._read = self._connect() if self.path != ":memory:" else self._write
         self._write_lock = threading.Lock()
         self._read_lock = self._write_lock if self._read is self._write else threading.Lock()

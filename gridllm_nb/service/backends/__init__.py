@@ -2,9 +2,14 @@
 
 ``generate`` yields text pieces as the engine produces them and is called from
 a worker thread, never from the event loop; it checks ``cancel`` between
-pieces so a cancel or a deadline stops the engine promptly. Imports of the
-engines (llama.cpp, httpx) happen inside the backend modules so the registry
-and the app load without them.
+pieces so a cancel or a deadline stops the engine promptly. An engine that
+knows why it stopped and how many tokens it made yields one ``Finish`` last.
+Imports of the engines (llama.cpp, httpx) happen inside the backend modules
+so the registry and the app load without them.
+
+llama.cpp tags are served by ``runners.RunnerBackend``: the engine runs in a
+supervised child process, so a crash in native code fails one job instead of
+the whole service.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["Backend", "BackendError", "GenerationRequest", "create_backend"]
+__all__ = ["FINISH_REASONS", "Backend", "BackendError", "Finish", "GenerationRequest", "create_backend"]
 
 
 class BackendError(Exception):
@@ -35,11 +40,26 @@ class GenerationRequest:
     top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
+    repeat_penalty: float | None = None
+    # A completion frame for base models ("...{prompt}..."); None: the tag's own.
+    template: str | None = None
+
+
+FINISH_REASONS = ("stop", "length")
+
+
+@dataclass(frozen=True)
+class Finish:
+    """Why generation ended on its own: ``stop`` (the model or a stop string ended
+    it) or ``length`` (``max_tokens`` reached), and the tokens generated."""
+
+    reason: str
+    tokens: int | None = None
 
 
 class Backend(Protocol):
-    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
-        """Yield text pieces until done, ``max_tokens`` or ``cancel`` is set."""
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
+        """Yield text pieces until done, ``max_tokens`` or ``cancel`` is set (then maybe a ``Finish``)."""
         ...
 
     def close(self) -> None:
@@ -50,9 +70,9 @@ class Backend(Protocol):
 def create_backend(spec: ModelSpec) -> Backend:
     """Instantiate the backend a registry entry names (loading is lazy inside)."""
     if spec.backend == "llama_cpp":
-        from .llama_cpp import LlamaCppBackend
+        from ..runners import RunnerBackend
 
-        return LlamaCppBackend(spec)
+        return RunnerBackend(spec)
     if spec.backend == "ollama":
         from .ollama import OllamaBackend
 

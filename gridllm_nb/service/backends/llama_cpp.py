@@ -1,23 +1,35 @@
-"""llama-cpp-python: the embedded default, GGUF files shipped by PyPI packages.
+"""llama-cpp-python: the embedded engine, GGUF files shipped by PyPI packages.
+
+This module is the engine itself and runs inside a model runner process
+(``service/runners``), never in the service: native code that crashes takes
+down one runner, not the API.
 
 Chat models go through ``create_chat_completion`` so the GGUF's own chat
-template is applied; base models (Gemma 3 270M) through ``create_completion``
-with the system prompt prepended. A ``Llama`` object is not thread-safe, so the
-backend keeps a small pool: one instance per allowed concurrent job.
+template is applied. Base models (Gemma 3 270M) only continue text: given a
+bare question they repeat it or ramble, so a tag may name a completion
+``template`` (a short question/answer frame) with ``stop`` strings that end
+the answer where the frame's next question would begin. Special tokens
+(``<start_of_image>``, ``<|im_start|>``, ``<unused0>``...) are never sampled:
+they are markup, not text. Per-tag sampling defaults (``temperature``,
+``repeat_penalty``...) come from the registry; a job's options override them.
 """
 
 from __future__ import annotations
 
-import queue
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..registry import ModelSpec, find_packaged_gguf
-from . import BackendError, GenerationRequest
+from . import BackendError, Finish, GenerationRequest
 
-__all__ = ["LlamaCppBackend", "resolve_model_path"]
+__all__ = ["LlamaCppBackend", "apply_template", "resolve_model_path"]
+
+# User-defined tokens that are markup ("<start_of_image>", "[multimodal]"),
+# as opposed to the whitespace runs some vocabularies also define.
+_MARKUP_TOKEN = re.compile(rb"<[^\s<>]+>|\[[a-z_]+\]")
 
 
 def resolve_model_path(spec: ModelSpec) -> Path:
@@ -35,13 +47,29 @@ def resolve_model_path(spec: ModelSpec) -> Path:
     return found
 
 
+def apply_template(template: str | None, prompt: str, system: str | None) -> str:
+    """The text a completion model continues.
+
+    ``{prompt}`` and ``{system}`` are replaced literally (``str.format`` would
+    trip over braces in the template's own text); a system prompt the
+    template has no place for goes first.
+    """
+    if not template:
+        return f"{system}\n\n{prompt}" if system else prompt
+    text = template.replace("{system}", system or "") if "{system}" in template else template
+    text = text.replace("{prompt}", prompt)
+    if system and "{system}" not in template:
+        text = f"{system}\n\n{text}"
+    return text
+
+
 class LlamaCppBackend:
-    """A pool of ``Llama`` instances for one tag, created on first use."""
+    """One ``Llama`` instance (a runner process serves one job at a time)."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        self._pool: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._created = 0
+        self._llm: Any = None
+        self._banned: Any = None
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -61,69 +89,99 @@ class LlamaCppBackend:
             raise BackendError(f"cannot load {self.spec.tag!r}: {exc}") from exc
 
     def warm_up(self) -> None:
-        """Load one instance now (so RSS and first-token figures do not include loading)."""
-        self._release(self._acquire())
-
-    def _acquire(self) -> Any:
-        try:
-            return self._pool.get_nowait()
-        except queue.Empty:
-            pass
+        """Load the model now, so the first job's timings do not include loading."""
         with self._lock:
-            if self._created < self.spec.concurrency:
-                self._created += 1
-                try:
-                    return self._load()
-                except BaseException:
-                    self._created -= 1
-                    raise
-        return self._pool.get()
+            if self._llm is None:
+                self._llm = self._load()
+                self._banned = _special_token_ids(self._llm)
 
-    def _release(self, llm: Any) -> None:
-        self._pool.put(llm)
+    def _sampling(self, request: GenerationRequest) -> dict[str, Any]:
+        """The job's options over the tag's defaults over llama.cpp's."""
+        settings = self.spec.settings
+        kwargs: dict[str, Any] = {"max_tokens": request.max_tokens, "stream": True}
+        for key in ("temperature", "top_p", "seed", "repeat_penalty"):
+            value = getattr(request, key)
+            if value is None:
+                value = settings.get(key)
+            if value is not None:
+                kwargs[key] = value
+        stop = [*settings.get("stop", ()), *request.stop] if self._framed(request) else list(request.stop)
+        if stop:
+            kwargs["stop"] = list(dict.fromkeys(stop))
+        if self._banned is not None and len(self._banned):
+            from llama_cpp import LogitsProcessorList
 
-    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
-        llm = self._acquire()
+            banned = self._banned
+
+            def ban_special(_ids: Any, scores: Any) -> Any:
+                scores[banned] = -float("inf")
+                return scores
+
+            kwargs["logits_processor"] = LogitsProcessorList([ban_special])
+        return kwargs
+
+    def _framed(self, request: GenerationRequest) -> bool:
+        template = request.template if request.template is not None else self.spec.settings.get("template")
+        return self.spec.mode == "completion" and bool(template)
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
+        self.warm_up()
+        llm = self._llm
+        kwargs = self._sampling(request)
+        if self.spec.mode == "chat":
+            messages = [{"role": "user", "content": request.prompt}]
+            if request.system:
+                messages.insert(0, {"role": "system", "content": request.system})
+            stream = llm.create_chat_completion(messages=messages, **kwargs)
+            pick = lambda choice: choice.get("delta", {}).get("content")  # noqa: E731
+        else:
+            template = request.template if request.template is not None else self.spec.settings.get("template")
+            stream = llm.create_completion(prompt=apply_template(template, request.prompt, request.system), **kwargs)
+            pick = lambda choice: choice.get("text")  # noqa: E731
+        framed = self._framed(request)
+        text: list[str] = []
+        finish = None
         try:
-            kwargs: dict[str, Any] = {"max_tokens": request.max_tokens, "stream": True}
-            if request.temperature is not None:
-                kwargs["temperature"] = request.temperature
-            if request.top_p is not None:
-                kwargs["top_p"] = request.top_p
-            if request.seed is not None:
-                kwargs["seed"] = request.seed
-            if request.stop:
-                kwargs["stop"] = list(request.stop)
-            if self.spec.mode == "chat":
-                messages = [{"role": "user", "content": request.prompt}]
-                if request.system:
-                    messages.insert(0, {"role": "system", "content": request.system})
-                stream = llm.create_chat_completion(messages=messages, **kwargs)
-                pick = lambda chunk: chunk["choices"][0].get("delta", {}).get("content")
-            else:
-                prompt = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
-                stream = llm.create_completion(prompt=prompt, **kwargs)
-                pick = lambda chunk: chunk["choices"][0].get("text")
-            try:
-                for chunk in stream:
-                    if cancel.is_set():
-                        break
-                    piece = pick(chunk)
-                    if piece:
-                        yield piece
-            except ValueError as exc:  # e.g. prompt longer than the context
-                raise BackendError(str(exc)) from exc
-            finally:
-                stream.close()  # stops llama.cpp decoding at once
+            for chunk in stream:
+                if cancel.is_set():
+                    return
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                piece = pick(choice)
+                if piece and framed and not text:
+                    piece = piece.lstrip()  # the frame's "Answer:" is followed by a space
+                if piece:
+                    text.append(piece)
+                    yield piece
+        except ValueError as exc:  # e.g. prompt longer than the context
+            raise BackendError(str(exc)) from exc
         finally:
-            self._release(llm)
+            stream.close()  # stops llama.cpp decoding at once
+        answer = "".join(text)
+        tokens = len(llm.tokenize(answer.encode("utf-8"), add_bos=False, special=False)) if answer else 0
+        yield Finish("length" if finish == "length" else "stop", tokens)
 
     def close(self) -> None:
-        while True:
-            try:
-                llm = self._pool.get_nowait()
-            except queue.Empty:
-                return
-            closer = getattr(llm, "close", None)
-            if closer:
-                closer()
+        llm, self._llm = self._llm, None
+        closer = getattr(llm, "close", None)
+        if closer:
+            closer()
+
+
+def _special_token_ids(llm: Any) -> Any:
+    """Ids of control and markup tokens, except end-of-text (the model must be able to stop)."""
+    import llama_cpp
+    import numpy as np
+
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    keep = {llama_cpp.llama_vocab_eos(vocab), llama_cpp.llama_vocab_eot(vocab)}
+    control = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    user = llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    banned = []
+    for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+        if token in keep:
+            continue
+        attr = llama_cpp.llama_vocab_get_attr(vocab, token)
+        if attr & control or (attr & user and _MARKUP_TOKEN.fullmatch(llm.detokenize([token], special=True))):
+            banned.append(token)
+    return np.array(banned, dtype=np.intc)
