@@ -9,7 +9,9 @@ Side by side in one run, same model, prompt, max tokens and sampling
   streamed in this process;
 * ``GET /jobs/{100 ids}`` latency (p50, p99) under 20 concurrent pollers
   while a generation runs;
-* the service's RSS with both built-in models loaded.
+* the memory of the service and of its model runner processes (one per
+  model, since llama.cpp runs in supervised child processes) with both
+  built-in models loaded.
 
 Tokens are counted with the model's tokenizer on the final text, the same
 way for every path. Targets (issue 3): API tokens/s >= 95% of direct; first
@@ -40,6 +42,7 @@ from gridllm_nb.service.launcher import start_service
 from gridllm_nb.service.registry import find_packaged_gguf
 
 TAG = "smollm2:135m"
+DIRECT_DEFAULTS = {"repeat_penalty": 1.1}  # the tag's registry default, which the service applies
 PROMPT = "Write a detailed story about a lighthouse keeper who finds a message in a bottle."
 OPTIONS = {"temperature": 0.0, "seed": 42}
 
@@ -50,7 +53,7 @@ def direct_run(llm: Any, max_tokens: int) -> tuple[float, float, str]:
     first = None
     pieces = []
     for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": PROMPT}], max_tokens=max_tokens,
-                                            stream=True, **OPTIONS):
+                                            stream=True, **DIRECT_DEFAULTS, **OPTIONS):
         piece = chunk["choices"][0].get("delta", {}).get("content")
         if piece:
             if first is None:
@@ -157,6 +160,8 @@ def main() -> int:
         url = service.url
         tags = httpx.get(f"{url}/health").json()["models"]
         rss_loaded, _ = rss_mib(service.process.pid)
+        runners = httpx.get(f"{url}/health").json()["runners"]
+        runner_rss = {tag: [rss_mib(pid)[0] for pid in pids] for tag, pids in runners.items()}
 
         llm = Llama(model_path=str(gguf), n_ctx=2048, verbose=False)  # same settings as the registry entry
         count = lambda text: len(llm.tokenize(text.encode(), add_bos=False, special=False))
@@ -190,6 +195,8 @@ def main() -> int:
         still = httpx.get(f"{url}/jobs/{running}").json()["jobs"][running]
         httpx.delete(f"{url}/jobs/{running}")
         rss_now, rss_peak = rss_mib(service.process.pid)
+        runner_rss_end = {tag: [rss_mib(pid)[0] for pid in pids]
+                          for tag, pids in httpx.get(f"{url}/health").json()["runners"].items()}
     finally:
         service.stop()
 
@@ -221,10 +228,15 @@ def main() -> int:
           f"{still['vmStatus']} ({len(still['states']['default']['log'])} chars) |")
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"\n(load average at the end: {' '.join(load)} on {os.cpu_count()} CPUs)")
-    print(f"\n## Service memory ({', '.join(tags)} loaded)\n")
-    print("| RSS after loading (MiB) | RSS at the end (MiB) | peak RSS (MiB) |")
-    print("|---:|---:|---:|")
-    print(f"| {rss_loaded:.0f} | {rss_now:.0f} | {rss_peak:.0f} |")
+    print(f"\n## Memory: the service and its model runners ({', '.join(tags)} loaded)\n")
+    print("| process | RSS after loading (MiB) | RSS at the end (MiB) |")
+    print("|---|---:|---:|")
+    print(f"| service (API, jobs, SQLite; peak {rss_peak:.0f}) | {rss_loaded:.0f} | {rss_now:.0f} |")
+    for tag in runner_rss:
+        print(f"| runner {tag} | {sum(runner_rss[tag]):.0f} | {sum(runner_rss_end.get(tag, [0])):.0f} |")
+    total = rss_loaded + sum(map(sum, runner_rss.values()))
+    total_end = rss_now + sum(map(sum, runner_rss_end.values()))
+    print(f"| **total** | **{total:.0f}** | **{total_end:.0f}** |")
     return 0
 
 

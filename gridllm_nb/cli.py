@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_serve_arguments(p)
 
+    p = sub.add_parser("local", help="the background local service: start, stop or status")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--port", type=int, default=None, help="its port (default: the local URL's, 8765)")
+
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
     _add_endpoint(p)
@@ -83,8 +87,14 @@ class _Streamer:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.current: str | None = None
+        self.notices: dict[str, str | None] = {}
 
     def __call__(self, update: JobUpdate) -> None:
+        if not update.state.terminal and update.error != self.notices.get(update.tag):
+            self.notices[update.tag] = update.error  # e.g. "reconnecting…" while the service is away
+            if update.error:
+                self._label(update.tag)
+                self.out.write(f" ({update.error}) ")
         if update.reset:
             self._label(update.tag, force=True)
             self.out.write("(restarted) ")
@@ -220,6 +230,66 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_from_args(args)
 
 
+def _local_url(port: int | None) -> str:
+    """The loopback URL the local commands act on: the configured one if local, else the default."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from .config import DEFAULT_LOCAL_URL, resolve_endpoint
+
+    endpoint = resolve_endpoint()
+    url = endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
+    if port:
+        p = urlsplit(url)
+        url = urlunsplit((p.scheme, f"{p.hostname}:{port}", p.path, "", ""))
+    return url
+
+
+def local_command(action: str, url: str, out: TextIO, token: str | None = None) -> int:
+    """``local start|stop|status`` for the CLI and the magic: one short report on ``out``."""
+    from urllib.parse import urlsplit
+
+    from .service.launcher import (
+        ensure_local_service,
+        is_running,
+        read_state,
+        stop_background_service,
+    )
+
+    port = urlsplit(url).port or 80
+    if action == "start":
+        service = ensure_local_service(url, token=token, announce=None)
+        if service is None:
+            out.write(f"the local service is already running at {url}\n")
+        else:
+            out.write(f"started the local service at {service.url} in the background (pid {service.pid}; "
+                      f"log {service.log_path})\n")
+        return 0
+    if action == "stop":
+        said = stop_background_service(port)
+        if said is None:
+            where = ("something else answers there (a foreground `gridllm-nb serve`?): stop it where it runs"
+                     if is_running(url, token) else "nothing is running there")
+            out.write(f"no background local service at {url}; {where}\n")
+        else:
+            out.write(said + "\n")
+        return 0
+    state = read_state(port)
+    running = is_running(url, token)
+    if state is None:
+        how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
+        out.write(f"local service at {url}: {how}\n")
+        return 0 if running else 1
+    out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
+    return 0 if running else 1
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    from .config import resolve_endpoint
+
+    token = resolve_endpoint().token
+    return local_command(args.action, _local_url(args.port), sys.stdout, token.reveal() if token else None)
+
+
 def _cmd_webui(args: argparse.Namespace) -> int:
     from .webui import serve_webui
 
@@ -228,7 +298,7 @@ def _cmd_webui(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui}
+    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local}
     try:
         return handlers.get(args.command, _cmd_simple)(args)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ request was not taken.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 from collections.abc import Iterable, Sequence
@@ -24,10 +25,12 @@ from .config import APP, TOKEN_ENV, Endpoint, Secret, resolve_endpoint
 from .errors import (
     APIError,
     AuthError,
+    ConfigError,
     GridLLMError,
     NotSupported,
     ProtocolError,
     RateLimited,
+    ServiceUnreachable,
     TransportError,
 )
 from .models import Job
@@ -160,6 +163,7 @@ class JobsClient:
         )
         self._features: dict[str, bool] = {}
         self._models: list[dict[str, Any]] | None = None
+        self._revive_tried = False
 
     @property
     def base_url(self) -> str:
@@ -283,6 +287,30 @@ class JobsClient:
                 pass
         return self._features.get(feature, False)
 
+    async def revive(self) -> str | None:
+        """Start the embedded service again after it went away: once per outage, default endpoint only.
+
+        Returns what had happened to the old one (``... exited with SIGSEGV
+        (log ...)``) when a new one now answers, None when nothing was tried
+        (another endpoint, already tried, or something answers anyway).
+        Raises ConfigError when the new one could not start, saying both.
+        """
+        if not self.endpoint.is_default or self._revive_tried:
+            return None
+        self._revive_tried = True
+        from .service.launcher import diagnose, ensure_local_service
+
+        token = self.endpoint.token.reveal() if self.endpoint.token else None
+        before = await asyncio.to_thread(diagnose, self.base_url)
+        try:
+            started = await asyncio.to_thread(ensure_local_service, self.base_url, token=token, announce=None)
+        except ConfigError as exc:
+            raise ConfigError(f"{before or 'the local service stopped answering'}; starting it again failed: "
+                              f"{exc}") from None
+        if started is None:
+            return None
+        return before or f"the local service at {self.base_url} had stopped"
+
     # -- plumbing ----------------------------------------------------------
 
     async def _call(
@@ -339,7 +367,7 @@ class JobsClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: safe to repeat, even a POST.
             raise _Retryable(
-                TransportError(f"cannot reach {self.base_url}: {self._scrub(exc)}"),
+                ServiceUnreachable(f"cannot reach {self.base_url}: {self._scrub(exc)}"),
                 safe_for_post=True,
                 connect=True,
             ) from None
@@ -352,6 +380,7 @@ class JobsClient:
                 TransportError(f"{method} {url} failed: {self._scrub(exc) or type(exc).__name__}"),
                 safe_for_post=False,
             ) from None
+        self._revive_tried = False  # it answered: a later outage may start the service again
         return self._parse(method, url, response, feature)
 
     def _parse(

@@ -14,6 +14,7 @@ __all__ = [
     "NotSupported",
     "ProtocolError",
     "RateLimited",
+    "ServiceUnreachable",
     "TransportError",
     "UnknownModel",
 ]
@@ -66,6 +67,14 @@ class RateLimited(GridLLMError):
 
 class TransportError(GridLLMError):
     """The service could not be reached or the connection broke."""
+
+
+class ServiceUnreachable(TransportError):
+    """Nothing answered at the address (the connection itself failed).
+
+    Distinct from a slow or broken answer: only this one may mean the local
+    service is gone, and is worth starting it again.
+    """
 
 
 class ProtocolError(GridLLMError):

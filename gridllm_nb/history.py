@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import TOKEN_ENV
+from .private_files import private_file
 
 __all__ = ["HISTORY_ENV", "clean_url", "history_path", "recent", "record"]
 
@@ -65,7 +66,7 @@ def clean_url(url: str) -> str:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(path)  # prompts and answers: the owner's only
     conn = sqlite3.connect(str(path), timeout=5.0)
     conn.executescript(_SCHEMA)
     return conn

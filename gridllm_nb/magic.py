@@ -355,6 +355,7 @@ class StreamView(_View):
         self.current: str | None = None
         self.printed: dict[str, str] = {}
         self.closed: set[str] = set()
+        self.notices: dict[str, str | None] = {}
 
     @property
     def out(self) -> TextIO:
@@ -363,6 +364,16 @@ class StreamView(_View):
     def on_update(self, u: JobUpdate) -> None:
         self._record(u)
         self._pump()
+        self._notice(u)
+
+    def _notice(self, u: JobUpdate) -> None:
+        """A live job's notice (``reconnecting…``), once, inline where its text streams."""
+        if u.state.terminal or u.error == self.notices.get(u.tag):
+            return
+        self.notices[u.tag] = u.error
+        if u.error and u.tag == self.current:
+            self.out.write(f" ({u.error}) ")
+            self.out.flush()
 
     def _next(self) -> str | None:
         open_ = [t for t in self.order if t not in self.closed]
@@ -740,34 +751,18 @@ class GridLLMMagics(Magics):
         return endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
 
     def _cmd_local(self, args: Any) -> None:
+        """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""
         from urllib.parse import urlsplit, urlunsplit
 
-        from .service.launcher import ensure_local_service, is_running
+        from .cli import local_command
+        from .config import resolve_endpoint
 
         url = self._local_url()
         if args.port:
             p = urlsplit(url)
             url = urlunsplit((p.scheme, f"{p.hostname}:{args.port}", p.path, "", ""))
-        if args.action == "status":
-            running = is_running(url)
-            mine = " (started by this kernel)" if self.service is not None and self.service.url == url else ""
-            print(f"local service at {url}: {'running' + mine if running else 'not running'}")
-        elif args.action == "start":
-            service = ensure_local_service(url, announce=None)
-            if service is None:
-                print(f"local service already running at {url}")
-            else:
-                self.service = service
-                print(f"local service started at {service.url}")
-        else:
-            if self.service is None:
-                state = "running" if is_running(url) else "not running"
-                print(f"this kernel did not start the local service at {url} ({state}); "
-                      "stop it where it was started")
-                return
-            self.service.stop()
-            print(f"local service at {self.service.url} stopped")
-            self.service = None
+        token = resolve_endpoint(self._url()).token
+        local_command(args.action, url, sys.stdout, token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
         from .history import history_path, recent

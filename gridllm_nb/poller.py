@@ -4,7 +4,10 @@ Every live job on the loop is polled together: one GET per 100 ids per tick,
 whichever cell, panel or script asked for it. The interval is short while
 logs grow and backs off while nothing changes; failures back off with
 jitter (honouring Retry-After) and only after a time budget are the jobs
-given up as LOST, their text kept.
+given up as LOST, their text kept. While the service does not answer at all,
+each live job carries a "reconnecting…" notice (in ``JobUpdate.error`` of a
+job still live, the one place every view already shows), cleared by the
+next answer; the embedded default service is started again once per outage.
 """
 
 from __future__ import annotations
@@ -18,10 +21,19 @@ from typing import Any
 
 from .client import JobsClient, RetryPolicy, chunk_ids
 from .clock import Clock, SystemClock
-from .errors import AuthError, GridLLMError, RateLimited
+from .errors import (
+    AuthError,
+    ConfigError,
+    GridLLMError,
+    RateLimited,
+    ServiceUnreachable,
+    TransportError,
+)
 from .models import Job, JobState, JobUpdate, state_from_raw
 
-__all__ = ["PollSettings", "Poller", "Watch", "get_poller"]
+__all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller"]
+
+RECONNECTING = "reconnecting…"
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class Watch:
         self.job: Job | None = None
         self.missing = 0
         self.failing_since: float | None = None
+        self.notice: str | None = None  # shown while live, e.g. "reconnecting…"
+        self.outage: str | None = None  # what happened to a local service that was started again
         self._queue: asyncio.Queue[JobUpdate | None] = asyncio.Queue()
         self._closed = False
 
@@ -99,7 +113,7 @@ class Watch:
                 text=self.text,
                 delta=delta,
                 reset=reset,
-                error=self.error,
+                error=self.error or (None if self.state.terminal else self.notice),
                 elapsed=now - self.started,
                 raw_status=self.raw_status,
             )
@@ -137,11 +151,19 @@ class Watch:
         self.raw_status = job.raw_status
         if state is JobState.FAILED and not self.error:
             self.error = job.message or f"the job ended with status '{job.raw_status}'"
+            if self.outage:
+                self.error += f" ({self.outage})"
         if state is JobState.CANCELLED and not self.error:
             self.error = job.message or "cancelled"
         self.state = state
         self._emit(now, delta=delta, reset=reset)
         return changed
+
+    def _set_notice(self, notice: str | None, now: float) -> None:
+        """Show (or clear, with None) a live notice; emits only on a change."""
+        if notice != self.notice and not self.done:
+            self.notice = notice
+            self._emit(now)
 
     def _end(self, state: JobState, error: str, now: float) -> None:
         self.state = state
@@ -162,6 +184,7 @@ class Poller:
         self.ticks = 0
         self.gets = 0
         self._failures = 0
+        self._reviving: dict[int, asyncio.Task[None]] = {}
 
     def watch(
         self,
@@ -256,6 +279,9 @@ class Poller:
                 if w.done:
                     continue
                 w.failing_since = None
+                if w.notice is not None:  # the service answers again
+                    w.notice = None
+                    w._emit(now)
                 entry = answer.get(w.job_id)
                 if entry is None:
                     w.missing += 1
@@ -291,8 +317,43 @@ class Poller:
                 continue
             if w.failing_since is None:
                 w.failing_since = now
-            if now - w.failing_since >= self.settings.give_up_after:
+            reviving = id(w.client) in self._reviving  # never give up while the service is being started again
+            if now - w.failing_since >= self.settings.give_up_after and not reviving:
                 w._end(JobState.LOST, f"gave up polling after {self.settings.give_up_after:.0f}s: {message}", now)
+            elif isinstance(error, TransportError) and w.notice is None:
+                w._set_notice(f"{RECONNECTING} (no answer from the service)", now)
+        if isinstance(error, ServiceUnreachable) and watches and not all(w.done for w in watches):
+            self._revive(watches[0].client)
+
+    def _revive(self, client: JobsClient) -> None:
+        """Start the embedded default service again, in the background of the poll loop (once per outage)."""
+        if not client.endpoint.is_default:
+            return
+        key = id(client)
+        task = self._reviving.get(key)
+        if task is not None and not task.done():
+            return
+
+        async def revive() -> None:
+            try:
+                before = await client.revive()
+            except ConfigError as exc:
+                now = self.clock.monotonic()
+                for w in list(self._watches.values()):
+                    if w.client is client and not w.done:
+                        w._end(JobState.LOST, str(exc), now)
+                return
+            finally:
+                self._reviving.pop(key, None)
+                self._wake()
+            if before:
+                now = self.clock.monotonic()
+                for w in list(self._watches.values()):
+                    if w.client is client and not w.done:
+                        w.outage = before
+                        w._set_notice(f"{RECONNECTING} (started the local service again: {before})", now)
+
+        self._reviving[key] = asyncio.get_running_loop().create_task(revive(), name="gridllm-revive")
 
 
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()

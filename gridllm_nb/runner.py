@@ -20,6 +20,7 @@ from .errors import (
     ConfigError,
     GridLLMError,
     NotSupported,
+    ServiceUnreachable,
     TransportError,
     UnknownModel,
 )
@@ -60,8 +61,17 @@ async def check_models(client: JobsClient, tags: Sequence[str]) -> dict[str, Unk
         listed = await client.models()
     except NotSupported:
         return {}
+    except ServiceUnreachable as exc:
+        # The default service answered a moment ago (``_ensure_service``): it died since. Once, start it again.
+        before = await client.revive()
+        if before is None:
+            raise TransportError(await _unreachable(client, exc)) from None
+        try:
+            listed = await client.models()
+        except TransportError as again:
+            raise TransportError(f"{before}; started it again, but: {again}") from None
     except TransportError as exc:
-        raise TransportError(f"{exc}; {_how_to_start(client)}") from None
+        raise TransportError(await _unreachable(client, exc)) from None
     available = [str(m.get("tag")) for m in listed if m.get("tag")]
     unknown: dict[str, UnknownModel] = {}
     for tag in tags:
@@ -91,10 +101,24 @@ def default_poll_settings(endpoint: Endpoint, *, fast: float | None = None,
     return replace(base, fast=fast, slow=max(fast, slow))
 
 
-def _how_to_start(client: JobsClient) -> str:
+async def _unreachable(client: JobsClient, exc: TransportError) -> str:
+    """Why nothing answers, in words that fit the endpoint.
+
+    A service this user started in the background (the default endpoint, or
+    a loopback URL with a state file) is described by what happened to its
+    process and its log; anywhere else it is "cannot reach X" with advice
+    for a URL someone chose.
+    """
     if client.endpoint.is_local:
-        return "start the local service with `gridllm-nb serve` (or `%gridllm local start`)"
-    return "check the URL and your network, or unset GRIDLLM_API_URL to use the local service"
+        from .service.launcher import diagnose
+
+        what = await asyncio.to_thread(diagnose, client.base_url)
+        if what:
+            advice = "stop it with `gridllm-nb local stop`" if "does not answer" in what else "the next run starts it again"
+            return f"{what}; {advice}"
+        if client.endpoint.is_default:
+            return f"{exc}; the local service is not running: `%gridllm local start` or `gridllm-nb serve` starts it"
+    return f"{exc}; check the URL, the token and the network"
 
 
 async def _ensure_service(client: JobsClient, announce: Callable[[str], None] | None) -> None:

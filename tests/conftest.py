@@ -6,8 +6,11 @@ dropped at import, before any test module reads them.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +20,15 @@ import pytest
 if TYPE_CHECKING:
     from gridllm_nb.service.launcher import LocalService
 
-for _name in ("GRIDLLM_API_TOKEN", "GRIDLLM_API_URL", "GRIDLLM_SERVICE_TOKEN", "GRIDLLM_DB", "GRIDLLM_MODELS"):
+for _name in ("GRIDLLM_API_TOKEN", "GRIDLLM_API_URL", "GRIDLLM_SERVICE_TOKEN", "GRIDLLM_DB", "GRIDLLM_MODELS",
+              "GRIDLLM_STATE_DIR", "GRIDLLM_IDLE_TIMEOUT"):
     os.environ.pop(_name, None)
+# Nor the user's state and data: a background service started by a test keeps its state
+# file, log and jobs here, never beside a real one in ~/.local.
+_ISOLATED = tempfile.mkdtemp(prefix="gridllm-tests-")
+atexit.register(shutil.rmtree, _ISOLATED, True)
+os.environ["XDG_STATE_HOME"] = os.path.join(_ISOLATED, "state")
+os.environ["XDG_DATA_HOME"] = os.path.join(_ISOLATED, "share")
 
 
 @pytest.fixture(scope="session")

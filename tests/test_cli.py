@@ -61,7 +61,7 @@ def test_unreachable_service_is_one_line_naming_the_url(capsys) -> None:
     code = main(["run", "hi", "-m", "good", "--url", "http://127.0.0.1:9/remotejobs/v2", "--timeout", "5"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "127.0.0.1:9" in err and "gridllm-nb serve" in err
+    assert "cannot reach http://127.0.0.1:9" in err and "check the URL, the token and the network" in err
 
 
 def test_submit_status_watch_cancel_models(grid, capsys) -> None:

@@ -308,7 +308,7 @@ def test_error_unreachable(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
 
     port = free_port()
     text = one_line_error(ip, f"%%gridllm a:1 --url http://127.0.0.1:{port}/remotejobs/v2\nhello", capsys)
-    assert f"127.0.0.1:{port}" in text and "local start" in text
+    assert f"127.0.0.1:{port}" in text and "cannot reach" in text and "check the URL, the token" in text
 
 
 def test_error_unauthorized(ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str],
@@ -527,7 +527,7 @@ def test_line_local_status(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
     ip.run_line_magic("gridllm", "local status")
     assert "not running" in capsys.readouterr().out
     ip.run_line_magic("gridllm", "local stop")
-    assert "did not start" in capsys.readouterr().out
+    assert "no background local service" in capsys.readouterr().out
 
 
 def test_line_panel(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -702,9 +702,10 @@ def test_line_local_start_status_stop(ip: Any, capsys: pytest.CaptureFixture[str
     url = f"http://127.0.0.1:{port}/remotejobs/v2"
     magics_of(ip).settings.url = url
     ip.run_line_magic("gridllm", "local start")
-    assert f"local service started at {url}" in capsys.readouterr().out and is_running(url)
+    assert f"started the local service at {url} in the background" in capsys.readouterr().out and is_running(url)
     ip.run_line_magic("gridllm", "local status")
-    assert "running (started by this kernel)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "running" in out and "pid:" in out and "log:" in out
     ip.run_line_magic("gridllm", "local start")
     assert "already running" in capsys.readouterr().out
     ip.run_line_magic("gridllm", "local stop")

@@ -27,12 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import ConfigError
 from . import API_PREFIX
 from .backends import Backend, create_backend
 from .commandline import MAX_INPUT_BYTES, CommandLineError, parse_command_line
-from .jobs import JobManager
+from .idle import install_idle_watch
+from .jobs import DEFAULT_KEEP_DAYS, DEFAULT_MAX_QUEUED, JobManager, QueueFull
 from .registry import ModelSpec, Registry, load_registry
-from .store import JobRecord, JobStore
+from .store import JobRecord, JobStore, StoreUnavailable
 
 __all__ = ["APPS", "MAX_BODY_BYTES", "MAX_IDS", "create_app"]
 
@@ -69,7 +71,8 @@ class SubmitRequest(BaseModel):
             "A string holding the inputs: JSON `{\"inputs\": [\"<prompt>\"]}` (or `input`), or the oldest page's "
             "Python literal `{'input': ['<prompt>'] }`. One job per input. **Local extensions** inside it: "
             "`system` (system prompt; prepended for completion models) and `options` "
-            "(`max_tokens` alias `num_predict`, `temperature`, `top_p`, `seed`, `stop`)."
+            "(`max_tokens` alias `num_predict`, `temperature`, `top_p`, `seed`, `stop`, `repeat_penalty`, and `template`: "
+            "a completion frame holding `{prompt}` for base models, `\"\"` for the bare prompt)."
         ),
         examples=["{'input': ['When does 1+1=10?'] }"],
     )
@@ -94,6 +97,10 @@ class JobState(BaseModel):
     commandLine: str
     app: str
     message: str | None = Field(None, description=_LOCAL + "Why the job ended `error` or `cancelled`.")
+    finish: str | None = Field(None, description=_LOCAL + "Why a `completed` job's generation ended: `stop` (the "
+                               "model ended its answer, or a stop string) or `length` (it reached `max_tokens`). "
+                               "Absent where the engine does not say (remote backends).")
+    tokens: int | None = Field(None, description=_LOCAL + "Tokens generated, with `finish`.")
 
 
 class JobView(BaseModel):
@@ -133,12 +140,16 @@ class HealthAnswer(BaseModel):
     success: bool
     status: str
     models: list[str]
+    runners: dict[str, list[int]] = Field(default_factory=dict, description="Tag -> process ids of its model "
+                                          "runners (llama.cpp models run in supervised child processes).")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorAnswer, "description": text}
     for code, text in ((400, "Malformed request"), (401, "Missing or wrong bearer token"),
-                       (404, "No such job"), (413, "Body or input too large"))
+                       (404, "No such job"), (413, "Body or input too large"),
+                       (429, "Too many jobs waiting (see Retry-After)"),
+                       (503, "The job database takes no writes now, e.g. disk full (see Retry-After)"))
 }
 
 
@@ -157,6 +168,10 @@ def job_view(job: JobRecord, now: float) -> dict[str, Any]:
     }
     if job.reason and job.status in ("error", "cancelled"):
         state["message"] = job.reason
+    if job.finish and job.status == "completed":
+        state["finish"] = job.finish
+        if job.tokens is not None:
+            state["tokens"] = job.tokens
     return {
         "vmStatus": job.status,
         "states": {"default": state},
@@ -172,8 +187,9 @@ def job_json(job: JobRecord, now: float) -> bytes:
     which makes polling a large batch cheap."""
     if job.rendered is not None:
         return job.rendered
+    final = job.terminal  # read before the view: a job's status is set after everything else
     data = json.dumps(job_view(job, now), ensure_ascii=False, separators=(",", ":")).encode()
-    if job.terminal:
+    if final:
         job.rendered = data
     return data
 
@@ -279,16 +295,26 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     flush_interval: float = 0.1,
     preload: bool = False,
+    idle_timeout: float | None = None,
+    max_queued: int = DEFAULT_MAX_QUEUED,
+    keep_days: float | None = DEFAULT_KEEP_DAYS,
 ) -> FastAPI:
     """Build the ASGI app; the job manager starts now and stops with the app's lifespan.
 
     ``registry`` wins over ``models`` (a TOML path); ``backend_factory`` lets tests
-    put a fake engine behind the real HTTP and job layers.
+    put a fake engine behind the real HTTP and job layers. ``idle_timeout``
+    (seconds) installs ``app.state.idle``, which calls its ``on_idle`` once
+    there were no jobs and no requests for that long.
     """
     registry = registry if registry is not None else load_registry(models)
     store = JobStore(db)
-    manager = JobManager(registry, store, backend_factory=backend_factory, flush_interval=flush_interval)
-    manager.start()
+    manager = JobManager(registry, store, backend_factory=backend_factory, flush_interval=flush_interval,
+                         max_queued=max_queued, keep_days=keep_days)
+    try:
+        manager.start()
+    except StoreUnavailable as exc:
+        store.close()
+        raise ConfigError(str(exc)) from None
     if preload:
         manager.warm_up(registry)
 
@@ -310,11 +336,21 @@ def create_app(
     )
     app.state.manager = manager
     app.state.registry = registry
+    if idle_timeout:  # inside the guard: only authorised requests count as use
+        install_idle_watch(app, idle_timeout, live=manager.live_count)
     app.add_middleware(_Guard, token=token, max_body=max_body_bytes)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.message)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        return _error(429, str(exc), {"Retry-After": "10"})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return _error(503, str(exc), {"Retry-After": "30"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -380,6 +416,6 @@ def create_app(
     @app.get(f"{API_PREFIX}/health", response_model=HealthAnswer, responses=_ERRORS,
              summary="Liveness (local extension)", description=_LOCAL + "200 when the service is up.")
     async def health() -> dict[str, Any]:
-        return {"success": True, "status": "ok", "models": list(registry)}
+        return {"success": True, "status": "ok", "models": list(registry), "runners": manager.runner_pids()}
 
     return app

@@ -25,11 +25,22 @@ from typing import Any
 
 from .backends import Backend, BackendError, Finish, GenerationRequest, create_backend
 from .registry import ModelSpec, Registry
-from .store import RESTART_REASON, JobRecord, JobStore
+from .store import RESTART_REASON, JobRecord, JobStore, StoreUnavailable
 
-__all__ = ["JobManager"]
+__all__ = ["DEFAULT_KEEP_DAYS", "DEFAULT_MAX_QUEUED", "JobManager", "QueueFull"]
+
+DEFAULT_MAX_QUEUED = 1000
+DEFAULT_KEEP_DAYS = 7.0
+_PRUNE_EVERY = 3600.0  # seconds between two prunes of old finished jobs
+_PROBLEM_LOG_EVERY = 60.0  # a storage problem is logged at most this often
+
+
+class QueueFull(Exception):
+    """More waiting jobs than the service accepts: the API answers 429 with Retry-After."""
 
 log = logging.getLogger("gridllm_nb.service")
+
+_JOURNAL_MAX = 8 * 1024 * 1024  # past this, live logs go to their rows and the journal starts again
 
 
 def _now_iso() -> str:
@@ -65,8 +76,14 @@ class JobManager:
         backend_factory: Callable[[ModelSpec], Backend] = create_backend,
         flush_interval: float = 0.1,
         finished_cache: int = 2000,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        keep_days: float | None = DEFAULT_KEEP_DAYS,
     ) -> None:
         self.registry = registry
+        self.max_queued = max_queued
+        self.keep_days = keep_days
+        self._pruned_at = 0.0
+        self._problem_logged_at = 0.0
         self.store = store
         self.flush_interval = flush_interval
         self._backend_factory = backend_factory
@@ -88,6 +105,7 @@ class JobManager:
         """Recover after a restart, then start housekeeping; returns jobs marked interrupted."""
         interrupted = self.store.recover(time.time())
         self._seq = self.store.max_seq()
+        self._prune()
         self._housekeeper = threading.Thread(target=self._housekeeping, name="gridllm-jobs-flush", daemon=True)
         self._housekeeper.start()
         if interrupted:
@@ -125,10 +143,18 @@ class JobManager:
         system: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> list[str]:
-        """Create one job per input, persist them, then queue them (FIFO per tag)."""
+        """Create one job per input, persist them, then queue them (FIFO per tag).
+
+        Raises ``QueueFull`` past ``max_queued`` waiting jobs, and
+        ``StoreUnavailable`` when they cannot be saved (nothing is queued then).
+        """
         created = _now_iso()
         jobs = []
         with self._lock:
+            waiting = sum(1 for job in self._live.values() if job.status == "queued")
+            if waiting + len(inputs) > self.max_queued:
+                raise QueueFull(f"{waiting} jobs are waiting and this service takes at most {self.max_queued}; "
+                                "try again later")
             for prompt, command_line in zip(inputs, command_lines):
                 self._seq += 1
                 jobs.append(JobRecord(
@@ -302,11 +328,13 @@ class JobManager:
         """Move to a terminal state unless already there (first one wins)."""
         if job.terminal:
             return False
-        job.status = status
+        # Every field first, the status last: a GET that sees a final status
+        # (and caches that job's JSON for good) then also sees its reason.
         job.reason = reason
         job.finished = time.time()
         if job.started is None and status != "cancelled":
             job.started = job.finished
+        job.status = status
         job.cancel.set()
         return True
 
@@ -317,10 +345,18 @@ class JobManager:
             self._save_and_forget([job])
 
     def _save_and_forget(self, jobs: list[JobRecord]) -> None:
-        """Persist terminal jobs, then drop them from memory (GETs then read the store)."""
+        """Persist terminal jobs, then drop them from memory (GETs then read the store).
+
+        If the store takes no writes now, they stay live (and answered from
+        memory); the flusher tries again.
+        """
         if not jobs:
             return
-        self.store.save(jobs)
+        try:
+            self.store.save(jobs)
+        except StoreUnavailable as exc:
+            self._storage_problem(exc)
+            return
         with self._lock:
             for job in jobs:
                 self._live.pop(job.id, None)
@@ -331,10 +367,31 @@ class JobManager:
         while not self._stop.wait(self.flush_interval):
             try:
                 self._flush_once()
+                if time.time() - self._pruned_at > _PRUNE_EVERY:
+                    self._prune()
+            except StoreUnavailable as exc:
+                self._storage_problem(exc)
             except Exception:  # pragma: no cover - keep flushing whatever happens
                 log.exception("flushing job logs failed")
 
+    def _storage_problem(self, exc: StoreUnavailable) -> None:
+        """One line, at most once a minute: a full disk must not fill the log too."""
+        now = time.monotonic()
+        if now - self._problem_logged_at >= _PROBLEM_LOG_EVERY:
+            self._problem_logged_at = now
+            log.warning("cannot save jobs: %s (retrying; answering 503 to new jobs meanwhile)", exc)
+
+    def _prune(self) -> None:
+        """Forget finished jobs older than ``keep_days``."""
+        self._pruned_at = time.time()
+        if self.keep_days is None:
+            return
+        gone = self.store.prune(time.time() - self.keep_days * 86400.0)
+        if gone:
+            log.info("pruned %d finished job(s) older than %g days", gone, self.keep_days)
+
     def _flush_once(self) -> None:
+        """Rows for jobs whose status changed, the journal for logs that only grew."""
         now = time.time()
         with self._lock:
             for job in list(self._live.values()):
@@ -342,11 +399,30 @@ class JobManager:
                     self._expire_locked(job)
             dirty, self._dirty = self._dirty, set()
             jobs = [self._live[i] for i in dirty if i in self._live]
-        if jobs:
-            self.store.save(jobs)
+        try:
+            changed = [job for job in jobs if job.status != job.saved_status]
+            if changed:
+                self.store.save(changed)
+            grown = [job for job in jobs if job.status == job.saved_status and len(job.log) > job.saved_len]
+            self.store.append_logs(grown)
+        except StoreUnavailable:
+            with self._lock:  # try these again at the next flush
+                self._dirty.update(job.id for job in jobs)
+            raise
         with self._lock:
             done = [job for job in self._live.values() if job.terminal]
         self._save_and_forget(done)
+        with self._lock:
+            idle = not self._live
+        if idle or self.store.journal_size() > _JOURNAL_MAX:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Rows take in every live job's whole log; then the journal can be emptied."""
+        with self._lock:
+            live = list(self._live.values())
+        self.store.save(live)
+        self.store.truncate_journal()
 
     def _expire_locked(self, job: JobRecord) -> None:
         if self._finish_locked(job, "error", _timeout_reason(job)):

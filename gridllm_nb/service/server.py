@@ -7,6 +7,7 @@ service runs models on behalf of whoever can reach it.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import ipaddress
 import logging
 import os
@@ -42,6 +43,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default=os.environ.get("GRIDLLM_MODELS"), help="model registry TOML (env GRIDLLM_MODELS)")
     parser.add_argument("--token", default=None, help="require 'Authorization: Bearer T' (env GRIDLLM_SERVICE_TOKEN)")
     parser.add_argument("--preload", action="store_true", help="load the models at start, not on first use")
+    parser.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                        help="stop after SECONDS with no live job and no request (default: never; the "
+                             "auto-started background service uses $GRIDLLM_IDLE_TIMEOUT, else 1800)")
     parser.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
 
 
@@ -64,8 +68,12 @@ def serve_from_args(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     db = Path(args.db).expanduser() if args.db else default_db_path()
+    idle = getattr(args, "idle_timeout", None)
+    idle = idle if idle and idle > 0 else None
+    faulthandler.enable()  # a crash in native code leaves its cause in the log the launcher quotes
     try:
-        app = create_app(db=db, models=args.models or None, token=token, preload=getattr(args, "preload", False))
+        app = create_app(db=db, models=args.models or None, token=token, preload=getattr(args, "preload", False),
+                         idle_timeout=idle)
     except (ConfigError, OSError) as exc:
         print(f"gridllm_nb serve: {exc}", file=sys.stderr)
         return 2
@@ -74,8 +82,27 @@ def serve_from_args(args: argparse.Namespace) -> int:
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                             h11_max_incomplete_event_size=64 * 1024)
     server = uvicorn.Server(config)
+    watch = getattr(app.state, "idle", None)
+    if watch is not None:
+        watch.on_idle = lambda: setattr(server, "should_exit", True)
     models = ", ".join(app.state.registry)
-    print(f"gridllm_nb: serving http://{args.host}:{args.port}{API_PREFIX} (models: {models}; jobs in {db})",
+    stops = f"; stops after {idle:g} s idle" if idle else ""
+    print(f"gridllm_nb: serving http://{args.host}:{args.port}{API_PREFIX} (models: {models}; jobs in {db}{stops})",
           file=sys.stderr, flush=True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        _forget_own_state(args.port)
+    if watch is not None and watch.fired:
+        print(f"gridllm_nb: idle for {idle:g} s: stopped", file=sys.stderr, flush=True)
     return 0 if server.started else 2
+
+
+def _forget_own_state(port: int) -> None:
+    """A background service that ends removes its state file (if it names this process)."""
+    try:
+        from .launcher import forget_state
+
+        forget_state(port, pid=os.getpid())
+    except Exception as exc:  # noqa: BLE001 - never turn a clean exit into a crash
+        print(f"gridllm_nb: state file not removed: {exc}", file=sys.stderr)

@@ -3,6 +3,16 @@
 WAL mode lets the GET handlers read while a flush writes; ``synchronous=NORMAL``
 keeps commits off the disk's fsync path (a crash can lose at most the last
 ~100 ms of log, never the database). Only the stdlib ``sqlite3`` is used.
+
+A row is written when a job's status changes (queued, running, its end),
+with the whole log. In between, a running job's log grows by a few bytes per
+~100 ms flush: rewriting the row each time wrote the whole log, in 4 KB
+pages, over and over (1828 bytes to disk per byte of answer). Instead each
+flush appends only the new text to a journal file beside the database
+(``<db>.logs``, one JSON line per piece: job id, offset, text; not
+SQLite's own ``-journal``); a restart
+replays it onto the rows it left unfinished, and it is emptied whenever no
+job is live.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RESTART_REASON", "TERMINAL", "JobRecord", "JobStore"]
+from ..private_files import private_file
+
+__all__ = ["RESTART_REASON", "TERMINAL", "JobRecord", "JobStore", "StoreUnavailable"]
 
 TERMINAL = frozenset({"completed", "error", "cancelled"})
 RESTART_REASON = "interrupted by service restart"
@@ -49,6 +61,20 @@ _COLUMNS = ("id", "tag", "app", "command_line", "prompt", "system", "options",
 _ADDED_COLUMNS = (("finish", "TEXT"), ("tokens", "INTEGER"))
 
 
+class StoreUnavailable(Exception):
+    """The database takes no writes now (disk full, read-only file): the API answers
+    503 with this one line, and writing resumes by itself once it can."""
+
+
+def _unavailable(exc: BaseException, path: str) -> StoreUnavailable:
+    text = str(exc).lower()
+    if "full" in text or getattr(exc, "errno", None) == 28:  # ENOSPC
+        return StoreUnavailable(f"database is full: {path}")
+    if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):  # EACCES, EROFS
+        return StoreUnavailable(f"database is read-only: {path}")
+    return StoreUnavailable(f"database cannot be written ({' '.join(str(exc).split())}): {path}")
+
+
 @dataclass
 class JobRecord:
     """One job as stored; the in-memory copy of a live job is the same object.
@@ -79,21 +105,29 @@ class JobRecord:
     cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     # The status JSON of a finished job, rendered once (it can no longer change).
     rendered: bytes | None = field(default=None, repr=False, compare=False)
+    # What the store holds of this job: its row's status, and how much of the
+    # log the row and the journal hold together.
+    saved_status: str | None = field(default=None, repr=False, compare=False)
+    saved_len: int = field(default=0, repr=False, compare=False)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
     def _row(self) -> tuple[Any, ...]:
+        log, status = self.log, self.status
+        self.saved_status, self.saved_len = status, len(log)
         return (self.id, self.tag, self.app, self.command_line, self.prompt, self.system,
-                json.dumps(self.options), self.hours, self.status, self.log, self.reason,
+                json.dumps(self.options), self.hours, status, log, self.reason,
                 self.created, self.started, self.finished, self.seq, self.finish, self.tokens)
 
     @classmethod
     def _from_row(cls, row: Sequence[Any]) -> JobRecord:
         values = dict(zip(_COLUMNS, row))
         values["options"] = json.loads(values["options"] or "{}")
-        return cls(**values)
+        record = cls(**values)
+        record.saved_status, record.saved_len = record.status, len(record.log)
+        return record
 
 
 class JobStore:
@@ -109,9 +143,20 @@ class JobStore:
 
         self.path = str(path)
         self._lock_file = None
+        try:
+            self._open(exclusive)
+        except (sqlite3.Error, OSError) as exc:
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise ConfigError(str(_unavailable(exc, self.path))) from None
+
+    def _open(self, exclusive: bool) -> None:
+        from ..errors import ConfigError
+
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self.path = str(Path(self.path).expanduser())
+            for suffix in ("", ".lock", ".logs"):
+                private_file(self.path + suffix)
             if exclusive:
                 self._lock_file = open(f"{self.path}.lock", "a")  # noqa: SIM115 - held for the store's life
                 try:
@@ -119,6 +164,8 @@ class JobStore:
                 except OSError:
                     self._lock_file.close()
                     raise ConfigError(f"job database {self.path} is in use by another gridllm_nb service") from None
+        self.journal_path = None if self.path == ":memory:" else Path(f"{self.path}.logs")
+        self._journal_lock = threading.Lock()
         self._write = self._connect()
         self._write.executescript(_SCHEMA)
         present = {row[1] for row in self._write.execute("PRAGMA table_info(jobs)")}
@@ -138,17 +185,74 @@ class JobStore:
     def recover(self, now: float) -> int:
         """End every job a previous process left unfinished: ``error``, log kept, reason stated.
 
+        The journal's text is put back onto those rows first, then emptied.
         Requeueing was considered and rejected: a half-streamed answer that
         restarts from scratch would confuse a client mid-stream, while an
         explicit error is something it already knows how to show.
         """
-        with self._write_lock:
-            cur = self._write.execute(
-                "UPDATE jobs SET status='error', reason=?, finished=COALESCE(finished, ?) "
-                "WHERE status NOT IN ('completed','error','cancelled')",
-                (RESTART_REASON, now),
-            )
-            return cur.rowcount
+        with self._read_lock:
+            rows = self._read.execute(
+                f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE status NOT IN ('completed','error','cancelled')"
+            ).fetchall()
+        unfinished = self._replay([JobRecord._from_row(row) for row in rows])
+        for job in unfinished:
+            job.status, job.reason = "error", RESTART_REASON
+            job.finished = job.finished or now
+        self.save(unfinished)
+        self.truncate_journal()
+        return len(unfinished)
+
+    # -- the journal of growing logs ------------------------------------------------
+    def append_logs(self, jobs: Iterable[JobRecord]) -> None:
+        """Journal what each job's log gained since the store last saw it (one write)."""
+        lines, lengths = [], []
+        for job in jobs:
+            log, start = job.log, job.saved_len
+            if len(log) > start:
+                lines.append(json.dumps({"id": job.id, "at": start, "text": log[start:]}, ensure_ascii=False,
+                                        separators=(",", ":")))
+                lengths.append((job, len(log)))
+        if not lines:
+            return
+        if self.journal_path is not None:  # an in-memory store has nothing to survive
+            data = ("\n".join(lines) + "\n").encode("utf-8")
+            try:
+                with self._journal_lock, open(self.journal_path, "ab") as journal:
+                    journal.write(data)
+            except OSError as exc:
+                raise _unavailable(exc, str(self.journal_path)) from None
+        for job, length in lengths:
+            job.saved_len = length
+
+    def journal_size(self) -> int:
+        try:
+            return self.journal_path.stat().st_size if self.journal_path else 0
+        except FileNotFoundError:
+            return 0
+
+    def truncate_journal(self) -> None:
+        """Empty the journal; call only when every live job's row holds its whole log."""
+        if self.journal_path is not None and self.journal_size():
+            with self._journal_lock:
+                self.journal_path.write_bytes(b"")
+
+    def _replay(self, records: list[JobRecord]) -> list[JobRecord]:
+        """Add the journal's text to unfinished records, in order, where it continues them."""
+        pending = {r.id: r for r in records if not r.terminal}
+        if not pending or not self.journal_size():
+            return records
+        with self._journal_lock:
+            data = self.journal_path.read_bytes()  # type: ignore[union-attr]
+        for line in data.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            job = pending.get(entry.get("id"))
+            if job is not None and entry.get("at") == len(job.log):
+                job.log += entry.get("text", "")
+                job.saved_len = len(job.log)
+        return records
 
     def save(self, records: Iterable[JobRecord]) -> None:
         """Upsert whole records in one transaction (the flusher's batch)."""
@@ -159,14 +263,22 @@ class JobStore:
         with self._write_lock:
             # Rows are built under the lock so a later save always carries a
             # newer-or-equal view of a record than an earlier one.
+            saved = [(r, r.saved_status, r.saved_len) for r in records]
             rows = [r._row() for r in records]
-            self._write.execute("BEGIN")
             try:
-                self._write.executemany(f"INSERT OR REPLACE INTO jobs ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
-            except BaseException:
-                self._write.execute("ROLLBACK")
-                raise
-            self._write.execute("COMMIT")
+                self._write.execute("BEGIN")
+                try:
+                    self._write.executemany(
+                        f"INSERT OR REPLACE INTO jobs ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
+                    self._write.execute("COMMIT")
+                except BaseException:
+                    if self._write.in_transaction:  # SQLite ends it by itself on a full disk
+                        self._write.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                for record, status, length in saved:  # nothing was saved after all
+                    record.saved_status, record.saved_len = status, length
+                raise _unavailable(exc, self.path) from None
 
     def get(self, ids: Sequence[str]) -> dict[str, JobRecord]:
         if not ids:
@@ -174,7 +286,19 @@ class JobStore:
         marks = ",".join("?" * len(ids))
         with self._read_lock:
             rows = self._read.execute(f"SELECT {','.join(_COLUMNS)} FROM jobs WHERE id IN ({marks})", list(ids)).fetchall()
-        return {row[0]: JobRecord._from_row(row) for row in rows}
+        return {r.id: r for r in self._replay([JobRecord._from_row(row) for row in rows])}
+
+    def prune(self, finished_before: float) -> int:
+        """Delete jobs that ended before ``finished_before`` (epoch s); freed pages are reused,
+        so under steady use the file stops growing. Returns how many went."""
+        try:
+            with self._write_lock:
+                cur = self._write.execute(
+                    "DELETE FROM jobs WHERE status IN ('completed','error','cancelled') AND finished < ?",
+                    (finished_before,))
+                return cur.rowcount
+        except (sqlite3.Error, OSError) as exc:
+            raise _unavailable(exc, self.path) from None
 
     def max_seq(self) -> int:
         with self._read_lock:

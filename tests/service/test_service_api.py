@@ -290,3 +290,71 @@ def test_openapi_marks_local_extensions(make_client) -> None:
     assert "Local extension" in paths[f"{BASE}/models"]["get"]["description"]
     assert "Local extension" in paths[f"{BASE}/health"]["get"]["description"]
     assert "Local extensions" in json.dumps(spec["components"]["schemas"]["SubmitRequest"])
+
+
+def test_waiting_jobs_are_bounded_with_429_and_retry_after(make_client) -> None:
+    client = make_client(slow_delay=0.2, max_queued=5)
+    body = {"app": "gridrepublic:text-inference", "tag": "fake:slow",
+            "commandLine": json.dumps({"inputs": [f"p{n}" for n in range(4)]})}
+    assert client.post(f"{BASE}/jobs", json=body).status_code == 200
+    refused = client.post(f"{BASE}/jobs", json=body)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
+    assert refused.json()["success"] is False and "at most 5" in refused.json()["error"]
+
+
+def test_a_full_database_answers_503_then_recovers(make_client, tmp_path, caplog) -> None:
+    client = make_client(db=tmp_path / "full.sqlite3")
+    store = client.app.state.manager.store
+    (pages,) = store._write.execute("PRAGMA page_count").fetchone()
+    store._write.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    body = {"app": "gridrepublic:text-inference", "tag": "fake:fast",
+            "commandLine": json.dumps({"inputs": ["x" * 20000]})}
+    refused = client.post(f"{BASE}/jobs", json=body)
+    assert refused.status_code == 503 and "Retry-After" in refused.headers
+    assert refused.json()["error"] == f"database is full: {tmp_path / 'full.sqlite3'}"
+    store._write.execute("PRAGMA max_page_count = 1073741823")
+    (job_id,) = submit(client, "fine again")
+    assert wait_for(client, job_id, terminal)["vmStatus"] == "completed"
+
+
+def test_old_finished_jobs_are_pruned_at_start(make_client, tmp_path) -> None:
+    db = tmp_path / "prune.sqlite3"
+    first = make_client(db=db)
+    (old,) = submit(first, "old")
+    wait_for(first, old, terminal)
+    first.__exit__(None, None, None)
+    second = make_client(db=db, keep_days=0.0)
+    assert second.get(f"{BASE}/jobs/{old}").status_code == 404
+
+
+def test_an_unusable_database_is_one_line(tmp_path) -> None:
+    from gridllm_nb.errors import ConfigError
+    from gridllm_nb.service.app import create_app
+
+    (tmp_path / "jobs.sqlite3").mkdir()  # a folder where the file should be
+    with pytest.raises(ConfigError) as caught:
+        create_app(db=tmp_path / "jobs.sqlite3")
+    assert "\n" not in str(caught.value) and str(tmp_path / "jobs.sqlite3") in str(caught.value)
+
+
+def test_a_full_disk_mid_job_logs_one_line_and_loses_nothing(make_client, tmp_path, caplog) -> None:
+    client = make_client(db=tmp_path / "mid.sqlite3", slow_delay=0.02)
+    store = client.app.state.manager.store
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 60}})
+    wait_for(client, job_id, lambda j: j["vmStatus"] == "running")
+    (pages,) = store._write.execute("PRAGMA page_count").fetchone()
+    store._write.execute(f"PRAGMA max_page_count = {pages}")
+    store.journal_path.unlink()
+    store.journal_path.mkdir()  # appends to the journal fail too (EISDIR), as on a full disk
+    with caplog.at_level("WARNING", logger="gridllm_nb.service"):
+        time.sleep(1.5)  # the job ends meanwhile; ~15 flushes fail
+    problems = [r for r in caplog.records if "cannot save jobs" in r.getMessage()]
+    assert len(problems) == 1 and problems[0].exc_info is None
+    assert client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]["vmStatus"] == "completed"
+    store.journal_path.rmdir()
+    store._write.execute("PRAGMA max_page_count = 1073741823")
+    time.sleep(0.5)
+    from gridllm_nb.service.store import JobStore
+
+    saved = JobStore(tmp_path / "mid.sqlite3", exclusive=False).get([job_id])[job_id]
+    assert saved.status == "completed" and saved.log == "".join(f"w{n} " for n in range(60))

@@ -99,7 +99,7 @@ def test_ensure_local_service_starts_and_announces(tmp_path, monkeypatch: pytest
     service = ensure_local_service(url, announce=said.append)
     try:
         assert service is not None and service.url == url
-        assert said == [f"gridllm_nb: started the local service at {url} (stops when this process exits)"]
+        assert len(said) == 1 and said[0].startswith(f"gridllm_nb: started the local service at {url} in the background")
         assert ensure_local_service(url, announce=said.append) is None
     finally:
         service.stop()
@@ -165,11 +165,12 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client)
 def test_openai_completion_mode_against_llama_cpp_server(llama_server: str) -> None:
     import threading
 
-    from gridllm_nb.service.backends import GenerationRequest
+    from gridllm_nb.service.backends import Finish, GenerationRequest
     from gridllm_nb.service.backends.openai import OpenAIBackend
     from gridllm_nb.service.registry import ModelSpec
 
     backend = OpenAIBackend(ModelSpec("smol:c", "openai", "completion", 8, 1, "", {"url": llama_server, "model": "smollm2"}))
-    pieces = list(backend.generate(GenerationRequest("The sky is", max_tokens=8, temperature=0.0), threading.Event()))
+    *pieces, finish = backend.generate(GenerationRequest("The sky is", max_tokens=8, temperature=0.0), threading.Event())
     assert pieces and "".join(pieces).strip()
+    assert finish == Finish("length"), "the server's finish_reason comes through"
     backend.close()

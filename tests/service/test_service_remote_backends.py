@@ -186,3 +186,49 @@ def test_cancel_stops_a_remote_stream(server) -> None:
         if len(got) == 3:
             cancel.set()
     assert len(got) == 3
+
+
+class HtmlPageHandler(_Recorder):
+    """A proxy's login page, answered 200, where an event stream should be."""
+
+    content_type = "text/html; charset=utf-8"
+
+    def lines(self, body: dict) -> Iterator[bytes]:
+        yield b"<!doctype html><html><title>Sign in</title></html>"
+
+
+class StallingHandler(OpenAIHandler):
+    """Sends one piece, then nothing for a long while (a stuck upstream)."""
+
+    def lines(self, body: dict) -> Iterator[bytes]:
+        yield f"data: {json.dumps({'choices': [{'index': 0, 'delta': {'content': 'Hel'}}]})}\n\n".encode()
+        time.sleep(20)
+
+
+@pytest.mark.parametrize("server", [HtmlPageHandler], indirect=True)
+def test_a_200_html_page_is_an_error_naming_what_came_back(server, make_client) -> None:
+    url, _ = server
+    client = make_client(registry=Registry([_spec("openai", url, model="m")]), backend_factory=create_backend)
+    (job_id,) = client.post(f"{BASE}/jobs", json={"app": "gridrepublic:text-inference", "tag": "openai:m",
+                                                 "commandLine": '{"inputs": ["Hi"]}'}).json()["ids"]
+    job = wait_for(client, job_id, terminal)
+    assert job["vmStatus"] == "error"
+    message = job["states"]["default"]["message"]
+    assert "answered 200 with text/html" in message and "not an event stream" in message and "Sign in" in message
+
+
+@pytest.mark.parametrize("server", [StallingHandler], indirect=True)
+def test_cancel_interrupts_a_stalled_read_at_once(server, make_client) -> None:
+    url, _ = server
+    client = make_client(registry=Registry([_spec("openai", url, model="m", timeout=30.0)]),
+                         backend_factory=create_backend)
+    submit_body = {"app": "gridrepublic:text-inference", "tag": "openai:m", "commandLine": '{"inputs": ["Hi"]}'}
+    (stalled,) = client.post(f"{BASE}/jobs", json=submit_body).json()["ids"]
+    wait_for(client, stalled, lambda j: j["states"]["default"]["log"] == "Hel")
+    (waiting,) = client.post(f"{BASE}/jobs", json=submit_body).json()["ids"]  # queued behind it
+    client.delete(f"{BASE}/jobs/{stalled}")
+    # The tag's only worker is free again well before the 30 s read timeout (or the 20 s stall):
+    # the next job gets to run (and stalls in turn).
+    nxt = wait_for(client, waiting, lambda j: j["states"]["default"]["log"] == "Hel", timeout=10)
+    assert nxt["vmStatus"] == "running"
+    client.delete(f"{BASE}/jobs/{waiting}")

@@ -14,15 +14,19 @@ the whole service.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
 
-__all__ = ["FINISH_REASONS", "Backend", "BackendError", "Finish", "GenerationRequest", "create_backend"]
+__all__ = ["FINISH_REASONS", "Backend", "BackendError", "Finish", "GenerationRequest", "create_backend",
+           "interruptible"]
+
+T = TypeVar("T")
 
 
 class BackendError(Exception):
@@ -65,6 +69,48 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release models / connections."""
         ...
+
+
+def interruptible(pieces: Iterator[T], cancel: threading.Event, *, poll: float = 0.05) -> Iterator[T]:
+    """``pieces``, read in a helper thread, so that a cancel returns at once.
+
+    A remote engine that stalls leaves its reader blocked in a socket read
+    until the read timeout (two minutes by default); the tag's worker must
+    not wait with it. On a cancel this generator returns within ``poll``
+    seconds; the helper thread drops whatever still comes and ends with the
+    stream. Errors from ``pieces`` are raised here, in the caller's thread.
+    """
+    items: queue.Queue[tuple[str, object]] = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in pieces:
+                if stop.is_set():
+                    break
+                items.put(("item", item))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            items.put(("error", exc))
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+            items.put(("end", None))
+
+    threading.Thread(target=produce, name="backend-stream", daemon=True).start()
+    try:
+        while not cancel.is_set():
+            try:
+                kind, value = items.get(timeout=poll)
+            except queue.Empty:
+                continue
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value  # type: ignore[misc]
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
 
 
 def create_backend(spec: ModelSpec) -> Backend:

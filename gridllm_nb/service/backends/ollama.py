@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from ..registry import ModelSpec
-from . import BackendError, GenerationRequest
+from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
 
 __all__ = ["OllamaBackend"]
 
@@ -48,27 +48,32 @@ class OllamaBackend:
             payload["system"] = request.system
         return payload
 
-    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
+        return interruptible(self._stream(request), cancel)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         try:
             with self._client.stream("POST", f"{self.url}/api/generate", json=self._payload(request)) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise BackendError(f"ollama answered {response.status_code}: {_error_text(response)}")
                 for line in response.iter_lines():
-                    if cancel.is_set():
-                        return
                     if not line.strip():
                         continue
                     try:
                         obj = json.loads(line)
                     except ValueError:
-                        raise BackendError(f"ollama sent a line that is not JSON: {line[:80]!r}") from None
+                        kind = response.headers.get("content-type", "no content type")
+                        raise BackendError(f"ollama at {self.url} answered {kind}, not JSON lines: {line[:80]!r}") from None
                     if obj.get("error"):
                         raise BackendError(f"ollama: {obj['error']}")
                     if obj.get("response"):
                         yield obj["response"]
                     if obj.get("done"):
+                        if obj.get("done_reason") in FINISH_REASONS:
+                            yield Finish(obj["done_reason"], obj.get("eval_count"))
                         return
+                raise BackendError(f"ollama at {self.url} ended its stream before done: the answer may be cut short")
         except httpx.HTTPError as exc:
             raise BackendError(f"ollama at {self.url}: {type(exc).__name__}: {exc}") from exc
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from ..registry import ModelSpec
-from . import BackendError, GenerationRequest
+from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
 
 __all__ = ["OpenAIBackend"]
 
@@ -51,28 +51,40 @@ class OpenAIBackend:
         body["prompt"] = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
         return f"{self.base}/completions", body
 
-    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str]:
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
+        return interruptible(self._stream(request), cancel)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
         url, body = self._request(request)
         try:
             with self._client.stream("POST", url, json=body) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise BackendError(f"{url} answered {response.status_code}: {response.text[:200]}")
+                kind = response.headers.get("content-type", "")
+                if "text/event-stream" not in kind:
+                    # e.g. a proxy's login or error page, answered 200
+                    head = next(response.iter_text(), "")[:80]
+                    raise BackendError(f"{url} answered {response.status_code} with {kind or 'no content type'}, "
+                                       f"not an event stream: {head!r}")
+                finish = None
                 for line in response.iter_lines():
-                    if cancel.is_set():
-                        return
                     if not line.startswith("data:"):
                         continue  # comments, event: lines, keep-alives
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        if finish in FINISH_REASONS:
+                            yield Finish(finish)
                         return
                     try:
                         choice = json.loads(data)["choices"][0]
                     except (ValueError, KeyError, IndexError, TypeError):
                         raise BackendError(f"unexpected event from {url}: {data[:80]!r}") from None
+                    finish = choice.get("finish_reason") or finish
                     piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                     if piece:
                         yield piece
+                raise BackendError(f"{url} ended its stream without [DONE]: the answer may be cut short")
         except httpx.HTTPError as exc:
             raise BackendError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
