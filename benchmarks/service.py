@@ -9,6 +9,9 @@ Side by side in one run, same model, prompt, max tokens and sampling
   streamed in this process;
 * ``GET /jobs/{100 ids}`` latency (p50, p99) under 20 concurrent pollers
   while a generation runs;
+* write amplification: bytes the service process writes (``wchar`` in
+  ``/proc/PID/io``: SQLite pages, WAL, the log journal) per byte of answer
+  text, for one long answer (target <= 10x);
 * the memory of the service and of its model runner processes (one per
   model, since llama.cpp runs in supervised child processes) with both
   built-in models loaded.
@@ -45,6 +48,7 @@ TAG = "smollm2:135m"
 DIRECT_DEFAULTS = {"repeat_penalty": 1.1}  # the tag's registry default, which the service applies
 PROMPT = "Write a detailed story about a lighthouse keeper who finds a message in a bottle."
 OPTIONS = {"temperature": 0.0, "seed": 42}
+LONG_PROSE = "Chapter One\n\nThe lighthouse keeper had lived alone on the island for eleven years when"
 
 
 def direct_run(llm: Any, max_tokens: int) -> tuple[float, float, str]:
@@ -138,6 +142,34 @@ async def poll_latency(url: str, ids: list[str], pollers: int, seconds: float) -
     return latencies
 
 
+def bytes_written(pid: int) -> int:
+    """Bytes the process has passed to write() so far (``wchar``: what it asks the disk to take)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no wchar in /proc/PID/io")
+
+
+def write_amplification(url: str, pid: int, tag: str, max_tokens: int) -> tuple[int, int, int]:
+    """(answer bytes, bytes written, tokens) for one long answer that runs to ``max_tokens``."""
+    # Prose continued by a base model with no question frame runs to the limit.
+    options = {"max_tokens": max_tokens, "template": "", **OPTIONS} \
+        if tag.startswith("gemma") else {"max_tokens": max_tokens, **OPTIONS}
+    body = {"app": "gridrepublic:text-inference", "tag": tag,
+            "commandLine": json.dumps({"inputs": [LONG_PROSE], "options": options})}
+    time.sleep(0.5)  # let the previous work's flushes settle
+    before = bytes_written(pid)
+    job_id = httpx.post(f"{url}/jobs", json=body, timeout=30).json()["ids"][0]
+    while True:
+        job = httpx.get(f"{url}/jobs/{job_id}", timeout=30).json()["jobs"][job_id]
+        if job["vmStatus"] in ("completed", "error", "cancelled"):
+            break
+        time.sleep(0.25)
+    time.sleep(0.5)  # the final save and the idle checkpoint
+    state = job["states"]["default"]
+    return len(state["log"].encode()), bytes_written(pid) - before, int(state.get("tokens") or 0)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -194,6 +226,8 @@ def main() -> int:
         latencies = asyncio.run(poll_latency(url, done_ids + [running], 20, args.poll_seconds))
         still = httpx.get(f"{url}/jobs/{running}").json()["jobs"][running]
         httpx.delete(f"{url}/jobs/{running}")
+        amp_tag = "gemma3:270m" if "gemma3:270m" in tags else TAG
+        amp_text, amp_written, amp_tokens = write_amplification(url, service.process.pid, amp_tag, 1500)
         rss_now, rss_peak = rss_mib(service.process.pid)
         runner_rss_end = {tag: [rss_mib(pid)[0] for pid in pids]
                           for tag, pids in httpx.get(f"{url}/health").json()["runners"].items()}
@@ -226,6 +260,10 @@ def main() -> int:
     print(f"| 20 concurrent pollers, back to back | {len(latencies)} | {1000 * percentile(latencies, 50):.1f} | {1000 * percentile(latencies, 99):.1f} | "
           f"{1000 * max(latencies):.1f} | {len(latencies) / args.poll_seconds:.0f} | "
           f"{still['vmStatus']} ({len(still['states']['default']['log'])} chars) |")
+    print(f"\n## Write amplification (one {amp_tokens}-token answer from {amp_tag})\n")
+    print("| answer text (bytes) | written by the service (bytes) | written per byte of text |")
+    print("|---:|---:|---:|")
+    print(f"| {amp_text} | {amp_written} | {amp_written / max(1, amp_text):.1f}x |")
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"\n(load average at the end: {' '.join(load)} on {os.cpu_count()} CPUs)")
     print(f"\n## Memory: the service and its model runners ({', '.join(tags)} loaded)\n")

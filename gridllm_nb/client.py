@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from . import __version__
 from .clock import Clock, SystemClock
-from .config import APP, TOKEN_ENV, Endpoint, Secret, resolve_endpoint
+from .config import APP, TOKEN_ENV, Endpoint, Secret, mask_credentials, resolve_endpoint
 from .errors import (
     APIError,
     AuthError,
@@ -171,7 +171,7 @@ class JobsClient:
 
     def __repr__(self) -> str:
         auth = "token set" if self.endpoint.token else "no token"
-        return f"JobsClient({self.base_url!r}, {auth})"
+        return f"JobsClient({self.endpoint.display!r}, {auth})"
 
     async def __aenter__(self) -> JobsClient:
         return self
@@ -367,17 +367,17 @@ class JobsClient:
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: safe to repeat, even a POST.
             raise _Retryable(
-                ServiceUnreachable(f"cannot reach {self.base_url}: {self._scrub(exc)}"),
+                ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
                 safe_for_post=True,
                 connect=True,
             ) from None
         except httpx.TimeoutException:
             raise _Retryable(
-                TransportError(f"{method} {url} timed out"), safe_for_post=False
+                TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False
             ) from None
         except httpx.HTTPError as exc:
             raise _Retryable(
-                TransportError(f"{method} {url} failed: {self._scrub(exc) or type(exc).__name__}"),
+                TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
                 safe_for_post=False,
             ) from None
         self._revive_tried = False  # it answered: a later outage may start the service again
@@ -439,8 +439,8 @@ class JobsClient:
         return data
 
     def _scrub(self, text: object) -> str:
-        """Remove the token from any text that may reach a user."""
-        out = str(text)
+        """Remove the token, and any password in a URL, from text that may reach a user."""
+        out = mask_credentials(str(text))
         if self.endpoint.token and self.endpoint.token.reveal():
             out = out.replace(self.endpoint.token.reveal(), "********")
         return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "mask_credentials",
     "DEFAULT_LOCAL_URL",
     "GRIDREPUBLIC_URL",
     "TOKEN_ENV",
@@ -121,6 +123,19 @@ class Endpoint:
     @property
     def is_local(self) -> bool:
         return is_loopback(self.url)
+
+    @property
+    def display(self) -> str:
+        """The URL as messages show it: a password in it masked."""
+        return mask_credentials(self.url)
+
+
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s:]*:)[^/@\s]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """Every ``scheme://user:password@`` in ``text`` with the password as ``***``."""
+    return _USERINFO_PASSWORD.sub(lambda m: m.group("head") + "***@", str(text))
 
 
 def resolve_endpoint(base_url: str | None = None, token: str | Secret | None = None) -> Endpoint:

@@ -704,7 +704,7 @@ class GridLLMMagics(Magics):
             setattr(s, key, self._convert(key, value))
         try:
             endpoint = resolve_endpoint(self._url())
-            where = endpoint.url + ("  (the local service, started on demand)" if endpoint.is_default else "")
+            where = endpoint.display + ("  (the local service, started on demand)" if endpoint.is_default else "")
         except ConfigError as exc:
             where = f"invalid: {exc}"
         token = "set" if os.environ.get(TOKEN_ENV) else "not set"

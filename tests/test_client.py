@@ -311,3 +311,29 @@ async def test_reads_survive_transient_faults() -> None:
         )
         jobs = await client.status([job_id])
     assert job_id in jobs and len(clock.sleeps) == 4
+
+
+def test_a_password_in_the_url_is_masked_in_every_message() -> None:
+    import asyncio
+
+    import httpx
+
+    from gridllm_nb.client import JobsClient
+    from gridllm_nb.errors import TransportError
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"connection refused for {request.url}", request=request)
+
+    async def go() -> str:
+        client = JobsClient("https://bob:hunter2@grid.example/api", transport=httpx.MockTransport(refuse))
+        assert "hunter2" not in repr(client)
+        try:
+            await client.status(["a" * 32])
+        except TransportError as exc:
+            return str(exc)
+        finally:
+            await client.aclose()
+        return ""
+
+    message = asyncio.run(go())
+    assert message and "hunter2" not in message and "bob:***@grid.example" in message

@@ -10,6 +10,7 @@ OpenAPI descriptions. Every malformed request answers 4xx with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -216,10 +217,11 @@ class _Guard:
     token is compared in constant time and never logged.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int, body_timeout: float = 10.0) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token else None
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -242,10 +244,18 @@ class _Guard:
             if too_big:
                 await _error(413, f"request body over {self.max_body} bytes")(scope, receive, send)
                 return
-        if scope["method"] in ("POST", "PUT", "PATCH") and length is None:
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            # The whole body, within a deadline: a client that stops sending
+            # (or announces a chunk of 0xFFFFFFFFFFFF bytes) is answered 408.
             body = bytearray()
+            deadline = time.monotonic() + self.body_timeout
             while True:
-                message = await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+                except asyncio.TimeoutError:
+                    await _error(408, f"request body did not arrive within {self.body_timeout:g} s",
+                                 {"Connection": "close"})(scope, receive, send)
+                    return
                 if message["type"] != "http.request":
                     return
                 body += message.get("body", b"")
@@ -298,6 +308,7 @@ def create_app(
     idle_timeout: float | None = None,
     max_queued: int = DEFAULT_MAX_QUEUED,
     keep_days: float | None = DEFAULT_KEEP_DAYS,
+    body_timeout: float = 10.0,
 ) -> FastAPI:
     """Build the ASGI app; the job manager starts now and stops with the app's lifespan.
 
@@ -338,7 +349,7 @@ def create_app(
     app.state.registry = registry
     if idle_timeout:  # inside the guard: only authorised requests count as use
         install_idle_watch(app, idle_timeout, live=manager.live_count)
-    app.add_middleware(_Guard, token=token, max_body=max_body_bytes)
+    app.add_middleware(_Guard, token=token, max_body=max_body_bytes, body_timeout=body_timeout)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -391,7 +391,7 @@ class JobManager:
             log.info("pruned %d finished job(s) older than %g days", gone, self.keep_days)
 
     def _flush_once(self) -> None:
-        """Rows for jobs whose status changed, the journal for logs that only grew."""
+        """New text of live jobs to the journal; finished jobs to their rows."""
         now = time.time()
         with self._lock:
             for job in list(self._live.values()):
@@ -400,11 +400,9 @@ class JobManager:
             dirty, self._dirty = self._dirty, set()
             jobs = [self._live[i] for i in dirty if i in self._live]
         try:
-            changed = [job for job in jobs if job.status != job.saved_status]
-            if changed:
-                self.store.save(changed)
-            grown = [job for job in jobs if job.status == job.saved_status and len(job.log) > job.saved_len]
-            self.store.append_logs(grown)
+            # A running job's row stays as submitted (a restart ends queued and
+            # running jobs alike); only its new text goes to the journal.
+            self.store.append_logs(job for job in jobs if not job.terminal)
         except StoreUnavailable:
             with self._lock:  # try these again at the next flush
                 self._dirty.update(job.id for job in jobs)

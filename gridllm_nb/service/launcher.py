@@ -26,6 +26,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -118,11 +119,13 @@ def log_tail(path: Path | str, lines: int = 3) -> str:
 class LocalService:
     """A service subprocess; ``stop()`` is idempotent and also runs on ``with`` exit."""
 
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log_path: Path, token: str | None = None) -> None:
+    def __init__(self, url: str, process: subprocess.Popen[bytes], log_path: Path, token: str | None = None,
+                 scratch: Path | None = None) -> None:
         self.url = url
         self.process = process
         self.log_path = log_path
         self._token = token
+        self._scratch = scratch  # a temporary folder of ours (log, default db): removed by stop()
 
     def __repr__(self) -> str:  # no token in reprs
         state = "running" if self.process.poll() is None else describe_exit(self.process.returncode)
@@ -137,7 +140,16 @@ class LocalService:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group (uvicorn shuts down cleanly), then SIGKILL."""
+        """SIGTERM the process group (uvicorn shuts down cleanly), then SIGKILL; then
+        remove the temporary folder ``start_service`` made for it."""
+        try:
+            self._terminate(timeout)
+        finally:
+            if self._scratch is not None and self.process.poll() is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+
+    def _terminate(self, timeout: float) -> None:
         if self.process.poll() is not None:
             return
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -192,7 +204,8 @@ def start_service(
     how it ended and quotes its log.
     """
     port = port if port is not None else free_port(host)
-    workdir = Path(tempfile.mkdtemp(prefix="gridllm_service_")) if log_path is None else log_path.parent
+    scratch = Path(tempfile.mkdtemp(prefix="gridllm_service_")) if log_path is None else None
+    workdir = scratch or log_path.parent  # type: ignore[union-attr]
     log_path = log_path if log_path is not None else workdir / "service.log"
     cmd = [sys.executable, "-m", "gridllm_nb.service", "--host", host, "--port", str(port)]
     cmd += ["--db", str(db if db is not None else workdir / "jobs.sqlite3")]
@@ -213,7 +226,7 @@ def start_service(
                                    env=child_env, start_new_session=True)
     _CHILDREN[process.pid] = process
     url = f"http://{host}:{port}{API_PREFIX}"
-    service = LocalService(url, process, log_path, token)
+    service = LocalService(url, process, log_path, token, scratch=scratch)
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:

@@ -4,12 +4,12 @@ WAL mode lets the GET handlers read while a flush writes; ``synchronous=NORMAL``
 keeps commits off the disk's fsync path (a crash can lose at most the last
 ~100 ms of log, never the database). Only the stdlib ``sqlite3`` is used.
 
-A row is written when a job's status changes (queued, running, its end),
-with the whole log. In between, a running job's log grows by a few bytes per
+A job's row is written twice: when it is submitted and when it ends, with
+the whole log. In between, a running job's log grows by a few bytes per
 ~100 ms flush: rewriting the row each time wrote the whole log, in 4 KB
 pages, over and over (1828 bytes to disk per byte of answer). Instead each
 flush appends only the new text to a journal file beside the database
-(``<db>.logs``, one JSON line per piece: job id, offset, text; not
+(``<db>.logs``, one JSON line ``[job id, offset, text]`` per flush; not
 SQLite's own ``-journal``); a restart
 replays it onto the rows it left unfinished, and it is emptied whenever no
 job is live.
@@ -209,8 +209,7 @@ class JobStore:
         for job in jobs:
             log, start = job.log, job.saved_len
             if len(log) > start:
-                lines.append(json.dumps({"id": job.id, "at": start, "text": log[start:]}, ensure_ascii=False,
-                                        separators=(",", ":")))
+                lines.append(json.dumps([job.id, start, log[start:]], ensure_ascii=False, separators=(",", ":")))
                 lengths.append((job, len(log)))
         if not lines:
             return
@@ -245,12 +244,12 @@ class JobStore:
             data = self.journal_path.read_bytes()  # type: ignore[union-attr]
         for line in data.splitlines():
             try:
-                entry = json.loads(line)
-            except ValueError:
+                job_id, at, text = json.loads(line)
+            except (ValueError, TypeError):
                 continue  # a line cut short by a crash
-            job = pending.get(entry.get("id"))
-            if job is not None and entry.get("at") == len(job.log):
-                job.log += entry.get("text", "")
+            job = pending.get(job_id)
+            if job is not None and at == len(job.log):
+                job.log += text
                 job.saved_len = len(job.log)
         return records
 

@@ -6,8 +6,10 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gridllm_nb.errors import ConfigError
@@ -102,3 +104,45 @@ def test_bad_requests_over_real_http(tmp_path: Path) -> None:
         ):
             assert answer.status_code == status, answer.text
             assert answer.json()["success"] is False
+
+
+def test_the_token_comes_from_a_file_or_the_environment_not_ps(tmp_path: Path, monkeypatch, capsys) -> None:
+    from gridllm_nb.service.server import read_token
+
+    monkeypatch.delenv("GRIDLLM_SERVICE_TOKEN", raising=False)
+    secret = tmp_path / "token"
+    secret.write_text("s3cret\n")
+    assert read_token(_parse("--token-file", str(secret))) == "s3cret"
+    monkeypatch.setenv("GRIDLLM_SERVICE_TOKEN", "from-env")
+    assert read_token(_parse()) == "from-env"
+    assert capsys.readouterr().err == ""
+    monkeypatch.delenv("GRIDLLM_SERVICE_TOKEN")
+    assert read_token(_parse("--token", "visible")) == "visible"
+    assert "warning: --token shows the token to every user" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="cannot read the token file"):
+        read_token(_parse("--token-file", str(tmp_path / "missing")))
+
+
+def test_a_service_started_with_a_token_file_refuses_requests_without_it(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text("file-token")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "GRIDLLM_SERVICE_TOKEN"}
+    proc = subprocess.Popen([sys.executable, "-m", "gridllm_nb.service", "--port", str(port), "--token-file", str(secret),
+                             "--db", str(tmp_path / "jobs.sqlite3")], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/remotejobs/v2/health"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        assert answer.status_code == 401
+        assert httpx.get(url, headers={"Authorization": "Bearer file-token"}).status_code == 200
+        assert "file-token" not in " ".join(Path(f"/proc/{proc.pid}/cmdline").read_text().split("\0"))
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
