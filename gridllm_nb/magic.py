@@ -515,9 +515,11 @@ class GridLLMMagics(Magics):
             )
         if len(models) > s.max_models:
             raise ConfigError(f"{len(models)} models asked, at most {s.max_models} (c.GridLLM.max_models)")
-        prompt = cell
+        # IPython ends a cell body with the newline the user did not type
+        # before the cell's end; the prompt is what they wrote.
+        prompt = cell[:-1] if cell.endswith("\n") else cell
         if s.interpolate and not args.no_interpolate:
-            prompt = interpolate(cell, self.shell.user_ns)
+            prompt = interpolate(prompt, self.shell.user_ns)
         if not prompt.strip():
             raise ConfigError("empty prompt: write the prompt in the cell body")
         options = dict(s.options)
@@ -546,7 +548,7 @@ class GridLLMMagics(Magics):
             self.shell.user_ns[args.out] = view.results
 
         def announce(text: str) -> None:
-            print(text, file=sys.stderr)
+            print(text)  # information (the service started), not an error: no red box
 
         coro = self._run(prompt, models, view, kwargs, announce)
         try:
@@ -640,7 +642,7 @@ class GridLLMMagics(Magics):
         if endpoint.is_default:
             from .service.launcher import ensure_local_service
 
-            ensure_local_service(endpoint.url, announce=lambda t: print(t, file=sys.stderr))
+            ensure_local_service(endpoint.url, announce=print)
 
         async def go() -> Any:
             async with JobsClient(endpoint.url) as client:

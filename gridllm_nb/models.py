@@ -250,4 +250,4 @@ class Results(Mapping[str, Result]):
         ).rstrip()
 
     def __repr__(self) -> str:
-        return f"Results({len(self)} models)\n{self.table()}"
+        return f"Results({len(self)} model{'' if len(self) == 1 else 's'})\n{self.table()}"

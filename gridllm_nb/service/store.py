@@ -53,7 +53,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     finish TEXT,
     tokens INTEGER
 );
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status);
+-- No index on status: it cost a page write on every save, and only the
+-- start-up recovery and the hourly prune ask by status (a scan of a table
+-- that retention keeps small).
+DROP INDEX IF EXISTS jobs_status;
 """
 _COLUMNS = ("id", "tag", "app", "command_line", "prompt", "system", "options",
             "hours", "status", "log", "reason", "created", "started", "finished", "seq", "finish", "tokens")
@@ -268,7 +271,8 @@ class JobStore:
                 self._write.execute("BEGIN")
                 try:
                     self._write.executemany(
-                        f"INSERT OR REPLACE INTO jobs ({','.join(_COLUMNS)}) VALUES ({marks})", rows)
+                        f"INSERT INTO jobs ({','.join(_COLUMNS)}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET "
+                        + ",".join(f"{c}=excluded.{c}" for c in _COLUMNS[1:]), rows)
                     self._write.execute("COMMIT")
                 except BaseException:
                     if self._write.in_transaction:  # SQLite ends it by itself on a full disk
