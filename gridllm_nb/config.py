@@ -28,7 +28,6 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
-    "mask_credentials",
     "DEFAULT_LOCAL_URL",
     "GRIDREPUBLIC_URL",
     "TOKEN_ENV",
@@ -37,6 +36,7 @@ __all__ = [
     "Secret",
     "config_path",
     "load_file_config",
+    "mask_credentials",
     "parse_assignments",
     "resolve_endpoint",
 ]

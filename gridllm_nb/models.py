@@ -107,6 +107,9 @@ class Job:
     command_line: str = ""
     app: str = ""
     message: str = ""
+    # Why generation ended ("stop", "length") and the tokens made: local-service extensions.
+    finish: str | None = None
+    tokens: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -144,6 +147,8 @@ class Job:
             app=str(inner.get("app") or ""),
             # Why a job ended error/cancelled: a local-service extension, absent on the grid.
             message=str(inner.get("message") or ""),
+            finish=inner.get("finish") if inner.get("finish") in ("stop", "length") else None,
+            tokens=int(tokens) if (tokens := _as_number(inner.get("tokens"))) is not None else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
 
@@ -165,6 +170,18 @@ class JobUpdate:
     error: str | None = None
     elapsed: float = 0.0
     raw_status: str = ""
+    finish: str | None = None
+    tokens: int | None = None
+
+
+def finish_note(state: JobState, finish: str | None, tokens: int | None) -> str:
+    """``stopped at 64 tokens`` for an answer the token limit cut short; else nothing.
+
+    Only the local service says why generation ended; elsewhere this is empty.
+    """
+    if state is JobState.COMPLETED and finish == "length":
+        return f"stopped at {tokens} tokens" if tokens else "stopped at the token limit"
+    return ""
 
 
 @dataclass
@@ -178,10 +195,25 @@ class Result:
     error: str | None = None
     elapsed: float = 0.0
     raw_status: str = ""
+    finish: str | None = None
+    tokens: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.state is JobState.COMPLETED
+
+    @property
+    def finish_note(self) -> str:
+        return finish_note(self.state, self.finish, self.tokens)
+
+    def apply(self, update: JobUpdate) -> None:
+        """Take one live update: the one place a result's state changes."""
+        if update.job_id:
+            self.job_id = update.job_id
+        self.state, self.text, self.error = update.state, update.text, update.error
+        self.elapsed, self.raw_status = update.elapsed, update.raw_status
+        if update.finish is not None:
+            self.finish, self.tokens = update.finish, update.tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,14 +223,18 @@ class Result:
             "text": self.text,
             "error": self.error,
             "elapsed_s": round(self.elapsed, 3),
+            "finish": self.finish,
+            "tokens": self.tokens,
         }
 
 
 class Results(Mapping[str, Result]):
     """tag -> Result for one run, in the order the models were asked for."""
 
-    def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None) -> None:
+    def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
+                 format: str = "markdown") -> None:
         self.prompt = prompt
+        self.format = format  # how the rich display shows each answer: markdown, text, code or json
         self._by_tag: dict[str, Result] = dict(results or {})
 
     def __getitem__(self, tag: str) -> Result:
@@ -232,7 +268,8 @@ class Results(Mapping[str, Result]):
         rows = self.to_list()
         for row in rows:
             row["prompt"] = self.prompt
-        return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "error", "text", "prompt"])
+        return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "finish", "tokens", "error", "text",
+                                           "prompt"])
 
     def table(self, width: int = 60) -> str:
         """Compact plain-text table: tag, state, elapsed, first line of text or error."""
@@ -251,3 +288,10 @@ class Results(Mapping[str, Result]):
 
     def __repr__(self) -> str:
         return f"Results({len(self)} model{'' if len(self) == 1 else 's'})\n{self.table()}"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """In a notebook the value *is* the picture: every answer side by side, saved
+        as sanitized HTML that needs no widget (``sidebyside``)."""
+        from .sidebyside import results_bundle
+
+        return results_bundle(list(self._by_tag.values()), self.format)

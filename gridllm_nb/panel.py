@@ -8,7 +8,7 @@ the magic and the CLI; the panel only turns ``JobUpdate``s into widget state.
 Three rules shape the code:
 
 * model text never becomes live HTML: plain mode escapes it, markdown mode
-  renders it and then sanitizes the HTML with nh3;
+  shows ``render.answer_html`` (a real parser, then nh3);
 * updates are coalesced: at most ``max_rate`` flushes per second per card,
   and a flush of mere new text waits until the card's bytes stay within
   ``byte_budget`` per byte of text (never longer than ``max_stale``);
@@ -26,192 +26,34 @@ from __future__ import annotations
 
 import asyncio
 import html
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
-import nh3
 
-from .cardwidget import CardWidget
+from .card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card, one_line, slug
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported
 from .models import JobState, JobUpdate, Result, Results
-from .pacing import schedule_flush, update_delay
+from .render import render_text  # re-exported; model text -> HTML lives in render.py
 
 __all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
 
 MAX_MODELS = 3
-DEFAULT_RATE = 10.0  # flushes per second per card, at most
-BYTE_BUDGET = 1.5  # a text-only flush waits while the card has sent > 1.5 bytes per byte of text...
-MAX_STALE = 1.5  # ...but never longer than this many seconds
-APPEND_OVERHEAD = 50  # bytes of one append message besides its text (JSON envelope, offset)
 
 _CSS = """
 <style>
 .gridllm-panel { gap: 6px; }
-.gridllm-cards { display: flex; flex-flow: row wrap; gap: 8px; align-items: stretch; }
-.gridllm-card { flex: 1 1 260px; min-width: 220px; max-width: 100%;
-  border: 1px solid var(--jp-border-color1, #ccc); border-radius: 6px; padding: 6px 8px; }
-.gridllm-card-head { display: flex; gap: 8px; align-items: center; }
-.gridllm-badge { border-radius: 9px; padding: 0 8px; font-size: 0.85em; line-height: 1.6em; }
-.gridllm-state-submitted .gridllm-badge, .gridllm-state-queued .gridllm-badge { background: #e0e0e0; color: #333; }
-.gridllm-state-running .gridllm-badge { background: #cfe3ff; color: #0b3d91; }
-.gridllm-state-completed .gridllm-badge { background: #d4f5d4; color: #14541a; }
-.gridllm-state-failed .gridllm-badge, .gridllm-state-lost .gridllm-badge { background: #ffd6d6; color: #7a0c0c; }
-.gridllm-state-cancelled .gridllm-badge, .gridllm-state-timed_out .gridllm-badge { background: #fff0c2; color: #6b4e00; }
-.gridllm-card pre.gridllm-text { margin: 0; padding: 0; line-height: 1.4; }
-pre.gridllm-text, .gridllm-history-entry pre, .gridllm-markdown-view pre { white-space: pre-wrap; word-break: break-word;
+.gridllm-history-entry pre { white-space: pre-wrap; overflow-wrap: break-word;
   font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; }
-.gridllm-error { color: #a00; }
 .gridllm-status { min-height: 1.2em; }
 .gridllm-hint { color: #666; font-style: italic; }
 </style>
-"""
-
-
-def slug(tag: str) -> str:
-    """A CSS-class-safe form of a model tag: ``gemma3:270m`` -> ``gemma3-270m``."""
-    return re.sub(r"[^a-z0-9_-]+", "-", tag.lower()).strip("-") or "model"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-# -- rendering ----------------------------------------------------------------
-
-_ALLOWED_TAGS = {
-    "p", "br", "hr", "pre", "code", "em", "strong", "b", "i", "del", "s", "blockquote",
-    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody",
-    "tr", "th", "td", "a", "span", "div",
-}
-_ALLOWED_ATTRS = {"a": {"href", "title"}, "code": {"class"}, "th": {"align"}, "td": {"align"}}
-
-
-def _markdown_to_html(text: str) -> str:
-    try:
-        from markdown_it import MarkdownIt
-    except ImportError:  # pragma: no cover - depends on the environment
-        try:
-            import mistune
-        except ImportError:
-            return f"<pre>{html.escape(text)}</pre>"
-        return str(mistune.html(text))
-    # html=False: raw HTML in the source is escaped, never passed through.
-    return MarkdownIt("commonmark", {"html": False}).enable("table").enable("strikethrough").render(text)
-
-
-def render_text(text: str, *, markdown: bool = False) -> str:
-    """HTML for a model's text that is safe to put in an ``HTML`` widget.
-
-    Plain: escaped inside ``<pre>``. Markdown: rendered (raw HTML disabled)
-    and then sanitized with nh3, so scripts, event handlers, ``javascript:``
-    links and images never survive either way.
-    """
-    if not markdown:
-        return f"<pre>{html.escape(text, quote=False)}</pre>"
-    rendered = _markdown_to_html(text)
-    return nh3.clean(
-        rendered,
-        tags=_ALLOWED_TAGS,
-        attributes=_ALLOWED_ATTRS,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
-    )
+"""  # the cards and their grid style themselves: static/card.css
 
 
 # -- one card per model ---------------------------------------------------------
-
-
-class Card:
-    """One model's answer in the panel: a ``CardWidget`` fed at a coalesced pace.
-
-    ``widget`` is what the panel shows. Plain mode sends each flush's new
-    characters only (a restarted job's new text once, whole); markdown mode
-    sends the whole rendered, sanitized HTML. Only the visible form is kept
-    current; switching modes brings the other one up to date in a single
-    message. State, error and elapsed time ride in the same message as the
-    text, and the clock ticks in the browser.
-    """
-
-    def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
-                 layout: widgets.Layout | None = None, byte_budget: float | None = BYTE_BUDGET,
-                 max_stale: float = MAX_STALE, widget: CardWidget | None = None) -> None:
-        self.tag = tag
-        self.byte_budget = byte_budget
-        self.max_stale = max_stale
-        self.state = JobState.SUBMITTED
-        self.text = ""
-        self.error: str | None = None
-        self.elapsed = 0.0
-        self.flushes = 0
-        self._markdown = markdown
-        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self._pending: JobUpdate | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._last_flush = time.monotonic()  # the card shows its first state from the start
-        if widget is None:
-            # Classes and mode go in with the constructor, so they travel in the comm_open.
-            widget = CardWidget(tag, markdown=markdown, layout=layout or widgets.Layout(),
-                                _dom_classes=(f"gridllm-card-{slug(tag)}",))
-            self._sent0 = 0
-        else:  # the same model's card from the previous run: cleared in one small message
-            self._sent0 = widget.sent_bytes
-            widget.restart(markdown=markdown)
-        self.widget = widget
-
-    @property
-    def markdown(self) -> bool:
-        return self._markdown
-
-    @property
-    def html(self) -> str:
-        """The sanitized markdown HTML last sent (markdown mode)."""
-        return str(self.widget.live("html"))
-
-    def set_markdown(self, on: bool) -> None:
-        if on != self._markdown:
-            self._markdown = on
-            self.apply(self.state, self.text, self.error, self.elapsed)
-
-    # coalescing
-    def _wait_for(self, update: JobUpdate, now: float) -> float:
-        """Seconds until ``update`` may be shown (see ``pacing.update_delay``)."""
-        return update_delay(update, shown_text=self.text, shown_state=self.state, shown_error=self.error,
-                            last_sent=self._last_flush, sent=self.widget.sent_bytes - self._sent0, now=now,
-                            interval=self._interval, byte_budget=self.byte_budget, max_stale=self.max_stale,
-                            cost=lambda size, new: APPEND_OVERHEAD + (size if self._markdown else new))
-
-    def push(self, update: JobUpdate) -> None:
-        """Take an update; it reaches the widget at most ``max_rate`` times a second."""
-        self._pending = update
-        self._handle = schedule_flush(self._handle, self._wait_for(update, time.monotonic()), self.flush)
-
-    def flush(self) -> None:
-        """Show the newest pending update."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        update, self._pending = self._pending, None
-        if update is None:
-            return
-        self._last_flush = time.monotonic()
-        self.flushes += 1
-        self.apply(update.state, update.text, update.error, update.elapsed)
-
-    def apply(self, state: JobState, text: str, error: str | None, elapsed: float) -> None:
-        """Show this state at once (one message, of only what changed)."""
-        self.state, self.text, self.error, self.elapsed = state, text, (_one_line(error) if error else None), elapsed
-        html = render_text(text, markdown=True) if self._markdown else None
-        self.widget.show_answer(state, text, self.error, elapsed, html=html)
-
-    def fail(self, message: str) -> None:
-        self.apply(JobState.FAILED, self.text, message, self.elapsed)
-
-
-# -- the panel ------------------------------------------------------------------
 
 
 class Panel(widgets.VBox):
@@ -397,7 +239,7 @@ class Panel(widgets.VBox):
             await asyncio.shield(self._load_task)
 
     def _say(self, message: str) -> None:
-        self.status.value = _one_line(message)
+        self.status.value = one_line(message)
 
     @property
     def chosen(self) -> list[str]:
@@ -476,12 +318,13 @@ class Panel(widgets.VBox):
                 f"{r.elapsed:.1f} s{render_text(body)}</div>"
             )
         entry = widgets.HTML(
-            f"<div><b>Prompt:</b> {html.escape(_one_line(results.prompt)[:200])}</div>" + "".join(rows)
+            f"<div><b>Prompt:</b> {html.escape(one_line(results.prompt)[:200])}</div>" + "".join(rows)
         )
         entry.add_class("gridllm-history-entry")
         self.history.append(results)
         self.history_box.children = (entry, *self.history_box.children)
-        self.history_accordion.set_title(0, f"History ({len(self.history)} earlier runs)")
+        n = len(self.history)
+        self.history_accordion.set_title(0, f"History ({n} earlier run{'' if n == 1 else 's'})")
 
     def _prepare(self, prompt: str, tags: list[str]) -> None:
         """Cards for this run (a model that ran before keeps its widget), the previous run into the history."""

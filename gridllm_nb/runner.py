@@ -170,13 +170,7 @@ async def arun(
     started = poller.clock.monotonic()
 
     def publish(update: JobUpdate) -> None:
-        result = results[update.tag]
-        result.job_id = update.job_id
-        result.state = update.state
-        result.text = update.text
-        result.error = update.error
-        result.elapsed = update.elapsed
-        result.raw_status = update.raw_status
+        results[update.tag].apply(update)
         if on_update is not None:
             on_update(update)
 

@@ -55,7 +55,7 @@ def test_state_asked_for_later_is_current_and_a_lost_front_end_gets_everything(w
     assert (state["text"], state["state"], state["elapsed"]) == ("abcd", "completed", 1.2)
     card._handle_custom_msg({"have": 0}, [])  # a view that loaded after the first message
     assert wire.custom(card)[-1] == {"reset": "abcd", "set": {"state": "completed", "elapsed": 1.2, "error": "",
-                                                              "markdown": False, "html": ""}}
+                                                              "finish": "", "markdown": False, "html": ""}}
 
 
 def test_restart_clears_the_card_for_a_new_answer_in_one_message(wire: Wire) -> None:

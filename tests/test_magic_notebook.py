@@ -32,19 +32,17 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
     models_out = "".join(o.get("text", "") for o in _outputs(nb.cells[1]))
     assert "smollm2:135m  (local)" in models_out and "gemma3:270m  (local)" in models_out
 
-    # the two-model cell: one display per model, final markdown + plain bundles, a Results value
+    # the two-model cell: one output, the value, the answers side by side (the live grid cleared)
     outs = _outputs(nb.cells[3])
-    displays = [o for o in outs if o.output_type == "display_data"]
-    assert len(displays) == 2
-    for o, tag in zip(displays, ("smollm2:135m", "gemma3:270m")):
-        assert set(o.data) == {"text/markdown", "text/plain"}
-        assert o.data["text/plain"].startswith(f"{tag} · completed")
-    result = [o for o in outs if o.output_type == "execute_result"]
-    assert result and result[0].data["text/plain"].startswith("Results(2 models)")
+    (result,) = outs
+    assert result.output_type == "execute_result"
+    assert set(result.data) == {"text/html", "text/markdown", "text/plain"}
+    html = result.data["text/html"]
+    assert "<table" in html and html.index("smollm2:135m") < html.index("gemma3:270m")
+    assert result.data["text/plain"].startswith("smollm2:135m · completed")
     for cell in nb.cells:
         for o in _outputs(cell):
-            assert "text/html" not in o.get("data", {}) or "gridllm" not in o["data"]["text/html"]
-            # the final outputs are plain bundles: no widget view is left in them
+            # the saved outputs need no widget: none is left in them
             assert "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
 
     # an expected error: one line, no traceback
@@ -55,12 +53,12 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
     # --no-wait: the cell returned at once; its output was updated in place afterwards
     bg_outs = [o for o in _outputs(nb.cells[6]) if o.output_type == "display_data"]
     assert len(bg_outs) == 1 and bg_outs[0].data["text/plain"].startswith("smollm2:135m · completed")
-    assert "text/markdown" in bg_outs[0].data
+    assert "<table" in bg_outs[0].data["text/html"]
     assert "completed" in _outputs(nb.cells[7])[-1].data["text/plain"]
 
     # --format code
-    (code_out,) = [o for o in _outputs(nb.cells[8]) if o.output_type == "display_data"]
-    assert "```" in code_out.data["text/markdown"]
+    (code_out,) = _outputs(nb.cells[8])
+    assert "```" in code_out.data["text/markdown"] and "<code>" in code_out.data["text/html"]
 
     history = "".join(o.get("text", "") for o in _outputs(nb.cells[9]))
     assert "smollm2:135m" in history

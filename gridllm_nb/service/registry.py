@@ -25,6 +25,26 @@ entries or overrides built-ins (``enabled = false`` removes one)::
     url = "http://gpu-box:8000/v1"
     model = "Qwen/Qwen2.5-7B-Instruct"
     api_key_env = "VLLM_API_KEY"   # the key itself never lives in the file
+
+One tag can fan out over several engines (``openai`` and ``ollama`` backends):
+``urls`` instead of ``url``, and ``concurrency_per_url`` instead of
+``concurrency`` -- one integer for every URL, or a list with one integer per
+URL (hosts of different sizes). The tag then runs the *sum* of them at once::
+
+    [models."qwen:pool"]
+    backend = "openai"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    urls = ["http://gpu1:8000/v1", "http://gpu2:8000/v1", "http://gpu3:8000/v1"]
+    concurrency_per_url = 8        # or [8, 8, 2]; the tag's concurrency is 24
+    health_interval = 10.0         # seconds between probes of idle/down engines
+    health_timeout = 2.0           # seconds a probe may take
+
+Each job goes to the least-busy healthy URL (busy / its concurrency). A URL
+that refuses connections, drops a stream, or fails its probe (``GET
+/v1/models``, Ollama: ``GET /api/tags``) is skipped until a probe answers
+again. A job that could not connect anywhere may try the next URL (nothing was
+sent); a job whose engine dies mid-stream ends ``error`` naming that URL, with
+its partial text kept, and is never re-run elsewhere (that would repeat text).
 """
 
 from __future__ import annotations
@@ -222,7 +242,47 @@ def _spec_from_table(tag: str, table: Mapping[str, Any], base: ModelSpec | None)
         raise ConfigError(f"{where}: stop must be a list of non-empty strings")
     if backend in ("ollama", "openai") and not settings.get("model"):
         raise ConfigError(f"{where}: an {backend} model needs 'model' (the server's model name)")
+    if "urls" in table or "concurrency_per_url" in table:
+        concurrency = _fan_out_settings(where, backend, table, settings)
+    for key in ("health_interval", "health_timeout"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0):
+            raise ConfigError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
     return ModelSpec(tag, backend, mode, max_tokens, concurrency, description, settings)
+
+
+def _fan_out_settings(where: str, backend: str, table: Mapping[str, Any], settings: dict[str, Any]) -> int:
+    """Validate ``urls`` / ``concurrency_per_url``; normalise both to lists; return the total concurrency."""
+    if backend not in ("openai", "ollama"):
+        raise ConfigError(f"{where}: 'urls' is for the openai and ollama backends, not {backend}")
+    urls = table.get("urls")
+    if urls is None:
+        raise ConfigError(f"{where}: 'concurrency_per_url' needs 'urls' (a list of server URLs)")
+    if "url" in table:
+        raise ConfigError(f"{where}: give either 'url' or 'urls', not both")
+    if "concurrency" in table:
+        raise ConfigError(f"{where}: with 'urls', set 'concurrency_per_url' (the tag runs their sum at once), "
+                          "not 'concurrency'")
+    if not (isinstance(urls, list) and urls and all(isinstance(u, str) for u in urls)):
+        raise ConfigError(f"{where}: urls must be a non-empty list of strings, got {urls!r}")
+    cleaned = [u.strip().rstrip("/") for u in urls]
+    for url in cleaned:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: each of urls must start with http:// or https://, got {url!r}")
+    if len(set(cleaned)) != len(cleaned):
+        raise ConfigError(f"{where}: urls lists the same server twice")
+    per = table.get("concurrency_per_url", 1)
+    per_list = per if isinstance(per, list) else [per] * len(cleaned)
+    if len(per_list) != len(cleaned):
+        raise ConfigError(f"{where}: concurrency_per_url has {len(per_list)} entries for {len(cleaned)} urls")
+    for value in per_list:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: concurrency_per_url must be a positive integer (or a list of them), "
+                              f"got {per!r}")
+    settings.pop("url", None)  # a built-in's single url never mixes with the list
+    settings["urls"] = cleaned
+    settings["concurrency_per_url"] = list(per_list)
+    return sum(per_list)
 
 
 def load_registry(path: str | os.PathLike[str] | None = None, *, builtins: bool = True) -> Registry:

@@ -52,6 +52,13 @@ def smoke(tags: list[str] | None = None, tokens: int = 16) -> list[str]:
 
 
 def main() -> int:
+    try:
+        import llama_cpp
+
+        # Which SIMD the engine was built for: a portable wheel lists no AVX512.
+        print(f"llama.cpp: {llama_cpp.llama_print_system_info().decode(errors='replace').strip()}", flush=True)
+    except ImportError:
+        pass
     problems = smoke(sys.argv[1:] or None)
     for line in problems:
         print(f"gridllm_nb smoke test failed: {line}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Notebook 7: the magic's live card and the panel, in the other Jupyter front end."""
+"""Notebook 7: the magic's live cards and saved table, and the panel, in the other Jupyter front end."""
 
 from __future__ import annotations
 
@@ -25,10 +25,14 @@ def test_magic_and_panel_in_notebook7(page: Any, lab: Any, fake_api: Any) -> Non
     assert "/notebooks/nb7.ipynb" in page.url  # Notebook 7 itself, not a redirect to JupyterLab
     expect()(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1, timeout=90_000)
     run_all_cells(page)
-    # the magic: a live card while the answer streams, then the final markdown
-    expect()(page.locator(".jp-OutputArea .gridllm-card")).to_be_visible(timeout=90_000)
-    final = page.locator(".jp-OutputArea .jp-RenderedMarkdown").filter(has_text="word299")
+    # the magic: a styled live card while the answer streams, then the saved table
+    magic_cell = page.locator(".jp-CodeCell").nth(1)
+    card = magic_cell.locator(".jp-OutputArea .gridllm-cards .gridllm-card")
+    expect()(card).to_be_visible(timeout=90_000)
+    assert card.evaluate("e => getComputedStyle(e).borderTopWidth") == "1px"
+    final = magic_cell.locator(".jp-OutputArea table").filter(has_text="word299")
     expect()(final).to_be_visible(timeout=60_000)
+    expect()(magic_cell.locator(".gridllm-cards")).to_have_count(0)
     # the panel: tick, type, process, a completed card
     fake.scripts["m:1"] = words_script("Hello from the fake grid in Notebook 7")
     _panel, card = run_fake_model(page)

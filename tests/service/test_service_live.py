@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from service_support import poll_job, submit_prompt, terminal
 
 pytest.importorskip("llama_cpp")

@@ -133,11 +133,11 @@ class LlamaCppBackend:
             if request.system:
                 messages.insert(0, {"role": "system", "content": request.system})
             stream = llm.create_chat_completion(messages=messages, **kwargs)
-            pick = lambda choice: choice.get("delta", {}).get("content")  # noqa: E731
+            pick = lambda choice: choice.get("delta", {}).get("content")
         else:
             template = request.template if request.template is not None else self.spec.settings.get("template")
             stream = llm.create_completion(prompt=apply_template(template, request.prompt, request.system), **kwargs)
-            pick = lambda choice: choice.get("text")  # noqa: E731
+            pick = lambda choice: choice.get("text")
         framed = self._framed(request)
         text: list[str] = []
         finish = None

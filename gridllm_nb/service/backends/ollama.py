@@ -2,6 +2,8 @@
 
 Streaming answers are one JSON object per line; the last has ``done: true``.
 Completion-mode tags are sent with ``raw: true`` so Ollama applies no template.
+A tag with ``urls = [...]`` spreads its jobs over several Ollama hosts
+(``upstreams.UpstreamPool``); the health probe is ``GET /api/tags``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ import httpx
 
 from ..registry import ModelSpec
 from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
+from .upstreams import (
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_TIMEOUT,
+    ConnectFailed,
+    StreamLost,
+    Upstream,
+    UpstreamPool,
+    upstreams_from_settings,
+)
 
 __all__ = ["OllamaBackend"]
 
@@ -22,9 +33,23 @@ __all__ = ["OllamaBackend"]
 class OllamaBackend:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        self.url = str(spec.settings.get("url", "http://127.0.0.1:11434")).rstrip("/")
+        upstreams = upstreams_from_settings(spec.settings, "http://127.0.0.1:11434", spec.concurrency)
+        self.url = upstreams[0][0]
         timeout = float(spec.settings.get("timeout", 120.0))
         self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
+        self._health_timeout = float(spec.settings.get("health_timeout", DEFAULT_HEALTH_TIMEOUT))
+        self.pool = UpstreamPool(upstreams, self._probe, name=spec.tag,
+                                 interval=float(spec.settings.get("health_interval", DEFAULT_HEALTH_INTERVAL)))
+
+    def _probe(self, url: str) -> None:
+        """Cheap health check: ``GET /api/tags`` answers (any status below 500)."""
+        response = self._client.get(f"{url}/api/tags", timeout=self._health_timeout)
+        if response.status_code >= 500:
+            raise BackendError(f"GET {url}/api/tags answered {response.status_code}")
+
+    def upstreams(self) -> list[dict[str, Any]]:
+        """Each host's url, slots, jobs in flight, jobs served and health."""
+        return self.pool.stats()
 
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         options: dict[str, Any] = {"num_predict": request.max_tokens}
@@ -49,11 +74,14 @@ class OllamaBackend:
         return payload
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
-        return interruptible(self._stream(request), cancel)
+        # The slot is taken and given back in the caller's thread: a cancel frees it at once,
+        # even while a stalled read still holds the helper thread of ``interruptible``.
+        return self.pool.stream(cancel, lambda upstream: interruptible(self._stream(request, upstream), cancel))
 
-    def _stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
+    def _stream(self, request: GenerationRequest, upstream: Upstream) -> Iterator[str | Finish]:
+        base = upstream.url
         try:
-            with self._client.stream("POST", f"{self.url}/api/generate", json=self._payload(request)) as response:
+            with self._client.stream("POST", f"{base}/api/generate", json=self._payload(request)) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise BackendError(f"ollama answered {response.status_code}: {_error_text(response)}")
@@ -64,7 +92,7 @@ class OllamaBackend:
                         obj = json.loads(line)
                     except ValueError:
                         kind = response.headers.get("content-type", "no content type")
-                        raise BackendError(f"ollama at {self.url} answered {kind}, not JSON lines: {line[:80]!r}") from None
+                        raise BackendError(f"ollama at {base} answered {kind}, not JSON lines: {line[:80]!r}") from None
                     if obj.get("error"):
                         raise BackendError(f"ollama: {obj['error']}")
                     if obj.get("response"):
@@ -73,11 +101,16 @@ class OllamaBackend:
                         if obj.get("done_reason") in FINISH_REASONS:
                             yield Finish(obj["done_reason"], obj.get("eval_count"))
                         return
-                raise BackendError(f"ollama at {self.url} ended its stream before done: the answer may be cut short")
+                raise StreamLost(f"ollama at {base} ended its stream before done: the answer may be cut short")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            raise ConnectFailed(f"ollama at {base}: {type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:  # the request reached the host
+            raise StreamLost(f"ollama at {base}: {type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise BackendError(f"ollama at {self.url}: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(f"ollama at {base}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
+        self.pool.close()
         self._client.close()
 
 

@@ -4,6 +4,11 @@ Chat tags use ``/v1/chat/completions``, completion tags ``/v1/completions``;
 both stream server-sent events (``data: {...}`` lines, ending ``data: [DONE]``).
 The API key comes from the environment variable the registry names, so the
 TOML file never holds a secret.
+
+A tag with ``urls = [...]`` spreads its jobs over several such servers
+(``upstreams.UpstreamPool``: least-busy first, unhealthy ones skipped, a job
+that lost its server mid-stream ends ``error`` naming it, never re-run
+elsewhere); the probe is ``GET /v1/models``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ import httpx
 
 from ..registry import ModelSpec
 from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
+from .upstreams import (
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_TIMEOUT,
+    ConnectFailed,
+    StreamLost,
+    Upstream,
+    UpstreamPool,
+    upstreams_from_settings,
+)
 
 __all__ = ["OpenAIBackend"]
 
@@ -25,16 +39,31 @@ __all__ = ["OpenAIBackend"]
 class OpenAIBackend:
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
-        base = str(spec.settings.get("url", "http://127.0.0.1:8000")).rstrip("/")
-        self.base = base if base.endswith("/v1") else f"{base}/v1"
+        upstreams = [(_v1(url), slots) for url, slots in
+                     upstreams_from_settings(spec.settings, "http://127.0.0.1:8000", spec.concurrency)]
+        self.base = upstreams[0][0]
         headers = {}
         key_env = spec.settings.get("api_key_env")
         if key_env and os.environ.get(str(key_env)):
             headers["Authorization"] = f"Bearer {os.environ[str(key_env)]}"
         timeout = float(spec.settings.get("timeout", 120.0))
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
+        self._health_timeout = float(spec.settings.get("health_timeout", DEFAULT_HEALTH_TIMEOUT))
+        self.pool = UpstreamPool(upstreams, self._probe, name=spec.tag,
+                                 interval=float(spec.settings.get("health_interval", DEFAULT_HEALTH_INTERVAL)))
 
-    def _request(self, request: GenerationRequest) -> tuple[str, dict[str, Any]]:
+    def _probe(self, base: str) -> None:
+        """Cheap health check: ``GET /v1/models`` answers (any status below 500)."""
+        response = self._client.get(f"{base}/models", timeout=self._health_timeout)
+        if response.status_code >= 500:
+            raise BackendError(f"GET {base}/models answered {response.status_code}")
+
+    def upstreams(self) -> list[dict[str, Any]]:
+        """Each server's url, slots, jobs in flight, jobs served and health."""
+        return self.pool.stats()
+
+    def _request(self, request: GenerationRequest, base: str | None = None) -> tuple[str, dict[str, Any]]:
+        base = base or self.base
         body: dict[str, Any] = {"model": self.spec.settings["model"], "max_tokens": request.max_tokens, "stream": True}
         for key in ("temperature", "top_p", "seed"):
             value = getattr(request, key)
@@ -47,15 +76,17 @@ class OpenAIBackend:
             if request.system:
                 messages.insert(0, {"role": "system", "content": request.system})
             body["messages"] = messages
-            return f"{self.base}/chat/completions", body
+            return f"{base}/chat/completions", body
         body["prompt"] = f"{request.system}\n\n{request.prompt}" if request.system else request.prompt
-        return f"{self.base}/completions", body
+        return f"{base}/completions", body
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[str | Finish]:
-        return interruptible(self._stream(request), cancel)
+        # The slot is taken and given back in the caller's thread: a cancel frees it at once,
+        # even while a stalled read still holds the helper thread of ``interruptible``.
+        return self.pool.stream(cancel, lambda upstream: interruptible(self._stream(request, upstream), cancel))
 
-    def _stream(self, request: GenerationRequest) -> Iterator[str | Finish]:
-        url, body = self._request(request)
+    def _stream(self, request: GenerationRequest, upstream: Upstream) -> Iterator[str | Finish]:
+        url, body = self._request(request, upstream.url)
         try:
             with self._client.stream("POST", url, json=body) as response:
                 if response.status_code >= 400:
@@ -84,9 +115,19 @@ class OpenAIBackend:
                     piece = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
                     if piece:
                         yield piece
-                raise BackendError(f"{url} ended its stream without [DONE]: the answer may be cut short")
+                raise StreamLost(f"{url} ended its stream without [DONE]: the answer may be cut short")
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing was sent
+            raise ConnectFailed(f"{url}: {type(exc).__name__}: {exc}") from exc
+        except httpx.TransportError as exc:  # the request reached the server
+            raise StreamLost(f"{url}: {type(exc).__name__}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"{url}: {type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
+        self.pool.close()
         self._client.close()
+
+
+def _v1(url: str) -> str:
+    base = url.rstrip("/")
+    return base if base.endswith("/v1") else f"{base}/v1"
