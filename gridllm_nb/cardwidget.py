@@ -19,6 +19,7 @@ is styled from its first update wherever it shows, the panel or a cell.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,12 @@ __all__ = ["CardWidget"]
 STATIC = Path(__file__).parent / "static"
 
 
+def compact_css(css: str) -> str:
+    """The sheet without comments and runs of white space: each card's comm_open carries it."""
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
+    return re.sub(r"\s*([{};:,])\s*", r"\1", re.sub(r"\s+", " ", css)).strip()
+
+
 class CardWidget(StreamText):
     """A model's answer card: tag, badge, clock, error line and text, in one widget.
 
@@ -40,7 +47,7 @@ class CardWidget(StreamText):
     """
 
     _esm = compact_esm(INITIALIZE_JS, TEXT_NODE_JS, (STATIC / "card.js").read_text(encoding="utf-8"))
-    _css = (STATIC / "card.css").read_text(encoding="utf-8")
+    _css = compact_css((STATIC / "card.css").read_text(encoding="utf-8"))
     live_fields = ("state", "elapsed", "error", "finish", "markdown", "html")
 
     tag = traitlets.Unicode("").tag(sync=True)

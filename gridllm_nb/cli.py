@@ -123,22 +123,32 @@ def _print_results(results: Results, out: TextIO) -> None:
             out.write(f"error: {r.error}\n")
 
 
+def _live_columns_wanted() -> bool:
+    """Side-by-side live columns need a real terminal that can move its cursor."""
+    import os
+
+    return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     live = sys.stdout.isatty() and not args.json
-    results = run(
-        prompt,
-        args.models,
-        url=args.url,
-        hours=args.hours,
-        timeout=args.timeout,
-        system=args.system,
-        options=parse_assignments(args.option, what="--option", json_values=True) or None,
-        on_update=_Streamer(sys.stdout) if live else None,
-        announce=lambda line: print(line, file=sys.stderr),
-    )
+    options = parse_assignments(args.option, what="--option", json_values=True) or None
+
+    def run_with(on_update: Any, announce: Any) -> Results:
+        return run(prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout,
+                   system=args.system, options=options, on_update=on_update, announce=announce)
+
+    if live and _live_columns_wanted():
+        # One column per model, redrawn in place; the full answers are printed when it ends.
+        from .terminal import live_grid
+
+        with live_grid(args.models) as grid:
+            results = run_with(grid, grid.notice)
+        return 0 if results.ok else 1
+    results = run_with(_Streamer(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
     if args.json:
         json.dump(results.to_list(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")

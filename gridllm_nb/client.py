@@ -35,10 +35,32 @@ from .errors import (
 )
 from .models import Job
 
+try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
 __all__ = ["MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line"]
 
 MAX_IDS_PER_GET = 100
 MAX_URL_CHARS = 4000
+_URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
+
+
+def loads_json(body: bytes) -> Any:
+    """Decode a JSON answer: orjson when installed, else (and on anything orjson refuses) the stdlib.
+
+    orjson accepts a strict subset of what ``json.loads`` accepts (UTF-8 only, no NaN,
+    no lone surrogates, 64-bit integers) and gives the same value for it, so falling
+    back on its error keeps every answer decoding exactly as before; a body neither
+    takes raises ``ValueError`` as ``httpx.Response.json()`` did.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
 
 
 def encode_command_line(
@@ -162,6 +184,9 @@ class JobsClient:
             follow_redirects=False,
         )
         self._features: dict[str, bool] = {}
+        # ids of one GET -> (URL text for messages, URL parsed and checked by httpx once).
+        self._urls: dict[tuple[str, ...], tuple[str, httpx.URL]] = {}
+        self.urls_built = 0
         self._models: list[dict[str, Any]] | None = None
         self._revive_tried = False
 
@@ -240,7 +265,7 @@ class JobsClient:
         found: dict[str, Any] = {}
         for chunk in chunk_ids(list(dict.fromkeys(ids)), base_len=len(self.base_url)):
             try:
-                data = await self._call("GET", "jobs/" + ",".join(chunk), retry=retry)
+                data = await self._call("GET", "", retry=retry, url=self._jobs_url(tuple(chunk)))
             except APIError as exc:
                 if exc.status_code == 404:
                     continue  # none of these ids is known
@@ -313,6 +338,22 @@ class JobsClient:
 
     # -- plumbing ----------------------------------------------------------
 
+    def _jobs_url(self, ids: tuple[str, ...]) -> tuple[str, httpx.URL]:
+        """``{base}/jobs/{ids}``, parsed by httpx once per batch shape rather than once per GET.
+
+        The same text as before goes through the same ``httpx.URL`` parser (all of its
+        checks), only not again on every tick while the set of live jobs stays the same.
+        """
+        cached = self._urls.get(ids)
+        if cached is None:
+            text = f"{self.base_url}/jobs/" + ",".join(ids)
+            cached = (text, httpx.URL(text))
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                del self._urls[next(iter(self._urls))]  # the oldest shape
+            self._urls[ids] = cached
+            self.urls_built += 1
+        return cached
+
     async def _call(
         self,
         method: str,
@@ -321,7 +362,14 @@ class JobsClient:
         json_body: dict[str, Any] | None = None,
         retry: bool = True,
         feature: str | None = None,
+        url: tuple[str, httpx.URL] | None = None,
     ) -> dict[str, Any]:
+        if not retry:
+            # What AsyncRetrying does when nothing may be retried, without building it per call.
+            try:
+                return await self._once(method, path, json_body, feature, url)
+            except _Retryable as exc:
+                raise exc.error from None
         start = self.clock.monotonic()
         policy = self.retry
         is_post = method == "POST"
@@ -352,18 +400,28 @@ class JobsClient:
                 reraise=True,
             ):
                 with attempt:
-                    return await self._once(method, path, json_body, feature)
+                    return await self._once(method, path, json_body, feature, url)
         except _Retryable as exc:
             raise exc.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(
-        self, method: str, path: str, json_body: dict[str, Any] | None, feature: str | None
+        self,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | None,
+        feature: str | None,
+        prepared: tuple[str, httpx.URL] | None = None,
     ) -> dict[str, Any]:
-        url = f"{self.base_url}/{path}"
+        if prepared is None:
+            url = f"{self.base_url}/{path}"
+            target: str | httpx.URL = url
+        else:
+            url, target = prepared
         try:
-            # An absolute URL: httpx then parses a 3 KB id list once, not three times.
-            response = await self._http.request(method, url, json=json_body)
+            # An absolute URL: httpx then parses a 3 KB id list once, not three times
+            # (and not at all when the batch's URL was prepared on an earlier tick).
+            response = await self._http.request(method, target, json=json_body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: safe to repeat, even a POST.
             raise _Retryable(
@@ -409,7 +467,7 @@ class JobsClient:
                 self._features[feature] = False
                 raise NotSupported(f"{self.base_url} does not offer '{feature}'")
         try:
-            data = response.json()
+            data = loads_json(response.content)
         except ValueError:
             error = ProtocolError(f"{method} {url} answered {code} with non-JSON text")
             if code >= 500:

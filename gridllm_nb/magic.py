@@ -55,9 +55,10 @@ class GridLLM(Configurable):
                               help="slowest poll interval while nothing changes, seconds (default: 0.25 for "
                                    "a service on this machine, 5 for a remote one)").tag(config=True)
     update_interval = Float(0.1, help="minimum time between updates of one model's card, seconds").tag(config=True)
-    byte_budget = Float(1.5, allow_none=True,
+    byte_budget = Float(1.2, allow_none=True,
                         help="a card's text update waits while the card has sent more than byte_budget bytes "
-                             "per byte of text (None: no wait)...").tag(config=True)
+                             "of message content per byte of text (None: no wait); the comm framing comes on "
+                             "top, so 1.2 keeps a cell's live bytes near 2x its text...").tag(config=True)
     max_stale = Float(1.5, help="...but never longer than this many seconds").tag(config=True)
     max_models = Int(8, help="most models one cell may ask at once").tag(config=True)
     interpolate = Bool(True, help="replace {name} in the cell with the variable's value").tag(config=True)

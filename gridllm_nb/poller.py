@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,7 +72,11 @@ class Watch:
         self.raw_status = ""
         self.text = ""
         self.error: str | None = None
-        self.job: Job | None = None
+        # The latest entry, made into a Job only when someone reads ``job``: a
+        # poll tick builds no Job for the hundreds of answers that merely grew.
+        self._job: Job | None = None
+        self._entry: Any = None
+        self._entry_previous = JobState.SUBMITTED
         self.missing = 0
         self.failing_since: float | None = None
         self.notice: str | None = None  # shown while live, e.g. "reconnecting…"
@@ -83,6 +87,18 @@ class Watch:
     @property
     def done(self) -> bool:
         return self.state.terminal or self._closed
+
+    @property
+    def job(self) -> Job | None:
+        """The job as last reported (built from its latest entry on first read)."""
+        if self._job is None and self._entry is not None:
+            self._job = Job.from_api(self.job_id, self._entry, self._entry_previous)
+        return self._job
+
+    @job.setter
+    def job(self, job: Job | None) -> None:
+        self._job = job
+        self._entry = None
 
     def close(self) -> None:
         """Stop following this job (the consumer went away, e.g. a kernel interrupt)."""
@@ -105,6 +121,8 @@ class Watch:
     # -- called by the poller --------------------------------------------
 
     def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
+        terminal = self.state.terminal
+        job = self.job if terminal else None  # a live update builds no Job
         self._queue.put_nowait(
             JobUpdate(
                 tag=self.tag,
@@ -113,12 +131,14 @@ class Watch:
                 text=self.text,
                 delta=delta,
                 reset=reset,
-                error=self.error or (None if self.state.terminal else self.notice),
+                error=self.error or (None if terminal else self.notice),
                 elapsed=now - self.started,
                 raw_status=self.raw_status,
+                finish=job.finish if job is not None else None,
+                tokens=job.tokens if job is not None else None,
             )
         )
-        if self.state.terminal:
+        if terminal:
             self.close()
 
     def _unchanged(self, entry: Any) -> bool:
@@ -126,16 +146,30 @@ class Watch:
         try:
             inner = entry["states"]["default"]
             status = inner.get("status") or entry.get("vmStatus") or ""
-            return inner.get("log") == self.text and status == self.raw_status and self.job is not None
+            return (
+                inner.get("log") == self.text
+                and status == self.raw_status
+                and (self._entry is not None or self._job is not None)
+            )
         except (KeyError, TypeError, AttributeError):
             return False
+
+    def _take(self, entry: Any, now: float) -> bool:
+        """Take a fresh raw entry (see ``_apply``) without building a Job unless one is needed."""
+        raw, log = raw_status_and_log(entry)
+        self._job = None
+        self._entry = entry
+        self._entry_previous = self.state
+        return self._update(raw, log, now)
 
     def _apply(self, job: Job, now: float) -> bool:
         """Take a fresh status; returns whether the text changed."""
         self.job = job
+        return self._update(job.raw_status, job.log, now)
+
+    def _update(self, raw_status: str, log: str, now: float) -> bool:
         self.missing = 0
-        state = state_from_raw(job.raw_status, self.state)
-        log = job.log
+        state = state_from_raw(raw_status, self.state)
         reset = False
         if log == self.text:
             delta = ""
@@ -145,19 +179,23 @@ class Watch:
             # The job restarted elsewhere: the new log replaces the old one.
             delta, reset = log, True
         changed = bool(delta) or reset
-        if not changed and state is self.state and job.raw_status == self.raw_status:
+        if not changed and state is self.state and raw_status == self.raw_status:
             return False
         self.text = log
-        self.raw_status = job.raw_status
+        self.raw_status = raw_status
         if state is JobState.FAILED and not self.error:
-            self.error = job.message or f"the job ended with status '{job.raw_status}'"
+            self.error = self._message() or f"the job ended with status '{raw_status}'"
             if self.outage:
                 self.error += f" ({self.outage})"
         if state is JobState.CANCELLED and not self.error:
-            self.error = job.message or "cancelled"
+            self.error = self._message() or "cancelled"
         self.state = state
         self._emit(now, delta=delta, reset=reset)
         return changed
+
+    def _message(self) -> str:
+        job = self.job
+        return job.message if job is not None else ""
 
     def _set_notice(self, notice: str | None, now: float) -> None:
         """Show (or clear, with None) a live notice; emits only on a change."""
@@ -169,6 +207,25 @@ class Watch:
         self.state = state
         self.error = error
         self._emit(now)
+
+
+def _as_mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if type(value) is dict or isinstance(value, Mapping) else None
+
+
+def raw_status_and_log(entry: Any) -> tuple[str, str]:
+    """``(raw_status, log)`` of one ``jobs`` entry, read exactly as ``Job.from_api`` reads them."""
+    data = _as_mapping(entry) or {}
+    states = _as_mapping(data.get("states")) or {}
+    inner = _as_mapping(states.get("default"))
+    if inner is None:
+        inner = next((v for v in states.values() if isinstance(v, Mapping)), {})
+    vm_status = data.get("vmStatus")
+    vm_status = vm_status if isinstance(vm_status, str) else ""
+    status = inner.get("status")
+    raw = status if isinstance(status, str) and status else vm_status
+    log = inner.get("log")
+    return raw, log if isinstance(log, str) else ""
 
 
 class Poller:
@@ -183,6 +240,9 @@ class Poller:
         self.interval = self.settings.fast
         self.ticks = 0
         self.gets = 0
+        # Who is asked in which GET, kept while the set of watches stays the same.
+        self._batches: list[tuple[JobsClient, list[Watch], list[str]]] | None = None
+        self.plans = 0
         self._failures = 0
         self._reviving: dict[int, asyncio.Task[None]] = {}
 
@@ -206,6 +266,7 @@ class Poller:
             existing.close()
         w = Watch(self, client, job_id, tag=tag, started=started, deadline=deadline)
         self._watches[key] = w
+        self._batches = None
         self.interval = self.settings.fast
         self._wake()
         if self._task is None or self._task.done():
@@ -224,6 +285,7 @@ class Poller:
         key = (id(w.client), w.job_id)
         if self._watches.get(key) is w:
             del self._watches[key]
+            self._batches = None
 
     def _wake(self) -> None:
         if self._sleeper is not None and not self._sleeper.done():
@@ -246,27 +308,19 @@ class Poller:
     async def tick(self) -> float:
         """Poll every live job once; returns how long to wait before the next tick."""
         self.ticks += 1
-        groups: dict[int, list[Watch]] = defaultdict(list)
-        clients: dict[int, JobsClient] = {}
-        for w in list(self._watches.values()):
-            groups[id(w.client)].append(w)
-            clients[id(w.client)] = w.client
-        batches: list[tuple[JobsClient, list[Watch]]] = []
-        for key, watches in groups.items():
-            client = clients[key]
-            by_id = {w.job_id: w for w in watches}
-            for chunk in chunk_ids(list(by_id), base_len=len(client.base_url)):
-                batches.append((client, [by_id[i] for i in chunk]))
+        batches = self._batches
+        if batches is None:
+            batches = self._batches = self._plan()
         self.gets += len(batches)
         answers = await asyncio.gather(
-            *(client.status_entries([w.job_id for w in ws], retry=False) for client, ws in batches),
+            *(client.status_entries(ids, retry=False) for client, _, ids in batches),
             return_exceptions=True,
         )
         now = self.clock.monotonic()
         changed = False
         wait_at_least = 0.0
         failed = False
-        for (client, watches), answer in zip(batches, answers):
+        for (client, watches, _), answer in zip(batches, answers):
             if isinstance(answer, BaseException):
                 if not isinstance(answer, Exception):
                     raise answer
@@ -291,7 +345,7 @@ class Poller:
                     continue
                 if w.missing == 0 and w._unchanged(entry):
                     continue
-                changed |= w._apply(Job.from_api(w.job_id, entry, w.state), now)
+                changed |= w._take(entry, now)
         for w in list(self._watches.values()):
             if not w.done and w.deadline is not None and now > w.deadline:
                 w._end(JobState.TIMED_OUT, "no result within the job's hours limit", now)
@@ -306,6 +360,22 @@ class Poller:
         else:
             self.interval = min(self.settings.slow, self.interval * self.settings.factor)
         return self.interval
+
+    def _plan(self) -> list[tuple[JobsClient, list[Watch], list[str]]]:
+        """One GET per client per chunk of ids; rebuilt only when a watch comes or goes."""
+        self.plans += 1
+        groups: dict[int, list[Watch]] = defaultdict(list)
+        clients: dict[int, JobsClient] = {}
+        for w in list(self._watches.values()):
+            groups[id(w.client)].append(w)
+            clients[id(w.client)] = w.client
+        batches: list[tuple[JobsClient, list[Watch], list[str]]] = []
+        for key, watches in groups.items():
+            client = clients[key]
+            by_id = {w.job_id: w for w in watches}
+            for chunk in chunk_ids(list(by_id), base_len=len(client.base_url)):
+                batches.append((client, [by_id[i] for i in chunk], chunk))
+        return batches
 
     def _on_failure(self, watches: list[Watch], error: Exception, now: float) -> None:
         message = str(error) if isinstance(error, GridLLMError) else f"{type(error).__name__}: {error}"

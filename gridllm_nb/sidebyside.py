@@ -9,9 +9,12 @@ row, and the inline styles only refine what the table already does
 (left-aligned, top-aligned text, where JupyterLab would right-align cells).
 
 The bundle has ``text/html`` (each answer rendered by ``render``, so
-sanitized), ``text/markdown`` (inert: escaped text, as ``render`` makes it)
-and ``text/plain``; for the ``json`` format ``application/json`` maps tags to
-the parsed values.
+sanitized) and ``text/plain`` (every front end that cannot show HTML, a
+terminal, nbval, shows this); for the ``json`` format ``application/json``
+maps tags to the parsed values. No ``text/markdown``: every front end that
+renders Markdown renders HTML too, and a third copy of every answer (escaped
+character by character, so longer than the text) would make the saved
+notebook carry more than three times the text.
 """
 
 from __future__ import annotations
@@ -78,13 +81,12 @@ def results_html(results: Sequence[Result], fmt: str = "markdown") -> str:
 
 
 def results_bundle(results: Sequence[Result], fmt: str = "markdown") -> dict[str, Any]:
-    """``text/html`` side by side, ``text/markdown`` and ``text/plain`` one model after another."""
+    """``text/html`` side by side, ``text/plain`` one model after another."""
     if fmt not in render.FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(render.FORMATS)}")
     singles = [render.final_bundle(r.tag, _state_line(r), r.elapsed, r.text, r.error, fmt) for r in results]
     bundle: dict[str, Any] = {
         "text/html": results_html(results, fmt),
-        "text/markdown": "\n\n---\n\n".join(b["text/markdown"] for b in singles),
         "text/plain": "\n\n".join(b["text/plain"] for b in singles),
     }
     parsed = {r.tag: b["application/json"] for r, b in zip(results, singles) if "application/json" in b}

@@ -60,6 +60,7 @@ class FakeJobsAPI:
     faults: list[Callable[[httpx.Request], httpx.Response | None]] = field(default_factory=list)
     forget: set[str] = field(default_factory=set)  # ids to leave out of answers
     failure_message: str | None = None  # the local service's "message" on failed jobs
+    completion: dict[str, Any] | None = None  # the local service's "finish"/"tokens" on completed jobs
 
     def inject(self, *responses: Callable[[httpx.Request], httpx.Response | None] | httpx.Response | Exception) -> None:
         """Queue faults: each next request gets the next one (a Response, an exception to raise, or a callable)."""
@@ -136,6 +137,8 @@ class FakeJobsAPI:
             }
             if self.failure_message and status in ("error", "failed"):
                 jobs[i]["states"]["default"]["message"] = self.failure_message
+            if self.completion and status == "completed":
+                jobs[i]["states"]["default"].update(self.completion)
         return httpx.Response(200, json={"success": True, "jobs": jobs})
 
     def transport(self) -> httpx.MockTransport:

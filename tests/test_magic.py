@@ -201,7 +201,7 @@ def check_cards_run(ip: Any, res: Results, *, value: bool = True) -> dict[str, A
         assert len(msgs) == 2 and msgs[-1]["update"] is True
         final = msgs[-1]["data"]
         assert final == picture(res) or final["text/plain"].startswith("gridllm:")
-    assert set(final) - {"application/json"} <= {"text/html", "text/markdown", "text/plain"}
+    assert set(final) - {"application/json"} == {"text/html", "text/plain"}
     return final
 
 
@@ -259,7 +259,6 @@ def test_two_models_side_by_side(ip: Any, fake: ServedFake) -> None:
     assert html.count("<tr>") == 2 and html.index("a:1") < html.index("b:2")
     assert "Paris is the capital of France" in html and "It is Paris" in html
     assert final["text/plain"].startswith("a:1 · completed") and "\n\nb:2 · completed" in final["text/plain"]
-    assert "**a\\:1**" in final["text/markdown"] and "**b\\:2**" in final["text/markdown"]
 
 
 def test_jobs_run_in_parallel(ip: Any, fake: ServedFake) -> None:
@@ -321,20 +320,21 @@ def test_in_out_interpolation_through_the_shell(ip: Any, fake: ServedFake) -> No
 
 
 @pytest.mark.parametrize("fmt, check", [
-    ("text", lambda md, pl: "```text\nParis is the capital of France\n```" in md),
-    ("code", lambda md, pl: pl.endswith("\nParis is the capital of France")),
-    ("markdown", lambda md, pl: "\n\nParis is the capital of France\n\n</div>" in md),  # escaped, in the no-math div
+    ("text", lambda html, pl: "<pre style=" in html and ">Paris is the capital of France</pre>" in html),
+    ("code", lambda html, pl: "<code>Paris is the capital of France</code>" in html),
+    ("markdown", lambda html, pl: "<p>Paris is the capital of France</p>" in html),
 ])
 def test_format_option(ip: Any, fake: ServedFake, fmt: str, check: Any) -> None:
     final = check_cards_run(ip, cell(ip, f"a:1 --url {fake.url} --format {fmt}", "hi"))
-    assert check(final["text/markdown"], final["text/plain"])
+    assert check(final["text/html"], final["text/plain"])
+    assert final["text/plain"].endswith("\nParis is the capital of France")
 
 
 def test_json_format(ip: Any, fake: ServedFake) -> None:
     fake.fake.scripts["a:1"] = words_script('Here: {"city": "Paris", "n": [1, 2]}')
     final = check_cards_run(ip, cell(ip, f"a:1 --url {fake.url} --format json", "hi"))
     assert final["application/json"] == {"a:1": {"city": "Paris", "n": [1, 2]}}
-    assert "```json" in final["text/markdown"]
+    assert "&quot;city&quot;: &quot;Paris&quot;" in final["text/html"]
 
 
 def test_untrusted_text_is_escaped(ip: Any, fake: ServedFake) -> None:
@@ -470,7 +470,7 @@ def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
     assert res["slow:1"].state is JobState.CANCELLED and res["slow:1"].text.startswith("word")
     final = check_cards_run(ip, res, value=False)  # the picture takes the grid's place
     assert final["text/plain"].startswith("slow:1 · cancelled") and "word" in final["text/plain"]
-    assert {"text/html", "text/markdown", "text/plain"} == set(final)
+    assert {"text/html", "text/plain"} == set(final)
     assert any(r.method == "DELETE" for r in fake.fake.requests)
     # and the next cell works
     again = cell(ip, f"a:1 --url {fake.url}", "again")
@@ -662,7 +662,7 @@ def test_real_models_side_by_side(ip: Any, local_service: Any) -> None:
     assert all(r.text.strip() for r in res.values())
     final = check_cards_run(ip, res)
     assert final["text/plain"].startswith("smollm2:135m · completed") and "gemma3:270m · " in final["text/plain"]
-    assert set(final) == {"text/html", "text/markdown", "text/plain"}
+    assert set(final) == {"text/html", "text/plain"}
 
 
 @pytest.mark.models

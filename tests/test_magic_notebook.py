@@ -36,7 +36,7 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
     outs = _outputs(nb.cells[3])
     (result,) = outs
     assert result.output_type == "execute_result"
-    assert set(result.data) == {"text/html", "text/markdown", "text/plain"}
+    assert set(result.data) == {"text/html", "text/plain"}
     html = result.data["text/html"]
     assert "<table" in html and html.index("smollm2:135m") < html.index("gemma3:270m")
     assert result.data["text/plain"].startswith("smollm2:135m · completed")
@@ -58,7 +58,7 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
 
     # --format code
     (code_out,) = _outputs(nb.cells[8])
-    assert "```" in code_out.data["text/markdown"] and "<code>" in code_out.data["text/html"]
+    assert "<code>" in code_out.data["text/html"] and "<p>" not in code_out.data["text/html"].split("<td", 2)[2]
 
     history = "".join(o.get("text", "") for o in _outputs(nb.cells[9]))
     assert "smollm2:135m" in history

@@ -209,3 +209,22 @@ async def test_a_failed_job_carries_the_service_reason_when_given(clock: FakeClo
     updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
     assert updates[-1].error == "the job ended with status 'error'"
     await client.aclose()
+
+
+async def test_why_an_answer_ended_reaches_the_result(clock: FakeClock) -> None:
+    """The local service says a completed answer hit the token limit: the update, the result and its note say so."""
+    from gridllm_nb.models import Result
+
+    fake = FakeJobsAPI(default_script=words_script("Once upon a"), completion={"finish": "length", "tokens": 3})
+    client, poller = setup(fake, clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert [(u.finish, u.tokens) for u in updates][-1] == ("length", 3)
+    assert all(u.finish is None for u in updates[:-1])  # said once the answer is over
+    result = Result(tag="m")
+    for u in updates:
+        result.apply(u)
+    assert (result.finish, result.tokens, result.finish_note) == ("length", 3, "stopped at 3 tokens")
+    fake.completion = None  # a grid that does not say: no note
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert updates[-1].finish is None
+    await client.aclose()
