@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from .client import JobsClient
 from .config import parse_assignments
 from .errors import ConfigError, GridLLMError
-from .models import Job, JobUpdate, Results
+from .models import JobUpdate, Results
 
 __all__ = ["build_parser", "main"]
 
@@ -157,37 +157,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if results.ok else 1
 
 
-def _job_dict(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id, "tag": job.tag, "state": job.state.value, "status": job.raw_status,
-        "runtime": job.runtime, "created": job.created.isoformat() if job.created else None,
-        "text": job.log,
-    }
-
-
-async def _with_client(args: argparse.Namespace, action: Any) -> int:
-    async with JobsClient(args.url) as client:
-        return await action(client)
-
-
 def _cmd_simple(args: argparse.Namespace) -> int:
+    from . import commands
+
     out = sys.stdout
 
     async def submit(client: JobsClient) -> int:
         out.write(await client.submit(args.prompt, args.model, hours=args.hours) + "\n")
         return 0
-
-    async def status(client: JobsClient) -> int:
-        jobs = await client.status(args.ids)
-        if args.json:
-            json.dump([_job_dict(jobs[i]) for i in args.ids if i in jobs], out, ensure_ascii=False, indent=2)
-            out.write("\n")
-        else:
-            for job_id in args.ids:
-                job = jobs.get(job_id)
-                line = f"{job_id}  {job.tag}  {job.state.label} ({job.raw_status})  {len(job.log)} chars" if job else f"{job_id}  unknown"
-                out.write(line + "\n")
-        return 0 if all(i in jobs for i in args.ids) else 1
 
     async def watch(client: JobsClient) -> int:
         from .poller import get_poller
@@ -206,30 +183,14 @@ def _cmd_simple(args: argparse.Namespace) -> int:
         oks = await asyncio.gather(*(follow(w) for w in watches))
         return 0 if all(oks) else 1
 
-    async def cancel(client: JobsClient) -> int:
-        done = await client.cancel(args.ids)
-        out.write("cancelled: " + (", ".join(done) or "none") + "\n")
-        return 0
-
-    async def models(client: JobsClient) -> int:
-        for m in await client.models():
-            extra = ", ".join(f"{k}={v}" for k, v in m.items() if k not in ("tag", "description"))
-            out.write(f"{m.get('tag')}  {extra}\n")
-        return 0
-
-    action = {"submit": submit, "status": status, "watch": watch, "cancel": cancel, "models": models}[args.command]
-    if args.url is None:
-        # The default endpoint is the embedded service: make sure it is up.
-        from .config import resolve_endpoint
-
-        endpoint = resolve_endpoint()
-        if endpoint.is_default:
-            from .service.launcher import ensure_local_service
-
-            ensure_local_service(endpoint.url, announce=lambda line: print(line, file=sys.stderr))
-    from .runner import run_sync
-
-    return run_sync(_with_client(args, action))
+    actions = {
+        "submit": submit,
+        "watch": watch,
+        "status": lambda client: commands.status(client, args.ids, out, as_json=args.json),
+        "cancel": lambda client: commands.cancel(client, args.ids, out),
+        "models": lambda client: commands.models(client, out),
+    }
+    return commands.with_client(args.url, actions[args.command], announce=lambda line: print(line, file=sys.stderr))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -240,64 +201,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_from_args(args)
 
 
-def _local_url(port: int | None) -> str:
-    """The loopback URL the local commands act on: the configured one if local, else the default."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    from .config import DEFAULT_LOCAL_URL, resolve_endpoint
-
-    endpoint = resolve_endpoint()
-    url = endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
-    if port:
-        p = urlsplit(url)
-        url = urlunsplit((p.scheme, f"{p.hostname}:{port}", p.path, "", ""))
-    return url
-
-
-def local_command(action: str, url: str, out: TextIO, token: str | None = None) -> int:
-    """``local start|stop|status`` for the CLI and the magic: one short report on ``out``."""
-    from urllib.parse import urlsplit
-
-    from .service.launcher import (
-        ensure_local_service,
-        is_running,
-        read_state,
-        stop_background_service,
-    )
-
-    port = urlsplit(url).port or 80
-    if action == "start":
-        service = ensure_local_service(url, token=token, announce=None)
-        if service is None:
-            out.write(f"the local service is already running at {url}\n")
-        else:
-            out.write(f"started the local service at {service.url} in the background (pid {service.pid}; "
-                      f"log {service.log_path})\n")
-        return 0
-    if action == "stop":
-        said = stop_background_service(port)
-        if said is None:
-            where = ("something else answers there (a foreground `gridllm-nb serve`?): stop it where it runs"
-                     if is_running(url, token) else "nothing is running there")
-            out.write(f"no background local service at {url}; {where}\n")
-        else:
-            out.write(said + "\n")
-        return 0
-    state = read_state(port)
-    running = is_running(url, token)
-    if state is None:
-        how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
-        out.write(f"local service at {url}: {how}\n")
-        return 0 if running else 1
-    out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
-    return 0 if running else 1
-
-
 def _cmd_local(args: argparse.Namespace) -> int:
+    from . import commands
     from .config import resolve_endpoint
 
     token = resolve_endpoint().token
-    return local_command(args.action, _local_url(args.port), sys.stdout, token.reveal() if token else None)
+    return commands.local(args.action, commands.local_url(port=args.port), sys.stdout,
+                          token.reveal() if token else None)
 
 
 def _cmd_webui(args: argparse.Namespace) -> int:

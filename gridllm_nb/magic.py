@@ -24,7 +24,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
-from .errors import ConfigError, GridLLMError, NotSupported
+from .errors import ConfigError, GridLLMError
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
 from .models import Results
@@ -273,61 +273,20 @@ class GridLLMMagics(Magics):
         except GridLLMError as exc:
             raise CellError(str(exc)) from None
 
-    def _client_call(self, url: str | None, action: Callable[[Any], Any]) -> Any:
-        from .client import JobsClient
-        from .config import resolve_endpoint
-
-        endpoint = resolve_endpoint(self._url(url))
-        if endpoint.is_default:
-            from .service.launcher import ensure_local_service
-
-            ensure_local_service(endpoint.url, announce=print)
-
-        async def go() -> Any:
-            async with JobsClient(endpoint.url) as client:
-                return await action(client)
-
-        from .runner import run_sync
-
-        return run_sync(go())
-
     def _cmd_models(self, args: Any) -> None:
-        async def action(client: Any) -> list[dict[str, Any]]:
-            return await client.models()
+        from . import commands
 
-        try:
-            models = self._client_call(args.url, action)
-        except NotSupported:
-            print("this service does not list its models; name a tag you know (e.g. gemma3:270m)")
-            return
-        for m in models:
-            mark = "  (local)" if m.get("local") else ""
-            desc = f"  {m['description']}" if m.get("description") else ""
-            print(f"{m.get('tag')}{mark}{desc}")
+        commands.with_client(self._url(args.url), lambda client: commands.models(client, sys.stdout))
 
     def _cmd_status(self, args: Any) -> None:
-        async def action(client: Any) -> Any:
-            return await client.status(args.ids)
+        from . import commands
 
-        jobs = self._client_call(args.url, action)
-        for job_id in args.ids:
-            job = jobs.get(job_id)
-            if job is None:
-                print(f"{job_id}  unknown to the service")
-            else:
-                raw = f" ({job.raw_status})" if job.raw_status and job.raw_status != job.state.value else ""
-                print(f"{job_id}  {job.tag}  {job.state.label}{raw}  {len(job.log)} chars")
+        commands.with_client(self._url(args.url), lambda client: commands.status(client, args.ids, sys.stdout))
 
     def _cmd_cancel(self, args: Any) -> None:
-        async def action(client: Any) -> Any:
-            return await client.cancel(args.ids)
+        from . import commands
 
-        try:
-            done = self._client_call(args.url, action)
-        except NotSupported:
-            print("this service offers no cancel (the public grid does not); the jobs run to their hours limit")
-            return
-        print("cancelled: " + (", ".join(done) or "none"))
+        commands.with_client(self._url(args.url), lambda client: commands.cancel(client, args.ids, sys.stdout))
 
     _SETTABLE = ("url", "default_models", "default_format", "hours", "timeout", "system", "options",
                  "poll_interval", "poll_max_interval", "update_interval", "byte_budget",
@@ -385,25 +344,14 @@ class GridLLMMagics(Magics):
             resolve_endpoint(value)  # validates, raises a one-line ConfigError
         return value
 
-    def _local_url(self) -> str:
-        from .config import DEFAULT_LOCAL_URL, resolve_endpoint
-
-        endpoint = resolve_endpoint(self._url())
-        return endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
-
     def _cmd_local(self, args: Any) -> None:
         """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""
-        from urllib.parse import urlsplit, urlunsplit
-
-        from .cli import local_command
+        from . import commands
         from .config import resolve_endpoint
 
-        url = self._local_url()
-        if args.port:
-            p = urlsplit(url)
-            url = urlunsplit((p.scheme, f"{p.hostname}:{args.port}", p.path, "", ""))
         token = resolve_endpoint(self._url()).token
-        local_command(args.action, url, sys.stdout, token.reveal() if token else None)
+        commands.local(args.action, commands.local_url(self._url(), args.port), sys.stdout,
+                       token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
         from .history import history_path, recent

@@ -1,0 +1,146 @@
+"""What ``gridllm-nb models|status|cancel|local`` and ``%gridllm models|status|cancel|local`` say.
+
+The CLI and the line magic are two doors to the same commands: both call
+these functions, so they print the same lines and agree on the exit status.
+Each writes a short report to ``out`` and returns 0 (all well) or 1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TextIO, TypeVar
+
+from .client import JobsClient
+from .config import DEFAULT_LOCAL_URL, resolve_endpoint
+from .errors import NotSupported
+from .models import Job
+
+__all__ = ["cancel", "job_dict", "local", "local_url", "models", "open_client", "status", "with_client"]
+
+T = TypeVar("T")
+
+
+def open_client(url: str | None = None, token: str | None = None, *,
+                announce: Callable[[str], None] | None = print) -> JobsClient:
+    """A client for ``url`` (default: the configured endpoint); the default endpoint is
+    the local service, started in the background here if nobody has."""
+    endpoint = resolve_endpoint(url, token)
+    if endpoint.is_default:
+        from .service.launcher import ensure_local_service
+
+        secret = endpoint.token.reveal() if endpoint.token else None
+        ensure_local_service(endpoint.url, token=secret, announce=announce)
+    return JobsClient(endpoint.url, endpoint.token)
+
+
+def with_client(url: str | None, action: Callable[[JobsClient], Coroutine[Any, Any, T]], *,
+                announce: Callable[[str], None] | None = print) -> T:
+    """Run ``action(client)`` to the end from sync code (a terminal or a notebook cell)."""
+    from .runner import run_sync
+
+    client = open_client(url, announce=announce)
+
+    async def go() -> T:
+        async with client:
+            return await action(client)
+
+    return run_sync(go())
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "tag": job.tag, "state": job.state.value, "status": job.raw_status,
+        "runtime": job.runtime, "created": job.created.isoformat() if job.created else None,
+        "text": job.log,
+    }
+
+
+async def models(client: JobsClient, out: TextIO) -> int:
+    try:
+        listed = await client.models()
+    except NotSupported:
+        out.write("this service does not list its models; name a tag you know (e.g. gemma3:270m)\n")
+        return 0
+    for m in listed:
+        mark = "  (local)" if m.get("local") else ""
+        desc = f"  {m['description']}" if m.get("description") else ""
+        out.write(f"{m.get('tag')}{mark}{desc}\n")
+    return 0
+
+
+async def status(client: JobsClient, ids: Sequence[str], out: TextIO, *, as_json: bool = False) -> int:
+    jobs = await client.status(list(ids))
+    if as_json:
+        json.dump([job_dict(jobs[i]) for i in ids if i in jobs], out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    else:
+        for job_id in ids:
+            job = jobs.get(job_id)
+            if job is None:
+                out.write(f"{job_id}  unknown to the service\n")
+                continue
+            raw = f" ({job.raw_status})" if job.raw_status and job.raw_status != job.state.value else ""
+            out.write(f"{job_id}  {job.tag}  {job.state.label}{raw}  {len(job.log)} chars\n")
+    return 0 if all(i in jobs for i in ids) else 1
+
+
+async def cancel(client: JobsClient, ids: Sequence[str], out: TextIO) -> int:
+    try:
+        done = await client.cancel(list(ids))
+    except NotSupported:
+        out.write("this service offers no cancel (the public grid does not); the jobs run to their hours limit\n")
+        return 1
+    out.write("cancelled: " + (", ".join(done) or "none") + "\n")
+    return 0
+
+
+def local_url(url: str | None = None, port: int | None = None) -> str:
+    """The loopback URL ``local`` acts on: ``url`` (or the configured one) if local, else the default."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    endpoint = resolve_endpoint(url)
+    chosen = endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
+    if port:
+        p = urlsplit(chosen)
+        chosen = urlunsplit((p.scheme, f"{p.hostname}:{port}", p.path, "", ""))
+    return chosen
+
+
+def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
+    """``local start|stop|status``: the per-user background service, one short report."""
+    from urllib.parse import urlsplit
+
+    from .service.launcher import (
+        ensure_local_service,
+        is_running,
+        read_state,
+        stop_background_service,
+    )
+
+    port = urlsplit(url).port or 80
+    if action == "start":
+        service = ensure_local_service(url, token=token, announce=None)
+        if service is None:
+            out.write(f"the local service is already running at {url}\n")
+        else:
+            out.write(f"started the local service at {service.url} in the background (pid {service.pid}; "
+                      f"log {service.log_path})\n")
+        return 0
+    if action == "stop":
+        said = stop_background_service(port)
+        if said is None:
+            where = ("something else answers there (a foreground `gridllm-nb serve`?): stop it where it runs"
+                     if is_running(url, token) else "nothing is running there")
+            out.write(f"no background local service at {url}; {where}\n")
+        else:
+            out.write(said + "\n")
+        return 0
+    state = read_state(port)
+    running = is_running(url, token)
+    if state is None:
+        how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
+        out.write(f"local service at {url}: {how}\n")
+        return 0 if running else 1
+    out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
+    return 0 if running else 1
