@@ -47,15 +47,46 @@ MAX_URL_CHARS = 4000
 _URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
 
 
-def loads_json(body: bytes) -> Any:
-    """Decode a JSON answer: orjson when installed, else (and on anything orjson refuses) the stdlib.
+# Every digit as b"0", every other byte as b".": runs of digits found by C-speed bytes methods.
+_DIGIT_MAP = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
+_LONG_RUN = b"0" * 19
 
-    orjson accepts a strict subset of what ``json.loads`` accepts (UTF-8 only, no NaN,
-    no lone surrogates, 64-bit integers) and gives the same value for it, so falling
-    back on its error keeps every answer decoding exactly as before; a body neither
-    takes raises ``ValueError`` as ``httpx.Response.json()`` did.
+
+def _may_hold_a_long_integer(body: bytes) -> bool:
+    """Whether the body may hold an integer past 64 bits, which orjson would make a float.
+
+    A run of 19+ digits counts only where a JSON value starts (at the very start, or
+    after ``[``, ``:`` or ``,``, white space and a minus sign), so the digits of hex ids
+    inside strings cost nothing; a string that merely looks like that only sends the
+    body to the stdlib decoder.
     """
-    if _orjson is not None:
+    digits = body.translate(_DIGIT_MAP)
+    start = digits.find(_LONG_RUN)
+    while start != -1:
+        i = start - 1
+        if i >= 0 and body[i] == 45:  # "-"
+            i -= 1
+        while i >= 0 and body[i] in b" \t\n\r":
+            i -= 1
+        if i < 0 or body[i] in b"[:,":
+            return True
+        end = digits.find(b".", start)
+        if end == -1:
+            return False
+        start = digits.find(_LONG_RUN, end)
+    return False
+
+
+def loads_json(body: bytes) -> Any:
+    """Decode a JSON answer: orjson when installed, else (and wherever it could differ) the stdlib.
+
+    What orjson refuses (not UTF-8, a BOM, NaN, 1e400, lone surrogates) goes to
+    ``json.loads``; the one thing it accepts differently, an integer beyond 64 bits
+    (a float to orjson, an int to the stdlib), is kept away by a scan for a number of
+    19 digits or more. Every answer thus decodes exactly as ``httpx.Response.json()`` did,
+    and a body neither takes raises ``ValueError`` as before.
+    """
+    if _orjson is not None and not _may_hold_a_long_integer(body):
         try:
             return _orjson.loads(body)
         except _orjson.JSONDecodeError:

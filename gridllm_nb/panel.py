@@ -18,8 +18,13 @@ Three rules shape the code:
   text, not with text x updates.
 
 The panel is driven from Python just as well as from a browser: set
-``Checkbox.value`` / ``Textarea.value`` and call ``Button.click()`` inside a
-running asyncio loop, then ``await panel.wait()``.
+``Checkbox.value`` / ``panel.prompt.value`` and call ``Button.click()`` (or
+``panel.prompt.submit()``, what Ctrl+Enter does) inside a running asyncio
+loop, then ``await panel.wait()``.
+
+Earlier runs come from the local SQLite history (``history.py``): a new
+panel lists the runs made before it, by other panels or by ``%%gridllm``,
+and each run the panel makes is recorded there.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ import asyncio
 import html
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
 from .card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card, one_line, slug
 from .client import JobsClient, RetryPolicy
@@ -38,19 +46,158 @@ from .errors import GridLLMError, NotSupported
 from .models import JobState, JobUpdate, Result, Results
 from .render import render_text  # re-exported; model text -> HTML lives in render.py
 
-__all__ = ["MAX_MODELS", "Card", "Panel", "render_text", "slug"]
+__all__ = ["HISTORY_RUNS", "MAX_MODELS", "Card", "Panel", "PromptBox", "render_text", "slug"]
 
 MAX_MODELS = 3
+HISTORY_RUNS = 20  # earlier runs listed under History, newest first
 
 _CSS = """
 <style>
 .gridllm-panel { gap: 6px; }
-.gridllm-history-entry pre { white-space: pre-wrap; overflow-wrap: break-word;
-  font-family: var(--jp-code-font-family, monospace); font-size: 0.9em; background: none; border: 0; }
+.gridllm-history-entry { padding: 4px 0; border-bottom: 1px solid var(--jp-border-color2, #e0e0e0); }
+.gridllm-history-prompt { margin-bottom: 2px; overflow-wrap: anywhere; }
+.gridllm-history-when { color: var(--jp-ui-font-color2, #666); margin-right: 6px; }
+.gridllm-history-model summary { cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.gridllm-history-model > div { margin: 2px 0 6px 1.2em; max-height: 24em; overflow-y: auto; }
+.gridllm-history-entry pre { white-space: pre-wrap; overflow-wrap: break-word; margin: 0;
+  font-family: var(--jp-content-font-family, sans-serif); font-size: 0.95em; background: none; border: 0; }
 .gridllm-status { min-height: 1.2em; }
 .gridllm-hint { color: #666; font-style: italic; }
 </style>
 """  # the cards and their grid style themselves: static/card.css
+
+
+# -- the prompt: a textarea that knows Ctrl+Enter ------------------------------------
+
+_PROMPT_JS = """\
+function render({ model, el }) {
+  const ta = document.createElement("textarea");
+  ta.className = "gridllm-prompt-input";
+  ta.rows = 4;
+  ta.spellcheck = true;
+  el.appendChild(ta);
+  const sync = () => {
+    const v = model.get("value") || "";
+    if (ta.value !== v) ta.value = v;  // never while it is the same: the caret stays put
+    ta.placeholder = model.get("placeholder") || "";
+    ta.disabled = !!model.get("disabled");
+  };
+  ta.addEventListener("input", () => { model.set("value", ta.value); model.save_changes(); });
+  ta.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.isComposing) return;
+    // Ctrl+Enter / Cmd+Enter runs Process, not the notebook cell around the panel.
+    e.preventDefault();
+    e.stopPropagation();
+    model.set("value", ta.value);
+    model.save_changes();
+    model.send({ submit: ta.value });
+  });
+  model.on("change:value change:placeholder change:disabled", sync);
+  sync();
+}
+export default { render };
+"""
+
+_PROMPT_CSS = """\
+.gridllm-prompt { align-self: stretch; box-sizing: border-box; width: auto; max-width: 100%; min-width: 0; }
+.gridllm-prompt textarea { display: block; box-sizing: border-box; width: 100%; height: 6em; min-height: 3em;
+  margin: 0; padding: 4px 8px; resize: vertical; font-family: var(--jp-ui-font-family, sans-serif);
+  font-size: var(--jp-widgets-font-size, 13px); line-height: 1.4;
+  color: var(--jp-widgets-input-color, #000); background: var(--jp-widgets-input-background-color, #fff);
+  border: var(--jp-widgets-input-border-width, 1px) solid var(--jp-widgets-input-border-color, #9e9e9e);
+  border-radius: 2px; }
+.gridllm-prompt textarea:focus { outline: none; border-color: var(--jp-widgets-input-focus-border-color, #64b5f6); }
+.gridllm-prompt textarea:disabled { opacity: 0.6; }
+"""
+
+
+class PromptBox(anywidget.AnyWidget):
+    """The prompt: a plain textarea whose Ctrl+Enter (Cmd+Enter) submits.
+
+    ``value`` is synced on every keystroke as ``ipywidgets.Textarea``'s is;
+    ``on_submit(callback)`` registers what Ctrl+Enter does and ``submit()``
+    does it from Python. The box fills its row exactly (border-box), so its
+    right border is never clipped.
+    """
+
+    _esm = _PROMPT_JS
+    _css = _PROMPT_CSS
+    value = traitlets.Unicode("").tag(sync=True)
+    placeholder = traitlets.Unicode("").tag(sync=True)
+    disabled = traitlets.Bool(False).tag(sync=True)
+
+    def __init__(self, value: str = "", **kwargs: Any) -> None:
+        super().__init__(value=value, **kwargs)
+        self._submit_handlers = widgets.CallbackDispatcher()
+        self.on_msg(self._handle_msg)
+
+    def on_submit(self, callback: Any, remove: bool = False) -> None:
+        """Call ``callback(prompt_box)`` on Ctrl+Enter / Cmd+Enter."""
+        self._submit_handlers.register_callback(callback, remove=remove)
+
+    def submit(self) -> None:
+        """What Ctrl+Enter does."""
+        self._submit_handlers(self)
+
+    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, dict) and isinstance(content.get("submit"), str):
+            if content["submit"] != self.value:  # the keystrokes' own update came first; this is a backstop
+                self.value = content["submit"]
+            self.submit()
+
+
+# -- history entries ------------------------------------------------------------------
+
+
+def _when(created: str | None) -> str:
+    """An ISO time from the history, as local ``YYYY-MM-DD HH:MM``."""
+    if not created:
+        return ""
+    try:
+        return datetime.fromisoformat(created).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return created
+
+
+def first_words(text: str, limit: int = 80) -> str:
+    """The start of an answer, on one line: what a history line shows of it."""
+    line = one_line(text)
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def history_entry_html(results: Results, created: str | None = None) -> str:
+    """One earlier run: the prompt, then one expandable line per model (tag · state · time · first words).
+
+    Every piece of model or user text is escaped (``render_text`` for the
+    answers, ``html.escape`` for the rest): the entry is built, never copied.
+    """
+    when = _when(created)
+    head = f'<span class="gridllm-history-when">{html.escape(when)}</span>' if when else ""
+    prompt = first_words(results.prompt, 200)
+    parts = [f'<div class="gridllm-history-prompt">{head}<b>Prompt:</b> {html.escape(prompt)}</div>']
+    for r in results.values():
+        body = r.text or r.error or ""
+        line = " · ".join(x for x in (r.tag, r.state.label, f"{r.elapsed:.1f} s", first_words(body)) if x)
+        error = (f'<div class="gridllm-error">{html.escape(one_line(r.error))}</div>'
+                 if r.error and r.text else "")
+        parts.append(f'<details class="gridllm-history-model"><summary>{html.escape(line)}</summary>'
+                     f"<div>{error}{render_text(body)}</div></details>")
+    return "".join(parts)
+
+
+def results_from_history(run: dict[str, Any]) -> Results:
+    """A run as ``history.recent`` returns it, as ``Results``."""
+    def state(value: Any) -> JobState:
+        try:
+            return JobState(value)
+        except ValueError:
+            return JobState.LOST
+
+    return Results(str(run.get("prompt") or ""), {
+        r["tag"]: Result(tag=r["tag"], job_id=r.get("job_id"), text=r.get("text") or "", state=state(r.get("state")),
+                         error=r.get("error"), elapsed=float(r.get("elapsed") or 0.0))
+        for r in run.get("results", [])
+    })
 
 
 # -- one card per model ---------------------------------------------------------
@@ -65,7 +212,10 @@ class Panel(widgets.VBox):
     ``JobsClient``) replaces the one the panel would make. ``max_rate``,
     ``byte_budget`` and ``max_stale`` tune how card updates are coalesced
     (see ``Card``); ``retry`` bounds how long an unreachable service is
-    retried before the panel says so.
+    retried before the panel says so. ``history`` (on by default) lists the
+    last ``history_runs`` runs of the local SQLite history under History and
+    records each of the panel's runs there; off, History lists this panel's
+    own earlier runs only.
     """
 
     def __init__(
@@ -87,6 +237,8 @@ class Panel(widgets.VBox):
         max_stale: float = MAX_STALE,
         retry: RetryPolicy | None = None,
         prompt: str = "",
+        history: bool = True,
+        history_runs: int = HISTORY_RUNS,
     ) -> None:
         self._url = url
         self._token = token
@@ -100,7 +252,11 @@ class Panel(widgets.VBox):
         self.max_stale = max_stale
         self.retry = retry or RetryPolicy(budget=8.0, initial=0.3, maximum=2.0)
         self.results: Results | None = None
-        self.history: list[Results] = []
+        self.history: list[Results] = []  # the runs listed under History, oldest first
+        self.use_history = history
+        self.history_runs = history_runs
+        self._entries: list[tuple[str, widgets.HTML, Results]] = []  # (run id, widget, run), newest first
+        self._run_id: str | None = None  # the shown run's id in the SQLite history, once recorded
         self.available: list[str] | None = None  # what GET /models said, if it answered
         self.cards: dict[str, Card] = {}
         self.task: asyncio.Task[Any] | None = None
@@ -114,11 +270,8 @@ class Panel(widgets.VBox):
         self.checkboxes: dict[str, widgets.Checkbox] = {}
         self.hint = widgets.Label("", layout=widgets.Layout(display="none"))
         self.hint.add_class("gridllm-hint")
-        self.prompt = widgets.Textarea(
-            value=prompt, placeholder="Enter your prompt (plain text)",
-            layout=widgets.Layout(width="100%", height="6em"), continuous_update=True,
-        )
-        self.prompt.add_class("gridllm-prompt")
+        self.prompt = PromptBox(prompt, placeholder="Enter your prompt (plain text); Ctrl+Enter runs it",
+                                _dom_classes=("gridllm-prompt",))
         self.process_button = widgets.Button(description="Process", button_style="primary",
                                              icon="play", disabled=True)
         self.process_button.add_class("gridllm-process")
@@ -139,6 +292,8 @@ class Panel(widgets.VBox):
         self.history_accordion = widgets.Accordion([self.history_box], selected_index=None)
         self.history_accordion.set_title(0, "History (0 earlier runs)")
         self.history_accordion.add_class("gridllm-history")
+        if self.use_history:
+            self._sync_history()
 
         super().__init__([style, widgets.HTML("<b>Models</b> (up to 3)"), self.model_box, self.hint,
                           self.prompt, buttons, self.status, self.card_box, self.history_accordion])
@@ -146,6 +301,7 @@ class Panel(widgets.VBox):
 
         self.prompt.observe(self._refresh_buttons, names="value")
         self.process_button.on_click(self._guard(self.process))
+        self.prompt.on_submit(self._guard(self.process))  # Ctrl+Enter / Cmd+Enter
         self.cancel_button.on_click(self._guard(self.cancel))
         self.markdown_toggle.observe(self._on_markdown, names="value")
 
@@ -246,6 +402,11 @@ class Panel(widgets.VBox):
         return [t for t, cb in self.checkboxes.items() if cb.value]
 
     def _on_tick(self, change: dict[str, Any]) -> None:
+        if change["new"] and len(self.chosen) > self.max_models:
+            # One tick too many (two clicks racing the disabling, or code): undone here, in the
+            # kernel, whatever the front end allowed. The undo runs this handler again.
+            change["owner"].value = False
+            return
         self._apply_cap()
         self._refresh_buttons()
 
@@ -309,22 +470,66 @@ class Panel(widgets.VBox):
             await asyncio.gather(self.task, return_exceptions=True)
         return self.results
 
-    def _archive(self, results: Results) -> None:
-        rows = []
-        for r in results.values():
-            body = r.text if r.text else (r.error or "")
-            rows.append(
-                f"<div><b>{html.escape(r.tag)}</b> <i>{html.escape(r.state.label)}</i>, "
-                f"{r.elapsed:.1f} s{render_text(body)}</div>"
-            )
-        entry = widgets.HTML(
-            f"<div><b>Prompt:</b> {html.escape(one_line(results.prompt)[:200])}</div>" + "".join(rows)
-        )
+    # -- history ----------------------------------------------------------------
+
+    def _history_entry(self, results: Results, created: str | None) -> widgets.HTML:
+        entry = widgets.HTML(history_entry_html(results, created))
         entry.add_class("gridllm-history-entry")
-        self.history.append(results)
-        self.history_box.children = (entry, *self.history_box.children)
-        n = len(self.history)
+        return entry
+
+    def _show_history(self) -> None:
+        for _, widget, _ in self._entries[self.history_runs:]:  # fell off the end
+            widget.close()
+        del self._entries[self.history_runs:]
+        self.history = [results for _, _, results in reversed(self._entries)]
+        self.history_box.children = tuple(widget for _, widget, _ in self._entries)
+        n = len(self._entries)
         self.history_accordion.set_title(0, f"History ({n} earlier run{'' if n == 1 else 's'})")
+
+    def _sync_history(self) -> None:
+        """List the SQLite history's recent runs not listed yet (and not the run on show)."""
+        from .history import recent
+
+        try:
+            runs = recent(self.history_runs)
+        except Exception as exc:  # noqa: BLE001 - an unreadable history must not break the panel
+            self._say(f"history not read: {exc}")
+            return
+        known = {run_id for run_id, _, _ in self._entries}
+        fresh = []
+        for run in runs:
+            if run["run_id"] not in known and run["run_id"] != self._run_id:
+                results = results_from_history(run)
+                fresh.append((run["run_id"], self._history_entry(results, run.get("created")), results))
+        # What the database holds that the panel has not listed is newer than what it lists
+        # (the first time: all of it), so it goes on top, in the database's order.
+        self._entries[:0] = fresh
+        self._show_history()
+
+    def _record(self, results: Results) -> None:
+        """Put a finished run into the SQLite history (never failing the run for it)."""
+        from .history import record
+
+        client_url = self._client.base_url if self._client is not None else None
+        try:
+            if client_url is None:
+                from .config import resolve_endpoint
+
+                client_url = resolve_endpoint(self._url).url
+            self._run_id = record(results, client_url, system=self._run_kwargs.get("system"),
+                                  options=self._run_kwargs.get("options"))
+        except Exception as exc:  # noqa: BLE001 - the history is a convenience
+            self._say(f"history not written: {exc}")
+
+    def _archive(self, results: Results) -> None:
+        """The run on show becomes an earlier run."""
+        recorded, self._run_id = self._run_id is not None, None
+        if not recorded:  # listed from memory
+            self._entries.insert(0, ("", self._history_entry(results, None), results))
+        if self.use_history:
+            self._sync_history()  # a recorded run is in the database now, with whatever else ran since
+        else:
+            self._show_history()
 
     def _prepare(self, prompt: str, tags: list[str]) -> None:
         """Cards for this run (a model that ran before keeps its widget), the previous run into the history."""
@@ -350,9 +555,7 @@ class Panel(widgets.VBox):
         started = time.monotonic()
 
         def on_update(update: JobUpdate) -> None:
-            r = live[update.tag]
-            r.job_id, r.state, r.text = update.job_id, update.state, update.text
-            r.error, r.elapsed, r.raw_status = update.error, update.elapsed, update.raw_status
+            live[update.tag].apply(update)
             self.cards[update.tag].push(update)
 
         def fail(tag: str, message: str) -> None:
@@ -386,6 +589,8 @@ class Panel(widgets.VBox):
                 await client.aclose()
             for card in self.cards.values():
                 card.flush()
+            if self.use_history:
+                self._record(live)
             # The task is done only after this returns; refresh once it is.
             if self.task is not None:
                 asyncio.get_running_loop().call_soon(self._after_run)

@@ -1,8 +1,8 @@
 """``gridllm-nb webui``: the panel as a standalone web page, served by Voila.
 
-The page is a one-cell notebook written to a temporary directory and run by
-Voila with the sources stripped, so a visitor sees the WebUI only: no
-notebook chrome, no code. Voila listens on 127.0.0.1 only. The endpoint is
+The page is a small notebook written to a temporary directory and run by
+Voila with the sources stripped, so a visitor sees the WebUI only: a title,
+one line saying what it is, and the panel; no notebook chrome, no code. Voila listens on 127.0.0.1 only. The endpoint is
 the configured one (argument > ``GRIDLLM_API_URL`` > config file > the
 embedded local service, which is started here when nobody serves it).
 """
@@ -21,9 +21,12 @@ from typing import Any
 from .config import URL_ENV, resolve_endpoint
 from .errors import ConfigError
 
-__all__ = ["PAGE_NAME", "serve_webui", "webui_command", "write_page"]
+__all__ = ["PAGE_INTRO", "PAGE_NAME", "PAGE_TITLE", "serve_webui", "webui_command", "write_page"]
 
 PAGE_NAME = "gridllm.ipynb"
+PAGE_TITLE = "GridLLM"  # the browser tab's title and the page's heading
+PAGE_INTRO = ("One prompt, up to three language models: tick the models, write the prompt, "
+              "press Process (or Ctrl+Enter) and their answers stream in side by side.")
 
 
 def _page_source(options: Mapping[str, Any] | None) -> str:
@@ -32,20 +35,22 @@ def _page_source(options: Mapping[str, Any] | None) -> str:
 
 
 def write_page(directory: str | Path, *, options: Mapping[str, Any] | None = None) -> Path:
-    """Write the one-cell page notebook into ``directory``; returns its path.
+    """Write the page notebook (a heading and one line, then the panel) into ``directory``; returns its path.
 
     The endpoint is not written into the page: the kernel inherits
     ``GRIDLLM_API_URL`` (and the token, if any) from Voila's environment.
     """
     nb = {
-        "cells": [{
-            "cell_type": "code", "execution_count": None, "id": "gridllm-webui",
-            "metadata": {}, "outputs": [], "source": _page_source(options),
-        }],
+        "cells": [
+            {"cell_type": "markdown", "id": "gridllm-title", "metadata": {},
+             "source": f"# {PAGE_TITLE}\n\n{PAGE_INTRO}"},
+            {"cell_type": "code", "execution_count": None, "id": "gridllm-webui",
+             "metadata": {}, "outputs": [], "source": _page_source(options)},
+        ],
         "metadata": {
             "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
             "language_info": {"name": "python"},
-            "title": "GridLLM",
+            "title": PAGE_TITLE,
         },
         "nbformat": 4, "nbformat_minor": 5,
     }

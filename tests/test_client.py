@@ -337,3 +337,95 @@ def test_a_password_in_the_url_is_masked_in_every_message() -> None:
 
     message = asyncio.run(go())
     assert message and "hunter2" not in message and "bob:***@grid.example" in message
+
+
+# -- the status path at scale: orjson where installed, URLs prepared once per batch shape ---------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON, st.booleans())
+@settings(max_examples=150, deadline=None)
+def test_orjson_and_the_stdlib_decode_every_answer_alike(value: object, ascii_only: bool) -> None:
+    pytest.importorskip("orjson")
+    from gridllm_nb import client as client_module
+
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert client_module._orjson is not None
+    assert repr(client_module.loads_json(body)) == repr(json.loads(body))  # repr: 2**64 and 2.0**64 differ
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": 123456789012345678901234567890}',  # past 64 bits: orjson would make a float
+        b'[18446744073709551616, -9223372036854775809]',
+        b'{"id": "x12345678901234567890123", "n":\n -99999999999999999999}',
+        b'{"x": NaN, "y": Infinity}',
+        b'{"s": "\\ud800 lone surrogate"}',
+        '\ufeff{"bom": 1}'.encode(),
+        '{"utf16": "é"}'.encode("utf-16"),
+        b'{"dup": 1, "dup": 2}',
+        b'{"f": 0.1, "e": 1e400}',
+    ],
+)
+def test_answers_orjson_refuses_decode_as_the_stdlib_decodes_them(body: bytes) -> None:
+    from gridllm_nb.client import loads_json
+
+    assert repr(loads_json(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"a": ', b"\xff\xfe\x00"])
+def test_bodies_neither_decoder_takes_raise_value_error(body: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridllm_nb import client as client_module
+
+    with pytest.raises(ValueError):
+        client_module.loads_json(body)
+    monkeypatch.setattr(client_module, "_orjson", None)
+    with pytest.raises(ValueError):
+        client_module.loads_json(body)
+
+
+async def test_status_urls_are_built_once_per_batch_shape_and_rebuilt_when_the_ids_change() -> None:
+    fake = FakeJobsAPI()
+    client = make_client(fake)
+    ids = await client.submit_many(["p"] * 150, "m")
+    await client.status(ids, retry=False)
+    await client.status(ids, retry=False)
+    assert client.urls_built == 2  # 100 + 50 ids, parsed once, asked twice
+    await client.status(ids[:100], retry=False)
+    assert client.urls_built == 2  # the same first batch
+    await client.status(ids[:120], retry=False)
+    assert client.urls_built == 3  # a new second batch: ids 100..119
+    gets = [r for r in fake.requests if r.method == "GET"]
+    assert [len(r.url.path.rsplit("/", 1)[1].split(",")) for r in gets] == [100, 50, 100, 50, 100, 100, 20]
+    assert all(r.url == httpx.URL(f"{BASE}/jobs/" + r.url.path.rsplit("/", 1)[1]) for r in gets)
+    await client.aclose()
+
+
+async def test_a_prepared_url_is_the_url_httpx_makes_of_the_same_text() -> None:
+    """Odd ids (from a service) go through the same httpx parser as before, once per shape."""
+    fake = FakeJobsAPI()
+    client = make_client(fake)
+    odd = ["a b", "ü", "x%41", "semi;colon"]
+    text, url = client._jobs_url(tuple(odd))
+    assert text == f"{BASE}/jobs/" + ",".join(odd)
+    assert url == httpx.URL(text)
+    assert client._jobs_url(tuple(odd))[1] is url
+    await client.status(odd, retry=False)
+    assert fake.requests[-1].url == httpx.URL(text)
+    await client.aclose()
+
+
+async def test_the_url_cache_stays_bounded() -> None:
+    from gridllm_nb.client import _URL_CACHE_SIZE
+
+    client = make_client(FakeJobsAPI())
+    for i in range(3 * _URL_CACHE_SIZE):
+        client._jobs_url((f"{i:032x}",))
+    assert len(client._urls) == _URL_CACHE_SIZE
+    await client.aclose()

@@ -12,10 +12,11 @@ import time
 
 import pytest
 
+from gridllm_nb import history
 from gridllm_nb.cardwidget import CardWidget
 from gridllm_nb.client import JobsClient, RetryPolicy
-from gridllm_nb.models import JobState
-from gridllm_nb.panel import Panel, render_text, slug
+from gridllm_nb.models import JobState, Result, Results
+from gridllm_nb.panel import Panel, PromptBox, render_text, slug
 from gridllm_nb.poller import PollSettings
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.streamtext import StreamText, utf16_len
@@ -33,6 +34,14 @@ XSS = 'Look: <script>window.pwned=1</script> and <img src=x onerror="window.pwne
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Each test its own SQLite history: a new panel lists only what that test recorded."""
+    path = tmp_path / "history.sqlite3"
+    monkeypatch.setenv(history.HISTORY_ENV, str(path))
+    return path
 
 
 def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Panel:
@@ -89,6 +98,32 @@ async def test_at_most_three_ticked_the_others_disabled_with_a_hint() -> None:
     assert panel.chosen == ["a:1", "c:1"]
 
 
+async def test_a_fourth_tick_set_in_code_is_undone_with_the_hint() -> None:
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags)
+    for t in tags:  # disabled or not, code can set it: the kernel holds the cap
+        panel.checkboxes[t].value = True
+    assert panel.chosen == ["a:1", "b:1", "c:1"] and not panel.checkboxes["d:1"].value
+    assert panel.checkboxes["d:1"].disabled
+    assert not hidden(panel.hint) and "At most 3 models" in panel.hint.value
+    panel.checkboxes["a:1"].value = False
+    panel.checkboxes["d:1"].value = True  # room again: this one stays
+    assert panel.chosen == ["b:1", "c:1", "d:1"]
+
+
+async def test_a_fourth_tick_from_the_browser_is_undone_on_the_wire(wire: Wire) -> None:
+    """Two clicks racing the disabling: the front end's fourth tick is sent back unticked."""
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags, max_models=2)
+    panel.checkboxes["a:1"].set_state({"value": True})  # what a click sends
+    panel.checkboxes["b:1"].set_state({"value": True})
+    late = panel.checkboxes["c:1"]
+    late.set_state({"value": True})  # clicked before the disabling reached the browser
+    assert not late.value and panel.chosen == ["a:1", "b:1"]
+    assert wire.updates(late)[-1] == {"value": False}  # the browser is told
+    assert not hidden(panel.hint) and "At most 2 models" in panel.hint.value
+
+
 async def test_process_is_disabled_without_model_or_prompt() -> None:
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
     assert panel.process_button.disabled and hidden(panel.cancel_button)
@@ -142,15 +177,125 @@ async def test_earlier_runs_go_to_the_collapsible_history() -> None:
     panel.checkboxes["m:1"].value = True
     panel.process_button.click()
     first = await panel.wait()
-    assert panel.history == []
+    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
     panel.prompt.value = "second <b>bold</b>"
     panel.process_button.click()
     second = await panel.wait()
-    assert panel.history == [first] and panel.results is second and second.prompt.startswith("second")
+    assert panel.results is second and second.prompt.startswith("second")
+    [earlier] = panel.history
+    assert earlier.prompt == "first" and earlier["m:1"].text == first["m:1"].text
     assert panel.history_accordion.selected_index is None  # collapsed
-    assert "1 earlier run" in panel.history_accordion.get_title(0)
+    assert panel.history_accordion.get_title(0) == "History (1 earlier run)"
     entry = panel.history_box.children[0].value
     assert "first" in entry and "Hello from the fake grid" in entry
+    assert "<summary>m:1 · completed · " in entry  # one line per model, expandable
+    panel.prompt.value = "third"
+    panel.process_button.click()
+    await panel.wait()
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+    newest = panel.history_box.children[0].value
+    assert "second &lt;b&gt;bold&lt;/b&gt;" in newest and "<b>bold" not in newest
+
+
+def _run(prompt: str, **answers: tuple[str, str]) -> Results:
+    return Results(prompt, {tag: Result(tag=tag, text=text, state=JobState(state), elapsed=1.25)
+                            for tag, (state, text) in answers.items()})
+
+
+async def test_a_new_panel_lists_earlier_runs_from_the_sqlite_history(history_file) -> None:
+    long = "Red, orange and yellow. " + "More words here. " * 40 + "<img src=x onerror=alert(1)> THE END"
+    history.record(_run("Name three colours", **{"smollm2:135m": ("completed", long),
+                                                 "gemma3:270m": ("failed", "")}), "http://127.0.0.1:1/x")
+    history.record(_run("Say hi", **{"m:1": ("completed", "hi there")}), "http://127.0.0.1:1/x")
+    assert history_file.exists()
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+    assert [r.prompt for r in panel.history] == ["Name three colours", "Say hi"]  # oldest first
+    newest, oldest = (w.value for w in panel.history_box.children)  # shown newest first
+    assert "Say hi" in newest and "<summary>m:1 · completed · 1.2 s · hi there</summary>" in newest
+    # one line per model: tag · state · time · first words; the full answer inside, as text
+    assert "<summary>smollm2:135m · completed · 1.2 s · Red, orange and yellow. More words" in oldest
+    assert "<summary>gemma3:270m · failed · 1.2 s</summary>" in oldest
+    assert oldest.count("<details") == 2 and "THE END" in oldest
+    assert "<img" not in oldest and "&lt;img src=x" in oldest  # render_text, never raw
+    # its own run is recorded too, and the next new panel lists it
+    panel.checkboxes["m:1"].value = True
+    panel.prompt.value = "third"
+    panel.process_button.click()
+    await panel.wait()
+    assert [r["prompt"] for r in history.recent(5)] == ["third", "Say hi", "Name three colours"]
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"  # the shown run is not "earlier"
+    later = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert later.history_accordion.get_title(0) == "History (3 earlier runs)"
+    assert later.history[-1].prompt == "third" and later.history[-1]["m:1"].text == "Hello from the fake grid"
+
+
+async def test_runs_made_elsewhere_meanwhile_join_the_history_on_the_next_run() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    history.record(_run("from the magic", **{"x:1": ("completed", "magic answer")}), "http://h/x")
+    panel.prompt.value = "second"
+    panel.process_button.click()
+    await panel.wait()
+    assert [r.prompt for r in panel.history] == ["first", "from the magic"]
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+
+
+async def test_without_history_the_panel_lists_its_own_runs_and_records_nothing(history_file) -> None:
+    history.record(_run("old", **{"m:1": ("completed", "old answer")}), "http://h/x")
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first", history=False)
+    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
+    panel.checkboxes["m:1"].value = True
+    for prompt in ("first", "second"):
+        panel.prompt.value = prompt
+        panel.process_button.click()
+        await panel.wait()
+    assert [r.prompt for r in panel.history] == ["first"]
+    assert [r["prompt"] for r in history.recent(5)] == ["old"]
+
+
+async def test_history_keeps_the_last_runs_only() -> None:
+    for i in range(5):
+        history.record(_run(f"run {i}", **{"m:1": ("completed", f"answer {i}")}), "http://h/x")
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], history_runs=3)
+    assert [r.prompt for r in panel.history] == ["run 2", "run 3", "run 4"]
+    assert panel.history_accordion.get_title(0) == "History (3 earlier runs)"
+
+
+# -- Ctrl+Enter -------------------------------------------------------------------------
+
+async def test_ctrl_enter_in_the_prompt_runs_process() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert isinstance(panel.prompt, PromptBox) and "gridllm-prompt" in panel.prompt._dom_classes
+    panel.checkboxes["m:1"].value = True
+    # what the browser sends on Ctrl+Enter / Cmd+Enter: the text, then "submit" with it
+    panel.prompt.set_state({"value": "typed"})
+    assert not panel.process_button.disabled
+    panel.prompt._handle_msg(panel.prompt, {"submit": "typed"}, [])
+    assert panel.running
+    res = await panel.wait()
+    assert res.prompt == "typed" and res.ok
+    # a submit whose text had not been synced yet brings its text along
+    panel.prompt._handle_msg(panel.prompt, {"submit": "typed again"}, [])
+    assert panel.prompt.value == "typed again"
+    res = await panel.wait()
+    assert res.prompt == "typed again"
+    # nothing to run: the status line says why, nothing starts
+    panel.prompt.value = " "
+    panel.prompt.submit()
+    assert not panel.running and "write a prompt" in panel.status.value
+
+
+async def test_ctrl_enter_is_wired_in_the_front_end() -> None:
+    esm = PromptBox._esm
+    assert '"keydown"' in esm and "e.ctrlKey || e.metaKey" in esm and 'e.key !== "Enter"' in esm
+    assert "preventDefault" in esm and "stopPropagation" in esm  # not the notebook's run-cell
+    assert "model.send({ submit: ta.value })" in esm
+    assert "innerHTML" not in esm
+    # the box fills its row exactly: the right border is inside the panel
+    assert "box-sizing: border-box; width: 100%" in PromptBox._css
 
 
 async def test_a_model_that_runs_again_keeps_its_card_widget(wire: Wire) -> None:

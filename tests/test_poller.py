@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridllm_nb.client import JobsClient
 from gridllm_nb.models import JobState, JobUpdate
@@ -228,3 +231,143 @@ async def test_why_an_answer_ended_reaches_the_result(clock: FakeClock) -> None:
     updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
     assert updates[-1].finish is None
     await client.aclose()
+
+
+# -- the tick at scale: nothing built for an answer that did not grow, batches planned once ----------------
+
+_SCRIPT = [("queued", "")] + [("running", "Grüße — ✓ \\u00e9 \"quoted\"")] * 2 + [
+    ("running", "Grüße — ✓ \\u00e9 \"quoted\" and more")] + [("restarted", "fresh start")] + [("completed", "fresh start!")]
+
+
+async def _run_mixed(clock: FakeClock) -> list[list[JobUpdate]]:
+    fake = FakeJobsAPI(
+        default_script=words_script("one two three four five six"),
+        scripts={"m2": _SCRIPT, "m3": words_script("it broke", final="error")},
+        failure_message="engine crashed",
+        completion={"finish": "stop", "tokens": 6},
+    )
+    client, poller = setup(fake, clock)
+    ids = [(await client.submit("p", tag), tag) for tag in ("m1", "m2", "m3")]
+    ids += [(i, "m1") for i in await client.submit_many(["p"] * 120, "m1")]
+    runs = await asyncio.gather(*(collect(poller, client, i, tag=tag) for i, tag in ids))
+    await client.aclose()
+    # Ids are random per run: number them.
+    return [[replace(u, job_id=str(n)) for u in run] for n, run in enumerate(runs)]
+
+
+async def test_orjson_and_the_stdlib_give_identical_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("orjson")
+    from gridllm_nb import client as client_module
+
+    with_orjson = await _run_mixed(FakeClock())
+    monkeypatch.setattr(client_module, "_orjson", None)
+    with_stdlib = await _run_mixed(FakeClock())
+    assert with_orjson == with_stdlib
+    assert sum(len(u) for u in with_orjson) > 123 * 3
+
+
+async def test_a_job_whose_log_did_not_grow_yields_no_update_and_builds_no_job(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gridllm_nb.poller as poller_module
+    from gridllm_nb.models import Job
+
+    built: list[str] = []
+    real_from_api = Job.from_api.__func__
+
+    def counting_from_api(cls, job_id, *args, **kw):
+        built.append(job_id)
+        return real_from_api(cls, job_id, *args, **kw)
+
+    updates_made: list[int] = []
+
+    class CountingUpdate(JobUpdate):
+        def __init__(self, *args, **kw) -> None:
+            updates_made.append(1)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(Job, "from_api", classmethod(counting_from_api))
+    monkeypatch.setattr(poller_module, "JobUpdate", CountingUpdate)
+    script = [("queued", ""), ("running", "same")] + [("running", "same")] * 30 + [("completed", "same")]
+    fake = FakeJobsAPI(default_script=script)
+    client, poller = setup(fake, clock, slow=0.3)
+    job_id = await client.submit("p", "m")
+    watch = poller.watch(client, job_id, tag="m")
+    first, second = await watch.__anext__(), await watch.__anext__()
+    assert (first.state, second.text) == (JobState.QUEUED, "same")
+    assert built == [] and len(updates_made) == 2  # live updates build no Job
+    last = [u async for u in watch]
+    assert [u.state for u in last] == [JobState.COMPLETED]
+    assert len(fake.gets()) >= 33
+    assert len(updates_made) == 3  # 30 answers that did not grow: no update object at all
+    assert built == [job_id]  # once, for the final update's finish/tokens
+    job = watch.job  # read: built from the last answer
+    assert (job.state, job.raw_status, job.log, job.runtime) == (
+        JobState.COMPLETED, "completed", "same", float(fake.jobs[job_id].position))
+    await client.aclose()
+
+
+async def test_batches_are_planned_once_and_rebuilt_when_the_set_of_jobs_changes(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("a b c d e f g h"), scripts={"short": words_script("a b")})
+    client, poller = setup(fake, clock)
+    short = await client.submit_many(["p"] * 60, "short")
+    long = await client.submit_many(["p"] * 90, "long")
+    watches = [poller.watch(client, i, tag="x") for i in short + long]
+    finals = await asyncio.gather(*(_last(w) for w in watches))
+    assert all(u.state is JobState.COMPLETED for u in finals)
+    assert poller.ticks >= 10
+    assert poller.plans == 2  # 150 jobs, then the 90 left once the short ones ended
+    assert client.urls_built == 3  # 100 + 50 ids, then 90: parsed once each, not once per tick
+    gets = [len(r.url.path.rsplit("/", 1)[1].split(",")) for r in fake.gets()]
+    assert gets[:2] == [100, 50] and gets[-1] == 90
+    await client.aclose()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries(
+                {"vmStatus": st.sampled_from(["running", "completed", "", "queued"]),
+                 "states": st.fixed_dictionaries(
+                     {"default": st.fixed_dictionaries(
+                         {"status": st.sampled_from(["running", "RUNNING", "error", "cancelled", "done", "", "odd"]),
+                          "log": st.sampled_from(["", "a", "a b", "a b c", "x"]),
+                          "message": st.sampled_from(["", "why"])})})}),
+            st.recursive(st.none() | st.integers() | st.text(max_size=3),
+                         lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
+                             st.sampled_from(["states", "default", "status", "log", "vmStatus", "other"]),
+                             inner, max_size=3), max_leaves=8),
+        ),
+        max_size=8,
+    )
+)
+def test_the_fast_path_and_the_job_path_see_every_answer_alike(entries: list) -> None:
+    """``Watch._poll`` (no Job) and ``_unchanged`` + ``_apply(Job.from_api(...))`` (the old path) agree."""
+    from gridllm_nb.models import Job
+    from gridllm_nb.poller import Watch, raw_status_and_log
+
+    poller = Poller(PollSettings(), clock=FakeClock())
+    fast = Watch(poller, None, "j", tag="t", started=0.0, deadline=None)  # type: ignore[arg-type]
+    slow = Watch(poller, None, "j", tag="t", started=0.0, deadline=None)  # type: ignore[arg-type]
+    for n, entry in enumerate(entries):
+        if entry is None:
+            continue  # the tick counts a null entry as a missing job
+        job = Job.from_api("j", entry)
+        assert raw_status_and_log(entry) == (job.raw_status, job.log)
+        if fast.done:
+            break
+        took = fast._poll(entry, float(n))
+        if not (slow.missing == 0 and slow._unchanged(entry)):
+            assert took == slow._apply(Job.from_api("j", entry, slow.state), float(n))
+        else:
+            assert took is False
+        for name in ("state", "text", "raw_status", "error"):
+            assert getattr(fast, name) == getattr(slow, name)
+        assert fast.job == slow.job
+    got_fast, got_slow = [], []
+    while not fast._queue.empty():
+        got_fast.append(fast._queue.get_nowait())
+    while not slow._queue.empty():
+        got_slow.append(slow._queue.get_nowait())
+    assert got_fast == got_slow

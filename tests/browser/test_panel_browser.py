@@ -3,6 +3,10 @@
 Flow: open a notebook that shows the panel, run it, tick two models, type a
 prompt, click Process, wait until both cards show completed text from the
 real local models. The screenshot of that panel is ``docs/panel.png``.
+With the scriptable fake API: Ctrl+Enter / Cmd+Enter runs Process, a long
+answer's card scrolls and follows the end while it streams, and History
+lists the earlier runs of the SQLite history (one recorded beforehand, as
+``%%gridllm`` would) after a re-run.
 """
 
 from __future__ import annotations
@@ -72,6 +76,34 @@ def drive_panel(page: Any, root: Any) -> Any:
     return panel
 
 
+def assert_prompt_not_clipped(panel: Any) -> None:
+    """The prompt's right border is inside its row, and no ancestor that clips cuts it off."""
+    textarea = panel.locator(".gridllm-prompt textarea")
+    expect()(textarea).to_be_visible()
+    box, row = textarea.bounding_box(), panel.bounding_box()
+    assert box is not None and row is not None
+    assert box["x"] >= row["x"] - 0.5 and box["x"] + box["width"] <= row["x"] + row["width"] + 0.5, (box, row)
+    found = textarea.evaluate("""(ta) => {
+      const r = ta.getBoundingClientRect(), cut = [];
+      for (let e = ta.parentElement; e; e = e.parentElement) {
+        const s = getComputedStyle(e);
+        if (s.overflowX === "visible") continue;
+        const q = e.getBoundingClientRect();
+        if (r.right > q.right - parseFloat(s.borderRightWidth) + 0.5) cut.push(e.className || e.tagName);
+      }
+      const hit = document.elementFromPoint(r.right - 0.5, r.top + r.height / 2);
+      return { cut, edge: hit === ta, border: getComputedStyle(ta).borderRightWidth };
+    }""")
+    assert found["cut"] == [] and found["edge"], found
+    assert found["border"] != "0px", found
+
+
+def body_scroll(card: Any) -> dict[str, float]:
+    return card.locator(".gridllm-body").evaluate(
+        "(b) => ({top: b.scrollTop, height: b.scrollHeight, client: b.clientHeight,"
+        " fontSize: parseFloat(getComputedStyle(b).fontSize)})")
+
+
 def run_fake_model(page: Any) -> tuple[Any, Any]:
     """Tick the fake API's m:1 in the page's panel, send "hi", wait for its completed card."""
     panel = page.locator(".gridllm-panel").first
@@ -90,6 +122,7 @@ def test_panel_in_jupyterlab_with_real_models(page: Any, lab: Any, artifacts: Pa
                    f"import json\nfrom gridllm_nb import Panel\npanel = Panel(options=json.loads({OPTIONS!r}))\npanel")
     open_and_run(page, lab, "panel.ipynb")
     panel = drive_panel(page, page)
+    assert_prompt_not_clipped(panel)
     # The README's picture is refreshed only on request: a test run never edits tracked files.
     readme_png = repo_root / "docs" / "panel.png" if os.environ.get("GRIDLLM_UPDATE_SCREENSHOT") else None
     save_screenshot(panel, artifacts, "panel-jupyterlab.png", also=readme_png)
@@ -133,10 +166,114 @@ def test_webui_with_voila(page: Any, local_service: Any, artifacts: Path, tmp_pa
     try:
         wait_http(f"http://127.0.0.1:{port}/", timeout=90, process=process)
         page.goto(f"http://127.0.0.1:{port}/")
-        assert page.locator(".jp-InputArea, .jp-CodeCell .jp-InputPrompt").count() == 0  # no code shown
+        # a title (the tab's and the page's) and one line saying what it is
+        expect()(page).to_have_title("GridLLM")
+        expect()(page.locator("h1", has_text="GridLLM")).to_be_visible(timeout=60_000)
+        expect()(page.get_by_text("One prompt, up to three language models")).to_be_visible()
+        assert page.locator(".jp-InputArea-editor, .jp-CodeCell .jp-InputPrompt").count() == 0  # no code shown
         panel = drive_panel(page, page)
         assert "from gridllm_nb" not in page.content()
-        save_screenshot(panel, artifacts, "panel-voila.png")
+        assert_prompt_not_clipped(panel)
+        save_screenshot(page.locator("body"), artifacts, "panel-voila.png")
     finally:
         stop_group(process)
         log.close()
+
+
+LINES = [f"line {i:03d}: " + " ".join(["the answer keeps going"] * 3) for i in range(120)]
+
+
+def long_script(lines: list[str], per_step: int = 2) -> list[tuple[str, str]]:
+    steps = [("queued", "")]
+    steps += [("running", "\n".join(lines[:i])) for i in range(per_step, len(lines), per_step)]
+    return [*steps, ("completed", "\n".join(lines))]
+
+
+def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
+        page: Any, lab: Any, fake_api: Any, artifacts: Path, tmp_path: Path) -> None:
+    fake, url = fake_api
+    fake.scripts["m:1"] = long_script(LINES)
+    store = tmp_path / "history.sqlite3"
+    # One run recorded beforehand, as %%gridllm records its runs; a new panel lists it.
+    write_notebook(lab.root / "keys.ipynb", "\n".join([
+        "import os",
+        f"os.environ['GRIDLLM_HISTORY'] = {str(store)!r}",
+        "from gridllm_nb import Panel, history",
+        "from gridllm_nb.models import JobState, Result, Results",
+        "from gridllm_nb.poller import PollSettings",
+        "history.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
+        " state=JobState.COMPLETED, elapsed=2.0)}), 'http://127.0.0.1/x')",
+        f"panel = Panel(url={url!r}, poll=PollSettings(fast=0.1, slow=0.1))",
+        "panel",
+    ]))
+    page.on("console", lambda m: print("CONSOLE", m.type, m.text[:300]))
+    open_and_run(page, lab, "keys.ipynb")
+    panel = page.locator(".gridllm-panel").first
+    expect()(panel.locator(".gridllm-history")).to_contain_text("History (1 earlier run)", timeout=60_000)
+    box = panel.locator(".gridllm-model-m-1 input[type=checkbox]")
+    expect()(box).to_be_enabled(timeout=60_000)
+    box.check()
+    prompt = panel.locator(".gridllm-prompt textarea")
+    prompt.press_sequentially("Tell me a long story.")
+    page.wait_for_timeout(1500)
+    page.locator(".jp-Cell").first.locator(".jp-InputPrompt").click()
+    page.keyboard.press("Escape"); page.keyboard.press("b")
+    page.keyboard.type("print('DBG', repr(panel.prompt.value), panel.chosen, panel.prompt.comm is not None)")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_timeout(3000)
+    print("OUT", page.locator(".jp-OutputArea-output").all_inner_texts())
+    prompt.press("Control+Enter")  # no click: the key runs Process
+    card = panel.locator(".gridllm-card-m-1")
+    expect()(card).to_have_class(re.compile(r"gridllm-state-running"), timeout=30_000)
+    assert page.locator(".gridllm-panel").count() == 1  # the cell did not run again
+    assert prompt.input_value() == "Tell me a long story."
+    # While it streams, the card's body scrolls and stays at the end.
+    samples = []
+    for _ in range(200):
+        s = body_scroll(card)
+        if "gridllm-state-running" not in (card.get_attribute("class") or ""):
+            break
+        if s["height"] > s["client"] + 40:
+            samples.append(s)
+            if len(samples) == 4:
+                save_screenshot(panel, artifacts, "panel-streaming.png")
+            if len(samples) >= 8:
+                break
+        page.wait_for_timeout(150)
+    assert len(samples) >= 3, "the answer ended before it overflowed its card"
+    for s in samples:
+        assert s["top"] + s["client"] >= s["height"] - 10, s  # at the end
+        assert s["client"] <= 24 * s["fontSize"] + 1, s  # the card's height is capped
+    assert samples[-1]["height"] > samples[0]["height"]  # it grew while it was followed
+    expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=60_000)
+    page.wait_for_timeout(300)
+    end = body_scroll(card)
+    assert end["top"] + end["client"] >= end["height"] - 10 and end["height"] > end["client"] * 2, end
+    expect()(card.locator(".gridllm-text")).to_contain_text(LINES[-1])
+    assert_prompt_not_clipped(panel)
+
+    # A re-run, by Cmd+Enter: the first run joins the history, below nothing else newer.
+    fake.scripts["m:1"] = [("queued", ""), ("running", "Short"), ("completed", "Short and sweet.")]
+    prompt.fill("Now a short one.")
+    prompt.press("Meta+Enter")
+    expect()(card.locator(".gridllm-text")).to_have_text("Short and sweet.", timeout=30_000)
+    expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=30_000)
+    history = panel.locator(".gridllm-history")
+    expect()(history).to_contain_text("History (2 earlier runs)")
+    history.locator(".lm-AccordionPanel-title, .jupyter-widget-Collapse-header, .p-Collapse-header").first.click()
+    entries = history.locator(".gridllm-history-entry")
+    expect()(entries).to_have_count(2)
+    newest, oldest = entries.nth(0), entries.nth(1)
+    expect()(newest).to_contain_text("Tell me a long story.")
+    summary = newest.locator("summary")
+    expect()(summary).to_have_count(1)
+    expect()(summary).to_contain_text(re.compile(r"m:1 · completed · \d+\.\d s · line 000: the answer"))
+    assert summary.bounding_box()["height"] < 30  # one line per model
+    expect()(newest.locator("details > div")).to_be_hidden()
+    summary.click()  # expands to the full answer, as text
+    expect()(newest.locator("details > div")).to_contain_text(LINES[-1])
+    expect()(oldest).to_contain_text("from the magic")
+    oldest.locator("summary").click()
+    expect()(oldest.locator("details > div")).to_contain_text("magic answer <b>here</b>")  # text, not markup
+    assert oldest.locator("details b").count() == 0
+    save_screenshot(panel, artifacts, "panel-history.png")
