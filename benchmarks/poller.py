@@ -46,7 +46,7 @@ from gridllm_nb.errors import (
     ServiceUnreachable,
     TransportError,
 )
-from gridllm_nb.models import Job, JobState, JobUpdate, state_from_raw
+from gridllm_nb.jobs import Job, JobState, JobUpdate, state_from_raw
 from gridllm_nb.poller import Poller, PollSettings, Watch
 from gridllm_nb.service.launcher import free_port
 

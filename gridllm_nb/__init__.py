@@ -30,11 +30,11 @@ _LAZY = {
     "JobsClient": "client",
     "run": "runner",
     "arun": "runner",
-    "Results": "models",
-    "Result": "models",
-    "Job": "models",
-    "JobState": "models",
-    "JobUpdate": "models",
+    "Results": "results",
+    "Result": "results",
+    "Job": "jobs",
+    "JobState": "jobs",
+    "JobUpdate": "jobs",
     "Panel": "panel",
     "GridLLMError": "errors",
 }
@@ -42,8 +42,9 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover
     from .client import JobsClient
     from .errors import GridLLMError
-    from .models import Job, JobState, JobUpdate, Result, Results
+    from .jobs import Job, JobState, JobUpdate
     from .panel import Panel
+    from .results import Result, Results
     from .runner import arun, run
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import ipywidgets as widgets
 
 from .cardwidget import CardWidget
-from .models import JobState, JobUpdate, finish_note
+from .jobs import JobState, JobUpdate, finish_note
 from .pacing import schedule_flush, update_delay
 from .render import render_text
 

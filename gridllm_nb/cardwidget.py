@@ -25,7 +25,7 @@ from typing import Any
 
 import traitlets
 
-from .models import JobState
+from .jobs import JobState
 from .streamtext import INITIALIZE_JS, TEXT_NODE_JS, StreamText, compact_esm
 
 __all__ = ["CardWidget"]

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 from .client import JobsClient
 from .config import parse_assignments
 from .errors import ConfigError, GridLLMError
-from .models import JobUpdate, Results
+from .jobs import JobUpdate
+from .results import Results
 
 __all__ = ["build_parser", "main"]
 

@@ -33,7 +33,7 @@ from .errors import (
     ServiceUnreachable,
     TransportError,
 )
-from .models import Job
+from .jobs import Job
 
 try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
     import orjson as _orjson

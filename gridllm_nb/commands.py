@@ -14,7 +14,7 @@ from typing import Any, TextIO, TypeVar
 from .client import JobsClient
 from .config import DEFAULT_LOCAL_URL, resolve_endpoint
 from .errors import NotSupported
-from .models import Job
+from .jobs import Job
 
 __all__ = ["cancel", "job_dict", "local", "local_url", "models", "open_client", "status", "with_client"]
 

@@ -27,8 +27,8 @@ from traitlets.config import Configurable
 from .errors import ConfigError, GridLLMError
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
-from .models import Results
 from .render import FORMATS
+from .results import Results
 from .views import CardsView, StreamView, View
 
 __all__ = ["CellError", "GridLLM", "GridLLMMagics",

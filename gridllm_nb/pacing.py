@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from .models import JobState, JobUpdate
+from .jobs import JobState, JobUpdate
 
 __all__ = ["schedule_flush", "update_delay"]
 

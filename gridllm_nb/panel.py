@@ -43,8 +43,9 @@ import traitlets
 from .card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card, one_line, slug
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported
-from .models import JobState, JobUpdate, Result, Results
+from .jobs import JobState, JobUpdate
 from .render import render_text  # re-exported; model text -> HTML lives in render.py
+from .results import Result, Results
 
 __all__ = ["HISTORY_RUNS", "MAX_MODELS", "Card", "Panel", "PromptBox", "render_text", "slug"]
 
@@ -129,7 +130,7 @@ class PromptBox(anywidget.AnyWidget):
     def __init__(self, value: str = "", **kwargs: Any) -> None:
         super().__init__(value=value, **kwargs)
         self._submit_handlers = widgets.CallbackDispatcher()
-        self.on_msg(self._handle_msg)
+        self.on_msg(self._on_custom_msg)
 
     def on_submit(self, callback: Any, remove: bool = False) -> None:
         """Call ``callback(prompt_box)`` on Ctrl+Enter / Cmd+Enter."""
@@ -139,7 +140,7 @@ class PromptBox(anywidget.AnyWidget):
         """What Ctrl+Enter does."""
         self._submit_handlers(self)
 
-    def _handle_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
+    def _on_custom_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, dict) and isinstance(content.get("submit"), str):
             if content["submit"] != self.value:  # the keystrokes' own update came first; this is a backstop
                 self.value = content["submit"]

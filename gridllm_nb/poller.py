@@ -29,7 +29,7 @@ from .errors import (
     ServiceUnreachable,
     TransportError,
 )
-from .models import Job, JobState, JobUpdate, state_from_raw
+from .jobs import Job, JobState, JobUpdate, state_from_raw
 
 __all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller"]
 

@@ -24,8 +24,9 @@ from .errors import (
     TransportError,
     UnknownModel,
 )
-from .models import JobState, JobUpdate, Result, Results
+from .jobs import JobState, JobUpdate
 from .poller import PollSettings, get_poller
+from .results import Result, Results
 
 __all__ = ["UpdateCallback", "arun", "check_models", "run", "run_sync"]
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from . import render
 
 if TYPE_CHECKING:
-    from .models import Result
+    from .results import Result
 
 __all__ = ["PER_ROW", "results_bundle"]
 

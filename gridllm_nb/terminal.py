@@ -39,7 +39,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .models import JobState, JobUpdate, Result, finish_note
+from .jobs import JobState, JobUpdate, finish_note
+from .results import Result
 
 __all__ = ["MIN_COLUMN", "REFRESH_PER_SECOND", "LiveGrid", "clean", "live_grid"]
 

@@ -20,8 +20,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from .models import JobUpdate, Result, Results
+from .jobs import JobUpdate
 from .render import error_bundle, final_bundle
+from .results import Result, Results
 from .sidebyside import results_bundle
 
 __all__ = ["CardsView", "StreamView", "View"]

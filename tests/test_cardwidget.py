@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gridllm_nb.cardwidget import CardWidget
-from gridllm_nb.models import JobState
+from gridllm_nb.jobs import JobState
 
 from .conftest import Wire
 

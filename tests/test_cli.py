@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from gridllm_nb.cli import _Streamer, main
-from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.jobs import JobState, JobUpdate
 
 from .fakes import FakeJobsAPI, ServedFake, words_script
 

@@ -19,7 +19,7 @@ from gridllm_nb.errors import (
     RateLimited,
     TransportError,
 )
-from gridllm_nb.models import Job, JobState, state_from_raw
+from gridllm_nb.jobs import Job, JobState, state_from_raw
 
 from .fakes import FakeClock, FakeJobsAPI
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gridllm_nb import history
-from gridllm_nb.models import JobState, Result, Results
+from gridllm_nb.jobs import JobState
+from gridllm_nb.results import Result, Results
 
 
 def _results(prompt: str = "What is 2+2?") -> Results:

@@ -22,8 +22,9 @@ from IPython.core.displaypub import DisplayPublisher
 
 from gridllm_nb import runner
 from gridllm_nb.config import resolve_endpoint
+from gridllm_nb.jobs import JobState
 from gridllm_nb.magic import CellError, GridLLMMagics, Interrupted
-from gridllm_nb.models import JobState, Results
+from gridllm_nb.results import Results
 
 from .fakes import FakeJobsAPI, ServedFake, words_script
 from .test_render import assert_safe_bundle
@@ -809,7 +810,7 @@ def test_output_mode_auto(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _feed_cards(chunk: int, every: float, duration: float, **kwargs: Any) -> tuple[Any, list[tuple[float, str]]]:
-    from gridllm_nb.models import JobUpdate
+    from gridllm_nb.jobs import JobUpdate
     from gridllm_nb.views import CardsView
 
     class Shell:
@@ -868,7 +869,7 @@ def test_the_prompt_is_what_the_user_wrote(ip: Any, fake: ServedFake) -> None:
 
 
 def test_results_repr_counts_in_words() -> None:
-    from gridllm_nb.models import Result
+    from gridllm_nb.results import Result
 
     assert repr(Results("p", {"a:1": Result(tag="a:1")})).startswith("Results(1 model)\n")
     assert repr(Results("p", {t: Result(tag=t) for t in ("a:1", "b:1")})).startswith("Results(2 models)\n")

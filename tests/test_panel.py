@@ -15,9 +15,10 @@ import pytest
 from gridllm_nb import history
 from gridllm_nb.cardwidget import CardWidget
 from gridllm_nb.client import JobsClient, RetryPolicy
-from gridllm_nb.models import JobState, Result, Results
+from gridllm_nb.jobs import JobState
 from gridllm_nb.panel import Panel, PromptBox, render_text, slug
 from gridllm_nb.poller import PollSettings
+from gridllm_nb.results import Result, Results
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.streamtext import StreamText, utf16_len
 
@@ -266,19 +267,25 @@ async def test_history_keeps_the_last_runs_only() -> None:
 
 # -- Ctrl+Enter -------------------------------------------------------------------------
 
+def browser_sends(widget, data: dict) -> None:
+    """A comm message from the front end, as ipywidgets receives it."""
+    widget._handle_msg({"content": {"data": data}, "buffers": []})
+
+
 async def test_ctrl_enter_in_the_prompt_runs_process() -> None:
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
     assert isinstance(panel.prompt, PromptBox) and "gridllm-prompt" in panel.prompt._dom_classes
     panel.checkboxes["m:1"].value = True
-    # what the browser sends on Ctrl+Enter / Cmd+Enter: the text, then "submit" with it
-    panel.prompt.set_state({"value": "typed"})
-    assert not panel.process_button.disabled
-    panel.prompt._handle_msg(panel.prompt, {"submit": "typed"}, [])
+    # what the browser sends on Ctrl+Enter / Cmd+Enter, through the widget's comm handler:
+    # the text (as on every keystroke), then "submit" with it
+    browser_sends(panel.prompt, {"method": "update", "state": {"value": "typed"}})
+    assert panel.prompt.value == "typed" and not panel.process_button.disabled
+    browser_sends(panel.prompt, {"method": "custom", "content": {"submit": "typed"}})
     assert panel.running
     res = await panel.wait()
     assert res.prompt == "typed" and res.ok
     # a submit whose text had not been synced yet brings its text along
-    panel.prompt._handle_msg(panel.prompt, {"submit": "typed again"}, [])
+    browser_sends(panel.prompt, {"method": "custom", "content": {"submit": "typed again"}})
     assert panel.prompt.value == "typed again"
     res = await panel.wait()
     assert res.prompt == "typed again"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridllm_nb.client import JobsClient
-from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.jobs import JobState, JobUpdate
 from gridllm_nb.poller import Poller, PollSettings, get_poller
 
 from .fakes import FakeClock, FakeJobsAPI, words_script
@@ -216,7 +216,7 @@ async def test_a_failed_job_carries_the_service_reason_when_given(clock: FakeClo
 
 async def test_why_an_answer_ended_reaches_the_result(clock: FakeClock) -> None:
     """The local service says a completed answer hit the token limit: the update, the result and its note say so."""
-    from gridllm_nb.models import Result
+    from gridllm_nb.results import Result
 
     fake = FakeJobsAPI(default_script=words_script("Once upon a"), completion={"finish": "length", "tokens": 3})
     client, poller = setup(fake, clock)
@@ -270,7 +270,7 @@ async def test_a_job_whose_log_did_not_grow_yields_no_update_and_builds_no_job(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gridllm_nb.poller as poller_module
-    from gridllm_nb.models import Job
+    from gridllm_nb.jobs import Job
 
     built: list[str] = []
     real_from_api = Job.from_api.__func__
@@ -344,7 +344,7 @@ async def test_batches_are_planned_once_and_rebuilt_when_the_set_of_jobs_changes
 )
 def test_the_fast_path_and_the_job_path_see_every_answer_alike(entries: list) -> None:
     """``Watch._poll`` (no Job) and ``_unchanged`` + ``_apply(Job.from_api(...))`` (the old path) agree."""
-    from gridllm_nb.models import Job
+    from gridllm_nb.jobs import Job
     from gridllm_nb.poller import Watch, raw_status_and_log
 
     poller = Poller(PollSettings(), clock=FakeClock())

@@ -14,7 +14,7 @@ import pytest
 from gridllm_nb import config
 from gridllm_nb.client import JobsClient
 from gridllm_nb.errors import ConfigError
-from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.jobs import JobState, JobUpdate
 from gridllm_nb.poller import RECONNECTING, Poller, PollSettings
 
 from .fakes import FakeClock, FakeJobsAPI, ServedFake, words_script

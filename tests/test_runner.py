@@ -11,7 +11,7 @@ import pytest
 
 from gridllm_nb.client import JobsClient
 from gridllm_nb.errors import ConfigError, UnknownModel
-from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.jobs import JobState, JobUpdate
 from gridllm_nb.poller import PollSettings
 from gridllm_nb.runner import arun, run, run_sync
 

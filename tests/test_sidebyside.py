@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridllm_nb.models import JobState, Result, Results
+from gridllm_nb.jobs import JobState
+from gridllm_nb.results import Result, Results
 from gridllm_nb.sidebyside import results_bundle
 
 from .test_render import assert_safe_bundle, model_text

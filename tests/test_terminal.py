@@ -17,7 +17,7 @@ import time
 import pytest
 from rich.console import Console
 
-from gridllm_nb.models import JobState, JobUpdate
+from gridllm_nb.jobs import JobState, JobUpdate
 from gridllm_nb.terminal import REFRESH_PER_SECOND, LiveGrid, clean, live_grid
 
 from .fakes import FakeJobsAPI, ServedFake, words_script

@@ -137,7 +137,7 @@ for i, p in list(enumerate(payloads))[START:END]:
 
 SHOW_CARDS = """\
 import ipywidgets as widgets
-from gridllm_nb.models import JobState
+from gridllm_nb.jobs import JobState
 from gridllm_nb.panel import Card
 cards = [Card(f"m:{i}", markdown=True) for i in range(len(payloads))]
 for card, p in zip(cards, payloads):
