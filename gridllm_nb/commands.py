@@ -16,7 +16,8 @@ from .config import DEFAULT_LOCAL_URL, resolve_endpoint
 from .errors import NotSupported
 from .jobs import Job
 
-__all__ = ["cancel", "job_dict", "local", "local_url", "models", "open_client", "status", "with_client"]
+__all__ = ["cancel", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
+           "with_client"]
 
 T = TypeVar("T")
 
@@ -144,3 +145,23 @@ def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
         return 0 if running else 1
     out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
     return 0 if running else 1
+
+
+def history(n: int, out: TextIO) -> int:
+    """The last ``n`` runs of the history: one line for the prompt, one per model."""
+    from .history import history_path, recent
+
+    runs = recent(n)
+    if not runs:
+        out.write(f"no runs recorded yet ({history_path()})\n")
+        return 0
+    for run in runs:
+        prompt = " ".join(run["prompt"].split())
+        prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        out.write(f"{run['created']}  {run['url']}\n  prompt: {prompt}\n")
+        for r in run["results"]:
+            first = (r["text"] or r["error"] or "").strip().splitlines()
+            snippet = first[0][:60] if first else ""
+            out.write(f"  {r['tag']}  {r['state']}  {r['elapsed'] or 0:.1f}s  {snippet}\n")
+    return 0
+

@@ -14,7 +14,6 @@ for the session, and the environment (``GRIDLLM_API_URL``,
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -294,14 +293,14 @@ class GridLLMMagics(Magics):
                  "history", "output")
 
     def _cmd_config(self, args: Any) -> None:
-        from .config import TOKEN_ENV, parse_assignments, resolve_endpoint
+        from .config import TOKEN_ENV, parse_assignments, resolve_endpoint, trait_value
 
         s = self.settings
         for key, value in parse_assignments(args.settings, what="%gridllm config").items():
             key = {"models": "default_models", "format": "default_format"}.get(key, key)
             if key not in self._SETTABLE:
                 raise ConfigError(f"unknown setting {key!r}; settable: {', '.join(self._SETTABLE)}")
-            setattr(s, key, self._convert(key, value))
+            setattr(s, key, trait_value(s.traits()[key], key, value))
         try:
             endpoint = resolve_endpoint(self._url())
             where = endpoint.display + ("  (the local service, started on demand)" if endpoint.is_default else "")
@@ -313,37 +312,6 @@ class GridLLMMagics(Magics):
         for key in self._SETTABLE[1:]:
             print(f"{key}: {getattr(s, key)!r}")
 
-    def _convert(self, key: str, value: str) -> Any:
-        trait = self.settings.traits()[key]
-        if value in ("", "none", "None") and trait.allow_none:
-            return None
-        if isinstance(trait, List):
-            return [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(trait, Dict):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                raise ConfigError(f"{key} wants a JSON object, got {value!r}") from None
-            if not isinstance(parsed, dict):
-                raise ConfigError(f"{key} wants a JSON object, got {value!r}")
-            return parsed
-        if isinstance(trait, Bool):
-            return value.lower() in ("1", "true", "yes", "on")
-        try:
-            if isinstance(trait, Float):
-                return float(value)
-            if isinstance(trait, Int):
-                return int(value)
-        except ValueError:
-            raise ConfigError(f"{key} wants a number, got {value!r}") from None
-        if isinstance(trait, Enum) and value not in trait.values:
-            raise ConfigError(f"{key} must be one of {', '.join(map(str, trait.values))}, got {value!r}")
-        if key == "url":
-            from .config import resolve_endpoint
-
-            resolve_endpoint(value)  # validates, raises a one-line ConfigError
-        return value
-
     def _cmd_local(self, args: Any) -> None:
         """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""
         from . import commands
@@ -354,20 +322,9 @@ class GridLLMMagics(Magics):
                        token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
-        from .history import history_path, recent
+        from . import commands
 
-        runs = recent(args.n)
-        if not runs:
-            print(f"no runs recorded yet ({history_path()})")
-            return
-        for run in runs:
-            prompt = " ".join(run["prompt"].split())
-            prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
-            print(f"{run['created']}  {run['url']}\n  prompt: {prompt}")
-            for r in run["results"]:
-                first = (r["text"] or r["error"] or "").strip().splitlines()
-                snippet = first[0][:60] if first else ""
-                print(f"  {r['tag']}  {r['state']}  {r['elapsed'] or 0:.1f}s  {snippet}")
+        commands.history(args.n, sys.stdout)
 
     def _cmd_panel(self, args: Any) -> Any:
         from IPython.display import display
