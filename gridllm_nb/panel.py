@@ -283,8 +283,10 @@ class Panel(widgets.VBox):
                                                     tooltip="Render answers as (sanitized) markdown")
         self.markdown_toggle.add_class("gridllm-markdown")
         buttons = widgets.HBox([self.process_button, self.cancel_button, self.markdown_toggle])
-        self.status = widgets.Label("")
+        self.status = widgets.Label("", layout=widgets.Layout(display="none"))
         self.status.add_class("gridllm-status")
+        # Only a line with something to say takes room: no gap between the buttons and the cards.
+        self.status.observe(self._show_status, names="value")
         self.card_box = widgets.Box([], layout=widgets.Layout(display="flex", flex_flow="row wrap",
                                                               width="100%"))
         self.card_box.add_class("gridllm-cards")
@@ -394,6 +396,9 @@ class Panel(widgets.VBox):
         """Wait until the model list has arrived (or failed)."""
         if self._load_task is not None:
             await asyncio.shield(self._load_task)
+
+    def _show_status(self, change: dict[str, Any]) -> None:
+        self.status.layout.display = None if change["new"] else "none"
 
     def _say(self, message: str) -> None:
         self.status.value = one_line(message)

@@ -73,7 +73,7 @@ async def test_checkboxes_come_from_the_models_endpoint() -> None:
     cb = panel.checkboxes["gemma3:270m"]
     assert cb.description == "gemma3:270m"
     assert "gridllm-model-gemma3-270m" in cb._dom_classes
-    assert panel.status.value == ""
+    assert panel.status.value == "" and hidden(panel.status)  # an empty status line takes no room
     assert panel.widget is panel and "gridllm-panel" in panel._dom_classes
 
 
@@ -81,7 +81,7 @@ async def test_without_a_models_endpoint_the_status_line_says_so() -> None:
     panel = fake_panel(FakeJobsAPI(models=None))
     await panel.loaded()
     assert panel.checkboxes == {}
-    assert "Panel(models=" in panel.status.value
+    assert "Panel(models=" in panel.status.value and not hidden(panel.status)
 
 
 async def test_at_most_three_ticked_the_others_disabled_with_a_hint() -> None:

@@ -201,8 +201,8 @@ def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
         "from gridllm_nb import Panel, history",
         "from gridllm_nb.jobs import JobState\nfrom gridllm_nb.results import Result, Results",
         "from gridllm_nb.poller import PollSettings",
-        "history.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
-        " state=JobState.COMPLETED, elapsed=2.0)}), 'http://127.0.0.1/x')",
+        ("history.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
+         " state=JobState.COMPLETED, elapsed=2.0)}), 'http://127.0.0.1/x')"),
         f"panel = Panel(url={url!r}, poll=PollSettings(fast=0.1, slow=0.1))",
         "panel",
     ]))
