@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Job", "JobState", "JobUpdate", "finish_note", "state_from_raw"]
+__all__ = ["Job", "JobState", "JobUpdate", "finish_note", "read_entry", "state_from_raw"]
 
 
 class JobState(str, enum.Enum):
@@ -118,17 +118,7 @@ class Job:
     ) -> Job:
         """Build from one entry of the ``jobs`` object; never raises on odd shapes."""
         data = data if isinstance(data, Mapping) else {}
-        states = data.get("states")
-        states = states if isinstance(states, Mapping) else {}
-        inner = states.get("default")
-        if not isinstance(inner, Mapping):
-            # Keys other than "default" may occur: take the first mapping.
-            inner = next((v for v in states.values() if isinstance(v, Mapping)), {})
-        vm_status = data.get("vmStatus")
-        vm_status = vm_status if isinstance(vm_status, str) else ""
-        status = inner.get("status")
-        raw = status if isinstance(status, str) and status else vm_status
-        log = inner.get("log")
+        inner, vm_status, raw, log = read_entry(data)
         copy = _as_number(data.get("copy"))
         files = inner.get("outputFiles")
         known = {"vmStatus", "states", "created", "copy", "tag", "runtime"}
@@ -138,7 +128,7 @@ class Job:
             state=state_from_raw(raw, previous),
             raw_status=raw,
             vm_status=vm_status,
-            log=log if isinstance(log, str) else "",
+            log=log,
             created=_parse_created(data.get("created")),
             runtime=_as_number(data.get("runtime")),
             copy=int(copy) if copy is not None else None,
@@ -151,6 +141,26 @@ class Job:
             tokens=int(tokens) if (tokens := _as_number(inner.get("tokens"))) is not None else None,
             extra={k: v for k, v in data.items() if k not in known},
         )
+
+
+def read_entry(data: Mapping[str, Any]) -> tuple[Mapping[str, Any], str, str, str]:
+    """``(state, vmStatus, raw status, log)`` of one entry of a status answer.
+
+    The one reading of the shape, for ``Job.from_api`` and for the poller's
+    check of whether a job changed at all (before it builds anything).
+    """
+    states = data.get("states")
+    states = states if isinstance(states, Mapping) else {}
+    inner = states.get("default")
+    if not isinstance(inner, Mapping):
+        # Keys other than "default" may occur: take the first mapping.
+        inner = next((v for v in states.values() if isinstance(v, Mapping)), {})
+    vm_status = data.get("vmStatus")
+    vm_status = vm_status if isinstance(vm_status, str) else ""
+    status = inner.get("status")
+    raw = status if isinstance(status, str) and status else vm_status
+    log = inner.get("log")
+    return inner, vm_status, raw, log if isinstance(log, str) else ""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from .errors import (
     ServiceUnreachable,
     TransportError,
 )
-from .jobs import Job, JobState, JobUpdate, state_from_raw
+from .jobs import Job, JobState, JobUpdate, read_entry, state_from_raw
 
 __all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller"]
 
@@ -241,23 +241,10 @@ class Watch:
         self._emit(now)
 
 
-def _as_mapping(value: Any) -> Mapping[str, Any] | None:
-    return value if type(value) is dict or isinstance(value, Mapping) else None
-
-
 def raw_status_and_log(entry: Any) -> tuple[str, str]:
     """``(raw_status, log)`` of one ``jobs`` entry, read exactly as ``Job.from_api`` reads them."""
-    data = _as_mapping(entry) or {}
-    states = _as_mapping(data.get("states")) or {}
-    inner = _as_mapping(states.get("default"))
-    if inner is None:
-        inner = next((v for v in states.values() if isinstance(v, Mapping)), {})
-    vm_status = data.get("vmStatus")
-    vm_status = vm_status if isinstance(vm_status, str) else ""
-    status = inner.get("status")
-    raw = status if isinstance(status, str) and status else vm_status
-    log = inner.get("log")
-    return raw, log if isinstance(log, str) else ""
+    _inner, _vm, raw, log = read_entry(entry if isinstance(entry, Mapping) else {})
+    return raw, log
 
 
 class Poller:

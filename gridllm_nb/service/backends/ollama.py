@@ -18,38 +18,24 @@ import httpx
 from ..registry import ModelSpec
 from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
 from .upstreams import (
-    DEFAULT_HEALTH_INTERVAL,
-    DEFAULT_HEALTH_TIMEOUT,
     ConnectFailed,
+    PooledBackend,
     StreamLost,
     Upstream,
-    UpstreamPool,
     upstreams_from_settings,
 )
 
 __all__ = ["OllamaBackend"]
 
 
-class OllamaBackend:
+class OllamaBackend(PooledBackend):
+    probe_path = "/api/tags"  # cheap, and any server of this kind has it
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         upstreams = upstreams_from_settings(spec.settings, "http://127.0.0.1:11434", spec.concurrency)
         self.url = upstreams[0][0]
-        timeout = float(spec.settings.get("timeout", 120.0))
-        self._client = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0))
-        self._health_timeout = float(spec.settings.get("health_timeout", DEFAULT_HEALTH_TIMEOUT))
-        self.pool = UpstreamPool(upstreams, self._probe, name=spec.tag,
-                                 interval=float(spec.settings.get("health_interval", DEFAULT_HEALTH_INTERVAL)))
-
-    def _probe(self, url: str) -> None:
-        """Cheap health check: ``GET /api/tags`` answers (any status below 500)."""
-        response = self._client.get(f"{url}/api/tags", timeout=self._health_timeout)
-        if response.status_code >= 500:
-            raise BackendError(f"GET {url}/api/tags answered {response.status_code}")
-
-    def upstreams(self) -> list[dict[str, Any]]:
-        """Each host's url, slots, jobs in flight, jobs served and health."""
-        return self.pool.stats()
+        self._open_pool(spec, upstreams)
 
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         options: dict[str, Any] = {"num_predict": request.max_tokens}

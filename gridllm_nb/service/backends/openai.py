@@ -24,19 +24,19 @@ import httpx
 from ..registry import ModelSpec
 from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
 from .upstreams import (
-    DEFAULT_HEALTH_INTERVAL,
-    DEFAULT_HEALTH_TIMEOUT,
     ConnectFailed,
+    PooledBackend,
     StreamLost,
     Upstream,
-    UpstreamPool,
     upstreams_from_settings,
 )
 
 __all__ = ["OpenAIBackend"]
 
 
-class OpenAIBackend:
+class OpenAIBackend(PooledBackend):
+    probe_path = "/models"  # cheap, and any server of this kind has it
+
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
         upstreams = [(_v1(url), slots) for url, slots in
@@ -46,21 +46,7 @@ class OpenAIBackend:
         key_env = spec.settings.get("api_key_env")
         if key_env and os.environ.get(str(key_env)):
             headers["Authorization"] = f"Bearer {os.environ[str(key_env)]}"
-        timeout = float(spec.settings.get("timeout", 120.0))
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=10.0))
-        self._health_timeout = float(spec.settings.get("health_timeout", DEFAULT_HEALTH_TIMEOUT))
-        self.pool = UpstreamPool(upstreams, self._probe, name=spec.tag,
-                                 interval=float(spec.settings.get("health_interval", DEFAULT_HEALTH_INTERVAL)))
-
-    def _probe(self, base: str) -> None:
-        """Cheap health check: ``GET /v1/models`` answers (any status below 500)."""
-        response = self._client.get(f"{base}/models", timeout=self._health_timeout)
-        if response.status_code >= 500:
-            raise BackendError(f"GET {base}/models answered {response.status_code}")
-
-    def upstreams(self) -> list[dict[str, Any]]:
-        """Each server's url, slots, jobs in flight, jobs served and health."""
-        return self.pool.stats()
+        self._open_pool(spec, upstreams, headers)
 
     def _request(self, request: GenerationRequest, base: str | None = None) -> tuple[str, dict[str, Any]]:
         base = base or self.base

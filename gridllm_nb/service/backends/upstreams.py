@@ -32,9 +32,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
+
 from . import BackendError
 
-__all__ = ["ConnectFailed", "StreamLost", "Upstream", "UpstreamPool", "upstreams_from_settings"]
+__all__ = ["ConnectFailed", "PooledBackend", "StreamLost", "Upstream", "UpstreamPool", "upstreams_from_settings"]
 
 T = TypeVar("T")
 log = logging.getLogger("gridllm_nb.service")
@@ -226,3 +228,29 @@ class UpstreamPool:
             self._cond.notify_all()
         if self._prober is not None:
             self._prober.join(timeout=5)
+
+
+class PooledBackend:
+    """What the remote backends share: one httpx client, an ``UpstreamPool`` over the
+    tag's URLs, and a health probe (``GET <upstream><probe_path>``, any status below 500)."""
+
+    probe_path = ""
+
+    def _open_pool(self, spec: Any, upstreams: list[tuple[str, int]], headers: dict[str, str] | None = None) -> None:
+        settings = spec.settings
+        timeout = float(settings.get("timeout", 120.0))
+        self._client = httpx.Client(headers=headers or {}, timeout=httpx.Timeout(timeout, connect=10.0))
+        self._health_timeout = float(settings.get("health_timeout", DEFAULT_HEALTH_TIMEOUT))
+        self.pool = UpstreamPool(upstreams, self._probe, name=spec.tag,
+                                 interval=float(settings.get("health_interval", DEFAULT_HEALTH_INTERVAL)))
+
+    def _probe(self, base: str) -> None:
+        url = f"{base}{self.probe_path}"
+        response = self._client.get(url, timeout=self._health_timeout)
+        if response.status_code >= 500:
+            raise BackendError(f"GET {url} answered {response.status_code}")
+
+    def upstreams(self) -> list[dict[str, Any]]:
+        """Each upstream's url, slots, jobs in flight, jobs served and health."""
+        return self.pool.stats()
+
