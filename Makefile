@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python benchmarks/magic.py
 	$(BIN)/python benchmarks/panel.py
 	$(BIN)/python benchmarks/runtime.py
+	$(BIN)/python benchmarks/fanout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

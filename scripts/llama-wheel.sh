@@ -23,7 +23,7 @@ esac
 dir="$WHEEL_CACHE/llama-cpp-python-$LLAMA_CPP-$flavour-$(uname -m)"
 mkdir -p "$dir"
 if ! ls "$dir"/llama_cpp_python-"$LLAMA_CPP"-*.whl >/dev/null 2>&1; then
-  echo "building llama-cpp-python $LLAMA_CPP ($flavour, $cmake_args) from source: once, ~20 min on 2 cores; cached in $dir" >&2
+  echo "building llama-cpp-python $LLAMA_CPP ($flavour, $cmake_args) from source: once, about 10 min on 2 cores; cached in $dir" >&2
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
   # --no-cache-dir: pip's own wheel cache is keyed by the sdist, not by
