@@ -47,10 +47,10 @@ def execute_quickstart(url: str) -> int:
     found = 0
     for cell in nb.cells:
         for output in cell.get("outputs", []):
-            text = output.get("data", {}).get("text/markdown")
-            if text and text.lstrip().startswith("**"):
+            data = output.get("data", {})
+            if "<table" in data.get("text/html", ""):  # a %%gridllm cell's value: the answers side by side
                 found += 1
-                print(text.strip(), "\n")
+                print(data["text/plain"].strip(), "\n")
     return 0 if found else 1
 
 
