@@ -441,10 +441,17 @@ def interrupt_once(comms: Comms, text: str, *, real_signal: bool = False, check:
     """
     main = threading.main_thread().ident
 
+    shown: dict[str, str] = {}  # comm id -> the text its card shows so far
+
     def on_message(msg: dict[str, Any]) -> None:
         content = msg["data"].get("content", {}) if msg["type"] == "comm_msg" else {}
-        shown = str(content.get("append", "")) + str(content.get("reset", ""))
-        if shown and text in shown and not getattr(on_message, "done", False):
+        if "reset" in content:
+            shown[msg["comm_id"]] = str(content["reset"])
+        elif "append" in content:
+            shown[msg["comm_id"]] = shown.get(msg["comm_id"], "") + str(content["append"])
+        else:
+            return
+        if shown[msg["comm_id"]] and text in shown[msg["comm_id"]] and not getattr(on_message, "done", False):
             on_message.done = True  # type: ignore[attr-defined]
             if check is not None:
                 check()
@@ -462,7 +469,7 @@ def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     interrupt_once(comms_of(ip), "word")
     capsys.readouterr()
-    result = run_cell_text(ip, f"%%gridllm slow:1 a:1 --url {fake.url} --out partial\nhi")
+    result = run_cell_text(ip, f"%%gridllm slow:1 a:1 --url {fake.url} --timeout 30 --out partial\nhi")
     comms_of(ip).on_message = None
     assert isinstance(result.error_in_exec, Interrupted)
     err = capsys.readouterr()
@@ -480,7 +487,7 @@ def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
 
 def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
     interrupt_once(comms_of(ip), "word word", real_signal=True)
-    result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+    result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --timeout 30 --out partial\nhi")
     comms_of(ip).on_message = None
     assert isinstance(result.error_in_exec, Interrupted)
     assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
@@ -496,7 +503,7 @@ def test_interrupt_inside_a_running_loop_leaks_no_task(ip: Any, fake: ServedFake
         # as ipykernel does while a cell runs (asyncio.run's own handler would cancel main() instead)
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
-            result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --out partial\nhi")
+            result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --timeout 30 --out partial\nhi")
         finally:
             signal.signal(signal.SIGINT, previous)
         await asyncio.sleep(0.05)
