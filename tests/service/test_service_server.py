@@ -57,15 +57,6 @@ def test_module_entry_point_refuses_too() -> None:
     assert done.returncode == 2 and "refusing" in done.stderr
 
 
-def test_start_service_reports_a_dead_child(tmp_path: Path) -> None:
-    bad = tmp_path / "models.toml"
-    bad.write_text('[models."a"]\nbackend = "nope"\n')
-    with pytest.raises(ConfigError) as info:
-        start_service(models=bad, timeout=60)
-    message = str(info.value)
-    assert "exited with code 2" in message and "service.log" in message and "backend must be one of" in message
-
-
 def test_is_running_on_a_closed_port() -> None:
     assert is_running(f"http://127.0.0.1:{free_port()}/remotejobs/v2") is False
 
