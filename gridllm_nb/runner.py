@@ -253,9 +253,10 @@ async def _cancel_quietly(client: JobsClient, ids: Sequence[str | None]) -> None
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end from synchronous code, with or without a running loop.
 
-    Without a running loop it runs here, on a fresh loop that is closed
-    after. Inside Jupyter the kernel's own loop is running, and blocked by
-    the very cell that called this: the coroutine then runs on a fresh loop
+    The coroutine runs on a fresh loop in a worker thread, closed after.
+    Inside Jupyter the kernel's own loop is running, and blocked by the very
+    cell that called this; in a terminal nothing runs a loop, but Ctrl-C
+    must still land on a thread that waits, not inside a task. So it runs
     in a worker thread, in a copy of this context (so what it prints and
     displays still belongs to the cell), while this thread waits. The kernel
     stays an ordinary busy kernel: requests that arrive meanwhile (a widget's
@@ -265,10 +266,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     Ctrl-C (``KeyboardInterrupt`` here) cancels the coroutine, lets it unwind
     (``arun`` ends live jobs CANCELLED, text kept), then propagates.
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _run_on_new_loop(coro)
+    # Always a worker thread, even where no loop runs (a terminal): Ctrl-C then lands
+    # on this thread's wait, never inside the loop's callbacks, where it would
+    # escape as a traceback from whichever task it hit.
     loop = asyncio.new_event_loop()
     task: asyncio.Task[T] = loop.create_task(coro)
     outcome: dict[str, Any] = {}

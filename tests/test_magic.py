@@ -487,7 +487,12 @@ def test_keyboard_interrupt_keeps_partial_outputs(ip: Any, fake: ServedFake,
 
 def test_real_sigint_during_a_run(ip: Any, fake: ServedFake) -> None:
     interrupt_once(comms_of(ip), "word word", real_signal=True)
-    result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --timeout 30 --out partial\nhi")
+    # Python's own SIGINT handler, whatever an earlier test or library left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = run_cell_text(ip, f"%%gridllm slow:1 --url {fake.url} --timeout 30 --out partial\nhi")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     comms_of(ip).on_message = None
     assert isinstance(result.error_in_exec, Interrupted)
     assert ip.user_ns["partial"]["slow:1"].state is JobState.CANCELLED
