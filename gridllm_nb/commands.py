@@ -12,26 +12,30 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
 from .client import JobsClient
-from .config import DEFAULT_LOCAL_URL, resolve_endpoint
+from .config import DEFAULT_LOCAL_URL, Endpoint, resolve_endpoint
 from .errors import NotSupported
 from .jobs import Job
 
-__all__ = ["cancel", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
+__all__ = ["cancel", "ensure_service", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
            "with_client"]
 
 T = TypeVar("T")
 
 
-def open_client(url: str | None = None, token: str | None = None, *,
-                announce: Callable[[str], None] | None = print) -> JobsClient:
-    """A client for ``url`` (default: the configured endpoint); the default endpoint is
-    the local service, started in the background here if nobody has."""
-    endpoint = resolve_endpoint(url, token)
+def ensure_service(endpoint: Endpoint, announce: Callable[[str], None] | None = print) -> None:
+    """The default endpoint is the local service: start it in the background if nobody has."""
     if endpoint.is_default:
         from .service.launcher import ensure_local_service
 
         secret = endpoint.token.reveal() if endpoint.token else None
         ensure_local_service(endpoint.url, token=secret, announce=announce)
+
+
+def open_client(url: str | None = None, token: str | None = None, *,
+                announce: Callable[[str], None] | None = print) -> JobsClient:
+    """A client for ``url`` (default: the configured endpoint), its service ensured."""
+    endpoint = resolve_endpoint(url, token)
+    ensure_service(endpoint, announce)
     return JobsClient(endpoint.url, endpoint.token)
 
 

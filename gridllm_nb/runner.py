@@ -124,12 +124,10 @@ async def _unreachable(client: JobsClient, exc: TransportError) -> str:
 
 async def _ensure_service(client: JobsClient, announce: Callable[[str], None] | None) -> None:
     """The default endpoint is the embedded service: start it if nobody has."""
-    if not client.endpoint.is_default:
-        return
-    from .service.launcher import ensure_local_service
+    if client.endpoint.is_default:
+        from .commands import ensure_service
 
-    token = client.endpoint.token.reveal() if client.endpoint.token else None
-    await asyncio.to_thread(ensure_local_service, client.base_url, token=token, announce=announce)
+        await asyncio.to_thread(ensure_service, client.endpoint, announce)
 
 
 async def arun(

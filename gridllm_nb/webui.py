@@ -80,12 +80,10 @@ def serve_webui(port: int = 8866, url: str | None = None, *, options: Mapping[st
         import voila  # noqa: F401
     except ImportError:
         raise ConfigError("the WebUI needs Voila: pip install 'gridllm_nb[webui]'") from None
-    endpoint = resolve_endpoint(url)
-    if endpoint.is_default:
-        from .service.launcher import ensure_local_service
+    from .commands import ensure_service
 
-        token = endpoint.token.reveal() if endpoint.token else None
-        ensure_local_service(endpoint.url, token=token, announce=print)
+    endpoint = resolve_endpoint(url)
+    ensure_service(endpoint)
     child_env = dict(os.environ if env is None else env)
     child_env[URL_ENV] = endpoint.url  # the kernel inherits it; the token stays in its own variable
     with tempfile.TemporaryDirectory(prefix="gridllm_webui_") as tmp:
