@@ -125,7 +125,9 @@ class CardsView(View):
                 card.apply(r.state, r.text, r.error, r.elapsed)
         if in_place:
             self._publish(results_bundle(list(self.results.values()), self.fmt), update=True)
-            self.close()
+            # The cards stay open: a front end that applies no display update once
+            # its cell has ended (Voila, for a --no-wait cell) keeps showing them.
+            self.ended = True
 
     def close(self) -> None:
         """Close the widgets (after the output no longer shows them)."""

@@ -60,7 +60,12 @@ def write_page(directory: str | Path, *, options: Mapping[str, Any] | None = Non
 
 
 def webui_command(page: str | Path, port: int) -> list[str]:
-    """The Voila command line: loopback only, no browser, sources stripped."""
+    """The Voila command line: loopback only, no browser, sources stripped.
+
+    Progressive rendering: each cell's outputs reach the page as the cell
+    runs, so a ``%%gridllm`` cell's cards stream there too, instead of the
+    page waiting for the whole notebook to finish.
+    """
     return [
         sys.executable, "-m", "voila", str(page),
         "--no-browser",
@@ -68,6 +73,7 @@ def webui_command(page: str | Path, port: int) -> list[str]:
         f"--port={int(port)}",
         "--strip_sources=True",
         "--show_tracebacks=False",
+        "--progressive_rendering=True",
         "--Voila.port_retries=0",
         "--VoilaConfiguration.file_allowlist=[]",
     ]
