@@ -7,7 +7,8 @@ poller and with a naive loop, and report GETs per tick, total GETs, the
 poller's CPU per tick and the update latency (server-side change to
 client-side update).
 
-It also runs today's poller next to the baseline (the hot path as of commit
+It also runs today's poller (on a server with only GET, and on one that
+offers the local service's bulk status extension) next to the baseline (the hot path as of commit
 c63c32a, copied below: stdlib ``json``, an httpx URL parse per GET, a Job
 built per changed answer, the batches planned on every tick) on the same
 server in the same run, alternating old and new, and prints CPU per tick for
@@ -58,9 +59,13 @@ INTERVAL = 0.3
 
 
 class Server:
+    def __init__(self, bulk: bool = False) -> None:
+        self.bulk = bulk  # offer POST /jobs/status (the local service's extension) or only GETs
+
     def __enter__(self) -> str:
         port = free_port()
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "streamserver.py"), str(port)])
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "streamserver.py"), str(port)]
+                                     + ([] if self.bulk else ["--no-bulk"]))
         url = f"http://127.0.0.1:{port}/remotejobs/v2"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -418,29 +423,54 @@ async def floor(url: str, n: int, ticks: int = 15) -> float:
         return 1000 * statistics.median(cpu)
 
 
+async def floor_bulk(url: str, n: int, ticks: int = 15) -> float:
+    """CPU per tick of only the bulk requests: bare httpx POSTs of the same body, no decoding (median, ms)."""
+    async with JobsClient(url, timeout=60) as client, httpx.AsyncClient(timeout=60) as http:
+        ids = await submit(client, n)
+        cpu: list[float] = []
+        for _ in range(ticks):
+            body = {"ids": ids, "logFrom": {i: 40 for i in ids}}
+            before = time.process_time()
+            await http.post(f"{url}/jobs/status", json=body)
+            cpu.append(time.process_time() - before)
+            await asyncio.sleep(INTERVAL)
+        return 1000 * statistics.median(cpu)
+
+
+MODES = {"old": ("old", False), "GETs": ("new", False), "bulk": ("new", True)}  # poller, server offers bulk
+
+
 def compare(sizes: list[int], repeats: int) -> None:
-    """Old (c63c32a) and new poller on one server per size, alternating, in this one run."""
+    """The c63c32a poller, today's with GETs only, and today's with the bulk extension, in this one run.
+
+    Two servers per size, the same but for the bulk route; the three take turns.
+    """
     rows = []
     for n in sizes:
-        runs: dict[str, list[dict]] = {"old": [], "new": []}
-        with Server() as url:
+        runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
+        with Server(bulk=False) as get_url, Server(bulk=True) as bulk_url:
             for r in range(repeats):
-                for impl in ("old", "new") if r % 2 == 0 else ("new", "old"):
-                    runs[impl].append(asyncio.run(ours(url, n, impl)))
-            bare = asyncio.run(floor(url, n))
-        old = statistics.median(a["cpu_tick_ms"] for a in runs["old"])
-        new = statistics.median(a["cpu_tick_ms"] for a in runs["new"])
-        lat = {k: statistics.median(pct(a["lat"], .5) for a in v) for k, v in runs.items()}
-        rows.append((n, old, new, bare, lat))
-        print(f"N={n}: old {[round(a['cpu_tick_ms'], 2) for a in runs['old']]} ms/tick, "
-              f"new {[round(a['cpu_tick_ms'], 2) for a in runs['new']]} ms/tick, bare GETs {bare:.2f}",
-              file=sys.stderr)
-    print(f"\nCPU per poll tick (process time, median over ticks, then median of {repeats} runs; old = c63c32a):\n")
-    print("| jobs N | old ms/tick | new ms/tick | old/new | bare httpx GETs ms/tick | latency p50 old / new (ms) |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for n, old, new, bare, lat in rows:
-        print(f"| {n} | {old:.2f} | {new:.2f} | {old / new:.1f}x | {bare:.2f} "
-              f"| {1000 * lat['old']:.0f} / {1000 * lat['new']:.0f} |")
+                order = list(MODES) if r % 2 == 0 else list(reversed(MODES))
+                for mode in order:
+                    impl, bulk = MODES[mode]
+                    runs[mode].append(asyncio.run(ours(bulk_url if bulk else get_url, n, impl)))
+            bare = asyncio.run(floor(get_url, n))
+            bare_bulk = asyncio.run(floor_bulk(bulk_url, n))
+        cpu = {mode: statistics.median(a["cpu_tick_ms"] for a in v) for mode, v in runs.items()}
+        lat = {mode: statistics.median(pct(a["lat"], .5) for a in v) for mode, v in runs.items()}
+        rows.append((n, cpu, bare, bare_bulk, lat))
+        print(f"N={n}: " + ", ".join(f"{mode} {[round(a['cpu_tick_ms'], 2) for a in v]}" for mode, v in runs.items())
+              + f" ms/tick; bare GETs {bare:.2f}, bare bulk POST {bare_bulk:.2f}", file=sys.stderr)
+    print(f"\nCPU per poll tick (process time, median over ticks, then median of {repeats} runs; "
+          "old = c63c32a; GETs = today's poller where the service has only GET; bulk = where it offers "
+          "POST /jobs/status):\n")
+    print("| jobs N | old | today, GETs | today, bulk | old / bulk | bare httpx GETs | bare bulk POST "
+          "| latency p50 old / GETs / bulk |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, cpu, bare, bare_bulk, lat in rows:
+        print(f"| {n} | {cpu['old']:.2f} ms | {cpu['GETs']:.2f} ms | **{cpu['bulk']:.2f} ms** "
+              f"| {cpu['old'] / cpu['bulk']:.1f}x | {bare:.2f} ms | {bare_bulk:.2f} ms "
+              f"| {1000 * lat['old']:.0f} / {1000 * lat['GETs']:.0f} / {1000 * lat['bulk']:.0f} ms |")
 
 
 def pct(values: list[float], q: float) -> float:

@@ -2,7 +2,9 @@
 
 Job text is "w1 w2 ... wK": word k appears at created + k * STEP seconds, so a
 client can tell from the text alone when the server-side change happened.
-Run as ``python benchmarks/streamserver.py PORT``; used by benchmarks/poller.py.
+It also offers the local service's bulk status extension (``POST /jobs/status``
+with ``logFrom``) unless started with ``--no-bulk``.
+Run as ``python benchmarks/streamserver.py PORT [--no-bulk]``; used by benchmarks/poller.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 STEP = 0.25
 WORDS = 24
 jobs: dict[str, float] = {}
+BULK = True
 
 
 def log_at(created: float, now: float) -> tuple[str, str]:
@@ -44,20 +47,38 @@ async def app(scope, receive, send):
         payload = {"success": True, "ids": ids}
     elif path.startswith("/jobs/"):
         out = {}
-        for job_id in path[len("/jobs/"):].split(","):
+        log_from: dict[str, int] = {}
+        if scope["method"] == "POST" and path == "/jobs/status" and BULK:
+            request = json.loads(body)
+            wanted, log_from = request["ids"], request.get("logFrom", {})
+        elif scope["method"] == "GET":
+            wanted = path[len("/jobs/"):].split(",")
+        else:
+            wanted = []
+        for job_id in wanted:
             created = jobs.get(job_id)
             if created is None:
                 continue
             status, log = log_at(created, now)
+            start = min(log_from.get(job_id, 0), len(log))
             out[job_id] = {"vmStatus": status, "states": {"default": {"status": status, "log": log,
                            "outputFiles": [], "commandLine": "{}", "app": "gridrepublic:text-inference"}},
                            "created": "2024-05-06T21:26:00+00:00", "copy": 0, "tag": "bench",
                            "runtime": int(now - created), "created_ts": created}
+            if start:
+                out[job_id]["states"]["default"].update(log=log[start:], logFrom=start)
+        if not wanted:
+            await _send(send, {"success": False, "error": "not found"}, 404)
+            return
         payload = {"success": True, "jobs": out}
     else:
         payload = {"success": False, "error": "not found"}
+    await _send(send, payload)
+
+
+async def _send(send, payload, status=200):
     data = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": 200,
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
     await send({"type": "http.response.body", "body": data})
 
@@ -65,4 +86,5 @@ async def app(scope, receive, send):
 if __name__ == "__main__":
     import uvicorn
 
+    BULK = "--no-bulk" not in sys.argv
     uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)

@@ -1,7 +1,9 @@
 """One batched, adaptive poller per event loop.
 
-Every live job on the loop is polled together: one GET per 100 ids per tick,
-whichever cell, panel or script asked for it. The interval is short while
+Every live job on the loop is polled together: one GET per 100 ids per tick
+(one request per 1000 ids, carrying only what each log grew by, where the
+service offers the bulk status extension), whichever cell, panel or script
+asked for it. The interval is short while
 logs grow and backs off while nothing changes; failures back off with
 jitter (honouring Retry-After) and only after a time budget are the jobs
 given up as LOST, their text kept. While the service does not answer at all,
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .client import JobsClient, RetryPolicy, chunk_ids
+from .client import JobsClient, RetryPolicy
 from .clock import Clock, SystemClock
 from .errors import (
     AuthError,
@@ -201,7 +203,7 @@ class Watch:
 
     def _update(self, raw_status: str, log: str, now: float) -> bool:
         self.missing = 0
-        state = state_from_raw(raw_status, self.state)
+        state = self.state if raw_status == self.raw_status else state_from_raw(raw_status, self.state)
         reset = False
         if log == self.text:
             delta = ""
@@ -261,6 +263,7 @@ class Poller:
         self.gets = 0
         # Who is asked in which GET, kept while the set of watches stays the same.
         self._batches: list[tuple[JobsClient, list[Watch], list[str]]] | None = None
+        self._sizes: list[tuple[JobsClient, int]] = []  # each client's ids per request when planned
         self.plans = 0
         self._failures = 0
         self._reviving: dict[int, asyncio.Task[None]] = {}
@@ -332,9 +335,12 @@ class Poller:
             batches = self._batches = self._plan()
         self.gets += len(batches)
         answers = await asyncio.gather(
-            *(client.status_entries(ids, retry=False) for client, _, ids in batches),
+            *(client.status_entries(ids, retry=False, known={w.job_id: w.text for w in watches})
+              for client, watches, ids in batches),
             return_exceptions=True,
         )
+        if any(client.ids_per_request != size for client, size in self._sizes):
+            self._batches = None  # the service turned out to take bulk requests: fewer of them next tick
         now = self.clock.monotonic()
         changed = False
         wait_at_least = 0.0
@@ -387,10 +393,11 @@ class Poller:
             groups[id(w.client)].append(w)
             clients[id(w.client)] = w.client
         batches: list[tuple[JobsClient, list[Watch], list[str]]] = []
+        self._sizes = [(client, client.ids_per_request) for client in clients.values()]
         for key, watches in groups.items():
             client = clients[key]
             by_id = {w.job_id: w for w in watches}
-            for chunk in chunk_ids(list(by_id), base_len=len(client.base_url)):
+            for chunk in client.status_batches(list(by_id)):
                 batches.append((client, [by_id[i] for i in chunk], chunk))
         return batches
 

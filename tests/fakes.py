@@ -54,6 +54,7 @@ class FakeJobsAPI:
     default_script: list[Step] = field(default_factory=lambda: words_script("Hello from the fake grid"))
     models: list[str] | None = None  # None: no /models endpoint, like the real grid
     cancel_supported: bool = False
+    bulk_supported: bool = False  # POST /jobs/status with logFrom, the local service's extension
     token: str | None = None
     jobs: dict[str, FakeJob] = field(default_factory=dict)
     requests: list[httpx.Request] = field(default_factory=list)
@@ -78,7 +79,11 @@ class FakeJobsAPI:
         return [r for r in self.requests if r.method == "GET" and "/jobs/" in r.url.path]
 
     def posts(self) -> list[httpx.Request]:
-        return [r for r in self.requests if r.method == "POST"]
+        """The submits (not the bulk status requests)."""
+        return [r for r in self.requests if r.method == "POST" and r.url.path.endswith("/jobs")]
+
+    def bulk_requests(self) -> list[httpx.Request]:
+        return [r for r in self.requests if r.method == "POST" and r.url.path.endswith("/jobs/status")]
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -91,6 +96,9 @@ class FakeJobsAPI:
         path = request.url.path.split("/remotejobs/v2", 1)[-1]
         if request.method == "POST" and path == "/jobs":
             return self._submit(json.loads(request.content))
+        if request.method == "POST" and path == "/jobs/status" and self.bulk_supported:
+            body = json.loads(request.content)
+            return self._status(body["ids"], log_from=body.get("logFrom", {}), bulk=True)
         if path == "/models" and request.method == "GET":
             if self.models is None:
                 return httpx.Response(404, text="Not Found")
@@ -121,9 +129,9 @@ class FakeJobsAPI:
             ids.append(job_id)
         return httpx.Response(200, json={"success": True, "ids": ids})
 
-    def _status(self, ids: list[str]) -> httpx.Response:
+    def _status(self, ids: list[str], *, log_from: dict[str, int] | None = None, bulk: bool = False) -> httpx.Response:
         known = [i for i in ids if i in self.jobs and i not in self.forget]
-        if not known:
+        if not known and not bulk:
             return httpx.Response(404, json={"success": False, "error": "no such job"})
         jobs = {}
         for i in known:
@@ -139,6 +147,9 @@ class FakeJobsAPI:
                 jobs[i]["states"]["default"]["message"] = self.failure_message
             if self.completion and status == "completed":
                 jobs[i]["states"]["default"].update(self.completion)
+            start = min((log_from or {}).get(i, 0), len(log))
+            if start > 0:
+                jobs[i]["states"]["default"].update(log=log[start:], logFrom=start)
         return httpx.Response(200, json={"success": True, "jobs": jobs})
 
     def transport(self) -> httpx.MockTransport:

@@ -267,7 +267,7 @@ def test_two_models_side_by_side(ip: Any, fake: ServedFake) -> None:
 
 def test_jobs_run_in_parallel(ip: Any, fake: ServedFake) -> None:
     cell(ip, f"a:1 b:2 slow:1 --url {fake.url} --timeout 1", "go")
-    posts = [i for i, r in enumerate(fake.fake.requests) if r.method == "POST"]
+    posts = [i for i, r in enumerate(fake.fake.requests) if r in fake.fake.posts()]
     assert len(posts) == 3 and max(posts) <= 5  # all submitted at once, not one after another
     ids_per_get = [r.url.path.rsplit("/", 1)[1].count(",") + 1 for r in fake.fake.gets()]
     assert max(ids_per_get) == 3  # polled together in one batched GET

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import replace
 
 import httpx
@@ -371,3 +372,55 @@ def test_the_fast_path_and_the_job_path_see_every_answer_alike(entries: list) ->
     while not slow._queue.empty():
         got_slow.append(slow._queue.get_nowait())
     assert got_fast == got_slow
+
+
+LOCAL = "http://127.0.0.1:9/remotejobs/v2"
+
+
+async def test_where_the_service_takes_bulk_requests_1000_jobs_cost_one_request_of_only_their_growth(
+        clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("alpha beta gamma delta epsilon"), bulk_supported=True)
+    client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    ids = await client.submit_many(["p"] * 1000, "m")
+    finals = await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+    assert all(u.state is JobState.COMPLETED and u.text == "alpha beta gamma delta epsilon" for u in finals)
+    bulk = fake.bulk_requests()
+    assert not fake.gets() and client.ids_per_request == 1000
+    # the first tick was planned GET-sized (10 requests); every later one is one request
+    assert len(bulk) == 10 + (poller.ticks - 1)
+    last = json.loads(bulk[-1].content)
+    assert len(last["ids"]) == 1000 and set(last["logFrom"].values()) == {len("alpha beta gamma delta epsilon")}
+    await client.aclose()
+
+
+async def test_a_service_without_the_bulk_extension_is_asked_once_then_polled_with_gets(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("one two three"))  # POST /jobs/status: a JSON 404
+    client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    ids = await client.submit_many(["p"] * 3, "m")
+    finals = await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+    assert all(u.state is JobState.COMPLETED and u.text == "one two three" for u in finals)
+    assert len(fake.bulk_requests()) == 1 and len(fake.gets()) == poller.ticks
+    await client.aclose()
+
+
+async def test_a_remote_grid_is_never_sent_a_bulk_request(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("one two"))
+    client, poller = setup(fake, clock)
+    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    assert not fake.bulk_requests() and fake.gets()
+    await client.aclose()
+
+
+async def test_a_bulk_answer_continuing_past_the_known_log_is_a_protocol_error(clock: FakeClock) -> None:
+    from gridllm_nb.errors import ProtocolError
+
+    fake = FakeJobsAPI(bulk_supported=True)
+    client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
+    job_id = await client.submit("p", "m")
+    fake.inject(httpx.Response(200, json={"success": True, "jobs": {job_id: {
+        "vmStatus": "running", "states": {"default": {"status": "running", "log": "x", "logFrom": 50}}}}}))
+    with pytest.raises(ProtocolError, match="past what was asked"):
+        await client.status_entries([job_id], known={job_id: "short"})
+    await client.aclose()

@@ -37,13 +37,14 @@ from .jobs import DEFAULT_KEEP_DAYS, DEFAULT_MAX_QUEUED, JobManager, QueueFull
 from .registry import ModelSpec, Registry, load_registry
 from .store import JobRecord, JobStore, StoreUnavailable
 
-__all__ = ["APPS", "MAX_BODY_BYTES", "MAX_IDS", "create_app"]
+__all__ = ["APPS", "MAX_BODY_BYTES", "MAX_BULK_IDS", "MAX_IDS", "create_app"]
 
 log = logging.getLogger("gridllm_nb.service")
 
 APPS = ("gridrepublic:text-inference", "charityengine:text-inference")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_IDS = 500
+MAX_BULK_IDS = 1000  # POST /jobs/status: ids travel in the body, not in a URL
 _ID = re.compile(r"[0-9a-f]{32}")
 _LOCAL = "**Local extension** (this embedded service only; the public GridRepublic API lacks it). "
 
@@ -86,6 +87,17 @@ class SubmitAnswer(BaseModel):
     ids: list[str]
 
 
+class BulkStatusRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    ids: list[StrictStr] = Field(..., description=f"Job ids, at most {MAX_BULK_IDS}.")
+    logFrom: dict[StrictStr, int] = Field(
+        default_factory=dict,
+        description="Per id, how many characters (Unicode code points) of its log the client already has: "
+                    "that job's `log` then holds only the rest, and its state says `logFrom`.",
+    )
+
+
 class ErrorAnswer(BaseModel):
     success: bool = False
     error: str
@@ -102,6 +114,8 @@ class JobState(BaseModel):
                                "model ended its answer, or a stop string) or `length` (it reached `max_tokens`). "
                                "Absent where the engine does not say (remote backends).")
     tokens: int | None = Field(None, description=_LOCAL + "Tokens generated, with `finish`.")
+    logFrom: int | None = Field(None, description=_LOCAL + "Only in `POST /jobs/status` answers: `log` is "
+                                "the log from this character on.")
 
 
 class JobView(BaseModel):
@@ -195,14 +209,26 @@ def job_json(job: JobRecord, now: float) -> bytes:
     return data
 
 
-def parse_ids(raw: str) -> list[str]:
-    """Comma-separated ids -> unique, lower-case, validated list (order kept)."""
-    parts = [p.strip().lower() for p in raw.split(",")]
+def job_tail_json(job: JobRecord, start: int, now: float) -> bytes:
+    """``job_json`` with only the log from character ``start`` on (``logFrom``), for a client
+    that has the rest: a poll of a thousand growing answers then carries only their growth."""
+    if start <= 0:
+        return job_json(job, now)
+    view = job_view(job, now)
+    state = view["states"]["default"]
+    start = min(start, len(state["log"]))
+    state["log"], state["logFrom"] = state["log"][start:], start
+    return json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_ids(raw: str | list[str], limit: int = MAX_IDS) -> list[str]:
+    """Comma-separated ids (or a list) -> unique, lower-case, validated list (order kept)."""
+    parts = [p.strip().lower() for p in (raw.split(",") if isinstance(raw, str) else raw)]
     parts = [p for p in parts if p]
     if not parts:
         raise ApiError(400, "no job ids given")
-    if len(parts) > MAX_IDS:
-        raise ApiError(400, f"{len(parts)} job ids in one request; the limit is {MAX_IDS}")
+    if len(parts) > limit:
+        raise ApiError(400, f"{len(parts)} job ids in one request; the limit is {limit}")
     for part in parts:
         if not _ID.fullmatch(part):
             raise ApiError(400, f"malformed job id {part[:40]!r}: expected 32 hex digits")
@@ -397,16 +423,29 @@ def create_app(
         )
         return {"success": True, "ids": ids}
 
+    def status_answer(wanted: list[str], log_from: dict[str, int], *, bulk: bool = False) -> Response:
+        found = manager.get(wanted)
+        if not found and not bulk:  # (a 404 from the bulk path would read as "no such endpoint")
+            raise ApiError(404, f"no such job: {wanted[0]}" + (f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""))
+        now = time.time()
+        parts = b",".join(b'"%s":%s' % (i.encode(), job_tail_json(found[i], log_from.get(i, 0), now))
+                          for i in wanted if i in found)
+        return Response(b'{"success":true,"jobs":{' + parts + b"}}", media_type="application/json")
+
     @app.get(f"{API_PREFIX}/jobs/{{ids}}", response_model=StatusAnswer, responses=_ERRORS,
              summary="Status and log so far of one or more jobs (comma-separated ids)")
     async def status(ids: str) -> Response:
-        wanted = parse_ids(ids)
-        found = manager.get(wanted)
-        if not found:
-            raise ApiError(404, f"no such job: {wanted[0]}" + (f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""))
-        now = time.time()
-        parts = b",".join(b'"%s":%s' % (i.encode(), job_json(found[i], now)) for i in wanted if i in found)
-        return Response(b'{"success":true,"jobs":{' + parts + b"}}", media_type="application/json")
+        return status_answer(parse_ids(ids), {})
+
+    @app.post(f"{API_PREFIX}/jobs/status", response_model=StatusAnswer, responses=_ERRORS,
+              summary="Status of many jobs, only the new part of each log (local extension)",
+              description=_LOCAL + f"The answer of `GET /jobs/{{ids}}` for up to {MAX_BULK_IDS} ids in one request, "
+              "and for each id in `logFrom` only the log past what the client has, marked with `logFrom`. "
+              "Ids it does not know are left out (never a 404: that would mean this service lacks the extension). "
+              "A client following a thousand jobs asks once per poll, and reads only what grew.")
+    async def bulk_status(body: BulkStatusRequest) -> Response:
+        return status_answer(parse_ids(body.ids, MAX_BULK_IDS),
+                             {k.lower(): v for k, v in body.logFrom.items() if isinstance(v, int)}, bulk=True)
 
     @app.delete(f"{API_PREFIX}/jobs/{{ids}}", response_model=CancelAnswer, responses=_ERRORS,
                 summary="Cancel jobs (local extension)",

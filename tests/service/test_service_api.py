@@ -358,3 +358,24 @@ def test_a_full_disk_mid_job_logs_one_line_and_loses_nothing(make_client, tmp_pa
 
     saved = JobStore(tmp_path / "mid.sqlite3", exclusive=False).get([job_id])[job_id]
     assert saved.status == "completed" and saved.log == "".join(f"w{n} " for n in range(60))
+
+
+def test_bulk_status_sends_only_what_each_log_grew_by(make_client) -> None:
+    """``POST /jobs/status`` (local extension): many ids in one body, each log past ``logFrom``."""
+    client = make_client()
+    body = {"app": "gridrepublic:text-inference", "commandLine": json.dumps({"inputs": ["a", "b"]}), "tag": "fake:fast"}
+    first, second = client.post(f"{BASE}/jobs", json=body).json()["ids"]
+    whole = wait_for(client, first, terminal)["states"]["default"]["log"]
+    wait_for(client, second, terminal)
+    unknown = "0" * 32
+    answer = client.post(f"{BASE}/jobs/status", json={"ids": [first, second, unknown], "logFrom": {first: 4}})
+    assert answer.status_code == 200
+    jobs = answer.json()["jobs"]
+    assert list(jobs) == [first, second]  # an unknown id is left out, as in GET
+    assert jobs[first]["states"]["default"]["log"] == whole[4:] and jobs[first]["states"]["default"]["logFrom"] == 4
+    assert jobs[second]["states"]["default"]["log"] == whole and "logFrom" not in jobs[second]["states"]["default"]
+    # nothing known: an empty answer, never a 404 (which would read as "no such endpoint")
+    assert client.post(f"{BASE}/jobs/status", json={"ids": [unknown]}).json() == {"success": True, "jobs": {}}
+    too_many = client.post(f"{BASE}/jobs/status", json={"ids": [f"{n:032x}" for n in range(1001)]})
+    assert too_many.status_code == 400 and "limit is 1000" in too_many.json()["error"]
+    assert client.post(f"{BASE}/jobs/status", json={"ids": ["nope"]}).status_code == 400
