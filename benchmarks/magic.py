@@ -247,15 +247,27 @@ def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
             return msgs
 
         execute("%load_ext gridllm_nb")
+        pid = km.provisioner.process.pid
+        cpu0, wall0 = kernel_cpu(pid), time.perf_counter()
         msgs = execute(f"%%gridllm {' '.join(MODELS)} --option max_tokens={max_tokens} --option temperature=0 "
                        f"--out r\n{IOPUB_PROMPT}")
+        cpu_share = (kernel_cpu(pid) - cpu0) / (time.perf_counter() - wall0)
         sizes = execute("import json; print(json.dumps({t: [len(x.text.encode()), x.state.value] "
                         "for t, x in r.items()}))")
         text_bytes = json.loads("".join(m["content"].get("text", "") for m in sizes if m["msg_type"] == "stream"))
-        return iopub_rows(msgs, text_bytes)
+        rows = iopub_rows(msgs, text_bytes)
+        for row in rows:
+            row["kernel_cpu"] = cpu_share
+        return rows
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def kernel_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the kernel process has used, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
@@ -264,10 +276,11 @@ COMM_TYPES = ("comm_open", "comm_msg", "comm_close")
 def iopub_rows(msgs: list[dict[str, Any]], text_bytes: dict[str, Any]) -> list[dict[str, Any]]:
     """Bytes per job of one cell.
 
-    Set-up: the card's comm_open (its module, sheet and state) plus an even
-    share of the cell's own one-off messages (the grid box and its layout,
-    the live display, the clear). Live: the card's comm messages after that
-    (deltas and state changes, the close). Saved: the execute_result, every
+    Set-up: the card's comm_open (its module, sheet and state) and its
+    comm_close, plus an even share of the cell's own one-off messages (the
+    grid box and its layout, the live display, the clear): what a card costs
+    whatever its answer. Live: the card's messages in between (deltas and
+    state changes). Saved: the execute_result, every
     answer side by side, compared with all the answers' text.
     """
     card_of: dict[str, str] = {}
@@ -280,6 +293,8 @@ def iopub_rows(msgs: list[dict[str, Any]], text_bytes: dict[str, Any]) -> list[d
             tag = m["content"]["data"]["state"]["tag"]
             card_of[m["content"]["comm_id"]] = tag
             per_tag[tag]["setup"] += size
+        elif kind == "comm_close" and m["content"]["comm_id"] in card_of:
+            per_tag[card_of[m["content"]["comm_id"]]]["setup"] += size  # opened once, closed once
         elif kind in COMM_TYPES and m["content"]["comm_id"] in card_of:
             tag = card_of[m["content"]["comm_id"]]
             per_tag[tag]["live"] += size
@@ -315,6 +330,8 @@ def iopub_table(url: str, max_tokens_list: list[int]) -> list[tuple[str, str, st
                          f"({r['messages']} msgs), set-up {r['setup']:.0f} B")
         rows.append((f"iopub bytes per job, max_tokens {max_tokens}", "; ".join(parts), "",
                      "live <= 2x text, + one set-up", "yes" if live_ok else "no"))
+        rows.append((f"kernel CPU while {len(iopub)} cards stream, max_tokens {max_tokens}",
+                     f"{100 * iopub[0]['kernel_cpu']:.1f}% of a core", "", "a few percent", ""))
         r = iopub[0]
         rows.append((f"saved output vs all text, max_tokens {max_tokens}",
                      f"{r['final']} B for {r['total_text']} B = **{r['final_ratio']:.2f}x**", "", "<= 3x",

@@ -112,22 +112,24 @@ class CardsView(View):
         self.grid.push(u)
 
     def finish(self, note: str | None = None, *, in_place: bool = True) -> None:
-        """The run is over: the cards show their last state; with ``in_place`` the
-        output becomes the saved picture and the widgets close."""
+        """The run is over. With ``in_place`` the cards show their last state and the
+        output becomes the saved picture; without, the cell's value is about to take
+        the cards' place, so they are sent nothing more."""
         if not self.opened or self.ended:
             return
         self._mark_unfinished(note)
+        if not in_place:
+            return
         for tag, card in self.grid.cards.items():
             r = self.results[tag]
             card.flush()
             if r.state.terminal or note:
                 card.finish = r.finish_note
                 card.apply(r.state, r.text, r.error, r.elapsed)
-        if in_place:
-            self._publish(results_bundle(list(self.results.values()), self.fmt), update=True)
-            # The cards stay open: a front end that applies no display update once
-            # its cell has ended (Voila, for a --no-wait cell) keeps showing them.
-            self.ended = True
+        self._publish(results_bundle(list(self.results.values()), self.fmt), update=True)
+        # The cards stay open: a front end that applies no display update once
+        # its cell has ended (Voila, for a --no-wait cell) keeps showing them.
+        self.ended = True
 
     def close(self) -> None:
         """Close the widgets (after the output no longer shows them)."""
