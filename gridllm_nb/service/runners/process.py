@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends import BackendError
+from ..launcher import signal_name
 from ..registry import ModelSpec
 from .protocol import spec_to_json
 
@@ -27,10 +27,7 @@ def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "stopped answering"
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
+        name = signal_name(returncode)
         if name == "SIGKILL":
             return "was killed (SIGKILL: out of memory, or killed by hand)"
         return f"crashed ({name})"
