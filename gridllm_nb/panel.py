@@ -374,9 +374,9 @@ class Panel(widgets.VBox):
         """Ask the service which models it serves; the answer fills the checkboxes."""
         client, own = self._make_client()
         try:
-            from .runner import _ensure_service
+            from .commands import ensure_service
 
-            await _ensure_service(client, self._say)
+            await asyncio.to_thread(ensure_service, client.endpoint, self._say)
             listed = await client.models()
         except NotSupported:
             self._say("this service does not list its models: pass Panel(models=[...])")
