@@ -6,6 +6,9 @@ import asyncio
 import io
 import json
 import re
+import signal
+import threading
+import time
 
 import httpx
 import pytest
@@ -15,10 +18,12 @@ from gridllm_nb.client import JobsClient
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.grid import GridResults, agrid, grid, over_prompts
 from gridllm_nb.jobs import JobState
+from gridllm_nb.magic import CellError, Interrupted
 from gridllm_nb.poller import Poller, PollSettings, get_poller
 from gridllm_nb.progress import Counts, Progress, TextProgress, progress_line
 
 from .fakes import FakeClock, FakeJobsAPI, words_script
+from .test_magic import cell, comms_of, fake, ip, prompts_sent  # noqa: F401 - fixtures
 
 BASE = "https://grid.invalid/remotejobs/v2"
 TICK = PollSettings(fast=0.1, slow=0.1)
@@ -315,6 +320,63 @@ def test_over_prompts_goes_over_the_rows_of_a_dataframe() -> None:
 
     frame = pd.DataFrame({"city": ["Paris", "Rome"], "n": [1, 2]})
     assert over_prompts("{n}. {city}", frame, {}) == ["1. Paris", "2. Rome"]
+
+
+def test_the_magic_over_a_list_runs_the_grid_with_a_progress_bar(ip, fake) -> None:
+    ip.user_ns.update(cities=["Paris", "{secret}", "Rome"], secret="XYZ", style="briefly")
+    g = cell(ip, f"a:1 b:2 --url {fake.url} --over cities --max-live 2 --out g", "Say {style}: capital {item}?")
+    assert isinstance(g, GridResults) and ip.user_ns["g"] is g and g.ok and len(g) == 3
+    assert g[0]["a:1"].text == "Paris is the capital of France"
+    sent = sorted(p["inputs"][0] for p in prompts_sent(fake.fake))
+    assert sent == sorted(["Say briefly: capital Paris?", "Say briefly: capital {secret}?",
+                           "Say briefly: capital Rome?"] * 2)  # each element interpolated once, never twice
+    # the bar: a widget while it runs, then its output becomes the final line as plain text
+    pub, comms = ip.display_pub, comms_of(ip)
+    (shown,) = pub.by_id().values()
+    assert "application/vnd.jupyter.widget-view+json" in shown[0]["data"]
+    assert shown[-1]["update"] and shown[-1]["data"]["text/plain"].startswith("6/6 done · 0 failed · ")
+    assert set(comms.opened()) <= comms.closed()
+    assert "3 prompts × 2 models: 6 completed, 0 failed" in g._repr_html_()
+
+
+def test_the_magic_over_dict_elements_and_its_errors(ip, fake, capsys) -> None:
+    ip.user_ns["books"] = [{"title": "Dune", "author": "Herbert"}]
+    g = cell(ip, f"a:1 --url {fake.url} --over books", "Who wrote {title}? ({author})")
+    assert [p["inputs"][0] for p in prompts_sent(fake.fake)] == ["Who wrote Dune? (Herbert)"] and g.ok
+    for line, needle in ((f"a:1 --url {fake.url} --over nothing", "no variable named 'nothing'"),
+                         (f"a:1 --url {fake.url} --over books --no-wait", "--no-wait cannot be used with --over"),
+                         ("a:1 --over books --max-live 0", "--max-live must be ≥ 1")):
+        with pytest.raises(CellError, match=needle):
+            cell(ip, line, "{title}")
+
+
+def test_ctrl_c_in_the_magic_cancels_the_grid_and_keeps_what_arrived(ip, fake) -> None:
+    ip.user_ns["xs"] = list(range(6))
+    main = threading.main_thread().ident
+
+    def interrupt_when_text_arrives() -> None:  # a real Ctrl-C, once two answers have begun
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            g = ip.user_ns.get("g")
+            if g is not None and sum(1 for run in g if run["slow:1"].text) == 2:
+                signal.pthread_kill(main, signal.SIGINT)
+                return
+            time.sleep(0.01)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt_when_text_arrives, daemon=True).start()
+        result = ip.run_cell(f"%%gridllm slow:1 --url {fake.url} --over xs --max-live 2 --out g\n{{item}}",
+                             store_history=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert isinstance(result.error_in_exec, Interrupted)
+    assert "0 of 6 jobs had completed; the partial results are kept in g" in str(result.error_in_exec)
+    g = ip.user_ns["g"]
+    assert g.done and [run["slow:1"].state for run in g] == [JobState.CANCELLED] * 6
+    assert g[0]["slow:1"].text.startswith("word") and g[5]["slow:1"].text == ""
+    assert len(fake.fake.posts()) == 2 and any(r.method == "DELETE" for r in fake.fake.requests)
+    assert not any(t.name == "gridllm-run" for t in threading.enumerate())
 
 
 # -- the real local service ----------------------------------------------------------------------
