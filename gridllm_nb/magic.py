@@ -156,7 +156,7 @@ class GridLLMMagics(Magics):
         # IPython ends a cell body with the newline the user did not type
         # before the cell's end; the prompt is what they wrote.
         prompt = cell.removesuffix("\n")
-        if s.interpolate and not args.no_interpolate:
+        if s.interpolate and not args.no_interpolate and not args.over:  # --over: once per element, later
             prompt = interpolate(prompt, self.shell.user_ns)
         if not prompt.strip():
             raise ConfigError("empty prompt: write the prompt in the cell body")
@@ -173,6 +173,8 @@ class GridLLMMagics(Magics):
         }
         fmt = args.format or s.default_format
         mode = self._mode()
+        if args.over:
+            return self._over(args, prompt, models, fmt, mode, kwargs)
         view: View
         if mode == "stream":
             view = StreamView(prompt, models, fmt)
@@ -204,6 +206,20 @@ class GridLLMMagics(Magics):
             self.shell.display_pub.clear_output(wait=True)
             view.close()
         return results
+
+    def _over(self, args: Any, template: str, models: list[str], fmt: str, mode: str,
+              kwargs: dict[str, Any]) -> Any:
+        """``--over NAME``: a prompt × model grid (``grid.over``), a progress bar, a ``GridResults``."""
+        from .grid import over
+
+        if args.no_wait:
+            raise ConfigError("--no-wait cannot be used with --over")
+        try:
+            return over(self.shell.user_ns, args.over, template, models, out=args.out, fmt=fmt,
+                        substitute=self.settings.interpolate and not args.no_interpolate, max_live=args.max_live,
+                        progress="widget" if mode == "cards" else "auto", **kwargs)
+        except KeyboardInterrupt as stop:
+            raise Interrupted(str(stop) or "interrupted") from None
 
     async def _run(self, prompt: str, models: list[str], view: View, kwargs: dict[str, Any],
                    announce: Callable[[str], None], background: bool = False) -> Results:

@@ -59,6 +59,20 @@ def _positive(kind: str):
     return convert
 
 
+def _whole(kind: str):
+    def convert(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a whole number, got {value!r}") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{kind} must be ≥ 1, got {value!r}")
+        return number
+
+    convert.__name__ = kind
+    return convert
+
+
 def _identifier(value: str) -> str:
     if not value.isidentifier():
         raise argparse.ArgumentTypeError(f"not a Python name: {value!r}")
@@ -78,6 +92,8 @@ examples:
   %%gridllm smollm2:135m gemma3:270m
   %%gridllm smollm2:135m --option max_tokens=64 --option temperature=0 --out r
   %%gridllm smollm2:135m --format code --system "Answer with Python code only."
+  %%gridllm smollm2:135m gemma3:270m --over questions --out grid
+  Answer in one sentence: {item}
 """
 
 
@@ -109,6 +125,11 @@ def cell_parser() -> argparse.ArgumentParser:
                    help="generation option, JSON value, e.g. max_tokens=64 (local-service extension); repeatable")
     p.add_argument("--out", type=_identifier, metavar="NAME",
                    help="also store the Results in this variable")
+    p.add_argument("--over", type=_identifier, metavar="NAME",
+                   help="a prompt × model grid: one job per element of the list NAME and model; the cell is "
+                        "a template where {item} is the element (and a dict element's keys are names)")
+    p.add_argument("--max-live", type=_whole("--max-live"), default=32, metavar="N",
+                   help="with --over: at most N jobs submitted and unfinished at once (default 32)")
     return p
 
 

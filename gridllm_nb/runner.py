@@ -10,7 +10,7 @@ import asyncio
 import contextvars
 import difflib
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -25,10 +25,10 @@ from .errors import (
     UnknownModel,
 )
 from .jobs import JobState, JobUpdate
-from .poller import PollSettings, get_poller
+from .poller import Poller, PollSettings, Watch, get_poller
 from .results import Result, Results
 
-__all__ = ["UpdateCallback", "arun", "check_models", "run", "run_sync"]
+__all__ = ["LiveJobs", "UpdateCallback", "arun", "check_models", "run", "run_sync"]
 
 T = TypeVar("T")
 
@@ -130,6 +130,86 @@ async def _ensure_service(client: JobsClient, announce: Callable[[str], None] | 
         await asyncio.to_thread(ensure_service, client.endpoint, announce)
 
 
+class LiveJobs:
+    """Submit-then-follow for any number of (prompt, Result) pairs: the per-job half of arun and agrid.
+
+    One client, the loop's one poller; every change goes through ``publish``
+    (``Result.apply``, then ``on_change``), so a grid's job behaves exactly
+    as a run's: the same SUBMITTED update, the same watch, the same end on a
+    timeout or a cancel (``end_live``, text kept, then ``cancel`` on the service).
+    """
+
+    def __init__(self, client: JobsClient, poller: Poller, *, hours: float | None = None,
+                 system: str | None = None, options: dict[str, Any] | None = None,
+                 on_change: Callable[[Result, JobUpdate], Any] | None = None) -> None:
+        self.client, self.poller = client, poller
+        self.hours, self.system, self.options = hours, system, options
+        self.on_change = on_change
+        self.started = poller.clock.monotonic()
+        self._since: dict[int, float] = {}  # id(result) -> when its job was submitted, if not at ``started``
+        self._watches: set[Watch] = set()
+
+    def publish(self, result: Result, update: JobUpdate) -> None:
+        result.apply(update)
+        if self.on_change is not None:
+            self.on_change(result, update)
+
+    def end(self, result: Result, state: JobState, error: str) -> None:
+        """End a result that is still live (and only then): its text stays."""
+        if result.state.terminal:
+            return
+        started = self._since.get(id(result), self.started)
+        self.publish(result, JobUpdate(
+            tag=result.tag, job_id=result.job_id, state=state, text=result.text, error=error,
+            elapsed=self.poller.clock.monotonic() - started, raw_status=result.raw_status,
+        ))
+
+    async def follow(self, prompt: str, result: Result, *, own_clock: bool = False) -> None:
+        """Submit one job and publish its updates until it ends; a refused submit fails only this result.
+
+        ``elapsed`` counts from ``started`` (a run's models start together),
+        or with ``own_clock`` from this job's submit (a grid's jobs start
+        whenever a slot frees up).
+        """
+        clock = self.poller.clock
+        started = self.started
+        if own_clock:
+            started = self._since[id(result)] = clock.monotonic()
+        try:
+            job_id = await self.client.submit(prompt, result.tag, hours=self.hours, system=self.system,
+                                              options=self.options)
+        except GridLLMError as exc:
+            self.end(result, JobState.FAILED, str(exc))
+            return
+        self.publish(result, JobUpdate(tag=result.tag, job_id=job_id, state=JobState.SUBMITTED, text="",
+                                       elapsed=clock.monotonic() - started))
+        watch = self.poller.watch(self.client, job_id, tag=result.tag, hours=self.hours, started=started)
+        self._watches.add(watch)
+        try:
+            async for update in watch:
+                self.publish(result, update)
+        finally:
+            watch.close()
+            self._watches.discard(watch)
+
+    def end_live(self, results: Iterable[Result], state: JobState, error: str) -> list[str]:
+        """End every result still live as ``state``, text kept; returns their job ids, for ``cancel``."""
+        live = [r for r in results if not r.state.terminal]
+        for r in live:
+            self.end(r, state, error)
+        return [r.job_id for r in live if r.job_id]
+
+    async def cancel(self, job_ids: Sequence[str]) -> None:
+        """Ask the service to cancel ``job_ids`` (best effort: the real grid has no cancel)."""
+        await _cancel_quietly(self.client, job_ids)
+
+    def close(self) -> None:
+        """Stop following every job still watched (the run is over, or was cut short)."""
+        for w in list(self._watches):
+            w.close()
+        self._watches.clear()
+
+
 async def arun(
     prompt: str,
     models: Sequence[str] | str,
@@ -165,39 +245,8 @@ async def arun(
     client = client or JobsClient(url, token)
     poller = get_poller(poll or default_poll_settings(client.endpoint))
     results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
-    watches: dict[str, Any] = {}
-    started = poller.clock.monotonic()
-
-    def publish(update: JobUpdate) -> None:
-        results[update.tag].apply(update)
-        if on_update is not None:
-            on_update(update)
-
-    def end(tag: str, state: JobState, error: str) -> None:
-        r = results[tag]
-        if r.state.terminal:
-            return
-        publish(
-            JobUpdate(
-                tag=tag, job_id=r.job_id, state=state, text=r.text, error=error,
-                elapsed=poller.clock.monotonic() - started, raw_status=r.raw_status,
-            )
-        )
-
-    async def follow(tag: str) -> None:
-        try:
-            job_id = await client.submit(prompt, tag, hours=hours, system=system, options=options)
-        except GridLLMError as exc:
-            end(tag, JobState.FAILED, str(exc))
-            return
-        publish(JobUpdate(tag=tag, job_id=job_id, state=JobState.SUBMITTED, text="",
-                          elapsed=poller.clock.monotonic() - started))
-        watch = watches[tag] = poller.watch(client, job_id, tag=tag, hours=hours, started=started)
-        try:
-            async for update in watch:
-                publish(update)
-        finally:
-            watch.close()
+    jobs = LiveJobs(client, poller, hours=hours, system=system, options=options,
+                    on_change=None if on_update is None else lambda _result, update: on_update(update))
 
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -206,8 +255,8 @@ async def arun(
         if bad and unknown == "raise":
             raise next(iter(bad.values()))
         for tag, error in bad.items():
-            end(tag, JobState.FAILED, str(error))
-        tasks = [asyncio.ensure_future(follow(tag)) for tag in tags if tag not in bad]
+            jobs.end(results[tag], JobState.FAILED, str(error))
+        tasks = [asyncio.ensure_future(jobs.follow(prompt, results[tag])) for tag in tags if tag not in bad]
         if not tasks:
             return results
         done, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -217,22 +266,16 @@ async def arun(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            live = [t for t in tags if not results[t].state.terminal]
-            for tag in live:
-                end(tag, JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s")
-            await _cancel_quietly(client, [results[t].job_id for t in live])
+            await jobs.cancel(jobs.end_live(results.values(), JobState.TIMED_OUT,
+                                            f"no result within --timeout {timeout:g}s"))
         return results
     except asyncio.CancelledError:
         for task in tasks:
             task.cancel()
-        live = [t for t in tags if not results[t].state.terminal]
-        for tag in live:
-            end(tag, JobState.CANCELLED, "interrupted")
-        await asyncio.shield(_cancel_quietly(client, [results[t].job_id for t in live]))
+        await asyncio.shield(jobs.cancel(jobs.end_live(results.values(), JobState.CANCELLED, "interrupted")))
         raise
     finally:
-        for w in watches.values():
-            w.close()
+        jobs.close()
         if own_client:
             await client.aclose()
 
