@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diff",
     "GridLLMError",
     "Job",
     "JobState",
@@ -37,10 +38,12 @@ _LAZY = {
     "JobUpdate": "jobs",
     "Panel": "panel",
     "GridLLMError": "errors",
+    "Diff": "diff",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .client import JobsClient
+    from .diff import Diff
     from .errors import GridLLMError
     from .jobs import Job, JobState, JobUpdate
     from .panel import Panel
