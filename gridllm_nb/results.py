@@ -101,13 +101,13 @@ class Results(Mapping[str, Result]):
         """A DataFrame with one row per model (pandas is imported only here)."""
         import pandas as pd
 
-        from .diff import similarity_columns  # sim_<tag>: this row's answer vs that model's
+        from .diff import similarity_columns
 
         rows = self.to_list()
         for row in rows:
             row["prompt"] = self.prompt
         return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "finish", "tokens", "error", "text",
-                                           "prompt"]).assign(**similarity_columns(self))
+                                           "prompt"]).assign(**similarity_columns(self))  # sim_<tag> per model
 
     def diff(self, a: str, b: str) -> Diff:
         """Model ``a``'s answer against ``b``'s, word by word (``diff.Diff``; ConfigError on an unknown tag)."""
