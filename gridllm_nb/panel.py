@@ -295,8 +295,10 @@ class Panel(widgets.VBox):
                                                               width="100%"))
         self.card_box.add_class("gridllm-cards")
         # Compare: two answers word by word (diff.py), under the cards; shown while the toggle is on.
-        self.diff_a = widgets.Dropdown(description="A", options=[], layout=widgets.Layout(width="auto"))
-        self.diff_b = widgets.Dropdown(description="B", options=[], layout=widgets.Layout(width="auto"))
+        self.diff_a = widgets.Dropdown(description="A", options=[], style={"description_width": "initial"},
+                                      layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
+        self.diff_b = widgets.Dropdown(description="B", options=[], style={"description_width": "initial"},
+                                      layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
         self.diff_html = widgets.HTML("")
         self.diff_html.add_class("gridllm-diff")
         self.diff_pick = widgets.HBox([self.diff_a, self.diff_b])
