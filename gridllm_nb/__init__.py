@@ -22,6 +22,7 @@ __all__ = [
     "Result",
     "Results",
     "arun",
+    "leaderboard",
     "load_ipython_extension",
     "run",
     "unload_ipython_extension",
@@ -39,9 +40,11 @@ _LAZY = {
     "Panel": "panel",
     "GridLLMError": "errors",
     "Diff": "diff",
+    "leaderboard": "arena",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .arena import leaderboard
     from .client import JobsClient
     from .diff import Diff
     from .errors import GridLLMError
