@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "Diff",
     "GridLLMError",
     "Job",
     "JobState",
@@ -21,6 +22,7 @@ __all__ = [
     "Result",
     "Results",
     "arun",
+    "leaderboard",
     "load_ipython_extension",
     "run",
     "unload_ipython_extension",
@@ -37,10 +39,14 @@ _LAZY = {
     "JobUpdate": "jobs",
     "Panel": "panel",
     "GridLLMError": "errors",
+    "Diff": "diff",
+    "leaderboard": "arena",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .arena import leaderboard
     from .client import JobsClient
+    from .diff import Diff
     from .errors import GridLLMError
     from .jobs import Job, JobState, JobUpdate
     from .panel import Panel

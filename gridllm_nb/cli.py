@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--port", type=int, default=None, help="its port (default: the local URL's, 8765)")
 
+    sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the votes in the history file")
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
     _add_endpoint(p)
@@ -217,9 +218,17 @@ def _cmd_webui(args: argparse.Namespace) -> int:
     return serve_webui(port=args.port, url=args.url)
 
 
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .arena import leaderboard
+
+    print(repr(leaderboard()))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local}
+    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local,
+                "leaderboard": _cmd_leaderboard}
     try:
         return handlers.get(args.command, _cmd_simple)(args)
     except KeyboardInterrupt:

@@ -342,6 +342,12 @@ class GridLLMMagics(Magics):
 
         commands.history(args.n, sys.stdout)
 
+    def _cmd_leaderboard(self, args: Any) -> Any:
+        """``%gridllm leaderboard``: the arena's ranking (its value renders as table and plot)."""
+        from .arena import leaderboard
+
+        return leaderboard()
+
     def _cmd_panel(self, args: Any) -> Any:
         from IPython.display import display
 

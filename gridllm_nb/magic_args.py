@@ -165,6 +165,7 @@ def line_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("history", help="recent runs from the local history file")
     s.add_argument("n", nargs="?", type=int, default=10)
     sub.add_parser("panel", help="the interactive widget panel")
+    sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the stored votes")
     sub.add_parser("help", help="this help")
     return p
 

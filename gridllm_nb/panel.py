@@ -282,7 +282,11 @@ class Panel(widgets.VBox):
         self.markdown_toggle = widgets.ToggleButton(value=markdown, description="Markdown",
                                                     tooltip="Render answers as (sanitized) markdown")
         self.markdown_toggle.add_class("gridllm-markdown")
-        buttons = widgets.HBox([self.process_button, self.cancel_button, self.markdown_toggle])
+        self.compare_toggle = widgets.ToggleButton(value=False, description="Compare",
+                                                   tooltip="Compare two answers word by word")
+        self.compare_toggle.add_class("gridllm-compare")
+        buttons = widgets.HBox([self.process_button, self.cancel_button, self.markdown_toggle,
+                                self.compare_toggle])
         self.status = widgets.Label("", layout=widgets.Layout(display="none"))
         self.status.add_class("gridllm-status")
         # Only a line with something to say takes room: no gap between the buttons and the cards.
@@ -290,6 +294,17 @@ class Panel(widgets.VBox):
         self.card_box = widgets.Box([], layout=widgets.Layout(display="flex", flex_flow="row wrap",
                                                               width="100%"))
         self.card_box.add_class("gridllm-cards")
+        # Compare: two answers word by word (diff.py), under the cards; shown while the toggle is on.
+        self.diff_a = widgets.Dropdown(description="A", options=[], style={"description_width": "initial"},
+                                      layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
+        self.diff_b = widgets.Dropdown(description="B", options=[], style={"description_width": "initial"},
+                                      layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
+        self.diff_html = widgets.HTML("")
+        self.diff_html.add_class("gridllm-diff")
+        self.diff_pick = widgets.HBox([self.diff_a, self.diff_b])
+        self.diff_box = widgets.VBox([self.diff_pick, self.diff_html], layout=widgets.Layout(display="none"))
+        self.diff_box.add_class("gridllm-diff-box")
+        self._diff_syncing = False
         self.history_box = widgets.VBox([])
         self.history_box.add_class("gridllm-history-list")
         self.history_accordion = widgets.Accordion([self.history_box], selected_index=None)
@@ -299,7 +314,8 @@ class Panel(widgets.VBox):
             self._sync_history()
 
         super().__init__([style, widgets.HTML("<b>Models</b> (up to 3)"), self.model_box, self.hint,
-                          self.prompt, buttons, self.status, self.card_box, self.history_accordion])
+                          self.prompt, buttons, self.status, self.card_box, self.diff_box,
+                          self.history_accordion])
         self.add_class("gridllm-panel")
 
         self.prompt.observe(self._refresh_buttons, names="value")
@@ -307,6 +323,9 @@ class Panel(widgets.VBox):
         self.prompt.on_submit(self._guard(self.process))  # Ctrl+Enter / Cmd+Enter
         self.cancel_button.on_click(self._guard(self.cancel))
         self.markdown_toggle.observe(self._on_markdown, names="value")
+        self.compare_toggle.observe(self._refresh_diff, names="value")
+        self.diff_a.observe(self._refresh_diff, names="value")
+        self.diff_b.observe(self._refresh_diff, names="value")
 
         if models is not None:
             self.set_models(list(models))
@@ -438,6 +457,36 @@ class Panel(widgets.VBox):
         for card in self.cards.values():
             card.set_markdown(bool(change["new"]))
 
+    def _refresh_diff(self, _change: Any = None) -> None:
+        """Compare on and two answers or more: the dropdowns list the run's models, the HTML their diff."""
+        if self._diff_syncing:
+            return
+        results = self.results
+        tags = list(results) if results is not None else []
+        self.diff_box.layout.display = None if self.compare_toggle.value else "none"
+        self.diff_pick.layout.display = None if len(tags) >= 2 else "none"
+        if not self.compare_toggle.value:
+            return
+        if len(tags) < 2:
+            self.diff_html.value = "<em>Compare needs two answers: run two models or more.</em>"
+            return
+        self._diff_syncing = True  # new options set the values: one refresh, not three
+        try:
+            a, b = self.diff_a.value, self.diff_b.value
+            if list(self.diff_a.options) != tags:
+                self.diff_a.options, self.diff_b.options = tags, tags
+            self.diff_a.value = a if a in tags else tags[0]
+            self.diff_b.value = b if b in tags and b != self.diff_a.value else next(
+                t for t in tags if t != self.diff_a.value)
+        finally:
+            self._diff_syncing = False
+        assert results is not None
+        if not results.done:
+            self.diff_html.value = "<em>the comparison is shown when the run ends</em>"
+            return
+        # Every piece of model text in it is html.escape'd (diff.py): never live HTML.
+        self.diff_html.value = results.diff(self.diff_a.value, self.diff_b.value)._repr_html_()
+
     # -- runs -----------------------------------------------------------------
 
     def process(self) -> asyncio.Task[Any] | None:
@@ -552,6 +601,7 @@ class Panel(widgets.VBox):
             widget.close()
         self.results = Results(prompt, {t: Result(tag=t) for t in tags})
         self._say("")
+        self._refresh_diff()
 
     async def _run(self, prompt: str, tags: list[str]) -> Results:
         from .runner import arun
@@ -604,3 +654,4 @@ class Panel(widgets.VBox):
     def _after_run(self) -> None:
         self._refresh_buttons()
         self._apply_cap()
+        self._refresh_diff()

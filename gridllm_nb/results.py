@@ -7,11 +7,15 @@ and in a notebook its rich display is the saved side-by-side picture.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .jobs import JobState, JobUpdate, finish_note
+
+if typing.TYPE_CHECKING:
+    from .diff import Diff
 
 __all__ = ["Result", "Results"]
 
@@ -97,11 +101,19 @@ class Results(Mapping[str, Result]):
         """A DataFrame with one row per model (pandas is imported only here)."""
         import pandas as pd
 
+        from .diff import similarity_columns
+
         rows = self.to_list()
         for row in rows:
             row["prompt"] = self.prompt
         return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "finish", "tokens", "error", "text",
-                                           "prompt"])
+                                           "prompt"]).assign(**similarity_columns(self))  # sim_<tag> per model
+
+    def diff(self, a: str, b: str) -> Diff:
+        """Model ``a``'s answer against ``b``'s, word by word (``diff.Diff``; ConfigError on an unknown tag)."""
+        from .diff import diff_results
+
+        return diff_results(self, a, b)
 
     def table(self, width: int = 60) -> str:
         """Compact plain-text table: tag, state, elapsed, first line of text or error."""

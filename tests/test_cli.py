@@ -99,3 +99,16 @@ def test_the_installed_console_script_runs(grid) -> None:
                           check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)[0]["text"] == "a fine answer"
+
+
+def test_leaderboard_prints_the_ranking(tmp_path, monkeypatch, capsys) -> None:
+    from gridllm_nb.arena import TIE, Vote, record_vote
+
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(tmp_path / "h.sqlite3"))
+    assert main(["leaderboard"]) == 0 and "no votes yet" in capsys.readouterr().out
+    record_vote(Vote(("m:1", "n:1"), "n:1"))
+    record_vote(Vote(("m:1", "n:1"), TIE))
+    assert main(["leaderboard"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "n:1" and lines[2].split()[0] == "m:1"
+    assert lines[1].split()[-3:] == ["1", "0", "1"]  # wins, losses, ties

@@ -888,3 +888,11 @@ def test_results_repr_counts_in_words() -> None:
 
     assert repr(Results("p", {"a:1": Result(tag="a:1")})).startswith("Results(1 model)\n")
     assert repr(Results("p", {t: Result(tag=t) for t in ("a:1", "b:1")})).startswith("Results(2 models)\n")
+
+
+def test_line_leaderboard_returns_the_ranking_from_the_history_votes(ip: Any) -> None:
+    from gridllm_nb.arena import Vote, record_vote
+
+    record_vote(Vote(("m:1", "n:1"), "n:1"))  # into $GRIDLLM_HISTORY, set by the fixture
+    board = ip.run_line_magic("gridllm", "leaderboard")
+    assert [r["model"] for r in board.rows] == ["n:1", "m:1"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -540,3 +541,54 @@ async def test_panel_lists_nothing_when_the_service_is_down() -> None:
     panel = Panel(url=url, retry=RetryPolicy(budget=0.3))
     await panel.loaded()
     assert panel.checkboxes == {} and "cannot reach" in panel.status.value
+
+
+# -- Compare: two answers word by word ------------------------------------------------
+
+async def test_compare_shows_an_escaped_word_diff_of_two_answers() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1", "o:1"], scripts={
+        "m:1": words_script("the cat sat on the mat <script>window.pwned=1</script>"),
+        "n:1": words_script('the dog sat on the mat <img src=x onerror="window.pwned=2">'),
+        "o:1": words_script("something else entirely"),
+    })
+    panel = fake_panel(fake, ["m:1", "n:1", "o:1"], prompt="p")
+    assert "gridllm-compare" in panel.compare_toggle._dom_classes and panel.compare_toggle in panel.children[5].children
+    assert hidden(panel.diff_box) and panel.diff_box in panel.children
+    for t in ("m:1", "n:1", "o:1"):
+        panel.checkboxes[t].value = True
+    panel.process_button.click()
+    await panel.wait()
+    await until(lambda: not panel.running)
+    await asyncio.sleep(0.05)  # _after_run is scheduled right after the task
+    assert hidden(panel.diff_box)  # off: nothing computed, nothing shown
+    panel.compare_toggle.value = True
+    assert not hidden(panel.diff_box) and "gridllm-diff" in panel.diff_html._dom_classes
+    assert list(panel.diff_a.options) == ["m:1", "n:1", "o:1"]
+    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "n:1")
+    page = panel.diff_html.value
+    assert "m:1" in page and "n:1" in page and "similar" in page
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page and "&lt;img src=x" in page
+    assert re.search(r"<del [^>]*>cat</del>", page) and re.search(r"<ins [^>]*>dog</ins>", page)
+    assert page == panel.results.diff("m:1", "n:1")._repr_html_()
+    panel.diff_b.value = "o:1"  # a dropdown change brings the diff up to date
+    assert "o:1" in panel.diff_html.value and "something else entirely" in panel.diff_html.value
+    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
+    panel.process_button.click()  # a second run with Compare on: a note while it runs, the diff when it ends
+    assert panel.running and "when the run ends" in panel.diff_html.value
+    await panel.wait()
+    await until(lambda: "similar" in panel.diff_html.value)
+    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "o:1")  # the choice is kept
+    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
+    panel.compare_toggle.value = False
+    assert hidden(panel.diff_box)
+
+
+async def test_compare_with_one_model_says_it_needs_two() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
+    panel.compare_toggle.value = True
+    assert not hidden(panel.diff_box) and hidden(panel.diff_pick) and "two answers" in panel.diff_html.value
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    assert hidden(panel.diff_pick) and "two answers" in panel.diff_html.value

@@ -269,3 +269,41 @@ def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
     expect()(oldest.locator("details > div")).to_contain_text("magic answer <b>here</b>")  # text, not markup
     assert oldest.locator("details b").count() == 0
     save_screenshot(panel, artifacts, "panel-history.png")
+
+
+DIFF_A = "The cat sat on the mat.\nIt was <b>warm</b>."
+DIFF_B = 'The dog sat on the mat today.\nIt was <img src=x onerror="window.__pwned=3"> warm.'
+
+
+def test_compare_shows_a_highlighted_word_diff(page: Any, lab: Any, fake_api: Any) -> None:
+    """Two answers, Compare on: A's words that B lacks and B's that A lacks are highlighted, as text."""
+    fake, url = fake_api
+    fake.models = ["m:1", "n:1"]
+    fake.scripts["m:1"] = [("queued", ""), ("completed", DIFF_A)]
+    fake.scripts["n:1"] = [("queued", ""), ("completed", DIFF_B)]
+    write_notebook(lab.root / "compare.ipynb", f"from gridllm_nb import Panel\npanel = Panel(url={url!r})\npanel")
+    open_and_run(page, lab, "compare.ipynb")
+    panel = page.locator(".gridllm-panel").first
+    for tag in ("m-1", "n-1"):
+        box = panel.locator(f".gridllm-model-{tag} input[type=checkbox]")
+        expect()(box).to_be_enabled(timeout=60_000)
+        box.check()
+    panel.locator(".gridllm-prompt textarea").press_sequentially("hi")
+    panel.locator("button.gridllm-process").click()
+    for tag in ("m-1", "n-1"):
+        expect()(panel.locator(f".gridllm-card-{tag}")).to_have_class(re.compile(r"gridllm-state-completed"),
+                                                                       timeout=60_000)
+    diff = panel.locator(".gridllm-diff")
+    expect()(diff).to_be_hidden()
+    panel.locator("button.gridllm-compare").click()
+    expect()(diff).to_be_visible()
+    expect()(diff).to_contain_text("similar (word level)")
+    expect()(diff.locator("del", has_text="cat")).to_be_visible()
+    expect()(diff.locator("ins", has_text="dog")).to_be_visible()
+    expect()(diff.locator("ins").last).to_contain_text('<img src=x onerror="window.__pwned=3">')
+    assert diff.locator("img").count() == 0 and diff.locator("b").count() == 0
+    colours = diff.evaluate("(d) => [getComputedStyle(d.querySelector('del')).backgroundColor,"
+                            " getComputedStyle(d.querySelector('ins')).backgroundColor]")
+    assert colours == ["rgb(255, 221, 221)", "rgb(221, 255, 221)"]
+    save_screenshot(panel, Path("/tmp"), "gridllm-compare.png")
+    assert page.evaluate("window.__pwned") is None
