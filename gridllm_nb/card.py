@@ -19,6 +19,7 @@ from .cardwidget import CardWidget
 from .jobs import JobState, JobUpdate, finish_note
 from .pacing import schedule_flush, update_delay
 from .render import render_text
+from .results import Result
 
 __all__ = ["APPEND_OVERHEAD", "BYTE_BUDGET", "DEFAULT_RATE", "MAX_STALE", "Card", "CardGrid", "one_line", "slug"]
 
@@ -60,6 +61,9 @@ class Card:
         self.error: str | None = None
         self.elapsed = 0.0
         self.finish = ""  # "stopped at 64 tokens", or nothing
+        # Every update goes through a Result as it arrives (not as it is shown), so the
+        # card's stats line has the same times as ``Results`` whatever the pacing holds back.
+        self.result = Result(tag=tag)
         self.flushes = 0
         self._markdown = markdown
         self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
@@ -100,6 +104,7 @@ class Card:
 
     def push(self, update: JobUpdate) -> None:
         """Take an update; it reaches the widget at most ``max_rate`` times a second."""
+        self.result.apply(update)
         self._pending = update
         self._handle = schedule_flush(self._handle, self._wait_for(update, time.monotonic()), self.flush)
 
@@ -120,7 +125,8 @@ class Card:
         """Show this state at once (one message, of only what changed)."""
         self.state, self.text, self.error, self.elapsed = state, text, (one_line(error) if error else None), elapsed
         html = render_text(text, markdown=True) if self._markdown else None
-        self.widget.show_answer(state, text, self.error, elapsed, html=html, finish=self.finish)
+        stats = self.result.stats_line() if state.terminal else ""
+        self.widget.show_answer(state, text, self.error, elapsed, html=html, finish=self.finish, stats=stats)
 
     def fail(self, message: str) -> None:
         self.apply(JobState.FAILED, self.text, message, self.elapsed)

@@ -48,13 +48,14 @@ class CardWidget(StreamText):
 
     _esm = compact_esm(INITIALIZE_JS, TEXT_NODE_JS, (STATIC / "card.js").read_text(encoding="utf-8"))
     _css = compact_css((STATIC / "card.css").read_text(encoding="utf-8"))
-    live_fields = ("state", "elapsed", "error", "finish", "markdown", "html")
+    live_fields = ("state", "elapsed", "error", "finish", "stats", "markdown", "html")
 
     tag = traitlets.Unicode("").tag(sync=True)
     state = traitlets.Unicode(JobState.SUBMITTED.value).tag(sync=True)
     elapsed = traitlets.Float(0.0).tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     finish = traitlets.Unicode("").tag(sync=True)  # "stopped at 64 tokens", or nothing
+    stats = traitlets.Unicode("").tag(sync=True)  # "queued 0.2 s · first token 0.6 s · 41 tok/s", at the end
     markdown = traitlets.Bool(False).tag(sync=True)
     html = traitlets.Unicode("").tag(sync=True)  # sanitized; only sent while ``markdown``
 
@@ -63,10 +64,11 @@ class CardWidget(StreamText):
 
     def restart(self, *, markdown: bool = False) -> None:
         """Make the card ready for a new answer (empty, submitted, clock at zero), in one message."""
-        self.show("", state=JobState.SUBMITTED.value, elapsed=0.0, error="", markdown=markdown, html="")
+        self.show("", state=JobState.SUBMITTED.value, elapsed=0.0, error="", finish="", stats="",
+                  markdown=markdown, html="")
 
     def show_answer(self, state: JobState, text: str, error: str | None, elapsed: float,
-                    *, html: str | None = None, finish: str = "") -> None:
+                    *, html: str | None = None, finish: str = "", stats: str = "") -> None:
         """Show one moment of a model's answer, in one message of only what changed.
 
         The elapsed time goes along only once the answer has ended: until
@@ -77,8 +79,9 @@ class CardWidget(StreamText):
         """
         err = " ".join(str(error).split()) if error else ""
         fields: dict[str, Any] = {"state": state.value, "error": err, "finish": finish}
-        if state.terminal:
+        if state.terminal:  # the stats line goes in the end's one message: no bytes while streaming
             fields["elapsed"] = round(elapsed, 1)
+            fields["stats"] = stats
         if html is None:
             self.show(text, markdown=False, **fields)
         else:

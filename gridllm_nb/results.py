@@ -31,25 +31,110 @@ class Result:
     error: str | None = None
     elapsed: float = 0.0
     raw_status: str = ""
-    finish: str | None = None
-    tokens: int | None = None
+    finish_raw: str | None = None  # the service's own "stop"/"length" (local extension), kept as sent
+    service_tokens: int | None = None  # tokens the service counted (local extension), else None
+    # Run-relative times (seconds since the run started, as ``JobUpdate.elapsed``), recorded by
+    # ``apply`` so every front end shows the same stats without keeping clocks of its own.
+    submitted_s: float | None = None
+    started_s: float | None = None  # first RUNNING, or first text when running was never seen
+    first_token_s: float | None = None
+    ended_s: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.state is JobState.COMPLETED
 
+    # -- stats: why it ended, how long each phase took, how fast -------------------------
+
+    @property
+    def finish(self) -> str | None:
+        """Why the answer ended, in one vocabulary: ``completed``, ``length`` (stopped at the
+        token limit), ``failed``, ``cancelled``, ``timed_out``, ``lost``; None while live."""
+        if not self.state.terminal:
+            return None
+        if self.state is JobState.COMPLETED:
+            return "length" if self.finish_raw == "length" else "completed"
+        return self.state.value.replace(" ", "_").replace("-", "_")
+
+    @property
+    def tokens(self) -> int | None:
+        """The service's token count where it reports one, else an estimate (chars / 4)."""
+        if self.service_tokens is not None:
+            return self.service_tokens
+        return max(1, round(len(self.text) / 4)) if self.text else None
+
+    @property
+    def tokens_estimated(self) -> bool:
+        """True when ``tokens`` is len(text)/4 rather than the service's count."""
+        return self.service_tokens is None and bool(self.text)
+
+    @property
+    def queued_s(self) -> float | None:
+        """Submitted → first running."""
+        if self.started_s is None:
+            return None
+        return max(0.0, self.started_s - (self.submitted_s or 0.0))
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Submitted → first text."""
+        if self.first_token_s is None:
+            return None
+        return max(0.0, self.first_token_s - (self.submitted_s or 0.0))
+
+    @property
+    def gen_s(self) -> float | None:
+        """First text → end (→ the latest update while live)."""
+        if self.first_token_s is None:
+            return None
+        end = self.ended_s if self.ended_s is not None else self.elapsed
+        return max(0.0, end - self.first_token_s)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        tokens, gen = self.tokens, self.gen_s
+        if not tokens or not gen:
+            return None
+        return tokens / gen
+
+    def stats_line(self) -> str:
+        """One compact line for a card: ``queued 0.2 s · first token 0.6 s · 41 tok/s``
+        (``~41 tok/s`` when the tokens are estimated); empty when nothing is known yet. The
+        state and the token-limit note are shown beside it already, so they are not repeated."""
+        parts = []
+        if self.queued_s is not None:
+            parts.append(f"queued {self.queued_s:.1f} s")
+        if self.ttft_s is not None:
+            parts.append(f"first token {self.ttft_s:.1f} s")
+        if (rate := self.tokens_per_s) is not None:
+            parts.append(f"{'~' if self.tokens_estimated else ''}{rate:.0f} tok/s")
+        return " · ".join(parts)
+
     @property
     def finish_note(self) -> str:
-        return finish_note(self.state, self.finish, self.tokens)
+        return finish_note(self.state, self.finish_raw, self.service_tokens)
 
     def apply(self, update: JobUpdate) -> None:
-        """Take one live update: the one place a result's state changes."""
+        """Take one live update: the one place a result's state (and its stats) change."""
         if update.job_id:
             self.job_id = update.job_id
+        at = update.elapsed
+        if self.submitted_s is None:
+            # the first update a result sees is its submission (or, attached later, its
+            # first look at the job); before it nothing about this job was known
+            self.submitted_s = at if update.state is JobState.SUBMITTED else 0.0
+        if self.started_s is None and (update.state is JobState.RUNNING or update.text):
+            self.started_s = at
+        if self.first_token_s is None and update.text:
+            self.first_token_s = at
+        if update.state.terminal and self.ended_s is None:
+            self.ended_s = at
         self.state, self.text, self.error = update.state, update.text, update.error
         self.elapsed, self.raw_status = update.elapsed, update.raw_status
         if update.finish is not None:
-            self.finish, self.tokens = update.finish, update.tokens
+            self.finish_raw = update.finish
+        if update.tokens is not None:
+            self.service_tokens = update.tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,9 +144,18 @@ class Result:
             "text": self.text,
             "error": self.error,
             "elapsed_s": round(self.elapsed, 3),
-            "finish": self.finish,
+            "queued_s": _round(self.queued_s),
+            "ttft_s": _round(self.ttft_s),
+            "gen_s": _round(self.gen_s),
             "tokens": self.tokens,
+            "tokens_estimated": self.tokens_estimated,
+            "tokens_per_s": _round(self.tokens_per_s, 1),
+            "finish": self.finish,
         }
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 class Results(Mapping[str, Result]):
@@ -106,8 +200,9 @@ class Results(Mapping[str, Result]):
         rows = self.to_list()
         for row in rows:
             row["prompt"] = self.prompt
-        return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "finish", "tokens", "error", "text",
-                                           "prompt"]).assign(**similarity_columns(self))  # sim_<tag> per model
+        return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "queued_s", "ttft_s", "gen_s",
+                                           "tokens", "tokens_per_s", "finish", "error", "text", "prompt"]
+                            ).assign(**similarity_columns(self))  # sim_<tag> per model
 
     def diff(self, a: str, b: str) -> Diff:
         """Model ``a``'s answer against ``b``'s, word by word (``diff.Diff``; ConfigError on an unknown tag)."""

@@ -40,7 +40,10 @@ def _head_html(r: Result) -> str:
     parts = [f"<strong>{html.escape(r.tag)}</strong>", html.escape(r.state.label), f"{r.elapsed:.1f} s"]
     if r.finish_note:
         parts.append(html.escape(r.finish_note))
-    return " · ".join(parts)
+    head = " · ".join(parts)
+    if stats := r.stats_line():
+        head += f"<br>{html.escape(stats)}"  # plain: the saved table keeps only allow-listed tags
+    return head
 
 
 def _body_html(r: Result, fmt: str) -> str:

@@ -161,7 +161,7 @@ class LiveGrid:
         line = Text()
         line.append(r.state.label, style=_STATE_STYLE.get(r.state, ""))
         line.append(f" · {_clock_text(self._elapsed(tag))}", style="dim")
-        note = finish_note(r.state, r.finish, r.tokens)
+        note = r.finish_note
         if note:
             line.append(f" · {note}", style="yellow")
         if tag in self.restarted:

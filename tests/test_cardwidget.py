@@ -39,6 +39,16 @@ def test_an_error_is_one_line_and_the_end_stamps_the_clock(wire: Wire) -> None:
     assert wire.custom(card)[-1] == {"set": {"state": "failed", "error": "the host went away", "elapsed": 3.2}}
 
 
+def test_the_stats_line_rides_in_the_ends_one_message_and_costs_nothing_while_streaming(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.show_answer(JobState.RUNNING, "ab", None, 1.0, stats="ignored while live")
+    card.show_answer(JobState.COMPLETED, "abc", None, 2.0, stats="queued 0.2 s · 41 tok/s")
+    running, ended = wire.custom(card)
+    assert "stats" not in running["set"]
+    assert ended == {"set": {"state": "completed", "elapsed": 2.0, "stats": "queued 0.2 s · 41 tok/s"},
+                     "append": "c", "at": 2}
+
+
 def test_markdown_sends_the_sanitized_html_and_the_text_catches_up_later(wire: Wire) -> None:
     card = CardWidget("m")
     card.show_answer(JobState.RUNNING, "a **b**", None, 1.0, html="<p>a <strong>b</strong></p>")
@@ -55,7 +65,7 @@ def test_state_asked_for_later_is_current_and_a_lost_front_end_gets_everything(w
     assert (state["text"], state["state"], state["elapsed"]) == ("abcd", "completed", 1.2)
     card._handle_custom_msg({"have": 0}, [])  # a view that loaded after the first message
     assert wire.custom(card)[-1] == {"reset": "abcd", "set": {"state": "completed", "elapsed": 1.2, "error": "",
-                                                              "finish": "", "markdown": False, "html": ""}}
+                                                              "finish": "", "stats": "", "markdown": False, "html": ""}}
 
 
 def test_restart_clears_the_card_for_a_new_answer_in_one_message(wire: Wire) -> None:

@@ -322,7 +322,7 @@ async def test_a_model_that_runs_again_keeps_its_card_widget(wire: Wire) -> None
     assert res.ok and panel.cards["m:1"].widget is m_widget  # no second comm_open
     assert len(wire.of(m_widget, "comm_open")) == 1 and m_widget.value == res["m:1"].text
     restart, *rest = wire.custom(m_widget)[before:]
-    assert restart == {"reset": "", "set": {"state": "submitted", "elapsed": 0.0}}
+    assert restart == {"reset": "", "set": {"state": "submitted", "elapsed": 0.0, "stats": ""}}  # the last answer's stats go
     assert "".join(m.get("append", "") for m in rest) == res["m:1"].text
     assert any(cid == n_id and t == "comm_close" for cid, t, _ in wire.sent)  # the unticked model's card
     assert panel.card_box.children == (m_widget,)

@@ -33,10 +33,10 @@ def test_line_breaks_and_lists_are_kept() -> None:
 
 
 def test_an_answer_cut_by_the_token_limit_says_so() -> None:
-    cut = results(("a:1", "Once upon a"), finish="length", tokens=64)
+    cut = results(("a:1", "Once upon a"), finish_raw="length", service_tokens=64)
     bundle = results_bundle(list(cut.values()))
     assert "stopped at 64 tokens" in bundle["text/html"] and "stopped at 64 tokens" in bundle["text/plain"]
-    whole = results(("a:1", "Done."), finish="stop", tokens=2)
+    whole = results(("a:1", "Done."), finish_raw="stop", service_tokens=2)
     assert "stopped" not in results_bundle(list(whole.values()))["text/html"]
 
 

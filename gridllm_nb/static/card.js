@@ -19,6 +19,7 @@ function render({ model, el }) {
   const body = part("div", "gridllm-body", el);
   const pre = part("pre", "gridllm-text", body);
   const md = part("div", "gridllm-markdown-view", body);
+  const stats = part("div", "gridllm-stats", el);  // one muted line, sent once the answer ended
   // Follow the end while the reader is at the end; leave them where they scrolled to otherwise.
   let following = true;
   body.addEventListener("scroll", () => {
@@ -44,13 +45,15 @@ function render({ model, el }) {
     error.textContent = model.get("error") || "";
     error.style.display = model.get("error") ? "" : "none";
     finish.textContent = model.get("finish") || "";
+    stats.textContent = model.get("stats") || "";
+    stats.style.display = model.get("stats") ? "" : "none";
     const markdown = model.get("markdown");
     pre.style.display = markdown ? "none" : "";
     md.style.display = markdown ? "" : "none";
     if (markdown) md.innerHTML = model.get("html") || "";  // sanitized by the kernel
     follow();
   };
-  model.on("change:state change:error change:markdown change:html change:finish", sync);
+  model.on("change:state change:error change:markdown change:html change:finish change:stats", sync);
   let wasLive = true;
   model.on("change:state", () => {
     const live = !TERMINAL.has(model.get("state"));
