@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Diff",
+    "GridResults",
     "GridLLMError",
     "Job",
     "JobState",
@@ -22,6 +23,8 @@ __all__ = [
     "Result",
     "Results",
     "arun",
+    "agrid",
+    "grid",
     "leaderboard",
     "load_ipython_extension",
     "run",
@@ -40,6 +43,9 @@ _LAZY = {
     "Panel": "panel",
     "GridLLMError": "errors",
     "Diff": "diff",
+    "grid": "grid",
+    "agrid": "grid",
+    "GridResults": "grid",
     "leaderboard": "arena",
 }
 
@@ -47,6 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .arena import leaderboard
     from .client import JobsClient
     from .diff import Diff
+    from .grid import GridResults, agrid, grid
     from .errors import GridLLMError
     from .jobs import Job, JobState, JobUpdate
     from .panel import Panel

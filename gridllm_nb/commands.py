@@ -8,15 +8,16 @@ Each writes a short report to ``out`` and returns 0 (all well) or 1.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
 from .client import JobsClient
 from .config import DEFAULT_LOCAL_URL, Endpoint, resolve_endpoint
-from .errors import NotSupported
+from .errors import ConfigError, NotSupported
 from .jobs import Job
 
-__all__ = ["cancel", "ensure_service", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
+__all__ = ["cancel", "configure", "ensure_service", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
            "with_client"]
 
 T = TypeVar("T")
@@ -149,6 +150,27 @@ def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
         return 0 if running else 1
     out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
     return 0 if running else 1
+
+
+def configure(settings: Any, settable: Sequence[str], pairs: Sequence[str], out: TextIO) -> None:
+    """``%gridllm config [KEY=VALUE...]``: set magic settings for the session, then show them all."""
+    from .config import TOKEN_ENV, parse_assignments, trait_value
+
+    for key, value in parse_assignments(pairs, what="%gridllm config").items():
+        key = {"models": "default_models", "format": "default_format"}.get(key, key)
+        if key not in settable:
+            raise ConfigError(f"unknown setting {key!r}; settable: {', '.join(settable)}")
+        setattr(settings, key, trait_value(settings.traits()[key], key, value))
+    try:
+        endpoint = resolve_endpoint(settings.url or None)
+        where = endpoint.display + ("  (the local service, started on demand)" if endpoint.is_default else "")
+    except ConfigError as exc:
+        where = f"invalid: {exc}"
+    print(f"endpoint: {where}", file=out)
+    print(f"token: ${TOKEN_ENV} is {'set' if os.environ.get(TOKEN_ENV) else 'not set'}", file=out)
+    for key in settable:
+        if key != "url":
+            print(f"{key}: {getattr(settings, key)!r}", file=out)
 
 
 def history(n: int, out: TextIO) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 __all__ = [
     "APIError",
     "AuthError",
+    "CellError",
     "ConfigError",
     "GridLLMError",
+    "Interrupted",
     "NotSupported",
     "ProtocolError",
     "RateLimited",
@@ -83,3 +85,22 @@ class ProtocolError(GridLLMError):
 
 class NotSupported(GridLLMError):
     """The endpoint does not offer this (e.g. cancel or models on the real grid)."""
+
+
+class CellError(Exception):
+    """An expected failure in a notebook cell, shown as one red line (``_render_traceback_``,
+    IPython's hook), never a traceback.
+
+    Raising it (rather than printing) marks the cell as failed, so "Run all"
+    stops there, as it does for any failing cell.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[31mgridllm: {self}\x1b[0m"]
+
+
+class Interrupted(CellError):
+    """The run was interrupted; the partial outputs are kept."""

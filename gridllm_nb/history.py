@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .config import TOKEN_ENV
 from .private_files import private_file
 
-__all__ = ["HISTORY_ENV", "clean_url", "history_path", "recent", "record"]
+__all__ = ["HISTORY_ENV", "clean_url", "history_path", "recent", "record", "record_quietly"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
 
@@ -108,6 +109,20 @@ def record(
             rows,
         )
     return run_id
+
+
+def record_quietly(results: Any, url: str | None, *, system: str | None = None,
+                   options: Mapping[str, Any] | None = None,
+                   warn: Callable[[str], None] | None = None) -> str | None:
+    """``record`` for a front end: the history is a convenience, so a failure to write
+    it never fails the run; it is said in one line (``warn``, default stderr)."""
+    try:
+        from .config import resolve_endpoint
+
+        return record(results, resolve_endpoint(url).url, system=system, options=options)
+    except Exception as exc:  # noqa: BLE001 - any failure (disk full, locked file) is only reported
+        (warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr)))(f"history not written: {exc}")
+        return None
 
 
 def recent(n: int = 10, *, path: Path | str | None = None) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
-from .errors import ConfigError, GridLLMError
+from .errors import CellError, ConfigError, GridLLMError, Interrupted
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
 from .render import FORMATS
@@ -72,24 +72,6 @@ class GridLLM(Configurable):
         return [m.strip() for m in os.environ.get(MODELS_ENV, "").split(",") if m.strip()]
 
 
-class CellError(Exception):
-    """An expected failure, shown as one line (``_render_traceback_``), never a traceback.
-
-    Raising it (rather than printing) marks the cell as failed, so "Run all"
-    stops there, as it does for any failing cell.
-    """
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
-
-    def _render_traceback_(self) -> list[str]:
-        return [f"\x1b[31mgridllm: {self}\x1b[0m"]
-
-
-class Interrupted(CellError):
-    """The run was interrupted; the partial outputs are kept."""
-
-
 # -- the magics ------------------------------------------------------------------
 
 
@@ -115,17 +97,11 @@ class GridLLMMagics(Magics):
             return "stream" if getattr(self.shell, "kernel", None) is None else "cards"
         return mode
 
-    def _record_history(self, results: Results, url: str | None, system: str | None,
-                        options: dict[str, Any] | None) -> None:
-        if not self.settings.history:
-            return
-        try:
-            from .config import resolve_endpoint
-            from .history import record
+    def _record_history(self, results: Results, kwargs: dict[str, Any]) -> None:
+        if self.settings.history:
+            from .history import record_quietly
 
-            record(results, resolve_endpoint(url).url, system=system, options=options)
-        except Exception as exc:  # noqa: BLE001 - the history is a convenience: never fail a run for it
-            print(f"gridllm: history not written: {exc}", file=sys.stderr)
+            record_quietly(results, kwargs.get("url"), system=kwargs.get("system"), options=kwargs.get("options"))
 
     # ------------------------------------------------------------- cell magic
 
@@ -228,44 +204,15 @@ class GridLLMMagics(Magics):
         results = await arun(prompt, models, on_update=view.on_update, announce=announce, **kwargs)
         view.adopt(results)
         view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
-        self._record_history(view.results, kwargs.get("url"), kwargs.get("system"), kwargs.get("options"))
+        self._record_history(view.results, kwargs)
         return view.results
 
     def _wait(self, coro: Any, view: View) -> Results:
-        """Run to the end; on Ctrl-C cancel cleanly, keep the partial outputs, leak nothing.
-
-        ``run_sync`` runs the coroutine off the kernel's loop, so the kernel
-        stays an ordinary busy kernel while the cell streams.
-        """
-        from .runner import run_sync
-
-        try:
-            return run_sync(coro)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            view.finish(note="interrupted")
-            rk = getattr(view, "run_kwargs", {})
-            self._record_history(view.results, rk.get("url"), rk.get("system"), rk.get("options"))
-            done = sum(1 for r in view.results.values() if r.ok)
-            raise Interrupted(
-                f"interrupted: {done} of {len(view.results)} models had finished; the partial outputs are kept"
-            ) from None
-        except GridLLMError as exc:
-            view.finish(note=str(exc))
-            raise
+        return view.wait(coro, on_interrupt=lambda: self._record_history(view.results, view.run_kwargs))
 
     def _background_done(self, task: asyncio.Task[Any], view: View) -> None:
         self.tasks.discard(task)
-        if task.cancelled():
-            view.finish(note="cancelled")
-            return
-        exc = task.exception()
-        if exc is None:
-            return
-        message = str(exc) if isinstance(exc, GridLLMError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(view, CardsView) and any(r.job_id for r in view.results.values()):
-            view.finish(note=message)
-        else:
-            view.fail(message)
+        view.background_done(task)
 
     def cancel_background(self) -> int:
         """Cancel every ``--no-wait`` run of this kernel; returns how many were live."""
@@ -289,19 +236,14 @@ class GridLLMMagics(Magics):
             raise CellError(str(exc)) from None
 
     def _cmd_models(self, args: Any) -> None:
+        """``%gridllm models | status ID... | cancel ID...``: ``commands``, as the CLI runs them."""
         from . import commands
 
-        commands.with_client(self._url(args.url), lambda client: commands.models(client, sys.stdout))
+        action = getattr(commands, args.command)
+        ids = () if args.command == "models" else (args.ids,)
+        commands.with_client(self._url(args.url), lambda client: action(client, *ids, sys.stdout))
 
-    def _cmd_status(self, args: Any) -> None:
-        from . import commands
-
-        commands.with_client(self._url(args.url), lambda client: commands.status(client, args.ids, sys.stdout))
-
-    def _cmd_cancel(self, args: Any) -> None:
-        from . import commands
-
-        commands.with_client(self._url(args.url), lambda client: commands.cancel(client, args.ids, sys.stdout))
+    _cmd_status = _cmd_cancel = _cmd_models
 
     _SETTABLE = ("url", "default_models", "default_format", "hours", "timeout", "system", "options",
                  "poll_interval", "poll_max_interval", "update_interval", "byte_budget",
@@ -309,24 +251,9 @@ class GridLLMMagics(Magics):
                  "history", "output")
 
     def _cmd_config(self, args: Any) -> None:
-        from .config import TOKEN_ENV, parse_assignments, resolve_endpoint, trait_value
+        from .commands import configure
 
-        s = self.settings
-        for key, value in parse_assignments(args.settings, what="%gridllm config").items():
-            key = {"models": "default_models", "format": "default_format"}.get(key, key)
-            if key not in self._SETTABLE:
-                raise ConfigError(f"unknown setting {key!r}; settable: {', '.join(self._SETTABLE)}")
-            setattr(s, key, trait_value(s.traits()[key], key, value))
-        try:
-            endpoint = resolve_endpoint(self._url())
-            where = endpoint.display + ("  (the local service, started on demand)" if endpoint.is_default else "")
-        except ConfigError as exc:
-            where = f"invalid: {exc}"
-        token = "set" if os.environ.get(TOKEN_ENV) else "not set"
-        print(f"endpoint: {where}")
-        print(f"token: ${TOKEN_ENV} is {token}")
-        for key in self._SETTABLE[1:]:
-            print(f"{key}: {getattr(s, key)!r}")
+        configure(self.settings, self._SETTABLE, args.settings, sys.stdout)
 
     def _cmd_local(self, args: Any) -> None:
         """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""

@@ -563,18 +563,11 @@ class Panel(widgets.VBox):
 
     def _record(self, results: Results) -> None:
         """Put a finished run into the SQLite history (never failing the run for it)."""
-        from .history import record
+        from .history import record_quietly
 
-        client_url = self._client.base_url if self._client is not None else None
-        try:
-            if client_url is None:
-                from .config import resolve_endpoint
-
-                client_url = resolve_endpoint(self._url).url
-            self._run_id = record(results, client_url, system=self._run_kwargs.get("system"),
-                                  options=self._run_kwargs.get("options"))
-        except Exception as exc:  # noqa: BLE001 - the history is a convenience
-            self._say(f"history not written: {exc}")
+        self._run_id = record_quietly(results, self._client.base_url if self._client is not None else self._url,
+                                      system=self._run_kwargs.get("system"),
+                                      options=self._run_kwargs.get("options"), warn=self._say)
 
     def _archive(self, results: Results) -> None:
         """The run on show becomes an earlier run."""

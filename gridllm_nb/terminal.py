@@ -39,7 +39,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .jobs import JobState, JobUpdate, finish_note
+from .jobs import JobState, JobUpdate
 from .results import Result
 
 __all__ = ["MIN_COLUMN", "REFRESH_PER_SECOND", "LiveGrid", "clean", "live_grid"]

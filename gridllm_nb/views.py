@@ -14,12 +14,14 @@ arrived stays on screen.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from .errors import GridLLMError, Interrupted
 from .jobs import JobUpdate
 from .render import error_bundle, final_bundle
 from .results import Result, Results
@@ -59,6 +61,41 @@ class View:
 
     def fail(self, message: str) -> None:  # pragma: no cover - interface
         pass
+
+    def wait(self, coro: Any, on_interrupt: Callable[[], None]) -> Results:
+        """Run a cell's run to the end; on Ctrl-C cancel cleanly, keep the partial outputs, leak nothing.
+
+        ``run_sync`` runs the coroutine off the kernel's loop, so the kernel
+        stays an ordinary busy kernel while the cell streams.
+        """
+        from .runner import run_sync
+
+        try:
+            return run_sync(coro)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self.finish(note="interrupted")
+            on_interrupt()
+            done = sum(1 for r in self.results.values() if r.ok)
+            raise Interrupted(
+                f"interrupted: {done} of {len(self.results)} models had finished; the partial outputs are kept"
+            ) from None
+        except GridLLMError as exc:
+            self.finish(note=str(exc))
+            raise
+
+    def background_done(self, task: asyncio.Task[Any]) -> None:
+        """A ``--no-wait`` run ended: say how, in place, if it did not end well."""
+        if task.cancelled():
+            self.finish(note="cancelled")
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        message = str(exc) if isinstance(exc, GridLLMError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(self, CardsView) and any(r.job_id for r in self.results.values()):
+            self.finish(note=message)
+        else:
+            self.fail(message)
 
     def _mark_unfinished(self, note: str | None) -> None:
         for r in self.results.values():

@@ -99,7 +99,7 @@ def test_to_pandas_has_one_similarity_column_per_model() -> None:
     assert list(df["sim_b"]) == [pytest.approx(2 / 3, abs=1e-4), 1.0, 0.0]
     assert list(df["sim_c"]) == [0.0, 0.0, 1.0]
     assert similarities(r)["a", "b"] == similarities(r)["b", "a"]
-    assert list(df.columns[:9]) == ["tag", "id", "state", "elapsed_s", "finish", "tokens", "error", "text", "prompt"]
+    assert list(df.columns[-4:]) == ["prompt", "sim_a", "sim_b", "sim_c"]  # appended after the rest
 
 
 def test_diff_is_exported_lazily() -> None:
