@@ -35,6 +35,7 @@ from .runner import (
     check_models,
     default_poll_settings,
     run_sync,
+    wait_or_cancel,
 )
 
 __all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts"]
@@ -265,13 +266,7 @@ async def agrid(
         workers = [asyncio.ensure_future(worker()) for _ in range(min(max_live, len(queue)))]
         if not workers:
             return result
-        done, pending = await asyncio.wait(workers, timeout=timeout)
-        for task in done:
-            task.result()  # surface bugs, never swallow them
-        if pending:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        if await wait_or_cancel(workers, timeout):
             await jobs.cancel(stop(JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s",
                                    f"not sent within --timeout {timeout:g}s"))
         return result

@@ -259,13 +259,7 @@ async def arun(
         tasks = [asyncio.ensure_future(jobs.follow(prompt, results[tag])) for tag in tags if tag not in bad]
         if not tasks:
             return results
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in done:
-            task.result()  # surface bugs, never swallow them
-        if pending:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        if await wait_or_cancel(tasks, timeout):
             await jobs.cancel(jobs.end_live(results.values(), JobState.TIMED_OUT,
                                             f"no result within --timeout {timeout:g}s"))
         return results
@@ -278,6 +272,20 @@ async def arun(
         jobs.close()
         if own_client:
             await client.aclose()
+
+
+async def wait_or_cancel(tasks: Sequence[asyncio.Task[Any]], timeout: float | None) -> bool:
+    """Wait for every task (a bug in one is raised, never swallowed); past ``timeout``
+    cancel the rest and let them unwind. True when it came to that."""
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in done:
+        task.result()
+    if not pending:
+        return False
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return True
 
 
 async def _cancel_quietly(client: JobsClient, ids: Sequence[str | None]) -> None:
