@@ -155,11 +155,13 @@ async def test_cancelling_mid_grid_cancels_live_jobs_keeps_text_and_sends_no_mor
 async def test_the_timeout_bounds_the_whole_grid() -> None:
     clock = fake_time()
     fake = FakeJobsAPI(default_script=[("running", "slow")], cancel_supported=True)
-    result = await agrid(["p0", "p1", "p2"], ["a"], max_live=2, timeout=0.2, progress=None,
+    # hours=8: in fake time the poller races ahead, and must not reach a job's own hours limit
+    # (which would free a slot) within the real 0.5 s the grid is given
+    result = await agrid(["p0", "p1", "p2"], ["a"], max_live=2, timeout=0.5, hours=8, progress=None,
                          client=client_for(fake, clock))
     states = [(run["a"].state, run["a"].text) for run in result]
     assert states == [(JobState.TIMED_OUT, "slow")] * 2 + [(JobState.TIMED_OUT, "")]
-    assert "not sent within --timeout 0.2s" in result[2]["a"].error
+    assert "not sent within --timeout 0.5s" in result[2]["a"].error
     assert [r.method for r in fake.requests].count("DELETE") == 1
 
 
