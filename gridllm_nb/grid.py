@@ -30,10 +30,9 @@ from .progress import Counts, make_progress
 from .results import Result, Results
 from .runner import (
     LiveJobs,
-    _ensure_service,
     _normalise_models,
-    check_models,
     default_poll_settings,
+    ready,
     run_sync,
     wait_or_cancel,
 )
@@ -253,10 +252,7 @@ async def agrid(
 
     workers: list[asyncio.Task[None]] = []
     try:
-        await _ensure_service(client, announce)
-        bad = await check_models(client, tags) if validate else {}
-        if bad and unknown == "raise":
-            raise next(iter(bad.values()))
+        bad = await ready(client, tags, announce=announce, validate=validate, unknown=unknown)
         bar = make_progress(progress, result.counts.total, poller.clock)  # after the checks: an error shows no bar
         if on_progress is not None:
             on_progress(result)

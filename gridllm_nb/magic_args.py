@@ -45,28 +45,17 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown()
 
 
-def _positive(kind: str):
+def _positive(kind: str, *, whole: bool = False):
+    """An argparse type: a number > 0 (``whole``: an integer ≥ 1), with a one-line error naming ``kind``."""
+    parse, noun, bound = (int, "a whole number", "≥ 1") if whole else (float, "a number", "> 0")
+
     def convert(value: str) -> float:
         try:
-            number = float(value)
+            number = parse(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {value!r}") from None
+            raise argparse.ArgumentTypeError(f"{kind} must be {noun}, got {value!r}") from None
         if not number > 0:
-            raise argparse.ArgumentTypeError(f"{kind} must be > 0, got {value!r}")
-        return number
-
-    convert.__name__ = kind
-    return convert
-
-
-def _whole(kind: str):
-    def convert(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind} must be a whole number, got {value!r}") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{kind} must be ≥ 1, got {value!r}")
+            raise argparse.ArgumentTypeError(f"{kind} must be {bound}, got {value!r}")
         return number
 
     convert.__name__ = kind
@@ -128,7 +117,7 @@ def cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--over", type=_identifier, metavar="NAME",
                    help="a prompt × model grid: one job per element of the list NAME and model; the cell is "
                         "a template where {item} is the element (and a dict element's keys are names)")
-    p.add_argument("--max-live", type=_whole("--max-live"), default=32, metavar="N",
+    p.add_argument("--max-live", type=_positive("--max-live", whole=True), default=32, metavar="N",
                    help="with --over: at most N jobs submitted and unfinished at once (default 32)")
     return p
 

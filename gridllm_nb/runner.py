@@ -250,10 +250,7 @@ async def arun(
 
     tasks: list[asyncio.Task[None]] = []
     try:
-        await _ensure_service(client, announce)
-        bad = await check_models(client, tags) if validate else {}
-        if bad and unknown == "raise":
-            raise next(iter(bad.values()))
+        bad = await ready(client, tags, announce=announce, validate=validate, unknown=unknown)
         for tag, error in bad.items():
             jobs.end(results[tag], JobState.FAILED, str(error))
         tasks = [asyncio.ensure_future(jobs.follow(prompt, results[tag])) for tag in tags if tag not in bad]
@@ -272,6 +269,20 @@ async def arun(
         jobs.close()
         if own_client:
             await client.aclose()
+
+
+async def ready(client: JobsClient, tags: Sequence[str], *, announce: Callable[[str], None] | None,
+                validate: bool, unknown: str) -> dict[str, UnknownModel]:
+    """Before anything is submitted: the default service started, the tags checked.
+
+    Returns the tags the service does not serve (to fail on their own), or
+    raises the first of them when ``unknown == "raise"``.
+    """
+    await _ensure_service(client, announce)
+    bad = await check_models(client, tags) if validate else {}
+    if bad and unknown == "raise":
+        raise next(iter(bad.values()))
+    return bad
 
 
 async def wait_or_cancel(tasks: Sequence[asyncio.Task[Any]], timeout: float | None) -> bool:
