@@ -48,9 +48,22 @@ def open_and_run(page: Any, lab: Any, name: str) -> None:
 
 
 def run_all_cells(page: Any) -> None:
-    """Run > Run All Cells, from the menu bar JupyterLab and Notebook 7 share."""
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    """Run > Run All Cells, from the menu bar JupyterLab and Notebook 7 share.
+
+    A click while the page is still settling can be lost (the first cell's
+    prompt stays ``[ ]:``): then it is clicked again, up to three times.
+    """
+    first_prompt = page.locator(".jp-CodeCell .jp-InputPrompt").first
+    for attempt in range(3):
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            expect()(first_prompt).not_to_have_text(re.compile(r"^\[\s*\]:?$"), timeout=15_000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+            page.keyboard.press("Escape")
 
 
 def drive_panel(page: Any, root: Any) -> Any:
