@@ -214,8 +214,23 @@ class BaselineWatch(Watch):
 
     job = None  # a plain attribute again (shadows the lazy property)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._queue: asyncio.Queue[JobUpdate | None] = asyncio.Queue()  # c63c32a's queue per watch
+
+    def _put(self, update: JobUpdate | None) -> None:
+        self._queue.put_nowait(update)
+
+    async def __anext__(self) -> JobUpdate:
+        if self._closed and self._queue.empty():
+            raise StopAsyncIteration
+        update = await self._queue.get()
+        if update is None:
+            raise StopAsyncIteration
+        return update
+
     def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
-        self._queue.put_nowait(
+        self._put(
             JobUpdate(
                 tag=self.tag, job_id=self.job_id, state=self.state, text=self.text, delta=delta, reset=reset,
                 error=self.error or (None if self.state.terminal else self.notice),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -83,7 +83,10 @@ class Watch:
         self.failing_since: float | None = None
         self.notice: str | None = None  # shown while live, e.g. "reconnecting…"
         self.outage: str | None = None  # what happened to a local service that was started again
-        self._queue: asyncio.Queue[JobUpdate | None] = asyncio.Queue()
+        # Updates not yet read (None: the end), and the reader's future while it waits: what
+        # asyncio.Queue does, without its task accounting, for a tick that feeds a thousand readers.
+        self._updates: deque[JobUpdate | None] = deque()
+        self._reader: asyncio.Future[None] | None = None
         self._closed = False
 
     @property
@@ -107,25 +110,37 @@ class Watch:
         if not self._closed:
             self._closed = True
             self.poller._forget(self)
-            self._queue.put_nowait(None)
+            self._put(None)
 
     def __aiter__(self) -> AsyncIterator[JobUpdate]:
         return self
 
     async def __anext__(self) -> JobUpdate:
-        if self._closed and self._queue.empty():
-            raise StopAsyncIteration
-        update = await self._queue.get()
+        while not self._updates:
+            if self._closed:
+                raise StopAsyncIteration
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        update = self._updates.popleft()
         if update is None:
             raise StopAsyncIteration
         return update
+
+    def _put(self, update: JobUpdate | None) -> None:
+        self._updates.append(update)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
 
     # -- called by the poller --------------------------------------------
 
     def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
         terminal = self.state.terminal
         job = self.job if terminal else None  # a live update builds no Job
-        self._queue.put_nowait(
+        self._put(
             JobUpdate(
                 tag=self.tag,
                 job_id=self.job_id,

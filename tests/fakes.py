@@ -143,6 +143,8 @@ class FakeJobsAPI:
                                         "commandLine": job.command_line, "app": "gridrepublic:text-inference"}},
                 "created": "2024-05-06T21:26:00+00:00", "copy": 0, "tag": job.tag, "runtime": job.position,
             }
+            if bulk and status in ("queued", "running"):  # the local service's brief live entry
+                jobs[i] = {"vmStatus": status, "states": {"default": {"status": status, "log": log}}}
             if self.failure_message and status in ("error", "failed"):
                 jobs[i]["states"]["default"]["message"] = self.failure_message
             if self.completion and status == "completed":

@@ -366,12 +366,7 @@ def test_the_fast_path_and_the_job_path_see_every_answer_alike(entries: list) ->
         for name in ("state", "text", "raw_status", "error"):
             assert getattr(fast, name) == getattr(slow, name)
         assert fast.job == slow.job
-    got_fast, got_slow = [], []
-    while not fast._queue.empty():
-        got_fast.append(fast._queue.get_nowait())
-    while not slow._queue.empty():
-        got_slow.append(slow._queue.get_nowait())
-    assert got_fast == got_slow
+    assert list(fast._updates) == list(slow._updates)
 
 
 LOCAL = "http://127.0.0.1:9/remotejobs/v2"

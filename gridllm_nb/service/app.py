@@ -210,14 +210,22 @@ def job_json(job: JobRecord, now: float) -> bytes:
 
 
 def job_tail_json(job: JobRecord, start: int, now: float) -> bytes:
-    """``job_json`` with only the log from character ``start`` on (``logFrom``), for a client
-    that has the rest: a poll of a thousand growing answers then carries only their growth."""
-    if start <= 0:
-        return job_json(job, now)
-    view = job_view(job, now)
-    state = view["states"]["default"]
-    start = min(start, len(state["log"]))
-    state["log"], state["logFrom"] = state["log"][start:], start
+    """One job as ``POST /jobs/status`` answers it: while it runs, only what changes between polls
+    (``vmStatus``, ``status`` and the log from character ``start`` on, marked ``logFrom``); once
+    it has ended, the whole ``job_json`` entry. A poll of a thousand growing answers then
+    carries only their growth, not a thousand copies of the command line."""
+    if job.terminal or job.rendered is not None:
+        if start <= 0:
+            return job_json(job, now)
+        view = job_view(job, now)
+        state = view["states"]["default"]
+    else:
+        status = job.status
+        state = {"status": status, "log": job.log}
+        view = {"vmStatus": status, "states": {"default": state}}
+    if start > 0:
+        start = min(start, len(state["log"]))
+        state["log"], state["logFrom"] = state["log"][start:], start
     return json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -441,6 +449,8 @@ def create_app(
               summary="Status of many jobs, only the new part of each log (local extension)",
               description=_LOCAL + f"The answer of `GET /jobs/{{ids}}` for up to {MAX_BULK_IDS} ids in one request, "
               "and for each id in `logFrom` only the log past what the client has, marked with `logFrom`. "
+              "A job still queued or running is sent brief: `vmStatus` and its state's `status` and `log` only; "
+              "an ended one in full. "
               "Ids it does not know are left out (never a 404: that would mean this service lacks the extension). "
               "A client following a thousand jobs asks once per poll, and reads only what grew.")
     async def bulk_status(body: BulkStatusRequest) -> Response:

@@ -379,3 +379,19 @@ def test_bulk_status_sends_only_what_each_log_grew_by(make_client) -> None:
     too_many = client.post(f"{BASE}/jobs/status", json={"ids": [f"{n:032x}" for n in range(1001)]})
     assert too_many.status_code == 400 and "limit is 1000" in too_many.json()["error"]
     assert client.post(f"{BASE}/jobs/status", json={"ids": ["nope"]}).status_code == 400
+
+
+def test_bulk_status_sends_a_running_job_brief_and_an_ended_one_whole(make_client) -> None:
+    """While a job runs, a bulk answer holds only what changes between polls; at the end, everything."""
+    client = make_client()
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 1000}})
+    wait_for(client, job_id, lambda j: len(j["states"]["default"]["log"]) >= 6)
+    live = client.post(f"{BASE}/jobs/status", json={"ids": [job_id], "logFrom": {job_id: 3}}).json()["jobs"][job_id]
+    assert live["vmStatus"] == "running" and set(live) == {"vmStatus", "states"}
+    assert set(live["states"]["default"]) == {"status", "log", "logFrom"} and live["states"]["default"]["logFrom"] == 3
+    client.delete(f"{BASE}/jobs/{job_id}")
+    ended = client.post(f"{BASE}/jobs/status", json={"ids": [job_id], "logFrom": {job_id: 3}}).json()["jobs"][job_id]
+    whole = client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]
+    assert ended["states"]["default"].pop("logFrom") == 3
+    ended["states"]["default"]["log"] = whole["states"]["default"]["log"][:3] + ended["states"]["default"]["log"]
+    assert ended == whole  # message, commandLine, tag, runtime: all there once it ended
