@@ -201,8 +201,8 @@ class GridLLMMagics(Magics):
                    announce: Callable[[str], None], background: bool = False) -> Results:
         from .runner import arun
 
-        results = await arun(prompt, models, on_update=view.on_update, announce=announce, **kwargs)
-        view.adopt(results)
+        # The view's own Results are the run's: they carry its spec (so they can be retried) from the start.
+        await arun(prompt, models, on_update=view.on_update, announce=announce, results=view.results, **kwargs)
         view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
         self._record_history(view.results, kwargs)
         return view.results

@@ -603,8 +603,7 @@ class Panel(widgets.VBox):
         assert live is not None
         started = time.monotonic()
 
-        def on_update(update: JobUpdate) -> None:
-            live[update.tag].apply(update)
+        def on_update(update: JobUpdate) -> None:  # ``live`` itself is filled by arun
             self.cards[update.tag].push(update)
 
         def fail(tag: str, message: str) -> None:
@@ -616,7 +615,7 @@ class Panel(widgets.VBox):
         try:
             # Unknown tags fail their own card; the other models still run.
             await arun(prompt, tags, client=client, on_update=on_update, unknown="fail",
-                       announce=self._say, **self._run_kwargs)
+                       announce=self._say, results=live, **self._run_kwargs)
             failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
             if failed:
                 self._say(f"{len(failed)} of {len(tags)} model(s) did not complete: {', '.join(failed)}")

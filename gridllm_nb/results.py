@@ -8,7 +8,7 @@ and in a notebook its rich display is the saved side-by-side picture.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +16,12 @@ from .jobs import JobState, JobUpdate, finish_note
 
 if typing.TYPE_CHECKING:
     from .diff import Diff
+    from .runner import RunSpec
 
-__all__ = ["Result", "Results"]
+__all__ = ["RETRYABLE", "Result", "Results"]
+
+# The ends worth another try: the model did not answer (completed is not among them).
+RETRYABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CANCELLED, JobState.TIMED_OUT})
 
 
 @dataclass
@@ -115,7 +119,14 @@ class Result:
         return finish_note(self.state, self.finish_raw, self.service_tokens)
 
     def apply(self, update: JobUpdate) -> None:
-        """Take one live update: the one place a result's state (and its stats) change."""
+        """Take one live update: the one place a result's state (and its stats) change.
+
+        A restart (``JobUpdate.restart``, before a retry) drops everything the
+        previous job left: its id, text, error, finish and times.
+        """
+        if update.restarts:
+            self.__init__(tag=self.tag)  # type: ignore[misc]  # every field back to its default
+            return
         if update.job_id:
             self.job_id = update.job_id
         at = update.elapsed
@@ -159,13 +170,20 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 class Results(Mapping[str, Result]):
-    """tag -> Result for one run, in the order the models were asked for."""
+    """tag -> Result for one run, in the order the models were asked for.
+
+    ``spec`` is what made the run (``runner.RunSpec``: prompt, options,
+    endpoint), set by ``arun``, so ``retry`` can ask again the same way;
+    ``run_id`` is the run's id in the local history, when it is recorded there.
+    """
 
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
-                 format: str = "markdown") -> None:
+                 format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None) -> None:
         self.prompt = prompt
         self.format = format  # how the rich display shows each answer: markdown, text, code or json
         self._by_tag: dict[str, Result] = dict(results or {})
+        self.spec = spec
+        self.run_id = run_id
 
     def __getitem__(self, tag: str) -> Result:
         return self._by_tag[tag]
@@ -187,6 +205,33 @@ class Results(Mapping[str, Result]):
     @property
     def done(self) -> bool:
         return all(r.state.terminal for r in self._by_tag.values())
+
+    @property
+    def retryable(self) -> list[str]:
+        """The tags that ended without an answer (failed, lost, cancelled or timed out): what ``retry`` resubmits."""
+        return [tag for tag, r in self._by_tag.items() if r.state in RETRYABLE]
+
+    async def aretry(self, tags: Sequence[str] | None = None, *,
+                     on_update: Callable[[JobUpdate], Any] | None = None,
+                     timeout: float | None = None) -> Results:
+        """Submit ``tags`` (default: every ``retryable`` one) again, as the run did, and follow them.
+
+        The same prompt, system prompt, options, hours and endpoint as the run
+        that made these Results (``spec``); the same ``Result`` objects start
+        over (``JobUpdate.restart``) and are updated in place, and ``on_update``
+        gets every update as with ``arun``. Returns ``self``.
+        """
+        from .runner import aretry
+
+        return await aretry(self, tags, on_update=on_update, timeout=timeout)
+
+    def retry(self, tags: Sequence[str] | None = None, *,
+              on_update: Callable[[JobUpdate], Any] | None = None,
+              timeout: float | None = None) -> Results:
+        """Blocking ``aretry`` for scripts and notebooks (works inside Jupyter's running loop)."""
+        from .runner import aretry, run_sync
+
+        return run_sync(aretry(self, tags, on_update=on_update, timeout=timeout))
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self._by_tag.values()]

@@ -10,8 +10,9 @@ import asyncio
 import contextvars
 import difflib
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from .client import JobsClient
@@ -28,7 +29,7 @@ from .jobs import JobState, JobUpdate
 from .poller import Poller, PollSettings, Watch, get_poller
 from .results import Result, Results
 
-__all__ = ["LiveJobs", "UpdateCallback", "arun", "check_models", "run", "run_sync"]
+__all__ = ["LiveJobs", "RunSpec", "UpdateCallback", "aretry", "arun", "check_models", "run", "run_sync"]
 
 T = TypeVar("T")
 
@@ -130,6 +131,37 @@ async def _ensure_service(client: JobsClient, announce: Callable[[str], None] | 
         await asyncio.to_thread(ensure_service, client.endpoint, announce)
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """What made a run, kept on its ``Results`` so ``retry`` asks again exactly the same way.
+
+    The prompt and what went with it (system prompt, options, hours) and the
+    endpoint: the URL as given (None: the configured one) with its token, a
+    ``Secret`` that no repr shows, or the ``client`` that made the run while
+    that client is still open. ``poll`` keeps the run's polling pace.
+    """
+
+    prompt: str
+    system: str | None = None
+    options: Mapping[str, Any] | None = field(default=None, hash=False)
+    hours: float | None = None
+    url: str | None = None
+    token: Secret | None = field(default=None, repr=False)
+    poll: PollSettings | None = field(default=None, repr=False)
+    client: JobsClient | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A copy nobody can change: the caller's dict may be edited after the run.
+        if self.options is not None:
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def open_client(self) -> tuple[JobsClient, bool]:
+        """The run's own client while it is open, else a new one for the same endpoint; True: close it after."""
+        if self.client is not None and not self.client.closed:
+            return self.client, False
+        return JobsClient(self.url, self.token), True
+
+
 class LiveJobs:
     """Submit-then-follow for any number of (prompt, Result) pairs: the per-job half of arun and agrid.
 
@@ -226,6 +258,7 @@ async def arun(
     validate: bool = True,
     unknown: str = "raise",
     announce: Callable[[str], None] | None = print,
+    results: Results | None = None,
 ) -> Results:
     """Send ``prompt`` to every model at once and follow the jobs to the end.
 
@@ -237,33 +270,109 @@ async def arun(
     with their text kept. Cancelling the task (a kernel interrupt, the
     panel's Cancel) ends the live jobs CANCELLED, asks the service to cancel
     them where it can, and re-raises.
+
+    ``results`` is the ``Results`` to fill (a front end's, on screen before
+    the run starts); by default a new one. Either way it is returned, with
+    ``spec`` set, so ``Results.retry`` can ask again.
     """
     tags = _normalise_models(models)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ConfigError("empty prompt: write the prompt in the cell body or pass it as text")
-    own_client = client is None
-    client = client or JobsClient(url, token)
-    poller = get_poller(poll or default_poll_settings(client.endpoint))
-    results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
-    jobs = LiveJobs(client, poller, hours=hours, system=system, options=options,
-                    on_change=None if on_update is None else lambda _result, update: on_update(update))
+    if client is not None:  # its endpoint is the run's, for a retry once it is closed
+        url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
+    spec = RunSpec(prompt, system=system, options=options, hours=hours, url=url,
+                   token=None if token is None else token if isinstance(token, Secret) else Secret(token),
+                   poll=poll, client=client)
+    results = results if results is not None else Results(prompt)
+    for tag in tags:
+        if tag not in results:
+            results._set(Result(tag=tag))
+    results.prompt, results.spec = prompt, spec
 
+    async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
+        return await ready(live, tags, announce=announce, validate=validate, unknown=unknown)
+
+    return await _follow(results, tags, spec, client=client, on_update=on_update, timeout=timeout, check=check,
+                         job=lambda jobs, result: jobs.follow(prompt, result))
+
+
+async def aretry(results: Results, tags: Sequence[str] | None = None, *,
+                 on_update: UpdateCallback | None = None, timeout: float | None = None,
+                 announce: Callable[[str], None] | None = print) -> Results:
+    """``Results.aretry``: submit ``tags`` again (default: every retryable one) as ``results.spec`` says.
+
+    Only a model that ended without an answer is retried: asking for another
+    one (completed, or still running) is a ``ConfigError``, as is retrying
+    Results that carry no spec (made by hand, or read from the history
+    without an endpoint). Every retried result first gets
+    ``JobUpdate.restart`` (its card clears), then the updates of its new job.
+    """
+    spec = results.spec
+    if spec is None:
+        raise ConfigError("these Results do not say how they were made (no spec): retry a run returned by "
+                          "run/arun, or a history run with `gridllm-nb retry RUN` / `%gridllm retry RUN`")
+    retryable = results.retryable
+    chosen = list(dict.fromkeys(retryable if tags is None else ([tags] if isinstance(tags, str) else tags)))
+    for tag in chosen:
+        if tag not in results:
+            raise ConfigError(f"no model {tag!r} in this run; its models: {', '.join(results)}")
+        if tag not in retryable:
+            raise ConfigError(f"{tag} {results[tag].state.label}: only a model that failed, was lost, "
+                              f"cancelled or timed out is retried")
+    if not chosen:
+        return results
+
+    async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
+        # The models were checked when the run started; one the service dropped since fails alone.
+        return await ready(live, chosen, announce=announce, validate=True, unknown="fail")
+
+    return await _follow(results, chosen, spec, client=None, on_update=on_update, timeout=timeout,
+                         check=check, job=lambda jobs, result: jobs.follow(spec.prompt, result), restart=True)
+
+
+async def _follow(
+    results: Results,
+    tags: Sequence[str],
+    spec: RunSpec,
+    *,
+    client: JobsClient | None,
+    on_update: UpdateCallback | None,
+    timeout: float | None,
+    check: Callable[[JobsClient], Awaitable[Mapping[str, GridLLMError]]],
+    job: Callable[[LiveJobs, Result], Awaitable[None]],
+    restart: bool = False,
+) -> Results:
+    """Follow ``tags`` of ``results`` to their end: the one body of a run, a retry and a reattach.
+
+    ``check`` runs first (service started, tags checked: those it returns fail
+    alone); then ``job`` follows each other result on one ``LiveJobs``, all at
+    once. ``timeout`` ends what is still live TIMED_OUT, a cancel CANCELLED
+    (text kept, the service asked to cancel, the cancel re-raised); models
+    outside ``tags`` are never touched. With ``restart`` each result starts
+    over first (``JobUpdate.restart``).
+    """
+    client, own_client = spec.open_client() if client is None else (client, False)
+    poller = get_poller(spec.poll or default_poll_settings(client.endpoint))
+    jobs = LiveJobs(client, poller, hours=spec.hours, system=spec.system,
+                    options=None if spec.options is None else dict(spec.options),
+                    on_change=None if on_update is None else lambda _result, update: on_update(update))
+    chosen = [results[tag] for tag in tags]
+    if restart:
+        for result in chosen:
+            jobs.publish(result, JobUpdate.restart(result.tag))
     tasks: list[asyncio.Task[None]] = []
     try:
-        bad = await ready(client, tags, announce=announce, validate=validate, unknown=unknown)
+        bad = await check(client)
         for tag, error in bad.items():
             jobs.end(results[tag], JobState.FAILED, str(error))
-        tasks = [asyncio.ensure_future(jobs.follow(prompt, results[tag])) for tag in tags if tag not in bad]
-        if not tasks:
-            return results
-        if await wait_or_cancel(tasks, timeout):
-            await jobs.cancel(jobs.end_live(results.values(), JobState.TIMED_OUT,
-                                            f"no result within --timeout {timeout:g}s"))
+        tasks = [asyncio.ensure_future(job(jobs, r)) for r in chosen if r.tag not in bad]
+        if tasks and await wait_or_cancel(tasks, timeout):
+            await jobs.cancel(jobs.end_live(chosen, JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s"))
         return results
     except asyncio.CancelledError:
         for task in tasks:
             task.cancel()
-        await asyncio.shield(jobs.cancel(jobs.end_live(results.values(), JobState.CANCELLED, "interrupted")))
+        await asyncio.shield(jobs.cancel(jobs.end_live(chosen, JobState.CANCELLED, "interrupted")))
         raise
     finally:
         jobs.close()

@@ -41,14 +41,11 @@ class View:
         self.run_kwargs: dict[str, Any] = {}
 
     def _record(self, u: JobUpdate) -> Result:
+        """The update's result, brought up to date (a no-op when the core filled ``results`` itself,
+        as ``arun(results=view.results)`` does: ``Result.apply`` of the same update is idempotent)."""
         r = self.results[u.tag]
         r.apply(u)
         return r
-
-    def adopt(self, results: Results) -> None:
-        for tag, res in results.items():
-            if tag in self.results:
-                self.results._set(res)
 
     def open(self) -> None:  # pragma: no cover - interface
         pass

@@ -190,3 +190,107 @@ async def test_unknown_models_can_fail_alone_while_the_others_run() -> None:
     assert len(fake.posts()) == 1
     only_bad = await arun("hi", ["nope:1"], client=client_for(fake), poll=FAST, unknown="fail")
     assert only_bad["nope:1"].state is JobState.FAILED
+
+
+# -- retry: only what failed, the same way, into the same Results ------------------------
+
+
+def _submitted(request) -> dict:
+    import json
+
+    body = json.loads(request.content)
+    return {"tag": body["tag"], "hours": body.get("hours"), "command": json.loads(body["commandLine"])}
+
+
+async def test_retry_resubmits_only_the_failed_models_with_the_same_prompt_and_options() -> None:
+    fake = FakeJobsAPI(scripts={"good": words_script("fine answer"), "bad": words_script("half", final="error"),
+                                "slow": [("running", "partial")]})
+    results = await arun("the prompt", ["good", "bad", "slow"], client=client_for(fake), poll=FAST, timeout=0.3,
+                         hours=2, system="be brief", options={"max_tokens": 8})
+    assert [r.state for r in results.values()] == [JobState.COMPLETED, JobState.FAILED, JobState.TIMED_OUT]
+    assert results.retryable == ["bad", "slow"]
+    first = {tag: (r, r.job_id) for tag, r in results.items()}
+    before = len(fake.posts())
+    fake.scripts.update(bad=words_script("second try works"), slow=words_script("now quick"))
+    updates: list[JobUpdate] = []
+    again = await results.aretry(on_update=updates.append)
+
+    assert again is results and all(results[tag] is r for tag, (r, _) in first.items())  # updated in place
+    assert [_submitted(p) for p in fake.posts()[before:]] == [
+        {"tag": tag, "hours": 2, "command": {"inputs": ["the prompt"], "system": "be brief",
+                                              "options": {"max_tokens": 8}}}
+        for tag in ("bad", "slow")]
+    assert results.ok and results["bad"].text == "second try works" and results["slow"].text == "now quick"
+    assert results["bad"].job_id != first["bad"][1] and results["good"].job_id == first["good"][1]
+    assert results["bad"].error is None and results.retryable == []
+    # Each retried model starts over (its card clears), then streams its new job from nothing.
+    bad = [u for u in updates if u.tag == "bad"]
+    assert bad[0].restarts and bad[0].text == "" and bad[1].state is JobState.SUBMITTED and bad[1].job_id
+    assert "".join(u.delta for u in bad) == "second try works"
+    assert {u.tag for u in updates} == {"bad", "slow"}  # the completed model heard nothing
+
+
+async def test_retry_of_chosen_tags_and_the_errors_of_a_wrong_choice() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("x", final="error"), "b": words_script("y", final="error"),
+                                "ok": words_script("fine")})
+    results = await arun("hi", ["a", "b", "ok"], client=client_for(fake), poll=FAST)
+    with pytest.raises(ConfigError, match="ok completed: only a model that failed"):
+        await results.aretry(["ok"])
+    with pytest.raises(ConfigError, match="no model 'zz' in this run"):
+        await results.aretry(["zz"])
+    before = len(fake.posts())
+    fake.scripts["b"] = words_script("b again")
+    await results.aretry(["b"])
+    assert [_submitted(p)["tag"] for p in fake.posts()[before:]] == ["b"]
+    assert results["b"].ok and results["a"].state is JobState.FAILED and results.retryable == ["a"]
+
+
+async def test_retry_without_a_spec_says_how_to_retry() -> None:
+    from gridllm_nb.results import Result, Results
+
+    bare = Results("hi", {"a": Result(tag="a", state=JobState.FAILED, error="boom")})
+    assert bare.retryable == ["a"]
+    with pytest.raises(ConfigError, match="no spec.*gridllm-nb retry RUN"):
+        await bare.aretry()
+
+
+async def test_a_retry_that_fails_to_submit_fails_from_a_clean_slate() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("old words", final="error")})
+    results = await arun("hi", ["a"], client=client_for(fake), poll=FAST)
+    fake.models = ["other"]  # the service no longer serves "a"
+    await results.aretry()
+    a = results["a"]
+    assert a.state is JobState.FAILED and a.job_id is None and a.text == ""  # nothing of the old job is left
+    assert "unknown model 'a'" in a.error
+
+
+def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(monkeypatch) -> None:
+    import functools
+
+    from gridllm_nb import runner
+
+    secret = "tok_S3CRET_value"
+    fake = FakeJobsAPI(scripts={"a": words_script("no", final="failed")}, token=secret)
+    # No client given: the run (and its retry) make their own, here over the fake.
+    monkeypatch.setattr(runner, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
+    results = run("hi", ["a"], url=BASE, token=secret, poll=FAST, announce=None)
+    assert results["a"].state is JobState.FAILED
+    assert secret not in repr(results.spec) and secret not in repr(results)
+    fake.scripts["a"] = words_script("yes")
+    assert results.retry() is results and results["a"].text == "yes"  # authorised with the same token
+    assert {r.headers["Authorization"] for r in fake.posts()} == {f"Bearer {secret}"}
+
+
+def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
+    from gridllm_nb.results import Result
+
+    r = Result(tag="a")
+    r.apply(JobUpdate(tag="a", job_id="j1", state=JobState.SUBMITTED, text="", elapsed=0.1))
+    r.apply(JobUpdate(tag="a", job_id="j1", state=JobState.FAILED, text="some", error="boom", elapsed=2.0,
+                      finish="length", tokens=9))
+    r.apply(JobUpdate.restart("a"))
+    assert r == Result(tag="a")
+    # A job restarted elsewhere by the service (reset, but running) keeps its times.
+    r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="x", elapsed=1.0))
+    r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="new", reset=True, elapsed=2.0))
+    assert r.text == "new" and r.started_s == 1.0
