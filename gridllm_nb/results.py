@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from .jobs import JobState, JobUpdate, finish_note
@@ -130,14 +131,18 @@ class Result:
         if update.job_id:
             self.job_id = update.job_id
         at = update.elapsed
-        if self.submitted_s is None:
+        first_look = self.submitted_s is None
+        if first_look:
             # the first update a result sees is its submission (or, attached later, its
             # first look at the job); before it nothing about this job was known
             self.submitted_s = at if update.state is JobState.SUBMITTED else 0.0
-        if self.started_s is None and (update.state is JobState.RUNNING or update.text):
-            self.started_s = at
-        if self.first_token_s is None and update.text:
-            self.first_token_s = at
+        if first_look and update.state.terminal:
+            pass  # first seen ended (a stored answer shown again): when it started or spoke is unknown
+        else:
+            if self.started_s is None and (update.state is JobState.RUNNING or update.text):
+                self.started_s = at
+            if self.first_token_s is None and update.text:
+                self.first_token_s = at
         if update.state.terminal and self.ended_s is None:
             self.ended_s = at
         self.state, self.text, self.error = update.state, update.text, update.error
@@ -146,6 +151,14 @@ class Result:
             self.finish_raw = update.finish
         if update.tokens is not None:
             self.service_tokens = update.tokens
+
+    def as_update(self) -> JobUpdate:
+        """This result as it stands, as one update to a view that shows nothing of it yet (``delta`` is
+        the whole text): how a stored answer is shown by a view fed with updates."""
+        return JobUpdate(tag=self.tag, job_id=self.job_id, state=self.state, text=self.text, delta=self.text,
+                         error=self.error,
+                         elapsed=self.elapsed, raw_status=self.raw_status, finish=self.finish_raw,
+                         tokens=self.service_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -174,16 +187,19 @@ class Results(Mapping[str, Result]):
 
     ``spec`` is what made the run (``runner.RunSpec``: prompt, options,
     endpoint), set by ``arun``, so ``retry`` can ask again the same way;
-    ``run_id`` is the run's id in the local history, when it is recorded there.
+    ``run_id`` is the run's id in the local history, when it is recorded there;
+    ``started_at`` when the run started (UTC): a reattached job's times count from it.
     """
 
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
-                 format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None) -> None:
+                 format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None,
+                 started_at: datetime | None = None) -> None:
         self.prompt = prompt
         self.format = format  # how the rich display shows each answer: markdown, text, code or json
         self._by_tag: dict[str, Result] = dict(results or {})
         self.spec = spec
         self.run_id = run_id
+        self.started_at = started_at
 
     def __getitem__(self, tag: str) -> Result:
         return self._by_tag[tag]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import difflib
+import json
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from .client import JobsClient
 from .config import Endpoint, Secret
@@ -29,7 +31,8 @@ from .jobs import JobState, JobUpdate
 from .poller import Poller, PollSettings, Watch, get_poller
 from .results import Result, Results
 
-__all__ = ["LiveJobs", "RunSpec", "UpdateCallback", "aretry", "arun", "check_models", "run", "run_sync"]
+__all__ = ["LiveJobs", "RunSpec", "UpdateCallback", "aattach", "aretry", "arun", "attach", "check_models", "run",
+           "run_sync"]
 
 T = TypeVar("T")
 
@@ -215,7 +218,17 @@ class LiveJobs:
             return
         self.publish(result, JobUpdate(tag=result.tag, job_id=job_id, state=JobState.SUBMITTED, text="",
                                        elapsed=clock.monotonic() - started))
-        watch = self.poller.watch(self.client, job_id, tag=result.tag, hours=self.hours, started=started)
+        await self.track(result, started=started)
+
+    async def track(self, result: Result, *, started: float | None = None) -> None:
+        """Publish the updates of ``result``'s job (submitted already) until it ends.
+
+        The first poll brings the job's whole log so far, so a job followed
+        again after a kernel restart (``attach``) shows everything it said.
+        """
+        assert result.job_id, "track follows a submitted job"
+        watch = self.poller.watch(self.client, result.job_id, tag=result.tag, hours=self.hours,
+                                  started=self.started if started is None else started)
         self._watches.add(watch)
         try:
             async for update in watch:
@@ -258,6 +271,7 @@ async def arun(
     validate: bool = True,
     unknown: str = "raise",
     announce: Callable[[str], None] | None = print,
+    history: bool = True,
     results: Results | None = None,
 ) -> Results:
     """Send ``prompt`` to every model at once and follow the jobs to the end.
@@ -271,9 +285,12 @@ async def arun(
     panel's Cancel) ends the live jobs CANCELLED, asks the service to cancel
     them where it can, and re-raises.
 
-    ``results`` is the ``Results`` to fill (a front end's, on screen before
-    the run starts); by default a new one. Either way it is returned, with
-    ``spec`` set, so ``Results.retry`` can ask again.
+    With ``history`` the run goes into the local history as it goes (a row
+    per model when its job is submitted, updated when it ends), so a kernel
+    restart loses nothing the service still has (``attach``); its id is
+    ``results.run_id``. ``results`` is the ``Results`` to fill (a front
+    end's, on screen before the run starts); by default a new one. Either
+    way it is returned, with ``spec`` set, so ``Results.retry`` can ask again.
     """
     tags = _normalise_models(models)
     if not isinstance(prompt, str) or not prompt.strip():
@@ -288,12 +305,18 @@ async def arun(
         if tag not in results:
             results._set(Result(tag=tag))
     results.prompt, results.spec = prompt, spec
+    results.started_at = datetime.now(timezone.utc)
+    if history:
+        from .history import new_run_id
+
+        results.run_id = new_run_id()
 
     async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
         return await ready(live, tags, announce=announce, validate=validate, unknown=unknown)
 
     return await _follow(results, tags, spec, client=client, on_update=on_update, timeout=timeout, check=check,
-                         job=lambda jobs, result: jobs.follow(prompt, result))
+                         job=lambda jobs, result: jobs.follow(prompt, result), announce=announce,
+                         record="new" if history else None)
 
 
 async def aretry(results: Results, tags: Sequence[str] | None = None, *,
@@ -306,6 +329,7 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
     Results that carry no spec (made by hand, or read from the history
     without an endpoint). Every retried result first gets
     ``JobUpdate.restart`` (its card clears), then the updates of its new job.
+    A run in the history (``results.run_id``) has its rows updated.
     """
     spec = results.spec
     if spec is None:
@@ -327,7 +351,125 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
         return await ready(live, chosen, announce=announce, validate=True, unknown="fail")
 
     return await _follow(results, chosen, spec, client=None, on_update=on_update, timeout=timeout,
-                         check=check, job=lambda jobs, result: jobs.follow(spec.prompt, result), restart=True)
+                         check=check, job=lambda jobs, result: jobs.follow(spec.prompt, result), restart=True,
+                         announce=announce, record="stored" if results.run_id else None)
+
+
+async def aattach(
+    run: str | Sequence[str] | Results | None = None,
+    *,
+    url: str | None = None,
+    token: str | Secret | None = None,
+    on_update: UpdateCallback | None = None,
+    timeout: float | None = None,
+    poll: PollSettings | None = None,
+    announce: Callable[[str], None] | None = print,
+) -> Results:
+    """Follow a run's jobs again, as they are now (after a kernel restart, say): live ``Results``.
+
+    ``run`` is a history run id (or a unique start of one; None: the newest
+    run), a list of job ids, or ``Results`` read from the history
+    (``history.load_run``). Jobs already ended in the history are shown as
+    stored; every other one is followed from its whole log so far, and its
+    row updated when it ends. A job the service no longer knows ends LOST.
+    ``url`` replaces the URL stored with the run, ``token`` the configured
+    token. ``on_update`` first gets every model as it stands, then the live
+    updates; the Results can be retried like a run's.
+    """
+    from .history import load_run
+
+    secret = None if token is None else token if isinstance(token, Secret) else Secret(token)
+    if isinstance(run, Results):
+        results = run
+    elif run is None or isinstance(run, str):
+        results = load_run(run)
+    else:
+        return await _attach_jobs(list(run), url=url, token=secret, on_update=on_update, timeout=timeout,
+                                  poll=poll, announce=announce)
+    if results.spec is None:
+        raise ConfigError("these Results say nowhere where their jobs run (no spec): attach a history run id")
+    changes = {k: v for k, v in (("url", url), ("token", secret), ("poll", poll)) if v is not None}
+    results.spec = replace(results.spec, client=None, **changes)
+    return await _follow_again(results, on_update=on_update, timeout=timeout, announce=announce)
+
+
+async def _attach_jobs(ids: Sequence[str], *, url: str | None, token: Secret | None, on_update: UpdateCallback | None,
+                       timeout: float | None, poll: PollSettings | None,
+                       announce: Callable[[str], None] | None) -> Results:
+    """``aattach`` of bare job ids: their tags and prompt come from the service (none of it is in the history)."""
+    ids = list(dict.fromkeys(i.strip() for i in ids if i and i.strip()))
+    if not ids:
+        raise ConfigError("no job id given: name a history run or at least one job id")
+    client, own = RunSpec("", url=url, token=token).open_client()
+    try:
+        await _ensure_service(client, announce)
+        try:
+            jobs = await client.status(ids)
+        except TransportError as exc:
+            raise TransportError(await _unreachable(client, exc)) from None
+        results = Results()
+        asked: set[tuple[str, str | None, str | None]] = set()
+        for job_id in ids:
+            job = jobs.get(job_id)
+            tag = (job.tag if job is not None and job.tag else "") or f"job {job_id[:8]}"
+            if tag in results:
+                tag = f"{tag} ({job_id[:8]})"
+            results._set(Result(tag=tag, job_id=job_id))
+            if job is not None:
+                asked.add(_decode_command_line(job.command_line))
+        # One prompt for all (as a run has): the Results can be retried; several: there is no one spec.
+        prompt, system, options = next(iter(asked)) if len(asked) == 1 else ("", None, None)
+        results.prompt = prompt or ""
+        spec = RunSpec(results.prompt, system=system, options=json.loads(options) if options else None,
+                       url=url, token=token, poll=poll, client=client)
+        results.spec = spec
+        await _follow_again(results, on_update=on_update, timeout=timeout, announce=announce)
+        if not prompt:
+            results.spec = None
+        return results
+    finally:
+        if own:
+            await client.aclose()
+
+
+def _decode_command_line(command_line: str) -> tuple[str, str | None, str | None]:
+    """(prompt, system, options as JSON text) of a job's ``commandLine``; ("", None, None) if unreadable."""
+    try:
+        payload = json.loads(command_line)
+        inputs = payload.get("inputs", payload.get("input"))
+        prompt = inputs[0] if isinstance(inputs, list) and inputs and isinstance(inputs[0], str) else ""
+        system = payload.get("system") if isinstance(payload.get("system"), str) else None
+        options = payload.get("options")
+        return prompt, system, json.dumps(options, sort_keys=True) if isinstance(options, dict) else None
+    except (ValueError, AttributeError, TypeError):
+        return "", None, None
+
+
+async def _follow_again(results: Results, *, on_update: UpdateCallback | None, timeout: float | None,
+                        announce: Callable[[str], None] | None) -> Results:
+    """The live half of ``aattach``: every model shown as it stands, then the unended ones followed."""
+    assert results.spec is not None
+    if on_update is not None:
+        for result in results.values():
+            on_update(result.as_update())
+    live = [tag for tag, r in results.items() if not r.state.terminal]
+    since = 0.0
+    if results.started_at is not None:  # the jobs' times count from the run's start, as they did
+        since = max(0.0, (datetime.now(timezone.utc) - results.started_at).total_seconds())
+
+    async def check(client: JobsClient) -> Mapping[str, GridLLMError]:
+        await _ensure_service(client, announce)
+        return {}
+
+    async def follow(jobs: LiveJobs, result: Result) -> None:
+        if result.job_id:
+            await jobs.track(result)
+        else:
+            jobs.end(result, JobState.LOST, "it has no job id: its submit never returned")
+
+    return await _follow(results, live, results.spec, client=results.spec.client, on_update=on_update,
+                         timeout=timeout, check=check, job=follow, since=since, announce=announce,
+                         record="stored" if results.run_id else None)
 
 
 async def _follow(
@@ -341,6 +483,9 @@ async def _follow(
     check: Callable[[JobsClient], Awaitable[Mapping[str, GridLLMError]]],
     job: Callable[[LiveJobs, Result], Awaitable[None]],
     restart: bool = False,
+    since: float = 0.0,
+    record: Literal["new", "stored"] | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> Results:
     """Follow ``tags`` of ``results`` to their end: the one body of a run, a retry and a reattach.
 
@@ -349,13 +494,30 @@ async def _follow(
     once. ``timeout`` ends what is still live TIMED_OUT, a cancel CANCELLED
     (text kept, the service asked to cancel, the cancel re-raised); models
     outside ``tags`` are never touched. With ``restart`` each result starts
-    over first (``JobUpdate.restart``).
+    over first (``JobUpdate.restart``). ``since``: the run started that many
+    seconds ago (a reattached run's times go on from there).
+
+    ``record`` writes the history as the jobs go (``history.RunRecorder``):
+    ``"new"`` rows for a new run, ``"stored"`` updates of a stored run's rows.
+    A new run that could write nothing ends with ``run_id`` None.
     """
     client, own_client = spec.open_client() if client is None else (client, False)
     poller = get_poller(spec.poll or default_poll_settings(client.endpoint))
+    recorder = None
+    if record is not None:
+        from .history import RunRecorder
+
+        recorder = RunRecorder(results, spec, client.endpoint.url, stored=record == "stored", warn=announce)
+
+    def on_change(result: Result, update: JobUpdate) -> None:
+        if recorder is not None:
+            recorder.observe(result, update)
+        if on_update is not None:
+            on_update(update)
+
     jobs = LiveJobs(client, poller, hours=spec.hours, system=spec.system,
-                    options=None if spec.options is None else dict(spec.options),
-                    on_change=None if on_update is None else lambda _result, update: on_update(update))
+                    options=None if spec.options is None else dict(spec.options), on_change=on_change)
+    jobs.started -= since
     chosen = [results[tag] for tag in tags]
     if restart:
         for result in chosen:
@@ -376,6 +538,10 @@ async def _follow(
         raise
     finally:
         jobs.close()
+        if recorder is not None:
+            await asyncio.shield(recorder.close())
+            if record == "new" and not recorder.written:
+                results.run_id = None  # nothing of it reached the history
         if own_client:
             await client.aclose()
 
@@ -507,3 +673,8 @@ def _run_on_new_loop(coro: Coroutine[Any, Any, T] | asyncio.Task[T],
 def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:
     """Blocking ``arun`` for scripts and notebooks (works inside Jupyter's running loop)."""
     return run_sync(arun(prompt, models, **kwargs))
+
+
+def attach(run: str | Sequence[str] | Results | None = None, **kwargs: Any) -> Results:
+    """Blocking ``aattach``: follow a history run's (or job ids') jobs again, to their end."""
+    return run_sync(aattach(run, **kwargs))
