@@ -506,3 +506,17 @@ def test_attach_and_aattach_are_exported() -> None:
 
     assert gridllm_nb.attach is runner.attach and gridllm_nb.aattach is runner.aattach
     assert {"attach", "aattach"} <= set(gridllm_nb.__all__)
+
+
+@pytest.mark.models
+def test_retry_and_attach_on_the_real_service(service_url: str, history_file) -> None:
+    from gridllm_nb import attach, history
+
+    options = {"max_tokens": 8, "temperature": 0}
+    first = run("Say hi.", ["smollm2:135m"], url=service_url, timeout=0.001, options=options, announce=None)
+    assert first.retryable == ["smollm2:135m"]  # cut short before any answer
+    first.retry(timeout=120)
+    r = first["smollm2:135m"]
+    assert first.ok and r.text.strip() and r.first_token_s is not None
+    again = attach(history.short_id(first.run_id), announce=None)  # every job ended: shown as stored
+    assert again["smollm2:135m"].text == r.text and again["smollm2:135m"].job_id == r.job_id
