@@ -294,6 +294,10 @@ def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
     r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="x", elapsed=1.0))
     r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="new", reset=True, elapsed=2.0))
     assert r.text == "new" and r.started_s == 1.0
+    # A stored answer shown on a fresh card (its first update is its end) makes up no queue or first-token time.
+    shown = Result(tag="a")
+    shown.apply(Result(tag="a", job_id="j", text="done", state=JobState.COMPLETED, elapsed=12.0).as_update())
+    assert shown.text == "done" and shown.queued_s is None and shown.ttft_s is None and shown.stats_line() == ""
 
 
 # -- durable runs: the history as the jobs go, and attach after a restart --------------------
@@ -343,7 +347,7 @@ async def test_rows_hold_the_job_ids_while_the_jobs_run_and_their_end_after(hist
     seen: list[JobUpdate] = []
     task = asyncio.ensure_future(arun("p", ["a", "b"], client=client_for(fake), poll=FAST, on_update=seen.append,
                                       hours=3))
-    submitted = lambda: {u.tag: u.job_id for u in seen if u.state is JobState.SUBMITTED}  # noqa: E731
+    submitted = lambda: {u.tag: u.job_id for u in seen if u.state is JobState.SUBMITTED}
     await _until(lambda: len(submitted()) == 2 and all(r["job_id"] for r in _stored_rows().values())
                  and len(_stored_rows()) == 2 and {u.tag for u in seen if u.text} == {"a", "b"},
                  "both rows written, both jobs talking")
