@@ -22,8 +22,10 @@ __all__ = [
     "Panel",
     "Result",
     "Results",
+    "aattach",
     "arun",
     "agrid",
+    "attach",
     "grid",
     "leaderboard",
     "load_ipython_extension",
@@ -35,6 +37,8 @@ _LAZY = {
     "JobsClient": "client",
     "run": "runner",
     "arun": "runner",
+    "attach": "runner",
+    "aattach": "runner",
     "Results": "results",
     "Result": "results",
     "Job": "jobs",
@@ -58,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job, JobState, JobUpdate
     from .panel import Panel
     from .results import Result, Results
-    from .runner import arun, run
+    from .runner import aattach, arun, attach, run
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .client import JobsClient
@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--port", type=int, default=None, help="its port (default: the local URL's, 8765)")
 
+    p = sub.add_parser("history", help="the last runs of the local history, with the ids attach and retry take")
+    p.add_argument("n", nargs="?", type=int, default=10, help="how many runs (default 10)")
+    for name, text in (("attach", "follow a run's jobs again (after a restart) until they end"),
+                       ("retry", "submit a run's failed, lost, cancelled or timed-out models again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run", nargs=None if name == "retry" else "?", metavar="RUN",
+                       help="a run id, or its first characters, from `gridllm-nb history`"
+                            + ("" if name == "retry" else " (default: the newest run)"))
+        p.add_argument("--url", help="API base (default: the one the run used)")
+        p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
+        p.add_argument("--json", action="store_true", help="print a JSON array of results")
+
     sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the votes in the history file")
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
     p.add_argument("--port", type=int, default=8866)
@@ -132,31 +144,78 @@ def _live_columns_wanted() -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run
+def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Results], as_json: bool) -> int:
+    """Run ``go(on_update, announce)`` with the terminal's live output, then print the answers.
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-    live = sys.stdout.isatty() and not args.json
-    options = parse_assignments(args.option, what="--option", json_values=True) or None
-
-    def run_with(on_update: Any, announce: Any) -> Results:
-        return run(prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout,
-                   system=args.system, options=options, on_update=on_update, announce=announce)
-
+    On a terminal the models stream live (side-by-side columns where the
+    cursor can move, labelled lines elsewhere); piped, the answers are
+    printed when they end, or as JSON. Exit 0 only when every model completed.
+    """
+    live = sys.stdout.isatty() and not as_json
     if live and _live_columns_wanted():
         # One column per model, redrawn in place; the full answers are printed when it ends.
         from .terminal import live_grid
 
-        with live_grid(args.models) as grid:
-            results = run_with(grid, grid.notice)
+        with live_grid(tags) as grid:
+            results = go(grid, grid.notice)
         return 0 if results.ok else 1
-    results = run_with(_Streamer(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
-    if args.json:
+    results = go(_Streamer(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
+    if as_json:
         json.dump(results.to_list(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif not live:
         _print_results(results, sys.stdout)
     return 0 if results.ok else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    options = parse_assignments(args.option, what="--option", json_values=True) or None
+    return _show(args.models, lambda on_update, announce: run(
+        prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout, system=args.system,
+        options=options, on_update=on_update, announce=announce), args.json)
+
+
+def _stored(args: argparse.Namespace) -> Results:
+    """The history run ``args.run`` names, with ``--url`` in place of its stored URL if given."""
+    from dataclasses import replace
+
+    from .history import load_run
+
+    results = load_run(args.run)
+    if args.url and results.spec is not None:
+        results.spec = replace(results.spec, url=args.url)
+    return results
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    from .runner import aattach, run_sync
+
+    results = _stored(args)
+    return _show(list(results), lambda on_update, announce: run_sync(aattach(
+        results, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from .history import short_id
+    from .runner import aretry, run_sync
+
+    results = _stored(args)
+    tags = results.retryable
+    if not tags:
+        print(f"gridllm-nb: nothing to retry in run {short_id(results.run_id or '')}: "
+              "no model failed, was lost, cancelled or timed out", file=sys.stderr)
+        return 0 if results.ok else 1
+    return _show(tags, lambda on_update, announce: run_sync(aretry(
+        results, tags, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from . import commands
+
+    return commands.history(args.n, sys.stdout)
 
 
 def _cmd_simple(args: argparse.Namespace) -> int:
@@ -228,7 +287,8 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local,
-                "leaderboard": _cmd_leaderboard}
+                "leaderboard": _cmd_leaderboard, "history": _cmd_history, "attach": _cmd_attach,
+                "retry": _cmd_retry}
     try:
         return handlers.get(args.command, _cmd_simple)(args)
     except KeyboardInterrupt:
@@ -239,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except GridLLMError as exc:
         print(f"gridllm-nb: {exc}", file=sys.stderr)
-        return 2 if args.command == "run" else 1
+        return 2 if args.command in ("run", "retry", "attach") else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -174,8 +174,9 @@ def configure(settings: Any, settable: Sequence[str], pairs: Sequence[str], out:
 
 
 def history(n: int, out: TextIO) -> int:
-    """The last ``n`` runs of the history: one line for the prompt, one per model."""
-    from .history import history_path, recent
+    """The last ``n`` runs of the history, newest first: a line with the run's short id (what
+    ``attach`` and ``retry`` take), when it started and its prompt, then one line per model."""
+    from .history import history_path, local_time, recent, short_id
 
     runs = recent(n)
     if not runs:
@@ -184,10 +185,9 @@ def history(n: int, out: TextIO) -> int:
     for run in runs:
         prompt = " ".join(run["prompt"].split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
-        out.write(f"{run['created']}  {run['url']}\n  prompt: {prompt}\n")
+        out.write(f"{short_id(run['run_id'])}  {local_time(run['created'])}  {prompt}\n")
         for r in run["results"]:
             first = (r["text"] or r["error"] or "").strip().splitlines()
             snippet = first[0][:60] if first else ""
-            out.write(f"  {r['tag']}  {r['state']}  {r['elapsed'] or 0:.1f}s  {snippet}\n")
+            out.write(f"    {r['tag']}  {r['state'].replace('_', ' ')}  {r['elapsed'] or 0:.1f}s  {snippet}\n")
     return 0
-

@@ -169,6 +169,9 @@ class JobUpdate:
 
     ``delta`` is what to append; when ``reset`` is true the job restarted
     elsewhere and ``text`` (the whole new log) replaces everything shown.
+    A ``reset`` in state SUBMITTED (``JobUpdate.restart``) starts the model
+    over: it is about to be submitted again (a retry), so its previous job,
+    text, error and times are all dropped.
     """
 
     tag: str
@@ -182,6 +185,16 @@ class JobUpdate:
     raw_status: str = ""
     finish: str | None = None
     tokens: int | None = None
+
+    @classmethod
+    def restart(cls, tag: str) -> JobUpdate:
+        """The update that clears a model before it is submitted again (``Results.retry``)."""
+        return cls(tag=tag, job_id=None, state=JobState.SUBMITTED, text="", reset=True)
+
+    @property
+    def restarts(self) -> bool:
+        """True for ``restart``'s update: whoever shows the model starts it from nothing."""
+        return self.reset and self.state is JobState.SUBMITTED and self.job_id is None
 
 
 def finish_note(state: JobState, finish: str | None, tokens: int | None) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -97,11 +97,40 @@ class GridLLMMagics(Magics):
             return "stream" if getattr(self.shell, "kernel", None) is None else "cards"
         return mode
 
-    def _record_history(self, results: Results, kwargs: dict[str, Any]) -> None:
-        if self.settings.history:
-            from .history import record_quietly
+    def _poll(self, url: str | None) -> Any:
+        """The poll pace for ``url``, with the session's ``poll_interval`` / ``poll_max_interval``."""
+        from .config import resolve_endpoint
+        from .runner import default_poll_settings
 
-            record_quietly(results, kwargs.get("url"), system=kwargs.get("system"), options=kwargs.get("options"))
+        s = self.settings
+        return default_poll_settings(resolve_endpoint(url), fast=s.poll_interval, slow=s.poll_max_interval)
+
+    def _view(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None) -> View:
+        """A run's live output: cards side by side in a kernel, text on a terminal (``_mode``)."""
+        if self._mode() == "stream":
+            view: View = StreamView(prompt, tags, fmt, results=results)
+        else:
+            s = self.settings
+            rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
+            view = CardsView(self.shell, prompt, tags, fmt, results=results, max_rate=rate,
+                             byte_budget=s.byte_budget, max_stale=s.max_stale)
+        self.last_view = view
+        return view
+
+    async def _live(self, view: View, work: Awaitable[Any], background: bool = False) -> Results:
+        """Await a run, a retry or a reattach that fills ``view.results``, then end the view."""
+        await work
+        view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
+        return view.results
+
+    def _show(self, view: View, coro: Coroutine[Any, Any, Results]) -> Results:
+        """Run ``coro`` (a ``_live``) to the end in this cell; its value replaces the live cards."""
+        results = view.wait(coro)
+        if isinstance(view, CardsView) and view.opened and not view.ended:
+            # The value replaces the live grid: one output, the picture and the data.
+            self.shell.display_pub.clear_output(wait=True)
+            view.close()
+        return results
 
     # ------------------------------------------------------------- cell magic
 
@@ -116,8 +145,8 @@ class GridLLMMagics(Magics):
             raise CellError(str(exc)) from None
 
     def _cell(self, line: str, cell: str) -> Any:
-        from .config import parse_assignments, resolve_endpoint
-        from .runner import default_poll_settings
+        from .config import parse_assignments
+        from .runner import arun
 
         args = parse_cell_line(line)
         s = self.settings
@@ -144,26 +173,20 @@ class GridLLMMagics(Magics):
             "timeout": args.timeout if args.timeout is not None else s.timeout,
             "system": args.system if args.system is not None else s.system,
             "options": options or None,
-            "poll": default_poll_settings(resolve_endpoint(self._url(args.url)), fast=s.poll_interval,
-                                          slow=s.poll_max_interval),
+            "poll": self._poll(self._url(args.url)),
         }
         fmt = args.format or s.default_format
-        mode = self._mode()
         if args.over:
-            return self._over(args, prompt, models, fmt, mode, kwargs)
-        view: View
-        if mode == "stream":
-            view = StreamView(prompt, models, fmt)
-        else:
-            rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
-            view = CardsView(self.shell, prompt, models, fmt, max_rate=rate, byte_budget=s.byte_budget,
-                             max_stale=s.max_stale)
-        view.run_kwargs = kwargs
-        self.last_view = view
+            return self._over(args, prompt, models, fmt, self._mode(), kwargs)
+        view = self._view(prompt, models, fmt)
         if args.out:
             self.shell.user_ns[args.out] = view.results
 
-        coro = self._run(prompt, models, view, kwargs, announce=print, background=args.no_wait)
+        # The view's own Results are the run's: they carry its spec (so they can be retried) and
+        # its history run id from the start; the core writes the history as the jobs go.
+        run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
+                   history=s.history, **kwargs)
+        coro = self._live(view, run, background=args.no_wait)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -174,14 +197,7 @@ class GridLLMMagics(Magics):
             self.tasks.add(task)
             task.add_done_callback(lambda t: self._background_done(t, view))
             return None
-        results = self._wait(coro, view)
-        if args.out:
-            self.shell.user_ns[args.out] = results
-        if isinstance(view, CardsView) and view.opened and not view.ended:
-            # The value replaces the live grid: one output, the picture and the data.
-            self.shell.display_pub.clear_output(wait=True)
-            view.close()
-        return results
+        return self._show(view, coro)
 
     def _over(self, args: Any, template: str, models: list[str], fmt: str, mode: str,
               kwargs: dict[str, Any]) -> Any:
@@ -196,19 +212,6 @@ class GridLLMMagics(Magics):
                         progress="widget" if mode == "cards" else "auto", **kwargs)
         except KeyboardInterrupt as stop:
             raise Interrupted(str(stop) or "interrupted") from None
-
-    async def _run(self, prompt: str, models: list[str], view: View, kwargs: dict[str, Any],
-                   announce: Callable[[str], None], background: bool = False) -> Results:
-        from .runner import arun
-
-        results = await arun(prompt, models, on_update=view.on_update, announce=announce, **kwargs)
-        view.adopt(results)
-        view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
-        self._record_history(view.results, kwargs)
-        return view.results
-
-    def _wait(self, coro: Any, view: View) -> Results:
-        return view.wait(coro, on_interrupt=lambda: self._record_history(view.results, view.run_kwargs))
 
     def _background_done(self, task: asyncio.Task[Any], view: View) -> None:
         self.tasks.discard(task)
@@ -225,7 +228,7 @@ class GridLLMMagics(Magics):
 
     @line_magic("gridllm")
     def gridllm_line(self, line: str) -> Any:
-        """``%gridllm models|status|cancel|config|local|history|panel|help``."""
+        """``%gridllm models|status|cancel|config|local|history|attach|retry|panel|help``."""
         try:
             args = parse_line(line)
             handler = getattr(self, f"_cmd_{args.command}")
@@ -265,9 +268,54 @@ class GridLLMMagics(Magics):
                        token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
+        """``%gridllm history [N]``: the last runs, each with the id that attach and retry take."""
         from . import commands
 
         commands.history(args.n, sys.stdout)
+
+    def _stored(self, args: Any) -> Results:
+        """The history run ``args.run`` names (default: the newest), polled at the session's pace."""
+        from dataclasses import replace
+
+        from .history import load_run
+
+        results = load_run(args.run)
+        assert results.spec is not None
+        url = args.url or results.spec.url
+        results.spec = replace(results.spec, url=url, poll=self._poll(url))
+        return results
+
+    def _cmd_attach(self, args: Any) -> Results:
+        """``%gridllm attach [RUN]``: a run's jobs followed again (after a kernel restart), as live cards.
+
+        Models that had ended are shown as stored; the others resume from
+        their whole log so far. The value is the run's Results, as a cell's.
+        """
+        from .runner import aattach
+
+        results = self._stored(args)
+        view = self._view(results.prompt, list(results), self.settings.default_format, results)
+        return self._show(view, self._live(view, aattach(results, on_update=view.on_update,
+                                                          timeout=args.timeout)))
+
+    def _cmd_retry(self, args: Any) -> Results:
+        """``%gridllm retry [RUN]``: a history run's failed, lost, cancelled or timed-out models, submitted
+        again as that run was (prompt, system prompt, options, URL), as live cards; its rows are updated."""
+        from .history import short_id
+        from .runner import aretry
+
+        results = self._stored(args)
+        retry = results.retryable
+        if not retry:
+            print(f"gridllm: nothing to retry in run {short_id(results.run_id or '')}: "
+                  "no model failed, was lost, cancelled or timed out")
+            return results
+        view = self._view(results.prompt, list(results), self.settings.default_format, results)
+        for tag, r in results.items():  # the answers kept, shown as stored
+            if tag not in retry:
+                view.on_update(r.as_update())
+        return self._show(view, self._live(view, aretry(results, retry, on_update=view.on_update,
+                                                         timeout=args.timeout)))
 
     def _cmd_leaderboard(self, args: Any) -> Any:
         """``%gridllm leaderboard``: the arena's ranking (its value renders as table and plot)."""

@@ -129,6 +129,8 @@ examples:
   %gridllm status 9f22472031ef57c3fd517061d116ad68
   %gridllm local start
   %gridllm history 5
+  %gridllm attach 3f2a9c1d        (after a kernel restart: the run's jobs, live again)
+  %gridllm retry                  (the newest run's failed models, submitted again)
 """
 
 
@@ -151,8 +153,16 @@ def line_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("local", help="the embedded local service")
     s.add_argument("action", choices=("start", "stop", "status"))
     s.add_argument("--port", type=int, default=None)
-    s = sub.add_parser("history", help="recent runs from the local history file")
-    s.add_argument("n", nargs="?", type=int, default=10)
+    s = sub.add_parser("history", help="recent runs from the local history file, with their ids")
+    s.add_argument("n", nargs="?", type=_positive("N", whole=True), default=10)
+    for name, text in (("attach", "follow a run's jobs again (after a kernel restart), as live cards"),
+                       ("retry", "submit a run's failed, lost, cancelled or timed-out models again")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("run", nargs="?", metavar="RUN",
+                       help="a run id, or its first characters, from %%gridllm history (default: the newest run)")
+        s.add_argument("--url", metavar="BASE", help="API base URL (default: the one the run used)")
+        s.add_argument("--timeout", type=_positive("--timeout"), metavar="S",
+                       help="stop waiting after S seconds; jobs still going end 'timed out'")
     sub.add_parser("panel", help="the interactive widget panel")
     sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the stored votes")
     sub.add_parser("help", help="this help")

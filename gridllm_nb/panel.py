@@ -33,7 +33,6 @@ import asyncio
 import html
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import anywidget
@@ -43,6 +42,7 @@ import traitlets
 from .card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card, one_line, slug
 from .client import JobsClient, RetryPolicy
 from .errors import GridLLMError, NotSupported
+from .history import local_time, results_from_run
 from .jobs import JobState, JobUpdate
 from .render import render_text  # re-exported; model text -> HTML lives in render.py
 from .results import Result, Results
@@ -150,16 +150,6 @@ class PromptBox(anywidget.AnyWidget):
 # -- history entries ------------------------------------------------------------------
 
 
-def _when(created: str | None) -> str:
-    """An ISO time from the history, as local ``YYYY-MM-DD HH:MM``."""
-    if not created:
-        return ""
-    try:
-        return datetime.fromisoformat(created).astimezone().strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return created
-
-
 def first_words(text: str, limit: int = 80) -> str:
     """The start of an answer, on one line: what a history line shows of it."""
     line = one_line(text)
@@ -172,7 +162,7 @@ def history_entry_html(results: Results, created: str | None = None) -> str:
     Every piece of model or user text is escaped (``render_text`` for the
     answers, ``html.escape`` for the rest): the entry is built, never copied.
     """
-    when = _when(created)
+    when = local_time(created)
     head = f'<span class="gridllm-history-when">{html.escape(when)}</span>' if when else ""
     prompt = first_words(results.prompt, 200)
     parts = [f'<div class="gridllm-history-prompt">{head}<b>Prompt:</b> {html.escape(prompt)}</div>']
@@ -184,21 +174,6 @@ def history_entry_html(results: Results, created: str | None = None) -> str:
         parts.append(f'<details class="gridllm-history-model"><summary>{html.escape(line)}</summary>'
                      f"<div>{error}{render_text(body)}</div></details>")
     return "".join(parts)
-
-
-def results_from_history(run: dict[str, Any]) -> Results:
-    """A run as ``history.recent`` returns it, as ``Results``."""
-    def state(value: Any) -> JobState:
-        try:
-            return JobState(value)
-        except ValueError:
-            return JobState.LOST
-
-    return Results(str(run.get("prompt") or ""), {
-        r["tag"]: Result(tag=r["tag"], job_id=r.get("job_id"), text=r.get("text") or "", state=state(r.get("state")),
-                         error=r.get("error"), elapsed=float(r.get("elapsed") or 0.0))
-        for r in run.get("results", [])
-    })
 
 
 # -- one card per model ---------------------------------------------------------
@@ -257,7 +232,6 @@ class Panel(widgets.VBox):
         self.use_history = history
         self.history_runs = history_runs
         self._entries: list[tuple[str, widgets.HTML, Results]] = []  # (run id, widget, run), newest first
-        self._run_id: str | None = None  # the shown run's id in the SQLite history, once recorded
         self.available: list[str] | None = None  # what GET /models said, if it answered
         self.cards: dict[str, Card] = {}
         self.task: asyncio.Task[Any] | None = None
@@ -542,7 +516,8 @@ class Panel(widgets.VBox):
         self.history_accordion.set_title(0, f"History ({n} earlier run{'' if n == 1 else 's'})")
 
     def _sync_history(self) -> None:
-        """List the SQLite history's recent runs not listed yet (and not the run on show)."""
+        """List the SQLite history's recent runs not listed yet (the run on show is never among them:
+        this runs when the panel opens, and when that run becomes an earlier one)."""
         from .history import recent
 
         try:
@@ -553,26 +528,17 @@ class Panel(widgets.VBox):
         known = {run_id for run_id, _, _ in self._entries}
         fresh = []
         for run in runs:
-            if run["run_id"] not in known and run["run_id"] != self._run_id:
-                results = results_from_history(run)
+            if run["run_id"] not in known:
+                results = results_from_run(run)
                 fresh.append((run["run_id"], self._history_entry(results, run.get("created")), results))
         # What the database holds that the panel has not listed is newer than what it lists
         # (the first time: all of it), so it goes on top, in the database's order.
         self._entries[:0] = fresh
         self._show_history()
 
-    def _record(self, results: Results) -> None:
-        """Put a finished run into the SQLite history (never failing the run for it)."""
-        from .history import record_quietly
-
-        self._run_id = record_quietly(results, self._client.base_url if self._client is not None else self._url,
-                                      system=self._run_kwargs.get("system"),
-                                      options=self._run_kwargs.get("options"), warn=self._say)
-
     def _archive(self, results: Results) -> None:
         """The run on show becomes an earlier run."""
-        recorded, self._run_id = self._run_id is not None, None
-        if not recorded:  # listed from memory
+        if results.run_id is None:  # not in the SQLite history: listed from memory
             self._entries.insert(0, ("", self._history_entry(results, None), results))
         if self.use_history:
             self._sync_history()  # a recorded run is in the database now, with whatever else ran since
@@ -603,8 +569,7 @@ class Panel(widgets.VBox):
         assert live is not None
         started = time.monotonic()
 
-        def on_update(update: JobUpdate) -> None:
-            live[update.tag].apply(update)
+        def on_update(update: JobUpdate) -> None:  # ``live`` itself is filled by arun
             self.cards[update.tag].push(update)
 
         def fail(tag: str, message: str) -> None:
@@ -616,7 +581,7 @@ class Panel(widgets.VBox):
         try:
             # Unknown tags fail their own card; the other models still run.
             await arun(prompt, tags, client=client, on_update=on_update, unknown="fail",
-                       announce=self._say, **self._run_kwargs)
+                       announce=self._say, results=live, history=self.use_history, **self._run_kwargs)
             failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
             if failed:
                 self._say(f"{len(failed)} of {len(tags)} model(s) did not complete: {', '.join(failed)}")
@@ -638,8 +603,6 @@ class Panel(widgets.VBox):
                 await client.aclose()
             for card in self.cards.values():
                 card.flush()
-            if self.use_history:
-                self._record(live)
             # The task is done only after this returns; refresh once it is.
             if self.task is not None:
                 asyncio.get_running_loop().call_soon(self._after_run)

@@ -8,16 +8,21 @@ and in a notebook its rich display is the saved side-by-side picture.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 from .jobs import JobState, JobUpdate, finish_note
 
 if typing.TYPE_CHECKING:
     from .diff import Diff
+    from .runner import RunSpec
 
-__all__ = ["Result", "Results"]
+__all__ = ["RETRYABLE", "Result", "Results"]
+
+# The ends worth another try: the model did not answer (completed is not among them).
+RETRYABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CANCELLED, JobState.TIMED_OUT})
 
 
 @dataclass
@@ -115,18 +120,30 @@ class Result:
         return finish_note(self.state, self.finish_raw, self.service_tokens)
 
     def apply(self, update: JobUpdate) -> None:
-        """Take one live update: the one place a result's state (and its stats) change."""
+        """Take one live update: the one place a result's state (and its stats) change.
+
+        A restart (``JobUpdate.restart``, before a retry) drops everything the
+        previous job left: its id, text, error, finish and times.
+        """
+        if update.restarts:
+            for f in fields(self):
+                if f.name != "tag":
+                    setattr(self, f.name, f.default)
+            return
         if update.job_id:
             self.job_id = update.job_id
         at = update.elapsed
-        if self.submitted_s is None:
+        first_look = self.submitted_s is None
+        if first_look:
             # the first update a result sees is its submission (or, attached later, its
             # first look at the job); before it nothing about this job was known
             self.submitted_s = at if update.state is JobState.SUBMITTED else 0.0
-        if self.started_s is None and (update.state is JobState.RUNNING or update.text):
-            self.started_s = at
-        if self.first_token_s is None and update.text:
-            self.first_token_s = at
+        # A job first seen ended (a stored answer shown again): when it started or spoke is unknown.
+        if not (first_look and update.state.terminal):
+            if self.started_s is None and (update.state is JobState.RUNNING or update.text):
+                self.started_s = at
+            if self.first_token_s is None and update.text:
+                self.first_token_s = at
         if update.state.terminal and self.ended_s is None:
             self.ended_s = at
         self.state, self.text, self.error = update.state, update.text, update.error
@@ -135,6 +152,14 @@ class Result:
             self.finish_raw = update.finish
         if update.tokens is not None:
             self.service_tokens = update.tokens
+
+    def as_update(self) -> JobUpdate:
+        """This result as it stands, as one update to a view that shows nothing of it yet (``delta`` is
+        the whole text): how a stored answer is shown by a view fed with updates."""
+        return JobUpdate(tag=self.tag, job_id=self.job_id, state=self.state, text=self.text, delta=self.text,
+                         error=self.error,
+                         elapsed=self.elapsed, raw_status=self.raw_status, finish=self.finish_raw,
+                         tokens=self.service_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,13 +184,23 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 class Results(Mapping[str, Result]):
-    """tag -> Result for one run, in the order the models were asked for."""
+    """tag -> Result for one run, in the order the models were asked for.
+
+    ``spec`` is what made the run (``runner.RunSpec``: prompt, options,
+    endpoint), set by ``arun``, so ``retry`` can ask again the same way;
+    ``run_id`` is the run's id in the local history, when it is recorded there;
+    ``started_at`` when the run started (UTC): a reattached job's times count from it.
+    """
 
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
-                 format: str = "markdown") -> None:
+                 format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None,
+                 started_at: datetime | None = None) -> None:
         self.prompt = prompt
         self.format = format  # how the rich display shows each answer: markdown, text, code or json
         self._by_tag: dict[str, Result] = dict(results or {})
+        self.spec = spec
+        self.run_id = run_id
+        self.started_at = started_at
 
     def __getitem__(self, tag: str) -> Result:
         return self._by_tag[tag]
@@ -187,6 +222,33 @@ class Results(Mapping[str, Result]):
     @property
     def done(self) -> bool:
         return all(r.state.terminal for r in self._by_tag.values())
+
+    @property
+    def retryable(self) -> list[str]:
+        """The tags that ended without an answer (failed, lost, cancelled or timed out): what ``retry`` resubmits."""
+        return [tag for tag, r in self._by_tag.items() if r.state in RETRYABLE]
+
+    async def aretry(self, tags: Sequence[str] | None = None, *,
+                     on_update: Callable[[JobUpdate], Any] | None = None,
+                     timeout: float | None = None) -> Results:
+        """Submit ``tags`` (default: every ``retryable`` one) again, as the run did, and follow them.
+
+        The same prompt, system prompt, options, hours and endpoint as the run
+        that made these Results (``spec``); the same ``Result`` objects start
+        over (``JobUpdate.restart``) and are updated in place, and ``on_update``
+        gets every update as with ``arun``. Returns ``self``.
+        """
+        from .runner import aretry
+
+        return await aretry(self, tags, on_update=on_update, timeout=timeout)
+
+    def retry(self, tags: Sequence[str] | None = None, *,
+              on_update: Callable[[JobUpdate], Any] | None = None,
+              timeout: float | None = None) -> Results:
+        """Blocking ``aretry`` for scripts and notebooks (works inside Jupyter's running loop)."""
+        from .runner import aretry, run_sync
+
+        return run_sync(aretry(self, tags, on_update=on_update, timeout=timeout))
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self._by_tag.values()]

@@ -18,7 +18,7 @@ import asyncio
 import contextvars
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .errors import GridLLMError, Interrupted
@@ -35,20 +35,20 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 class View:
     """What every view holds: the live ``Results``, filled from the updates."""
 
-    def __init__(self, prompt: str, tags: Sequence[str], fmt: str) -> None:
-        self.results = Results(prompt, {tag: Result(tag=tag) for tag in tags}, format=fmt)
+    def __init__(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None) -> None:
+        """``results``: the Results to show (a stored run, to follow or retry); new ones by default."""
+        if results is None:
+            results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
+        results.format = fmt
+        self.results = results
         self.fmt = fmt
-        self.run_kwargs: dict[str, Any] = {}
 
     def _record(self, u: JobUpdate) -> Result:
+        """The update's result, brought up to date (a no-op when the core filled ``results`` itself,
+        as ``arun(results=view.results)`` does: ``Result.apply`` of the same update is idempotent)."""
         r = self.results[u.tag]
         r.apply(u)
         return r
-
-    def adopt(self, results: Results) -> None:
-        for tag, res in results.items():
-            if tag in self.results:
-                self.results._set(res)
 
     def open(self) -> None:  # pragma: no cover - interface
         pass
@@ -62,11 +62,12 @@ class View:
     def fail(self, message: str) -> None:  # pragma: no cover - interface
         pass
 
-    def wait(self, coro: Any, on_interrupt: Callable[[], None]) -> Results:
+    def wait(self, coro: Any) -> Results:
         """Run a cell's run to the end; on Ctrl-C cancel cleanly, keep the partial outputs, leak nothing.
 
         ``run_sync`` runs the coroutine off the kernel's loop, so the kernel
-        stays an ordinary busy kernel while the cell streams.
+        stays an ordinary busy kernel while the cell streams. (The core has
+        written the history as the run went, the interrupt included.)
         """
         from .runner import run_sync
 
@@ -74,7 +75,6 @@ class View:
             return run_sync(coro)
         except (KeyboardInterrupt, asyncio.CancelledError):
             self.finish(note="interrupted")
-            on_interrupt()
             done = sum(1 for r in self.results.values() if r.ok)
             raise Interrupted(
                 f"interrupted: {done} of {len(self.results)} models had finished; the partial outputs are kept"
@@ -106,8 +106,9 @@ class View:
 class CardsView(View):
     """A cell's live output: one grid of cards, one per model, in one display."""
 
-    def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, **card_options: Any) -> None:
-        super().__init__(prompt, tags, fmt)
+    def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, *, results: Results | None = None,
+                 **card_options: Any) -> None:
+        super().__init__(prompt, tags, fmt, results)
         self.shell = shell
         self.card_options = card_options
         self.display_id = f"gridllm-{uuid.uuid4().hex}"
@@ -189,8 +190,9 @@ class StreamView(View):
     as soon as it ends (finished ones first), so answers never interleave.
     """
 
-    def __init__(self, prompt: str, tags: Sequence[str], fmt: str, out: TextIO | None = None) -> None:
-        super().__init__(prompt, tags, fmt)
+    def __init__(self, prompt: str, tags: Sequence[str], fmt: str, out: TextIO | None = None, *,
+                 results: Results | None = None) -> None:
+        super().__init__(prompt, tags, fmt, results)
         self._out = out
         self.order = list(tags)
         self.current: str | None = None

@@ -112,3 +112,31 @@ def test_leaderboard_prints_the_ranking(tmp_path, monkeypatch, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].split()[0] == "n:1" and lines[2].split()[0] == "m:1"
     assert lines[1].split()[-3:] == ["1", "0", "1"]  # wins, losses, ties
+
+
+def test_history_retry_and_attach_from_the_command_line(grid, capsys, tmp_path, monkeypatch) -> None:
+    from gridllm_nb import history
+
+    monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "history.sqlite3"))
+    assert main(["run", "hello", "-m", "good", "-m", "flaky", "--url", grid.url, "--option", "max_tokens=8"]) == 1
+    capsys.readouterr()
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    short = history.short_id(history.recent(1)[0]["run_id"])
+    assert out.startswith(f"{short}  ") and "    flaky  failed" in out
+
+    grid.fake.scripts["flaky"] = words_script("fixed this time")
+    posts = len(grid.fake.posts())
+    assert main(["retry", short, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["tag"]: (r["state"], r["text"]) for r in rows} == {
+        "good": ("completed", "a fine answer"), "flaky": ("completed", "fixed this time")}
+    sent = [json.loads(r.content) for r in grid.fake.posts()[posts:]]
+    assert [s["tag"] for s in sent] == ["flaky"]
+    assert json.loads(sent[0]["commandLine"]) == {"inputs": ["hello"], "options": {"max_tokens": 8}}
+
+    assert main(["retry", short]) == 0 and "nothing to retry in run" in capsys.readouterr().err
+    assert main(["attach", "--json"]) == 0  # the newest run, every model ended: shown as stored
+    assert [r["text"] for r in json.loads(capsys.readouterr().out)] == ["a fine answer", "fixed this time"]
+    assert main(["retry", "beef"]) == 2
+    assert capsys.readouterr().err.strip().startswith("gridllm-nb: no run beef in the history")

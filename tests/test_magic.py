@@ -896,3 +896,72 @@ def test_line_leaderboard_returns_the_ranking_from_the_history_votes(ip: Any) ->
     record_vote(Vote(("m:1", "n:1"), "n:1"))  # into $GRIDLLM_HISTORY, set by the fixture
     board = ip.run_line_magic("gridllm", "leaderboard")
     assert [r["model"] for r in board.rows] == ["n:1", "m:1"]
+
+
+# -- the history: run ids, retry and attach as line commands ---------------------------
+
+
+def _fresh_output(ip: Any) -> None:
+    """Forget the outputs and comms so far: the next command's are the only ones."""
+    ip.display_pub.messages.clear()
+    ip.display_pub.events.clear()
+    comms_of(ip).messages.clear()
+
+
+def test_history_lists_run_ids_and_retry_resubmits_only_the_failed_models(
+        ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
+    from gridllm_nb import history
+
+    res = cell(ip, f"bad:1 a:1 --url {fake.url} --option max_tokens=5", "hi")
+    assert res.retryable == ["bad:1"] and res.run_id
+    capsys.readouterr()
+    ip.run_line_magic("gridllm", "history 3")
+    first, bad_line, a_line = capsys.readouterr().out.splitlines()[:3]
+    assert first.startswith(history.short_id(res.run_id) + "  ") and first.endswith("  hi")
+    assert bad_line.split()[:2] == ["bad:1", "failed"] and a_line.split()[:2] == ["a:1", "completed"]
+
+    fake.fake.scripts["bad:1"] = words_script("fixed now")
+    posts = len(fake.fake.posts())
+    _fresh_output(ip)
+    again = ip.run_line_magic("gridllm", f"retry {history.short_id(res.run_id)}")
+    assert again.run_id == res.run_id and again.ok and again["bad:1"].text == "fixed now"
+    assert again["a:1"].job_id == res["a:1"].job_id and again["a:1"].text == res["a:1"].text  # kept as stored
+    assert [json.loads(r.content)["tag"] for r in fake.fake.posts()[posts:]] == ["bad:1"]
+    assert prompts_sent(fake.fake)[-1] == {"inputs": ["hi"], "options": {"max_tokens": 5}}
+    assert list(comms_of(ip).cards()) == ["bad:1", "a:1"]  # live cards, as a cell's
+    assert ip.display_pub.cleared() == [True]  # ...which the value replaced
+    assert {r["tag"]: r["state"] for r in history.recent(1)[0]["results"]} == {"bad:1": "completed",
+                                                                              "a:1": "completed"}
+    capsys.readouterr()
+    assert ip.run_line_magic("gridllm", "retry").ok  # the newest run: nothing left to retry
+    assert "nothing to retry in run " + history.short_id(res.run_id) in capsys.readouterr().out
+
+
+def test_attach_follows_a_runs_live_jobs_again_as_cards(ip: Any, fake: ServedFake) -> None:
+    from gridllm_nb import history
+    from gridllm_nb.client import JobsClient
+    from gridllm_nb.results import Result
+
+    async def submit() -> str:
+        async with JobsClient(fake.url) as client:
+            return await client.submit("hello again", "a:1")
+
+    job_id = runner.run_sync(submit())  # a job a kernel submitted before it died
+    ended = "e" * 32
+    run_id = history.record(Results("hello again", {
+        "a:1": Result(tag="a:1", job_id=job_id, state=JobState.RUNNING),
+        "b:2": Result(tag="b:2", job_id=ended, state=JobState.COMPLETED, text="It is Paris", elapsed=1.0)}),
+        fake.url)
+    _fresh_output(ip)
+    res = ip.run_line_magic("gridllm", "attach")  # the newest run
+    assert res.run_id == run_id and res.ok and res.prompt == "hello again"
+    assert res["a:1"].text == "Paris is the capital of France" and res["b:2"].text == "It is Paris"
+    assert list(comms_of(ip).cards()) == ["a:1", "b:2"] and ip.display_pub.cleared() == [True]
+    assert history.recent(1)[0]["results"][0]["state"] == "completed"
+    assert not any(ended in r.url.path for r in fake.fake.gets())  # an ended job is shown, not polled
+
+
+def test_attach_and_retry_of_an_unknown_run_are_one_line_errors(ip: Any,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("attach 123abc", "retry 123abc"):
+        assert "gridllm: no runs in the history yet" in one_line_error(ip, f"%gridllm {command}", capsys)

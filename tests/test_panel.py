@@ -174,6 +174,24 @@ async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None
     assert panel.status.value == ""
 
 
+async def test_the_panels_results_can_be_retried_and_its_cards_follow() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], scripts={"n:1": words_script("cut short", final="error")})
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="hi", options={"max_tokens": 4})
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    results = await panel.wait()
+    assert results.retryable == ["n:1"] and panel.cards["n:1"].text == "cut short"
+    fake.scripts["n:1"] = words_script("second answer")
+    card = panel.cards["n:1"]
+    await results.aretry(on_update=card.push)  # what a Retry button on the card does
+    card.flush()
+    assert results.ok and card.text == "second answer" and card.state is JobState.COMPLETED
+    assert card.widget.value == "second answer" and card.error is None
+    body = json.loads(fake.posts()[-1].content)
+    assert body["tag"] == "n:1" and json.loads(body["commandLine"])["options"] == {"max_tokens": 4}
+
+
 async def test_earlier_runs_go_to_the_collapsible_history() -> None:
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
     panel.checkboxes["m:1"].value = True
