@@ -99,4 +99,5 @@ def results_bundle(results: Sequence[Result], fmt: str = "markdown") -> dict[str
 
 
 def _state_line(r: Result) -> str:
-    return f"{r.state.label} · {r.finish_note}" if r.finish_note else r.state.label
+    """The plain text's header after the tag: state, why it stopped early, and the stats line."""
+    return " · ".join(part for part in (r.state.label, r.finish_note, r.stats_line()) if part)

@@ -36,6 +36,10 @@ def test_run_json_reports_every_model(grid, capsys) -> None:
     assert by_tag["flaky"]["state"] == "failed" and by_tag["flaky"]["text"] == "half of it"
     assert by_tag["flaky"]["error"] and isinstance(by_tag["good"]["elapsed_s"], float)
     assert len(by_tag["good"]["id"]) == 32
+    stats = {"queued_s", "ttft_s", "gen_s", "tokens", "tokens_per_s", "finish"}
+    assert stats <= set(by_tag["good"]) and stats <= set(by_tag["flaky"])
+    assert (by_tag["good"]["finish"], by_tag["flaky"]["finish"]) == ("completed", "failed")
+    assert by_tag["good"]["tokens"] > 0 and by_tag["good"]["ttft_s"] >= 0
 
 
 def test_run_plain_prints_each_final_text_and_exits_0(grid, capsys) -> None:

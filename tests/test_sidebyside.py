@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,6 +40,16 @@ def test_an_answer_cut_by_the_token_limit_says_so() -> None:
     assert "stopped at 64 tokens" in bundle["text/html"] and "stopped at 64 tokens" in bundle["text/plain"]
     whole = results(("a:1", "Done."), finish_raw="stop", service_tokens=2)
     assert "stopped" not in results_bundle(list(whole.values()))["text/html"]
+
+
+def test_the_stats_line_is_in_the_plain_text_and_escaped_in_the_html() -> None:
+    timed = results(("a:1", "One two three."), finish_raw="stop", service_tokens=12,
+                    submitted_s=0.0, started_s=0.5, first_token_s=0.75, ended_s=2.25)
+    stats = timed["a:1"].stats_line()
+    assert "first token" in stats and "tok/s" in stats
+    bundle = results_bundle(list(timed.values()))
+    assert stats in bundle["text/plain"].splitlines()[0]
+    assert html.escape(stats) in bundle["text/html"]
 
 
 def test_the_results_value_is_the_picture() -> None:
