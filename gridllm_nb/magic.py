@@ -23,6 +23,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
+from .arena import ArenaRound
 from .errors import CellError, ConfigError, GridLLMError, Interrupted
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
@@ -97,11 +98,27 @@ class GridLLMMagics(Magics):
             return "stream" if getattr(self.shell, "kernel", None) is None else "cards"
         return mode
 
-    def _record_history(self, results: Results, kwargs: dict[str, Any]) -> None:
+    def _record_history(self, results: Results, kwargs: dict[str, Any]) -> str | None:
+        """Record the run (if ``c.GridLLM.history``); its run id, or None."""
         if self.settings.history:
             from .history import record_quietly
 
-            record_quietly(results, kwargs.get("url"), system=kwargs.get("system"), options=kwargs.get("options"))
+            return record_quietly(results, kwargs.get("url"), system=kwargs.get("system"),
+                                  options=kwargs.get("options"))
+        return None
+
+    def _arena_round(self, args: Any, prompt: str, models: list[str], mode: str) -> ArenaRound:
+        """``--arena``: the round's deal, once the cell is known to be one that can be voted on.
+
+        The vote is a widget under the finished answers, so the cell must be
+        a blocking one in a kernel: not ``--no-wait`` (its answers end after
+        the cell), not ``--over`` (a grid is many rounds), not a terminal.
+        """
+        if args.over or args.no_wait:
+            raise ConfigError("--arena cannot be used with --over or --no-wait: the vote needs the finished answers")
+        if mode != "cards":
+            raise ConfigError("--arena needs a notebook: the vote is a widget under the answers")
+        return ArenaRound(models, prompt)
 
     # ------------------------------------------------------------- cell magic
 
@@ -149,21 +166,24 @@ class GridLLMMagics(Magics):
         }
         fmt = args.format or s.default_format
         mode = self._mode()
+        # --arena: the view is dealt the letters, never the tags (``_run`` translates every update)
+        arena = self._arena_round(args, prompt, models, mode) if args.arena else None
+        shown = list(arena.letters) if arena is not None else models
         if args.over:
             return self._over(args, prompt, models, fmt, mode, kwargs)
         view: View
         if mode == "stream":
-            view = StreamView(prompt, models, fmt)
+            view = StreamView(prompt, shown, fmt)
         else:
             rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
-            view = CardsView(self.shell, prompt, models, fmt, max_rate=rate, byte_budget=s.byte_budget,
+            view = CardsView(self.shell, prompt, shown, fmt, max_rate=rate, byte_budget=s.byte_budget,
                              max_stale=s.max_stale)
         view.run_kwargs = kwargs
         self.last_view = view
         if args.out:
             self.shell.user_ns[args.out] = view.results
 
-        coro = self._run(prompt, models, view, kwargs, announce=print, background=args.no_wait)
+        coro = self._run(prompt, models, view, kwargs, announce=print, background=args.no_wait, arena=arena)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -174,14 +194,19 @@ class GridLLMMagics(Magics):
             self.tasks.add(task)
             task.add_done_callback(lambda t: self._background_done(t, view))
             return None
-        results = self._wait(coro, view)
+        results = self._wait(coro, view, arena)
+        value: Any = results
+        if arena is not None:  # the lettered picture with the vote under it
+            from .arenawidget import ArenaOutput
+
+            value = ArenaOutput(arena, fmt)
         if args.out:
-            self.shell.user_ns[args.out] = results
+            self.shell.user_ns[args.out] = value
         if isinstance(view, CardsView) and view.opened and not view.ended:
             # The value replaces the live grid: one output, the picture and the data.
             self.shell.display_pub.clear_output(wait=True)
             view.close()
-        return results
+        return value
 
     def _over(self, args: Any, template: str, models: list[str], fmt: str, mode: str,
               kwargs: dict[str, Any]) -> Any:
@@ -198,17 +223,27 @@ class GridLLMMagics(Magics):
             raise Interrupted(str(stop) or "interrupted") from None
 
     async def _run(self, prompt: str, models: list[str], view: View, kwargs: dict[str, Any],
-                   announce: Callable[[str], None], background: bool = False) -> Results:
+                   announce: Callable[[str], None], background: bool = False,
+                   arena: ArenaRound | None = None) -> Results:
+        """Run and show; with ``arena`` the view gets lettered updates and the history the real run."""
         from .runner import arun
 
-        results = await arun(prompt, models, on_update=view.on_update, announce=announce, **kwargs)
-        view.adopt(results)
+        if arena is None:
+            results = await arun(prompt, models, on_update=view.on_update, announce=announce, **kwargs)
+            view.adopt(results)
+        else:
+            results = await arun(prompt, models, on_update=lambda u: view.on_update(arena.take(u)),
+                                 announce=lambda m: announce(arena.mask(m)), **kwargs)
+            view.adopt(arena.adopt(results))
         view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
-        self._record_history(view.results, kwargs)
+        run_id = self._record_history(view.results if arena is None else arena.results, kwargs)
+        if arena is not None:
+            arena.run_id = run_id  # the vote points to the run
         return view.results
 
-    def _wait(self, coro: Any, view: View) -> Results:
-        return view.wait(coro, on_interrupt=lambda: self._record_history(view.results, view.run_kwargs))
+    def _wait(self, coro: Any, view: View, arena: ArenaRound | None = None) -> Results:
+        return view.wait(coro, on_interrupt=lambda: self._record_history(
+            view.results if arena is None else arena.results, view.run_kwargs))
 
     def _background_done(self, task: asyncio.Task[Any], view: View) -> None:
         self.tasks.discard(task)
@@ -225,7 +260,7 @@ class GridLLMMagics(Magics):
 
     @line_magic("gridllm")
     def gridllm_line(self, line: str) -> Any:
-        """``%gridllm models|status|cancel|config|local|history|panel|help``."""
+        """``%gridllm models|status|cancel|config|local|history|panel|arena|leaderboard|help``."""
         try:
             args = parse_line(line)
             handler = getattr(self, f"_cmd_{args.command}")
@@ -276,6 +311,7 @@ class GridLLMMagics(Magics):
         return leaderboard()
 
     def _cmd_panel(self, args: Any) -> Any:
+        """``%gridllm panel``, and ``%gridllm arena``: the same panel, blind."""
         from IPython.display import display
 
         try:
@@ -284,8 +320,10 @@ class GridLLMMagics(Magics):
             raise ConfigError(f"the panel is not available: {exc}") from None
         s = self.settings
         display(Panel(s.default_models or None, url=self._url(), options=dict(s.options) or None,
-                      hours=s.hours))
+                      hours=s.hours, arena=args.command == "arena"))
         return None
+
+    _cmd_arena = _cmd_panel
 
 
 def load_ipython_extension(ipython: Any) -> None:
