@@ -15,28 +15,48 @@ Ratings are Elo (start 1000, K=32) over the pairwise games in vote order;
 the confidence interval is the 2.5–97.5 percentile of the ratings over
 bootstrap resamples of the votes (seeded, so the same votes give the same
 table).
+
+With three models, "C better" is two games (C beat A, C beat B) and says
+nothing about A against B, so no game is made up for that pair; "Tie" is
+three ties; "All bad" is one vote for each of the three, and no game.
+
+``ArenaRound`` is the blindness itself, shared by the panel
+(``Panel(arena=True)``) and the magic (``%%gridllm --arena``): the deal,
+the masking of every name in what the browser is sent (titles, errors,
+status lines, lettered ``Results``) until the vote, and the vote. What it
+does not mask is the answers' text: the answers are what is judged, and a
+model that names itself gives itself away as it would in any blind arena.
 """
 
 from __future__ import annotations
 
 import html
 import random
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+from .jobs import JobUpdate
 from .private_files import private_file
+from .results import Result, Results
 
-__all__ = ["BAD", "LETTERS", "TIE", "Leaderboard", "Vote", "deal", "leaderboard", "record_vote", "votes"]
+__all__ = ["BAD", "LETTERS", "TIE", "ArenaRound", "Leaderboard", "Vote", "deal", "leaderboard", "record_vote",
+           "unvoted_runs", "votes"]
 
 LETTERS = "ABCDEFGH"
 TIE = "tie"
 BAD = "bad"
 START, K = 1000.0, 32.0
+ARENA_MODELS = (2, 3)  # fewest and most models in one round: a vote between more is hard to cast
+# The history run ids of the rounds on show in this process, not voted on yet: every panel's
+# History skips them, so no panel names the models of a round still blind in another.
+_UNVOTED: set[str] = set()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -66,6 +86,141 @@ def deal(tags: Sequence[str], rng: random.Random | None = None) -> dict[str, str
     shuffled = list(tags)
     (rng or random.Random()).shuffle(shuffled)
     return dict(zip(LETTERS, shuffled))
+
+
+def _names(tags: Sequence[str]) -> dict[str, str]:
+    """What names a model in a message: its tag, and the family before ":" that only it has in the
+    round (``gemma3`` of ``gemma3:270m``; a family two of them share tells nobody which is which)."""
+    names = {t.lower(): t for t in tags}
+    families: dict[str, list[str]] = {}
+    for t in tags:
+        families.setdefault(t.split(":", 1)[0].lower(), []).append(t)
+    for family, members in families.items():
+        if len(members) == 1 and len(family) >= 3:
+            names.setdefault(family, members[0])
+    return names
+
+
+class ArenaRound:
+    """One blind round: which letter is which model, the names hidden until the vote, the vote.
+
+    ``letters`` maps "A", "B"[, "C"] to the tags, dealt in a shuffled order
+    (``deal``; pass a seeded ``rng`` for a repeatable one). Until ``cast``,
+    ``mask`` replaces every tag in a message by its letter, and ``title``,
+    ``hide``, ``take`` and ``shown`` give what a front end may send the
+    browser; after it, ``title`` and ``shown`` name the models. ``results``
+    holds the real answers, by tag, for the history (``take`` fills it).
+    """
+
+    def __init__(self, tags: Sequence[str], prompt: str = "", *, rng: random.Random | None = None) -> None:
+        tags = list(dict.fromkeys(tags))
+        low, high = ARENA_MODELS
+        if not low <= len(tags) <= high:
+            raise ConfigError(f"the arena compares {low} or {high} models, {len(tags)} chosen")
+        self.letters = deal(tags, rng)
+        self.prompt = prompt
+        self.results = Results(prompt, {t: Result(tag=t) for t in self.tags})
+        self._run_id: str | None = None
+        self.vote: Vote | None = None
+        self._letter = {tag: letter for letter, tag in self.letters.items()}
+        self._owner = _names(tags)  # a name as found in a message (lower case) -> its tag
+        alternatives = "|".join(re.escape(n) for n in sorted(self._owner, key=len, reverse=True))
+        self._names = re.compile(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", re.IGNORECASE)
+
+    @property
+    def run_id(self) -> str | None:
+        """The run in the history, once recorded: the vote points to it; until the vote no History lists it."""
+        return self._run_id
+
+    @run_id.setter
+    def run_id(self, run_id: str | None) -> None:
+        self._run_id = run_id
+        if run_id is not None and not self.voted:
+            _UNVOTED.add(run_id)
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The models in shown order: A's, B's[, C's]."""
+        return tuple(self.letters.values())
+
+    @property
+    def voted(self) -> bool:
+        return self.vote is not None
+
+    def letter(self, tag: str) -> str:
+        return self._letter[tag]
+
+    def title(self, tag: str) -> str:
+        """A card's title: the letter, and after the vote ``A · gemma3:270m``."""
+        letter = self._letter[tag]
+        return f"{letter} · {tag}" if self.voted else letter
+
+    def mask(self, text: str) -> str:
+        """``text`` with every model's name replaced by its letter (until the vote)."""
+        if self.voted or not text:
+            return text
+        return self._names.sub(lambda m: self._letter[self._owner[m.group(0).lower()]], text)
+
+    def hide(self, update: JobUpdate) -> JobUpdate:
+        """The update with its error masked (its tag kept, for the kernel side's routing)."""
+        return replace(update, error=self.mask(update.error)) if update.error else update
+
+    def take(self, update: JobUpdate) -> JobUpdate:
+        """Keep the real update in ``results``; return it as the browser may see it: lettered."""
+        self.results[update.tag].apply(update)
+        return replace(self.hide(update), tag=self._letter[update.tag])
+
+    def adopt(self, results: Results) -> Results:
+        """The run's final ``Results`` become ``results``; returns them as ``shown``."""
+        self.results = results
+        return self.shown()
+
+    def shown(self, results: Results | None = None) -> Results:
+        """``results`` (default: this round's) keyed by ``title``, errors masked: what may be shown."""
+        results = self.results if results is None else results
+        lettered = {}
+        for tag in self.tags:
+            if tag in results:
+                r = results[tag]
+                lettered[self.title(tag)] = replace(r, tag=self.title(tag),
+                                                    error=self.mask(r.error) if r.error else r.error)
+        return Results(results.prompt, lettered, format=results.format)
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(button label, choice) for each way to vote: a letter, ``"tie"`` or ``"bad"``."""
+        return [(f"{letter} better", letter) for letter in self.letters] + [("Tie", TIE), ("All bad", BAD)]
+
+    def cast(self, choice: str, *, path: Path | str | None = None) -> Vote:
+        """Store the vote (``record_vote``, in the history DB) and lift the blind; once per round."""
+        if self.vote is not None:
+            raise ConfigError("this round has its vote already: run a new one")
+        if choice in self.letters:
+            winner = self.letters[choice]
+        elif choice in (TIE, BAD):
+            winner = choice
+        else:
+            raise ConfigError(f"unknown vote {choice!r}: one of {', '.join(c for _, c in self.choices())}")
+        vote = Vote(self.tags, winner, prompt=self.prompt, run_id=self.run_id)
+        record_vote(vote, path=path)
+        self.vote = vote
+        _UNVOTED.discard(self.run_id or "")
+        return vote
+
+    def close(self) -> None:
+        """The round leaves the screen without a vote (a new round took its place): it can no
+        longer be voted on, so the History may list it, names and all."""
+        _UNVOTED.discard(self.run_id or "")
+
+    def reveal(self) -> str:
+        """Who was who, in one line (empty before the vote)."""
+        if not self.voted:
+            return ""
+        return " · ".join(f"{letter} was {tag}" for letter, tag in self.letters.items())
+
+
+def unvoted_runs() -> frozenset[str]:
+    """History run ids of the arena rounds of this process still waiting for their vote."""
+    return frozenset(_UNVOTED)
 
 
 def _path(path: Path | str | None) -> Path:

@@ -48,12 +48,17 @@ class Card:
     current; switching modes brings the other one up to date in a single
     message. State, error and elapsed time ride in the same message as the
     text, and the clock ticks in the browser.
+
+    ``title`` is what the card shows and is styled by (default: the tag): the
+    blind arena titles its cards "A", "B", "C", so the model's tag never
+    reaches the browser before the vote.
     """
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
                  layout: widgets.Layout | None = None, byte_budget: float | None = BYTE_BUDGET,
-                 max_stale: float = MAX_STALE, widget: CardWidget | None = None) -> None:
+                 max_stale: float = MAX_STALE, widget: CardWidget | None = None, title: str | None = None) -> None:
         self.tag = tag
+        self.title = title or tag
         self.byte_budget = byte_budget
         self.max_stale = max_stale
         self.state = JobState.SUBMITTED
@@ -72,12 +77,13 @@ class Card:
         self._last_flush = time.monotonic()  # the card shows its first state from the start
         if widget is None:
             # Classes and mode go in with the constructor, so they travel in the comm_open.
-            widget = CardWidget(tag, markdown=markdown, layout=layout or widgets.Layout(),
-                                _dom_classes=(f"gridllm-card-{slug(tag)}",))
+            widget = CardWidget(self.title, markdown=markdown, layout=layout or widgets.Layout(),
+                                _dom_classes=(f"gridllm-card-{slug(self.title)}",))
             self._sent0 = 0
         else:  # the same model's card from the previous run: cleared in one small message
             self._sent0 = widget.sent_bytes
             widget.restart(markdown=markdown)
+            widget.tag = self.title  # an arena card's title lost its name again (no message if unchanged)
         self.widget = widget
 
     @property

@@ -220,6 +220,7 @@ class RunRecorder:
         created = (results.started_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
         self._head = _run_values(self.run_id, created, url, spec.prompt, spec.system, spec.options, spec.hours)
         self._warn = warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr))
+        self._results = results
         self._rows: set[str] = set(results) if stored else set()  # tags with a row in the file
         self._job = {tag: r.job_id for tag, r in results.items()}  # the job each row holds
         self._ended = {tag for tag, r in results.items() if r.state.terminal}
@@ -248,9 +249,13 @@ class RunRecorder:
             values = _result_values(result) + (self.run_id, result.tag)
             self._ops.append(("update", self._scrub.row(values)))
         else:
-            self._rows.add(result.tag)
-            values = self._head + (result.tag,) + _result_values(result)
-            self._ops.append(("insert", self._scrub.row(values)))
+            # The run's first write inserts every model's row, in the order they were asked for
+            # (the history and ``attach`` show them so, whichever job was submitted first); a row
+            # whose submit is still on its way holds no job id yet, and gets it as an update.
+            for r in [*self._results.values(), result]:
+                if r.tag not in self._rows:
+                    self._rows.add(r.tag)
+                    self._ops.append(("insert", self._scrub.row(self._head + (r.tag,) + _result_values(r))))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="gridllm-history")
 

@@ -23,6 +23,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
 from traitlets.config import Configurable
 
+from .arena import ArenaRound
 from .errors import CellError, ConfigError, GridLLMError, Interrupted
 from .interpolate import interpolate
 from .magic_args import HelpShown, parse_cell_line, parse_line
@@ -132,6 +133,19 @@ class GridLLMMagics(Magics):
             view.close()
         return results
 
+    def _arena_round(self, args: Any, prompt: str, models: list[str], mode: str) -> ArenaRound:
+        """``--arena``: the round's deal, once the cell is known to be one that can be voted on.
+
+        The vote is a widget under the finished answers, so the cell must be
+        a blocking one in a kernel: not ``--no-wait`` (its answers end after
+        the cell), not ``--over`` (a grid is many rounds), not a terminal.
+        """
+        if args.over or args.no_wait:
+            raise ConfigError("--arena cannot be used with --over or --no-wait: the vote needs the finished answers")
+        if mode != "cards":
+            raise ConfigError("--arena needs a notebook: the vote is a widget under the answers")
+        return ArenaRound(models, prompt)
+
     # ------------------------------------------------------------- cell magic
 
     @cell_magic("gridllm")
@@ -176,16 +190,22 @@ class GridLLMMagics(Magics):
             "poll": self._poll(self._url(args.url)),
         }
         fmt = args.format or s.default_format
+        mode = self._mode()
+        arena = self._arena_round(args, prompt, models, mode) if args.arena else None
         if args.over:
-            return self._over(args, prompt, models, fmt, self._mode(), kwargs)
-        view = self._view(prompt, models, fmt)
+            return self._over(args, prompt, models, fmt, mode, kwargs)
+        view = self._view(prompt, list(arena.letters) if arena is not None else models, fmt)
         if args.out:
             self.shell.user_ns[args.out] = view.results
 
         # The view's own Results are the run's: they carry its spec (so they can be retried) and
         # its history run id from the start; the core writes the history as the jobs go.
-        run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
-                   history=s.history, **kwargs)
+        if arena is None:
+            run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
+                       history=s.history, **kwargs)
+        else:  # --arena: the view is dealt the letters, never the tags; the history gets the real run
+            run = arun(prompt, models, on_update=lambda u: view.on_update(arena.take(u)),
+                       announce=lambda m: print(arena.mask(m)), results=arena.results, history=s.history, **kwargs)
         coro = self._live(view, run, background=args.no_wait)
         try:
             loop = asyncio.get_running_loop()
@@ -197,7 +217,16 @@ class GridLLMMagics(Magics):
             self.tasks.add(task)
             task.add_done_callback(lambda t: self._background_done(t, view))
             return None
-        return self._show(view, coro)
+        results = self._show(view, coro)
+        if arena is None:
+            return results
+        from .arenawidget import ArenaOutput
+
+        arena.run_id = arena.results.run_id  # the vote points to the run
+        value = ArenaOutput(arena, fmt)  # the lettered picture with the vote under it
+        if args.out:
+            self.shell.user_ns[args.out] = value
+        return value
 
     def _over(self, args: Any, template: str, models: list[str], fmt: str, mode: str,
               kwargs: dict[str, Any]) -> Any:
@@ -228,7 +257,7 @@ class GridLLMMagics(Magics):
 
     @line_magic("gridllm")
     def gridllm_line(self, line: str) -> Any:
-        """``%gridllm models|status|cancel|config|local|history|attach|retry|panel|help``."""
+        """``%gridllm models|status|cancel|config|local|history|attach|retry|panel|arena|leaderboard|help``."""
         try:
             args = parse_line(line)
             handler = getattr(self, f"_cmd_{args.command}")
@@ -324,6 +353,7 @@ class GridLLMMagics(Magics):
         return leaderboard()
 
     def _cmd_panel(self, args: Any) -> Any:
+        """``%gridllm panel``, and ``%gridllm arena``: the same panel, blind."""
         from IPython.display import display
 
         try:
@@ -332,8 +362,10 @@ class GridLLMMagics(Magics):
             raise ConfigError(f"the panel is not available: {exc}") from None
         s = self.settings
         display(Panel(s.default_models or None, url=self._url(), options=dict(s.options) or None,
-                      hours=s.hours))
+                      hours=s.hours, arena=args.command == "arena"))
         return None
+
+    _cmd_arena = _cmd_panel
 
 
 def load_ipython_extension(ipython: Any) -> None:

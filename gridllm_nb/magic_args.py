@@ -83,6 +83,7 @@ examples:
   %%gridllm smollm2:135m --format code --system "Answer with Python code only."
   %%gridllm smollm2:135m gemma3:270m --over questions --out grid
   Answer in one sentence: {item}
+  %%gridllm smollm2:135m gemma3:270m --arena
 """
 
 
@@ -119,6 +120,9 @@ def cell_parser() -> argparse.ArgumentParser:
                         "a template where {item} is the element (and a dict element's keys are names)")
     p.add_argument("--max-live", type=_positive("--max-live", whole=True), default=32, metavar="N",
                    help="with --over: at most N jobs submitted and unfinished at once (default 32)")
+    p.add_argument("--arena", action="store_true",
+                   help="blind arena: 2 or 3 models shown as A, B, C in a shuffled order; vote under the "
+                        "answers to see the names (votes feed %%gridllm leaderboard)")
     return p
 
 
@@ -131,6 +135,7 @@ examples:
   %gridllm history 5
   %gridllm attach 3f2a9c1d        (after a kernel restart: the run's jobs, live again)
   %gridllm retry                  (the newest run's failed models, submitted again)
+  %gridllm arena
 """
 
 
@@ -164,6 +169,7 @@ def line_parser() -> argparse.ArgumentParser:
         s.add_argument("--timeout", type=_positive("--timeout"), metavar="S",
                        help="stop waiting after S seconds; jobs still going end 'timed out'")
     sub.add_parser("panel", help="the interactive widget panel")
+    sub.add_parser("arena", help="the panel as a blind arena: models shown as A, B, C until you vote")
     sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the stored votes")
     sub.add_parser("help", help="this help")
     return p

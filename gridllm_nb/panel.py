@@ -25,12 +25,23 @@ loop, then ``await panel.wait()``.
 Earlier runs come from the local SQLite history (``history.py``): a new
 panel lists the runs made before it, by other panels or by ``%%gridllm``,
 and each run the panel makes is recorded there.
+
+``Panel(arena=True)`` is the blind arena (``arena.ArenaRound``): the 2 or 3
+ticked models answer on cards titled "A", "B", "C" in a shuffled order, and
+until the vote nothing the browser is sent names them: not the titles, CSS
+classes, errors, status line or Compare view (all masked to the letters),
+nor any panel's History (a round on show is listed nowhere until its vote).
+Once every answer has ended the vote bar (``arenawidget.VoteBar``) asks
+which is better; the vote goes to the history DB and the cards get their
+names. Process starts a new round, with a new deal; a round left without a
+vote has none, and joins the History, names and all, as the next one starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -39,9 +50,10 @@ import anywidget
 import ipywidgets as widgets
 import traitlets
 
+from .arena import ArenaRound, unvoted_runs
 from .card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card, one_line, slug
 from .client import JobsClient, RetryPolicy
-from .errors import GridLLMError, NotSupported
+from .errors import ConfigError, GridLLMError, NotSupported
 from .history import local_time, results_from_run
 from .jobs import JobState, JobUpdate
 from .render import render_text  # re-exported; model text -> HTML lives in render.py
@@ -191,7 +203,10 @@ class Panel(widgets.VBox):
     retried before the panel says so. ``history`` (on by default) lists the
     last ``history_runs`` runs of the local SQLite history under History and
     records each of the panel's runs there; off, History lists this panel's
-    own earlier runs only.
+    own earlier runs only. ``arena`` makes it the blind arena (see the
+    module's docstring); ``rng`` deals its letters (seeded in tests). Votes
+    are stored in the history DB whatever ``history`` says: a vote is a
+    click that asks for it.
     """
 
     def __init__(
@@ -215,6 +230,8 @@ class Panel(widgets.VBox):
         prompt: str = "",
         history: bool = True,
         history_runs: int = HISTORY_RUNS,
+        arena: bool = False,
+        rng: random.Random | None = None,
     ) -> None:
         self._url = url
         self._token = token
@@ -237,6 +254,9 @@ class Panel(widgets.VBox):
         self.task: asyncio.Task[Any] | None = None
         self._load_task: asyncio.Future[Any] | None = None
         self._card_layout = widgets.Layout()  # one for every card: opened once, not per card
+        self.arena = arena
+        self.arena_round: ArenaRound | None = None  # the round on show (arena mode)
+        self._rng = rng
 
         style = widgets.HTML(_CSS)
         style.add_class("gridllm-style")
@@ -287,8 +307,16 @@ class Panel(widgets.VBox):
         if self.use_history:
             self._sync_history()
 
-        super().__init__([style, widgets.HTML("<b>Models</b> (up to 3)"), self.model_box, self.hint,
-                          self.prompt, buttons, self.status, self.card_box, self.diff_box,
+        heading = ("<b>Arena</b>: tick 2 or 3 models; their answers show as A, B, C until you vote"
+                   if arena else "<b>Models</b> (up to 3)")
+        arena_widgets: list[widgets.Widget] = []
+        if arena:
+            from .arenawidget import VoteBar
+
+            self.vote_bar = VoteBar(on_voted=self._reveal)
+            arena_widgets.append(self.vote_bar)
+        super().__init__([style, widgets.HTML(heading), self.model_box, self.hint,
+                          self.prompt, buttons, self.status, self.card_box, *arena_widgets, self.diff_box,
                           self.history_accordion])
         self.add_class("gridllm-panel")
 
@@ -394,7 +422,11 @@ class Panel(widgets.VBox):
         self.status.layout.display = None if change["new"] else "none"
 
     def _say(self, message: str) -> None:
-        self.status.value = one_line(message)
+        self.status.value = one_line(self._mask(message))
+
+    def _mask(self, text: str) -> str:
+        """In a round not voted on yet, every model name in ``text`` becomes its letter."""
+        return self.arena_round.mask(text) if self.arena_round is not None else text
 
     @property
     def chosen(self) -> list[str]:
@@ -436,6 +468,8 @@ class Panel(widgets.VBox):
         if self._diff_syncing:
             return
         results = self.results
+        if results is not None and self.arena_round is not None:  # lettered until the vote
+            results = self.arena_round.shown(results)
         tags = list(results) if results is not None else []
         self.diff_box.layout.display = None if self.compare_toggle.value else "none"
         self.diff_pick.layout.display = None if len(tags) >= 2 else "none"
@@ -471,6 +505,17 @@ class Panel(widgets.VBox):
         if not tags or not prompt.strip():
             self._say("choose at least one model and write a prompt")
             return None
+        if self.arena:
+            try:
+                blind = ArenaRound(tags, prompt, rng=self._rng)  # a new deal
+            except ConfigError as exc:  # one model, or four
+                self._say(str(exc))
+                return None
+            if self.arena_round is not None:
+                self.arena_round.close()  # voted or left without a vote: the History may name it now
+            self.arena_round = blind
+            tags = list(blind.tags)  # cards in letter order
+            self.vote_bar.hide()
         self._prepare(prompt, tags)
         try:
             loop = asyncio.get_running_loop()
@@ -525,7 +570,7 @@ class Panel(widgets.VBox):
         except Exception as exc:  # noqa: BLE001 - an unreadable history must not break the panel
             self._say(f"history not read: {exc}")
             return
-        known = {run_id for run_id, _, _ in self._entries}
+        known = {run_id for run_id, _, _ in self._entries} | unvoted_runs()  # an arena round stays blind
         fresh = []
         for run in runs:
             if run["run_id"] not in known:
@@ -550,10 +595,13 @@ class Panel(widgets.VBox):
         if self.results is not None:
             self._archive(self.results)
         markdown = self.markdown_toggle.value
-        previous = {tag: card.widget for tag, card in self.cards.items()}
-        # A model that ran before keeps its card widget: no second set-up on the wire.
+        previous = {card.title: card.widget for card in self.cards.values()}
+        title = self.arena_round.title if self.arena_round is not None else str
+        # A model that ran before keeps its card widget: no second set-up on the wire. (An arena
+        # card is kept by its letter: the same widget for another model tells nobody which.)
         self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, layout=self._card_layout,
-                              byte_budget=self.byte_budget, max_stale=self.max_stale, widget=previous.pop(t, None))
+                              byte_budget=self.byte_budget, max_stale=self.max_stale,
+                              widget=previous.pop(title(t), None), title=title(t))
                       for t in tags}
         self.card_box.children = tuple(card.widget for card in self.cards.values())
         for widget in previous.values():  # the models not chosen this time
@@ -570,12 +618,12 @@ class Panel(widgets.VBox):
         started = time.monotonic()
 
         def on_update(update: JobUpdate) -> None:  # ``live`` itself is filled by arun
-            self.cards[update.tag].push(update)
+            self.cards[update.tag].push(self.arena_round.hide(update) if self.arena_round else update)
 
         def fail(tag: str, message: str) -> None:
             r = live[tag]
             r.state, r.error, r.elapsed = JobState.FAILED, message, time.monotonic() - started
-            self.cards[tag].fail(message)
+            self.cards[tag].fail(self._mask(message))
 
         client, own = self._make_client()
         try:
@@ -610,4 +658,27 @@ class Panel(widgets.VBox):
     def _after_run(self) -> None:
         self._refresh_buttons()
         self._apply_cap()
+        self._refresh_diff()
+        self._offer_vote()
+
+    # -- the arena ----------------------------------------------------------------
+
+    def _offer_vote(self) -> None:
+        """Every answer of the round has ended: the vote bar asks (the run is in the history now)."""
+        blind = self.arena_round
+        if blind is None or blind.voted or self.results is None or not self.results.done:
+            return
+        blind.run_id = self.results.run_id
+        self.vote_bar.ask(blind)
+
+    def vote(self, choice: str) -> None:
+        """What a vote button does: ``"A"``, ``"B"``, ``"C"``, ``"tie"`` or ``"bad"``."""
+        if not self.arena:
+            raise ConfigError("this panel is no arena: Panel(arena=True) has votes")
+        self.vote_bar.vote(choice)
+
+    def _reveal(self, blind: ArenaRound) -> None:
+        """After the vote: each card's title names its model; Compare names them too."""
+        for tag, card in self.cards.items():
+            card.widget.tag = blind.title(tag)
         self._refresh_diff()

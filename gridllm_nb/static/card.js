@@ -11,7 +11,10 @@ function part(tag, cls, parent) {
 function render({ model, el }) {
   el.classList.add("gridllm-card");
   const head = part("div", "gridllm-card-head", el);
-  part("b", "gridllm-card-tag", head).textContent = model.get("tag");
+  const title = part("b", "gridllm-card-tag", head);
+  const retitle = () => { title.textContent = model.get("tag"); };  // the arena names a card after the vote
+  model.on("change:tag", retitle);
+  retitle();
   const badge = part("span", "gridllm-badge", head);
   const clock = part("span", "gridllm-elapsed", head);
   const finish = part("span", "gridllm-finish", head);

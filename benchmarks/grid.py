@@ -1,0 +1,69 @@
+"""What a 1000-job grid costs the process that follows it: CPU as a share of one core.
+
+``gridllm_nb.agrid`` runs 1000 prompts x 1 model against the loopback stream
+server of benchmarks/poller.py (its own process; every job streams 24 words,
+one every 0.25 s, so each lasts about 6 s), with the local service's bulk
+status extension and without it, at two ``max_live`` bounds. The process's
+CPU time over the wall time of the whole grid (submits, polls, updates,
+``Results``, the progress counts) is the share of a core a kernel would
+spend on it; the models themselves run elsewhere.
+
+    python benchmarks/grid.py [--jobs 1000] [--max-live 100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from poller import Server  # noqa: E402
+
+from gridllm_nb import agrid  # noqa: E402
+from gridllm_nb.poller import PollSettings  # noqa: E402
+
+
+async def one_grid(url: str, jobs: int, max_live: int) -> dict[str, float]:
+    updates = 0
+
+    def count(_index: int, _update: object) -> None:
+        nonlocal updates
+        updates += 1
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    table = await agrid([f"prompt {i}" for i in range(jobs)], ["bench"], url=url, max_live=max_live,
+                        poll=PollSettings(fast=0.3, slow=0.3), progress=None, on_update=count,
+                        validate=False, announce=None)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    frame = table.to_pandas()
+    assert len(frame) == jobs and set(frame["state"]) == {"completed"}, frame["state"].value_counts()
+    return {"wall": wall, "cpu": cpu, "updates": updates}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--max-live", default="100,1000")
+    args = parser.parse_args()
+    rows = []
+    for bulk in (False, True):
+        with Server(bulk=bulk) as url:
+            for max_live in (int(n) for n in args.max_live.split(",")):
+                got = asyncio.run(one_grid(url, args.jobs, max_live))
+                rows.append((bulk, max_live, got))
+                print(f"bulk={bulk} max_live={max_live}: {got}", file=sys.stderr)
+    print(f"\n{args.jobs} jobs x 1 model, 6 s each, polled every 0.3 s; process CPU / wall of the whole grid:\n")
+    print("| status requests | max_live | wall | CPU | share of one core | updates |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for bulk, max_live, got in rows:
+        print(f"| {'bulk POST' if bulk else 'GETs'} | {max_live} | {got['wall']:.1f} s | {got['cpu']:.2f} s "
+              f"| **{100 * got['cpu'] / got['wall']:.1f}%** | {got['updates']} |")
+
+
+if __name__ == "__main__":
+    main()
