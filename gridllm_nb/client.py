@@ -44,6 +44,7 @@ __all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "
 
 MAX_IDS_PER_GET = 100
 MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
+MAX_IN_FLIGHT = 16  # requests one client has on the wire at once (a grid submits hundreds of jobs)
 MAX_URL_CHARS = 4000
 _URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
 
@@ -226,6 +227,9 @@ class JobsClient:
             follow_redirects=False,
         )
         self._features: dict[str, bool] = {}
+        # Requests on the wire at once: a grid's thousand submits wait here, in a plain FIFO,
+        # rather than in httpcore's pool, whose queue costs O(waiting x connections) per event.
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         # ids of one GET -> (URL text for messages, URL parsed and checked by httpx once).
         self._urls: dict[tuple[str, ...], tuple[str, httpx.URL]] = {}
         self.urls_built = 0
@@ -519,10 +523,11 @@ class JobsClient:
         try:
             # An absolute URL: httpx then parses a 3 KB id list once, not three times
             # (and not at all when the batch's URL was prepared on an earlier tick).
-            if isinstance(json_body, bytes):  # encoded already (the poller's bulk request)
-                response = await self._http.request(method, target, content=json_body, headers=_JSON_TYPE)
-            else:
-                response = await self._http.request(method, target, json=json_body)
+            async with self._in_flight:
+                if isinstance(json_body, bytes):  # encoded already (the poller's bulk request)
+                    response = await self._http.request(method, target, content=json_body, headers=_JSON_TYPE)
+                else:
+                    response = await self._http.request(method, target, json=json_body)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: safe to repeat, even a POST.
             raise _Retryable(

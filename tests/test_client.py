@@ -429,3 +429,28 @@ async def test_the_url_cache_stays_bounded() -> None:
         client._jobs_url((f"{i:032x}",))
     assert len(client._urls) == _URL_CACHE_SIZE
     await client.aclose()
+
+
+async def test_a_thousand_submits_at_once_keep_at_most_max_in_flight_requests_on_the_wire() -> None:
+    """A grid submits every job of a wave at once; the client sends them a few at a time, in order
+    of asking (httpcore's own queue would cost O(waiting x connections) per event)."""
+    import asyncio
+
+    from gridllm_nb.client import MAX_IN_FLIGHT
+
+    api = FakeJobsAPI()
+    on_wire, most = 0, 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal on_wire, most
+        on_wire += 1
+        most = max(most, on_wire)
+        await asyncio.sleep(0)  # let every other submit try to get on the wire meanwhile
+        await asyncio.sleep(0)
+        on_wire -= 1
+        return api.handle(request)
+
+    async with JobsClient(BASE, transport=httpx.MockTransport(handler)) as client:
+        ids = await asyncio.gather(*(client.submit(f"p{i}", "m") for i in range(200)))
+    assert len(set(ids)) == 200 and len(api.posts()) == 200
+    assert 1 < most <= MAX_IN_FLIGHT
