@@ -15,6 +15,7 @@ every stored string anyway).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sqlite3
@@ -167,14 +168,8 @@ def _run_values(run_id: str, created: str, url: str, prompt: str, system: str | 
 def _write(path: Path, ops: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
     """Apply ``ops`` (``insert`` / ``update`` rows) in order, in one transaction, a batch per kind."""
     with closing(_connect(path)) as conn, conn:
-        i = 0
-        while i < len(ops):
-            kind = ops[i][0]
-            j = i
-            while j < len(ops) and ops[j][0] == kind:
-                j += 1
-            conn.executemany(_INSERT if kind == "insert" else _UPDATE, [values for _, values in ops[i:j]])
-            i = j
+        for kind, group in itertools.groupby(ops, key=lambda op: op[0]):
+            conn.executemany(_INSERT if kind == "insert" else _UPDATE, [values for _, values in group])
 
 
 def record(

@@ -356,12 +356,12 @@ class GridLLMMagics(Magics):
         from .runner import aretry
 
         results = self._stored(args)
-        view = self._view(results.prompt, list(results), self.settings.default_format, results)
         retry = results.retryable
         if not retry:
             print(f"gridllm: nothing to retry in run {short_id(results.run_id or '')}: "
                   "no model failed, was lost, cancelled or timed out")
             return results
+        view = self._view(results.prompt, list(results), self.settings.default_format, results)
         for tag, r in results.items():  # the answers kept, shown as stored
             if tag not in retry:
                 view.on_update(r.as_update())

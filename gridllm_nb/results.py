@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -126,7 +126,9 @@ class Result:
         previous job left: its id, text, error, finish and times.
         """
         if update.restarts:
-            self.__init__(tag=self.tag)  # type: ignore[misc]  # every field back to its default
+            for f in fields(self):
+                if f.name != "tag":
+                    setattr(self, f.name, f.default)
             return
         if update.job_id:
             self.job_id = update.job_id
@@ -136,9 +138,8 @@ class Result:
             # the first update a result sees is its submission (or, attached later, its
             # first look at the job); before it nothing about this job was known
             self.submitted_s = at if update.state is JobState.SUBMITTED else 0.0
-        if first_look and update.state.terminal:
-            pass  # first seen ended (a stored answer shown again): when it started or spoke is unknown
-        else:
+        # A job first seen ended (a stored answer shown again): when it started or spoke is unknown.
+        if not (first_look and update.state.terminal):
             if self.started_s is None and (update.state is JobState.RUNNING or update.text):
                 self.started_s = at
             if self.first_token_s is None and update.text:

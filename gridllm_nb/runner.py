@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, S
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .client import JobsClient
 from .config import Endpoint, Secret
@@ -30,6 +30,9 @@ from .errors import (
 from .jobs import JobState, JobUpdate
 from .poller import Poller, PollSettings, Watch, get_poller
 from .results import Result, Results
+
+if TYPE_CHECKING:
+    from .history import RunRecorder
 
 __all__ = ["LiveJobs", "RunSpec", "UpdateCallback", "aattach", "aretry", "arun", "attach", "check_models", "run",
            "run_sync"]
@@ -453,6 +456,8 @@ async def _follow_again(results: Results, *, on_update: UpdateCallback | None, t
         for result in results.values():
             on_update(result.as_update())
     live = [tag for tag, r in results.items() if not r.state.terminal]
+    if not live:
+        return results  # every job had ended: nothing to ask the service
     since = 0.0
     if results.started_at is not None:  # the jobs' times count from the run's start, as they did
         since = max(0.0, (datetime.now(timezone.utc) - results.started_at).total_seconds())
@@ -503,7 +508,7 @@ async def _follow(
     """
     client, own_client = spec.open_client() if client is None else (client, False)
     poller = get_poller(spec.poll or default_poll_settings(client.endpoint))
-    recorder = None
+    recorder: RunRecorder | None = None
     if record is not None:
         from .history import RunRecorder
 
@@ -535,6 +540,13 @@ async def _follow(
         for task in tasks:
             task.cancel()
         await asyncio.shield(jobs.cancel(jobs.end_live(chosen, JobState.CANCELLED, "interrupted")))
+        raise
+    except GridLLMError as exc:
+        # ``check`` failed (the service unreachable, a refused token): nothing was submitted. A
+        # new run's models stay as they were, unwritten (the error is the answer); restarted ones
+        # end FAILED with the reason, so they say it and can be retried once it is fixed.
+        if restart:
+            jobs.end_live(chosen, JobState.FAILED, str(exc))
         raise
     finally:
         jobs.close()

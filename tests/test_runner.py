@@ -294,6 +294,10 @@ def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
     r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="x", elapsed=1.0))
     r.apply(JobUpdate(tag="a", job_id="j2", state=JobState.RUNNING, text="new", reset=True, elapsed=2.0))
     assert r.text == "new" and r.started_s == 1.0
+    # A stored answer shown on a fresh card (its first update is its end) makes up no queue or first-token time.
+    shown = Result(tag="a")
+    shown.apply(Result(tag="a", job_id="j", text="done", state=JobState.COMPLETED, elapsed=12.0).as_update())
+    assert shown.text == "done" and shown.queued_s is None and shown.ttft_s is None and shown.stats_line() == ""
 
 
 # -- durable runs: the history as the jobs go, and attach after a restart --------------------
@@ -343,9 +347,10 @@ async def test_rows_hold_the_job_ids_while_the_jobs_run_and_their_end_after(hist
     seen: list[JobUpdate] = []
     task = asyncio.ensure_future(arun("p", ["a", "b"], client=client_for(fake), poll=FAST, on_update=seen.append,
                                       hours=3))
-    submitted = lambda: {u.tag: u.job_id for u in seen if u.state is JobState.SUBMITTED}  # noqa: E731
+    submitted = lambda: {u.tag: u.job_id for u in seen if u.state is JobState.SUBMITTED}
     await _until(lambda: len(submitted()) == 2 and all(r["job_id"] for r in _stored_rows().values())
-                 and len(_stored_rows()) == 2, "both rows written")
+                 and len(_stored_rows()) == 2 and {u.tag for u in seen if u.text} == {"a", "b"},
+                 "both rows written, both jobs talking")
     rows = _stored_rows()
     assert {tag: (r["job_id"], r["state"]) for tag, r in rows.items()} == {
         tag: (job_id, "submitted") for tag, job_id in submitted().items()}
@@ -375,6 +380,30 @@ async def test_one_insert_per_job_and_one_update_per_end_in_batches(history_file
     assert results.run_id and rows["b"]["text"] == "b has many words to say here"
     assert rows["b"]["state"] == "completed" and rows["nope"]["state"] == "failed" and rows["nope"]["job_id"] is None
     assert rows["b"]["first_token_s"] is not None and rows["b"]["ended_s"] >= rows["b"]["first_token_s"]
+
+
+async def test_a_run_that_never_started_stays_out_of_the_history(history_file) -> None:
+    fake = FakeJobsAPI(models=["a"])
+    with pytest.raises(UnknownModel):
+        await arun("hi", ["a", "typo"], client=client_for(fake), poll=FAST)
+    assert _stored_rows() == {} and fake.posts() == []
+
+
+async def test_a_retry_refused_before_any_submit_leaves_the_models_failed_and_retryable(over_fake) -> None:
+    from gridllm_nb.errors import AuthError
+
+    fake = FakeJobsAPI(models=["a"], scripts={"a": words_script("x", final="error")})
+    over_fake(fake)
+    results = await arun("hi", ["a"], url=BASE, poll=FAST, history=False, announce=None)
+    fake.token = "rotated"  # the service now wants a token this one does not send
+    with pytest.raises(AuthError):
+        await results.aretry()
+    a = results["a"]
+    assert a.state is JobState.FAILED and "401" in a.error and results.retryable == ["a"]
+    assert len(fake.posts()) == 1  # nothing was submitted
+    fake.token, fake.scripts["a"] = None, words_script("y")
+    await results.aretry()
+    assert results.ok
 
 
 async def test_history_off_writes_nothing_and_a_failed_write_never_fails_the_run(history_file, tmp_path,
