@@ -275,13 +275,13 @@ class CardsView(View):
             # Nothing to announce to: the cell that ran is over, and a print would land in another.
             await aretry(self.results, tags, on_update=self.on_update, announce=None)
         except GridLLMError as exc:
-            # The models it left live end FAILED, their text kept (none: it failed before it started,
-            # and each card says why); each card offers Retry again.
-            live = [tag for tag in tags if not self.results[tag].state.terminal]
-            for tag in live or tags:
+            # The core has ended the models it restarted FAILED with the reason; one refused before
+            # that (no card has a status line to say it) gets the reason too. Each offers Retry again.
+            for tag in tags:
                 r = self.results[tag]
-                self.on_update(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text,
-                                         error=str(exc), elapsed=r.elapsed))
+                if r.error != str(exc):
+                    self.on_update(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text,
+                                             error=str(exc), elapsed=r.elapsed))
         except asyncio.CancelledError:  # the extension is unloading: the picture, and no more offers
             note = "cancelled"
             raise

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from IPython.core.displaypub import DisplayPublisher
 
@@ -1032,6 +1033,13 @@ def test_a_no_wait_cells_failed_cards_offer_retry_and_stay_live_until_all_answer
         bad, good = widget_of(cards["bad:1"]), widget_of(cards["a:1"])
         assert bad.retryable and not good.retryable
         assert {"set": {"can_retry": True}} in [m["data"]["content"] for m in comms.of(cards["bad:1"])]
+        # A retry the service refuses (its token, say): the card says why in one line, and offers Retry again.
+        fake.fake.inject(httpx.Response(401, json={"success": False, "error": "unauthorized"}))
+        bad._handle_custom_msg({"event": "retry"}, [])
+        await wait_for_background(ip)
+        error = later["bad:1"].error or ""
+        assert later["bad:1"].state is JobState.FAILED and "401" in error and "\n" not in error
+        assert bad.live("error") == error and bad.retryable and later["bad:1"].text == ""
         fake.fake.scripts["bad:1"] = words_script("fixed now")
         good._handle_custom_msg({"event": "retry"}, [])  # answered: its (hidden) button does nothing
         assert not magics_of(ip).tasks
