@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import ipywidgets as widgets
 
@@ -52,15 +53,44 @@ class Card:
     ``title`` is what the card shows and is styled by (default: the tag): the
     blind arena titles its cards "A", "B", "C", so the model's tag never
     reaches the browser before the vote.
+
+    ``on_retry(tag)`` is what the card's Retry button does (shown on an
+    answer that ended without one, while the owner offers it: ``offer_retry``);
+    a ``JobUpdate.restart`` (a retry's first update) empties the card and
+    starts its clock again.
     """
 
     def __init__(self, tag: str, *, markdown: bool = False, max_rate: float = DEFAULT_RATE,
                  layout: widgets.Layout | None = None, byte_budget: float | None = BYTE_BUDGET,
-                 max_stale: float = MAX_STALE, widget: CardWidget | None = None, title: str | None = None) -> None:
+                 max_stale: float = MAX_STALE, widget: CardWidget | None = None, title: str | None = None,
+                 on_retry: Callable[[str], Any] | None = None) -> None:
         self.tag = tag
         self.title = title or tag
         self.byte_budget = byte_budget
         self.max_stale = max_stale
+        self.flushes = 0
+        self._markdown = markdown
+        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        if widget is None:
+            # Classes and mode go in with the constructor, so they travel in the comm_open.
+            widget = CardWidget(self.title, markdown=markdown, layout=layout or widgets.Layout(),
+                                _dom_classes=(f"gridllm-card-{slug(self.title)}",))
+            self.widget = widget
+            self._clear()
+        else:  # the same model's card from the previous run: cleared in one small message
+            self.widget = widget
+            self.restart()
+            widget.tag = self.title  # an arena card's title lost its name again (no message if unchanged)
+        # The widget's tag is the title shown (an arena's letter): the hook is told the model.
+        widget.on_retry(None if on_retry is None else lambda _title: on_retry(self.tag))
+
+    def _clear(self) -> None:
+        """Forget the answer shown: nothing pending, an empty submitted card, a new Result."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._pending: JobUpdate | None = None
         self.state = JobState.SUBMITTED
         self.text = ""
         self.error: str | None = None
@@ -68,23 +98,14 @@ class Card:
         self.finish = ""  # "stopped at 64 tokens", or nothing
         # Every update goes through a Result as it arrives (not as it is shown), so the
         # card's stats line has the same times as ``Results`` whatever the pacing holds back.
-        self.result = Result(tag=tag)
-        self.flushes = 0
-        self._markdown = markdown
-        self._interval = 1.0 / max_rate if max_rate > 0 else 0.0
-        self._pending: JobUpdate | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self.result = Result(tag=self.tag)
+        self._sent0 = self.widget.sent_bytes  # the byte budget counts this answer's bytes only
         self._last_flush = time.monotonic()  # the card shows its first state from the start
-        if widget is None:
-            # Classes and mode go in with the constructor, so they travel in the comm_open.
-            widget = CardWidget(self.title, markdown=markdown, layout=layout or widgets.Layout(),
-                                _dom_classes=(f"gridllm-card-{slug(self.title)}",))
-            self._sent0 = 0
-        else:  # the same model's card from the previous run: cleared in one small message
-            self._sent0 = widget.sent_bytes
-            widget.restart(markdown=markdown)
-            widget.tag = self.title  # an arena card's title lost its name again (no message if unchanged)
-        self.widget = widget
+
+    def restart(self) -> None:
+        """Start over for a new answer (a new run, a retry): empty, submitted, the clock at zero, in one message."""
+        self._clear()
+        self.widget.restart(markdown=self._markdown)
 
     @property
     def markdown(self) -> bool:
@@ -109,7 +130,13 @@ class Card:
                             cost=lambda size, new: APPEND_OVERHEAD + (size if self._markdown else new))
 
     def push(self, update: JobUpdate) -> None:
-        """Take an update; it reaches the widget at most ``max_rate`` times a second."""
+        """Take an update; it reaches the widget at most ``max_rate`` times a second.
+
+        A restart (a retry's first update) empties the card at once.
+        """
+        if update.restarts:
+            self.restart()
+            return
         self.result.apply(update)
         self._pending = update
         self._handle = schedule_flush(self._handle, self._wait_for(update, time.monotonic()), self.flush)
@@ -139,12 +166,22 @@ class Card:
 
 
 class CardGrid(widgets.Box):
-    """Cards side by side, at most three a row (``static/card.css``), wrapping on narrow screens."""
+    """Cards side by side, at most three a row (``static/card.css``), wrapping on narrow screens.
 
-    def __init__(self, tags: Sequence[str], *, markdown: bool = False, **card_options: object) -> None:
-        self.cards = {tag: Card(tag, markdown=markdown, **card_options) for tag in tags}  # type: ignore[arg-type]
+    ``on_retry(tag)``: each card's Retry button (see ``Card``), shown once offered (``offer_retry``).
+    """
+
+    def __init__(self, tags: Sequence[str], *, markdown: bool = False,
+                 on_retry: Callable[[str], Any] | None = None, **card_options: object) -> None:
+        self.cards = {tag: Card(tag, markdown=markdown, on_retry=on_retry, **card_options)  # type: ignore[arg-type]
+                      for tag in tags}
         super().__init__([card.widget for card in self.cards.values()])
         self.add_class("gridllm-cards")
+
+    def offer_retry(self, on: bool) -> None:
+        """Offer the cards' Retry buttons (their owner is free) or hold them back (it is busy)."""
+        for card in self.cards.values():
+            card.widget.offer_retry(on)
 
     def push(self, update: JobUpdate) -> None:
         self.cards[update.tag].push(update)

@@ -15,17 +15,25 @@ renders with markdown-it, raw HTML off, then cleans with nh3).
 The card owns its look: ``static/card.js`` (the view) and
 ``static/card.css`` (the card and the side-by-side grid it sits in), so it
 is styled from its first update wherever it shows, the panel or a cell.
+
+A card whose answer ended without one (failed, lost, cancelled, timed out)
+shows a Retry button when its owner wired one (``on_retry``): a real
+``<button>`` whose click travels as the message ``{"event": "retry"}`` and
+calls the owner's hook here, in the kernel. The card itself retries
+nothing: only its owner knows the run to ask again.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import traitlets
 
 from .jobs import JobState
+from .results import RETRYABLE
 from .streamtext import INITIALIZE_JS, TEXT_NODE_JS, StreamText, compact_esm
 
 __all__ = ["CardWidget"]
@@ -48,7 +56,7 @@ class CardWidget(StreamText):
 
     _esm = compact_esm(INITIALIZE_JS, TEXT_NODE_JS, (STATIC / "card.js").read_text(encoding="utf-8"))
     _css = compact_css((STATIC / "card.css").read_text(encoding="utf-8"))
-    live_fields = ("state", "elapsed", "error", "finish", "stats", "markdown", "html")
+    live_fields = ("state", "elapsed", "error", "finish", "stats", "markdown", "html", "can_retry")
 
     tag = traitlets.Unicode("").tag(sync=True)
     state = traitlets.Unicode(JobState.SUBMITTED.value).tag(sync=True)
@@ -58,9 +66,49 @@ class CardWidget(StreamText):
     stats = traitlets.Unicode("").tag(sync=True)  # "queued 0.2 s · first token 0.6 s · 41 tok/s", at the end
     markdown = traitlets.Bool(False).tag(sync=True)
     html = traitlets.Unicode("").tag(sync=True)  # sanitized; only sent while ``markdown``
+    # The owner takes a retry now (a hook is wired and nothing of its own is running): the
+    # Retry button shows on a card that ended without an answer only while this is true.
+    can_retry = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, tag: str, text: str = "", **kwargs: Any) -> None:
+        self._retry_hook: Callable[[str], Any] | None = None
         super().__init__(text, tag=tag, **kwargs)
+
+    def on_retry(self, callback: Callable[[str], Any] | None) -> None:
+        """What the card's Retry button does: ``callback(tag)``; ``None`` unwires it.
+
+        The button shows only while the owner offers it (``offer_retry``):
+        an owner whose run is still going holds it back until it is free.
+        """
+        self._retry_hook = callback
+        if callback is None:
+            self.offer_retry(False)
+
+    def offer_retry(self, on: bool) -> None:
+        """Offer the Retry button (the owner is free to retry) or hold it back; only with a hook wired.
+
+        A live field, like the state: the change rides in one small message, never as a trait update.
+        """
+        self.show(can_retry=on and self._retry_hook is not None)
+
+    @property
+    def retryable(self) -> bool:
+        """True while the Retry button shows: a hook, the owner free, an answer that ended without one."""
+        return (self._retry_hook is not None and bool(self._live["can_retry"])
+                and JobState(self._live["state"]) in RETRYABLE)
+
+    def click_retry(self) -> None:
+        """What a click on the Retry button does (from Python, as ``Button.click()``)."""
+        if self.retryable:
+            assert self._retry_hook is not None
+            self._retry_hook(self.tag)
+
+    def _on_front_end_msg(self, widget: Any, content: Any, buffers: Any) -> None:
+        # A click on a button the kernel no longer offers (a second click, a stale view) does nothing.
+        if isinstance(content, dict) and content.get("event") == "retry":
+            self.click_retry()
+            return
+        super()._on_front_end_msg(widget, content, buffers)
 
     def restart(self, *, markdown: bool = False) -> None:
         """Make the card ready for a new answer (empty, submitted, clock at zero), in one message."""

@@ -4,7 +4,9 @@ The magic holds no polling or job state of its own: it parses arguments,
 interpolates the prompt, starts ``arun`` and hands its ``JobUpdate`` stream
 to a view (``views``): in a kernel, one grid of cards side by side (the
 panel's card, sent only what changed), which becomes the saved side-by-side
-picture when the run ends; on a terminal, labelled text.
+picture when the run ends; on a terminal, labelled text. Models that ended
+without an answer get a Retry button in a kernel (``views.CardsView``): on
+a ``--no-wait`` cell's cards, or under a blocking cell's value.
 
 Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
 for the session, and the environment (``GRIDLLM_API_URL``,
@@ -106,17 +108,30 @@ class GridLLMMagics(Magics):
         s = self.settings
         return default_poll_settings(resolve_endpoint(url), fast=s.poll_interval, slow=s.poll_max_interval)
 
-    def _view(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None) -> View:
-        """A run's live output: cards side by side in a kernel, text on a terminal (``_mode``)."""
+    def _view(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None, *,
+              retry: bool = False) -> View:
+        """A run's live output: cards side by side in a kernel, text on a terminal (``_mode``).
+
+        ``retry``: the cards offer Retry once the run is over (they stay live: a ``--no-wait`` cell's).
+        """
         if self._mode() == "stream":
             view: View = StreamView(prompt, tags, fmt, results=results)
         else:
-            s = self.settings
-            rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
-            view = CardsView(self.shell, prompt, tags, fmt, results=results, max_rate=rate,
-                             byte_budget=s.byte_budget, max_stale=s.max_stale)
+            view = self._cards(prompt, tags, fmt, results, retry=retry)
         self.last_view = view
         return view
+
+    def _cards(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None, *,
+               retry: bool = False) -> CardsView:
+        s = self.settings
+        rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
+        return CardsView(self.shell, prompt, tags, fmt, results=results, retry=retry, on_task=self._keep,
+                         max_rate=rate, byte_budget=s.byte_budget, max_stale=s.max_stale)
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """A background task of this kernel's (a retry from a card): cancelled with the extension."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def _live(self, view: View, work: Awaitable[Any], background: bool = False) -> Results:
         """Await a run, a retry or a reattach that fills ``view.results``, then end the view."""
@@ -124,13 +139,18 @@ class GridLLMMagics(Magics):
         view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
         return view.results
 
-    def _show(self, view: View, coro: Coroutine[Any, Any, Results]) -> Results:
-        """Run ``coro`` (a ``_live``) to the end in this cell; its value replaces the live cards."""
+    def _show(self, view: View, coro: Coroutine[Any, Any, Results], name: str | None = None) -> Results:
+        """Run ``coro`` (a ``_live``) to the end in this cell; its value replaces the live cards.
+
+        Models left without an answer get a Retry button under that value
+        (``_offer_retry``); ``name`` is the variable that holds the value, if any.
+        """
         results = view.wait(coro)
         if isinstance(view, CardsView) and view.opened and not view.ended:
             # The value replaces the live grid: one output, the picture and the data.
             self.shell.display_pub.clear_output(wait=True)
             view.close()
+            self._offer_retry(view, name)
         return results
 
     def _arena_round(self, args: Any, prompt: str, models: list[str], mode: str) -> ArenaRound:
@@ -145,6 +165,36 @@ class GridLLMMagics(Magics):
         if mode != "cards":
             raise ConfigError("--arena needs a notebook: the vote is a widget under the answers")
         return ArenaRound(models, prompt)
+
+    def _offer_retry(self, view: CardsView, name: str | None) -> None:
+        """Once this cell's value is shown, under it: the models that did not answer, and a Retry button.
+
+        The cell's value (the table) is displayed after the cell's code has
+        returned, so the offer waits for IPython's ``post_run_cell``, still
+        within this cell (as inline plots do); a cell run some other way
+        (``run_cell_magic`` from code) has no such moment, and the next
+        cell's start drops the offer. The click runs the retry in the
+        background, on the kernel's loop, into the same Results.
+        """
+        results = view.results
+        if not results.retryable or results.spec is None:
+            return
+        offer = self._cards(results.prompt, results.retryable, view.fmt, results, retry=True)
+        events = self.shell.events
+
+        def done() -> None:
+            events.unregister("post_run_cell", show)
+            events.unregister("pre_run_cell", drop)
+
+        def show(cell: Any) -> None:  # IPython's ExecutionResult of this cell
+            done()
+            offer.offer(f"{name}.retry()" if name else f"Out[{cell.execution_count}].retry()")
+
+        def drop(_info: Any) -> None:
+            done()
+
+        events.register("post_run_cell", show)
+        events.register("pre_run_cell", drop)
 
     # ------------------------------------------------------------- cell magic
 
@@ -194,7 +244,13 @@ class GridLLMMagics(Magics):
         arena = self._arena_round(args, prompt, models, mode) if args.arena else None
         if args.over:
             return self._over(args, prompt, models, fmt, mode, kwargs)
-        view = self._view(prompt, list(arena.letters) if arena is not None else models, fmt)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        # A --no-wait cell's cards stay live after its run: they offer Retry themselves.
+        view = self._view(prompt, list(arena.letters) if arena is not None else models, fmt,
+                          retry=args.no_wait and loop is not None)
         if args.out:
             self.shell.user_ns[args.out] = view.results
 
@@ -207,21 +263,17 @@ class GridLLMMagics(Magics):
             run = arun(prompt, models, on_update=lambda u: view.on_update(arena.take(u)),
                        announce=lambda m: print(arena.mask(m)), results=arena.results, history=s.history, **kwargs)
         coro = self._live(view, run, background=args.no_wait)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
         if args.no_wait and loop is not None:
             view.open()  # the output must belong to this cell, not to a later one
             task = loop.create_task(coro, name="gridllm-cell")
             self.tasks.add(task)
             task.add_done_callback(lambda t: self._background_done(t, view))
             return None
-        results = self._show(view, coro)
         if arena is None:
-            return results
+            return self._show(view, coro, args.out)
         from .arenawidget import ArenaOutput
 
+        self._show(view, coro)  # lettered Results without a spec: no Retry offer that would name a model
         arena.run_id = arena.results.run_id  # the vote points to the run
         value = ArenaOutput(arena, fmt)  # the lettered picture with the vote under it
         if args.out:

@@ -35,6 +35,12 @@ Once every answer has ended the vote bar (``arenawidget.VoteBar``) asks
 which is better; the vote goes to the history DB and the cards get their
 names. Process starts a new round, with a new deal; a round left without a
 vote has none, and joins the History, names and all, as the next one starts.
+
+A card whose model ended without an answer (failed, lost, cancelled, timed
+out) shows a Retry button once the run is over: it asks that model again
+(``runner.aretry``: the same prompt and options) into the same ``Results``
+and the same card, in the background like Process, with Cancel to stop it;
+the run's history rows are updated by the core.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import asyncio
 import html
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import anywidget
@@ -321,9 +327,10 @@ class Panel(widgets.VBox):
         self.add_class("gridllm-panel")
 
         self.prompt.observe(self._refresh_buttons, names="value")
-        self.process_button.on_click(self._guard(self.process))
-        self.prompt.on_submit(self._guard(self.process))  # Ctrl+Enter / Cmd+Enter
-        self.cancel_button.on_click(self._guard(self.cancel))
+        self.process_button.on_click(self._guard(lambda _button: self.process()))
+        self.prompt.on_submit(self._guard(lambda _box: self.process()))  # Ctrl+Enter / Cmd+Enter
+        self.cancel_button.on_click(self._guard(lambda _button: self.cancel()))
+        self._retry_card = self._guard(lambda tag: self.retry_failed([tag]))  # a card's Retry button
         self.markdown_toggle.observe(self._on_markdown, names="value")
         self.compare_toggle.observe(self._refresh_diff, names="value")
         self.diff_a.observe(self._refresh_diff, names="value")
@@ -334,12 +341,12 @@ class Panel(widgets.VBox):
         else:
             self._start_loading()
 
-    def _guard(self, action: Any) -> Any:
+    def _guard(self, action: Callable[[Any], Any]) -> Callable[[Any], None]:
         """A click handler that puts an unexpected error on the status line (ipywidgets hides it)."""
 
-        def handler(_button: Any) -> None:
+        def handler(source: Any) -> None:  # the button, the prompt box, or a card's tag
             try:
-                action()
+                action(source)
             except Exception as exc:
                 self._say(f"{type(exc).__name__}: {exc}")
                 raise
@@ -458,6 +465,8 @@ class Panel(widgets.VBox):
         self.process_button.disabled = not can
         self.cancel_button.layout.display = None if busy else "none"
         self.prompt.disabled = busy
+        for card in self.cards.values():  # one thing at a time: no Retry while a run or a retry goes
+            card.widget.offer_retry(not busy)
 
     def _on_markdown(self, change: dict[str, Any]) -> None:
         for card in self.cards.values():
@@ -517,17 +526,43 @@ class Panel(widgets.VBox):
             tags = list(blind.tags)  # cards in letter order
             self.vote_bar.hide()
         self._prepare(prompt, tags)
+        return self._start(self._run(prompt, tags))
+
+    def retry_failed(self, tags: Sequence[str] | None = None) -> asyncio.Task[Any] | None:
+        """What a card's Retry button does: ask ``tags`` (default: every model of the run on show that
+        ended without an answer) again, with the run's prompt and options, into the same Results and cards.
+
+        It runs as Process does (Cancel stops it; Process waits); a tag that
+        answered meanwhile, or is not in the run, is a one-line error on the
+        status line. The panel's ``timeout`` does not bound it: a model is
+        retried mostly because that limit cut it short; Cancel still stops it.
+        """
+        if self.running:
+            return self.task
+        if self.results is None:
+            self._say("nothing to retry: no run yet")
+            return None
+        tags = list(self.results.retryable if tags is None else tags)
+        if not tags:
+            self._say("nothing to retry: every model answered")
+            return None
+        self._say("")
+        return self._start(self._retry(tags))
+
+    def _start(self, work: Coroutine[Any, Any, Results]) -> asyncio.Task[Any] | None:
+        """Run ``work`` (a run or a retry) as the panel's task on the running loop (the kernel's, so the
+        widgets stay live); without a loop, to its end here."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             from .runner import run_sync
 
             try:
-                run_sync(self._run(prompt, tags))
+                run_sync(work)
             finally:
                 self._after_run()
             return None
-        self.task = loop.create_task(self._run(prompt, tags))
+        self.task = loop.create_task(work)
         self._refresh_buttons()
         self._apply_cap()
         return self.task
@@ -601,7 +636,7 @@ class Panel(widgets.VBox):
         # card is kept by its letter: the same widget for another model tells nobody which.)
         self.cards = {t: Card(t, markdown=markdown, max_rate=self.max_rate, layout=self._card_layout,
                               byte_budget=self.byte_budget, max_stale=self.max_stale,
-                              widget=previous.pop(title(t), None), title=title(t))
+                              widget=previous.pop(title(t), None), title=title(t), on_retry=self._retry_card)
                       for t in tags}
         self.card_box.children = tuple(card.widget for card in self.cards.values())
         for widget in previous.values():  # the models not chosen this time
@@ -610,36 +645,58 @@ class Panel(widgets.VBox):
         self._say("")
         self._refresh_diff()
 
+    def _on_update(self, update: JobUpdate) -> None:
+        """A run's or a retry's update, to its card (the Results themselves are filled by the core);
+        an arena card is sent its error masked to the letters."""
+        self.cards[update.tag].push(self.arena_round.hide(update) if self.arena_round else update)
+
     async def _run(self, prompt: str, tags: list[str]) -> Results:
         from .runner import arun
 
+        async def run() -> Results:
+            client, own = self._make_client()
+            try:
+                # Unknown tags fail their own card; the other models still run.
+                return await arun(prompt, tags, client=client, on_update=self._on_update, unknown="fail",
+                                  announce=self._say, results=self.results, history=self.use_history,
+                                  **self._run_kwargs)
+            finally:
+                if own:  # closed before the run counts as over (``_follow``)
+                    await client.aclose()
+
+        return await self._follow(tags, run())
+
+    async def _retry(self, tags: list[str]) -> Results:
+        from .runner import aretry
+
+        assert self.results is not None
+        # The run's own endpoint, prompt and options (its spec); its history rows are updated.
+        return await self._follow(tags, aretry(self.results, tags, on_update=self._on_update, announce=self._say))
+
+    async def _follow(self, tags: list[str], work: Coroutine[Any, Any, Results]) -> Results:
+        """Await a run or a retry of ``tags``, saying on the status line how it ended (one line, never a trace)."""
         live = self.results
         assert live is not None
         started = time.monotonic()
-
-        def on_update(update: JobUpdate) -> None:  # ``live`` itself is filled by arun
-            self.cards[update.tag].push(self.arena_round.hide(update) if self.arena_round else update)
 
         def fail(tag: str, message: str) -> None:
             r = live[tag]
             r.state, r.error, r.elapsed = JobState.FAILED, message, time.monotonic() - started
             self.cards[tag].fail(self._mask(message))
 
-        client, own = self._make_client()
         try:
-            # Unknown tags fail their own card; the other models still run.
-            await arun(prompt, tags, client=client, on_update=on_update, unknown="fail",
-                       announce=self._say, results=live, history=self.use_history, **self._run_kwargs)
+            await work
+            # The run on show as it stands (after a retry too: the models not retried count as well).
             failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
             if failed:
-                self._say(f"{len(failed)} of {len(tags)} model(s) did not complete: {', '.join(failed)}")
+                self._say(f"{len(failed)} of {len(live)} model(s) did not complete: {', '.join(failed)}")
             return live
         except asyncio.CancelledError:
-            self._say("cancelled")  # arun has ended the live jobs CANCELLED, text kept
+            self._say("cancelled")  # the core has ended the live jobs CANCELLED, text kept
             raise
         except GridLLMError as exc:  # ConfigError, TransportError, UnknownModel: one line
-            for tag, r in live.items():
-                if not r.state.terminal:
+            for tag in tags:
+                if tag in live and not live[tag].state.terminal:
                     fail(tag, str(exc))
             self._say(str(exc))
             return live
@@ -647,8 +704,6 @@ class Panel(widgets.VBox):
             self._say(f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            if own:
-                await client.aclose()
             for card in self.cards.values():
                 card.flush()
             # The task is done only after this returns; refresh once it is.

@@ -9,6 +9,18 @@ the data. A run that ends in the background (``--no-wait``), with an error
 or an interrupt instead puts that picture in place of the grid, so whatever
 arrived stays on screen.
 
+Models that ended without an answer can be asked again from the page
+(``CardsView(retry=True)``): a ``--no-wait`` cell's cards stay live when
+its run ends with such models, each showing a Retry button; a blocking
+cell, whose cards its value has replaced, gets one line under that value
+naming them, with a Retry button (``CardsView.offer``) whose click turns
+the line into their live cards. Either way the retry runs in the
+background on the kernel's loop, fills the same ``Results`` (the cell's
+value, ``--out``), and once every model shown has answered the output
+becomes the saved picture, as a run's does. While cards stay live the
+output carries the picture too, so a front end without widgets (nbconvert,
+GitHub) shows the table.
+
 ``StreamView`` (plain IPython in a terminal): text on stdout as it arrives.
 """
 
@@ -16,15 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import html
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from .errors import GridLLMError, Interrupted
-from .jobs import JobUpdate
+from .jobs import JobState, JobUpdate
 from .render import error_bundle, final_bundle
-from .results import Result, Results
+from .results import RETRYABLE, Result, Results
 from .sidebyside import results_bundle
 
 __all__ = ["CardsView", "StreamView", "View"]
@@ -41,6 +54,7 @@ class View:
             results = Results(prompt, {tag: Result(tag=tag) for tag in tags})
         results.format = fmt
         self.results = results
+        self.tags = list(tags)  # the models this view shows (a retry's: only those asked again)
         self.fmt = fmt
 
     def _record(self, u: JobUpdate) -> Result:
@@ -104,9 +118,16 @@ class View:
 
 
 class CardsView(View):
-    """A cell's live output: one grid of cards, one per model, in one display."""
+    """A cell's live output: one grid of cards, one per model, in one display.
+
+    With ``retry`` a model that ended without an answer can be asked again
+    from its card once the run is over (``retry``); ``on_task`` is told of
+    each retry's background task (the magic keeps them, to cancel them with
+    the extension).
+    """
 
     def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, *, results: Results | None = None,
+                 retry: bool = False, on_task: Callable[[asyncio.Task[Any]], Any] | None = None,
                  **card_options: Any) -> None:
         super().__init__(prompt, tags, fmt, results)
         self.shell = shell
@@ -116,6 +137,12 @@ class CardsView(View):
         self.opened = False
         self.ended = False
         self.messages = 0  # displays published (the cards' own messages go over their comms)
+        self.retry_enabled = retry
+        self.on_task = on_task
+        self.retrying: asyncio.Task[None] | None = None
+        self.accepting = False  # a retry may start: the run (or the last retry) is over, with models to ask again
+        self.offer_box: Any = None  # ``offer``'s line and button, until the cards take their place
+        self.caption = ""  # a line above the picture, saying what it shows (``offer``'s: "Retried: m:2")
 
     def _publish(self, bundle: dict[str, Any], *, update: bool) -> None:
         self.messages += 1
@@ -130,17 +157,17 @@ class CardsView(View):
             publish(**kwargs)
 
     def open(self) -> None:
-        """Create the grid and its output now, so the output belongs to the running cell."""
-        if self.opened:
+        """Create the grid and its output now, so the output belongs to the running cell
+        (or, after ``offer``, in the offer's place)."""
+        if self.grid is not None or self.ended:
             return
         from .card import CardGrid
 
+        self.grid = CardGrid(self.tags, on_retry=self._retry_card if self.retry_enabled else None,
+                             **self.card_options)
+        self._publish({"text/plain": f"gridllm: {', '.join(self.tags)} (live)", WIDGET_MIME: _view_of(self.grid)},
+                      update=self.opened)
         self.opened = True
-        self.grid = CardGrid(list(self.results), **self.card_options)
-        names = ", ".join(self.results)
-        self._publish({"text/plain": f"gridllm: {names} (live)",
-                       WIDGET_MIME: {"version_major": 2, "version_minor": 0, "model_id": self.grid.model_id}},
-                      update=False)
 
     def on_update(self, u: JobUpdate) -> None:
         self._record(u)
@@ -153,7 +180,7 @@ class CardsView(View):
         """The run is over. With ``in_place`` the cards show their last state and the
         output becomes the saved picture; without, the cell's value is about to take
         the cards' place, so they are sent nothing more."""
-        if not self.opened or self.ended:
+        if not self.opened or self.ended or self.grid is None:
             return
         self._mark_unfinished(note)
         if not in_place:
@@ -164,14 +191,107 @@ class CardsView(View):
             if r.state.terminal or note:
                 card.finish = r.finish_note
                 card.apply(r.state, r.text, r.error, r.elapsed)
-        self._publish(results_bundle(list(self.results.values()), self.fmt), update=True)
+        shown = [self.results[tag] for tag in self.tags]
+        bundle = _captioned(results_bundle(shown, self.fmt), self.caption)
+        if self.retry_enabled and note is None and any(r.state in RETRYABLE for r in shown):
+            # Models to ask again: the cards stay live, offering Retry; the picture rides along
+            # for the front ends that show no widget (nbconvert, GitHub).
+            self.grid.offer_retry(True)
+            self.accepting = True
+            self._publish({WIDGET_MIME: _view_of(self.grid), **bundle}, update=True)
+            return
+        self._publish(bundle, update=True)
         # The cards stay open: a front end that applies no display update once
         # its cell has ended (Voila, for a --no-wait cell) keeps showing them.
         self.ended = True
+        if self.retry_enabled:
+            self.grid.offer_retry(False)  # ...without a Retry that would do nothing now
+        self._close_offer()
+
+    def _close_offer(self) -> None:
+        """Close ``offer``'s widgets once the picture has taken the output: not before, as JupyterLab
+        shows the cards in the offer's output element, which it hides when a view it held is closed."""
+        if self.offer_box is not None:
+            for w in (*self.offer_box.children, self.offer_box):
+                w.close()
+            self.offer_box = None
+
+    def offer(self, how: str) -> None:
+        """A new output of the running cell (under a blocking cell's value): one line naming the
+        models shown, which ended without an answer, and a Retry button that asks them all again.
+
+        ``how`` is the code that does the same (``Out[3].retry()``): what a
+        front end without widgets shows, in the line.
+        """
+        import ipywidgets as widgets
+
+        shown = [self.results[tag] for tag in self.tags]
+        line = (f"{len(shown)} model{'' if len(shown) == 1 else 's'} did not answer: "
+                + ", ".join(f"{r.tag} ({r.state.label})" for r in shown))
+        button = widgets.Button(description="Retry", icon="redo",
+                                tooltip="Ask again, with the same prompt and options")
+        button.add_class("gridllm-retry-all")
+        button.on_click(lambda _button: self.retry())
+        self.offer_box = widgets.HBox([widgets.Label(line), button])
+        self.offer_box.add_class("gridllm-retry-offer")
+        # Under the cell's value, which still shows the first answers: say what the picture here is.
+        self.caption = f"Retried: {', '.join(self.tags)}"
+        self._publish({"text/plain": f"gridllm: {line}; {how} asks again", WIDGET_MIME: _view_of(self.offer_box)},
+                      update=False)
+        self.opened = self.accepting = True
+
+    def _retry_card(self, tag: str) -> None:
+        self.retry([tag])
+
+    def retry(self, tags: Sequence[str] | None = None) -> asyncio.Task[None] | None:
+        """What a Retry button does: ask ``tags`` (default: every model shown that ended without an
+        answer) again, as the run did, in the background on the running loop (the kernel's).
+
+        Only once the run is over, and one retry at a time: meanwhile the
+        cards offer no Retry and this returns None, as it does when there
+        is nothing to retry.
+        """
+        if not self.accepting:
+            return None
+        wanted = [t for t in (self.tags if tags is None else tags)
+                  if t in self.tags and self.results[t].state in RETRYABLE]
+        if not wanted:
+            return None
+        loop = asyncio.get_running_loop()
+        self.accepting = False
+        self.open()  # the offer's line gives way to the cards
+        self.grid.offer_retry(False)
+        self.retrying = loop.create_task(self._retry(wanted), name="gridllm-retry")
+        if self.on_task is not None:
+            self.on_task(self.retrying)
+        return self.retrying
+
+    async def _retry(self, tags: list[str]) -> None:
+        """The retry itself: into the same Results and cards; an error ends its models FAILED, in one line."""
+        from .runner import aretry
+
+        note: str | None = None
+        try:
+            # Nothing to announce to: the cell that ran is over, and a print would land in another.
+            await aretry(self.results, tags, on_update=self.on_update, announce=None)
+        except GridLLMError as exc:
+            # The core has ended the models it restarted FAILED with the reason; one refused before
+            # that (no card has a status line to say it) gets the reason too. Each offers Retry again.
+            for tag in tags:
+                r = self.results[tag]
+                if r.error != str(exc):
+                    self.on_update(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text,
+                                             error=str(exc), elapsed=r.elapsed))
+        except asyncio.CancelledError:  # the extension is unloading: the picture, and no more offers
+            note = "cancelled"
+            raise
+        finally:
+            self.finish(note=note)
 
     def close(self) -> None:
         """Close the widgets (after the output no longer shows them)."""
         self.ended = True
+        self._close_offer()
         if self.grid is not None:
             self.grid.close()
             self.grid = None
@@ -181,6 +301,19 @@ class CardsView(View):
         self._publish(error_bundle(message), update=self.opened)
         self.opened = True
         self.close()
+
+
+def _captioned(bundle: dict[str, Any], caption: str) -> dict[str, Any]:
+    """``bundle`` (a picture) with ``caption`` on a line of its own above it, as HTML and as text."""
+    if not caption:
+        return bundle
+    return {**bundle, "text/html": f"<p><em>{html.escape(caption)}</em></p>{bundle['text/html']}",
+            "text/plain": f"{caption}\n\n{bundle['text/plain']}"}
+
+
+def _view_of(widget: Any) -> dict[str, Any]:
+    """The widget-view part of a display bundle: where a front end with widgets shows ``widget``."""
+    return {"version_major": 2, "version_minor": 0, "model_id": widget.model_id}
 
 
 class StreamView(View):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
 from gridllm_nb.cardwidget import CardWidget
 from gridllm_nb.jobs import JobState
+from gridllm_nb.results import RETRYABLE
 
 from .conftest import Wire
 
@@ -65,7 +67,8 @@ def test_state_asked_for_later_is_current_and_a_lost_front_end_gets_everything(w
     assert (state["text"], state["state"], state["elapsed"]) == ("abcd", "completed", 1.2)
     card._handle_custom_msg({"have": 0}, [])  # a view that loaded after the first message
     assert wire.custom(card)[-1] == {"reset": "abcd", "set": {"state": "completed", "elapsed": 1.2, "error": "",
-                                                              "finish": "", "stats": "", "markdown": False, "html": ""}}
+                                                              "finish": "", "stats": "", "markdown": False, "html": "",
+                                                              "can_retry": False}}
 
 
 def test_restart_clears_the_card_for_a_new_answer_in_one_message(wire: Wire) -> None:
@@ -82,3 +85,55 @@ def test_model_text_is_a_text_node_and_only_the_sanitized_html_is_markup() -> No
     assert "createTextNode" in esm and esm.count("innerHTML") == 1
     assert 'md.innerHTML = model.get("html")' in esm
     assert "textContent = model.get(\"tag\")" in esm  # the tag and error are text too
+
+
+# -- the Retry button -------------------------------------------------------------------
+
+
+def test_retry_is_offered_only_with_a_hook_and_travels_as_one_live_field(wire: Wire) -> None:
+    card = CardWidget("m")
+    card.offer_retry(True)  # no hook: nothing to offer, nothing sent
+    assert wire.custom(card) == [] and not card.live("can_retry")
+    asked: list[str] = []
+    card.on_retry(asked.append)
+    assert wire.custom(card) == []  # wired, not yet offered: the owner decides when
+    card.offer_retry(True)
+    card.offer_retry(True)  # unchanged: nothing more
+    assert wire.custom(card) == [{"set": {"can_retry": True}}]
+    assert wire.updates(card) == []  # never a trait update
+    card.on_retry(None)  # unwired: the offer goes with it
+    assert wire.custom(card)[-1] == {"set": {"can_retry": False}}
+
+
+def test_a_retry_click_calls_the_hook_only_on_an_offered_card_that_ended_without_an_answer() -> None:
+    card = CardWidget("gemma3:270m")
+    asked: list[str] = []
+    card.on_retry(asked.append)
+    card.offer_retry(True)
+    click = {"event": "retry"}
+    card.show_answer(JobState.RUNNING, "par", None, 1.0)
+    card._handle_custom_msg(click, [])  # still running: a stale click does nothing
+    card.show_answer(JobState.COMPLETED, "partial", None, 2.0)
+    card._handle_custom_msg(click, [])  # answered: nothing to retry
+    assert asked == [] and not card.retryable
+    for state in (JobState.FAILED, JobState.LOST, JobState.CANCELLED, JobState.TIMED_OUT):
+        card.show_answer(state, "partial", "why", 2.0)
+        card._handle_custom_msg(click, [])  # what the button sends
+    assert asked == ["gemma3:270m"] * 4
+    card.offer_retry(False)  # the owner is busy: the button is held back, a click does nothing
+    card._handle_custom_msg(click, [])
+    card.click_retry()
+    assert len(asked) == 4
+    card.offer_retry(True)
+    card.click_retry()  # from Python, as Button.click()
+    assert len(asked) == 5
+
+
+def test_the_retry_button_is_a_real_button_shown_by_state_and_offer() -> None:
+    esm = CardWidget._esm
+    assert 'part("button", "gridllm-retry", head)' in esm and 'retry.type = "button"' in esm
+    assert 'model.send({ event: "retry" })' in esm
+    assert 'model.get("can_retry") && RETRYABLE.has(state)' in esm
+    shown_on = re.search(r"const RETRYABLE = new Set\(\[(.*?)\]\)", esm)
+    assert shown_on and set(json.loads(f"[{shown_on.group(1)}]")) == {s.value for s in RETRYABLE}
+    assert ".gridllm-retry:focus-visible" in CardWidget._css

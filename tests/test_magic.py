@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from IPython.core.displaypub import DisplayPublisher
 
@@ -935,6 +936,140 @@ def test_history_lists_run_ids_and_retry_resubmits_only_the_failed_models(
     capsys.readouterr()
     assert ip.run_line_magic("gridllm", "retry").ok  # the newest run: nothing left to retry
     assert "nothing to retry in run " + history.short_id(res.run_id) in capsys.readouterr().out
+
+
+# -- Retry buttons: under a blocking cell's value, on a --no-wait cell's cards ----------------
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_of(model_id: str) -> Any:
+    from ipywidgets.widgets.widget import _instances
+
+    return _instances[model_id]
+
+
+def wait_for_background(ip: Any) -> None:
+    """Inside a running loop: until this kernel's background runs and retries have ended."""
+    async def idle() -> None:
+        for _ in range(400):
+            if not magics_of(ip).tasks:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the background tasks did not end")
+
+    return idle()
+
+
+def test_a_blocking_cell_offers_retry_under_its_value_and_the_click_updates_the_same_results(
+        ip: Any, fake: ServedFake) -> None:
+    _fresh_output(ip)
+    outcome = run_cell_text(ip, f"%%gridllm bad:1 a:1 --url {fake.url} --option max_tokens=5\nhi")
+    res: Results = outcome.result
+    assert res.retryable == ["bad:1"]
+    pub: CapturePub = ip.display_pub
+    _grid, offer_id = pub.by_id()  # the cell's live grid (its value replaced it), then the offer
+    (offer,) = pub.by_id()[offer_id]
+    assert offer["update"] is False and pub.events.index(("display", offer)) > pub.events.index(
+        next(e for e in pub.events if e[0] == "clear"))  # after the value took the grid's place
+    assert offer["data"]["text/plain"] == (f"gridllm: 1 model did not answer: bad:1 (failed); "
+                                           f"Out[{outcome.execution_count}].retry() asks again")
+    line, button = widget_of(offer["data"][WIDGET]["model_id"]).children
+    assert line.value.startswith("1 model did not answer: bad:1") and button.description == "Retry"
+    offer_widgets = {offer["data"][WIDGET]["model_id"], line.model_id, button.model_id}
+    result, kept = res["bad:1"], res["a:1"].text
+    fake.fake.scripts["bad:1"] = words_script("fixed now")
+    posts = len(fake.fake.posts())
+
+    async def click() -> None:
+        button.click()  # in the kernel, a click is handled on its running loop
+        button.click()  # a second click while it runs: nothing more
+        await wait_for_background(ip)
+
+    asyncio.run(click())
+    assert res["bad:1"] is result and res.ok and result.text == "fixed now" and res["a:1"].text == kept
+    assert [json.loads(r.content)["tag"] for r in fake.fake.posts()[posts:]] == ["bad:1"]
+    assert prompts_sent(fake.fake)[-1] == {"inputs": ["hi"], "options": {"max_tokens": 5}}
+    # In the offer's place: the retried model's live card, then its saved picture (no widget).
+    _line, cards, final = pub.by_id()[offer_id]
+    assert cards["update"] and WIDGET in cards["data"] and final["update"]
+    saved = Results("hi", {"bad:1": result})._repr_mimebundle_()  # the retried model's, captioned
+    assert final["data"] == {"text/html": f"<p><em>Retried: bad:1</em></p>{saved['text/html']}",
+                             "text/plain": f"Retried: bad:1\n\n{saved['text/plain']}"}
+    comms = comms_of(ip)
+    assert comms.shown_text(comms.cards()["bad:1"]) == "fixed now"  # the newest card of bad:1: the retry's
+    assert offer_widgets <= comms.closed()  # the offer's widgets went with it...
+    closes = [i for i, (kind, m) in enumerate(pub.events)
+              if kind == "comm" and m["type"] == "comm_close" and m["comm_id"] in offer_widgets]
+    assert min(closes) > pub.events.index(("display", final))  # ...once the picture had taken the output
+
+
+def test_no_offer_when_every_model_answered_or_when_the_cell_is_over(ip: Any, fake: ServedFake) -> None:
+    _fresh_output(ip)
+    assert run_cell_text(ip, f"%%gridllm a:1 --url {fake.url}\nhi").result.ok
+    assert len(ip.display_pub.by_id()) == 1  # the grid only
+    cell(ip, f"bad:1 --url {fake.url}", "hi")  # run from code: no moment under a value to offer it in
+    _fresh_output(ip)
+    run_cell_text(ip, "1 + 1")  # ...and the next cell does not get it
+    assert ip.display_pub.messages == []
+
+
+def test_a_no_wait_cells_failed_cards_offer_retry_and_stay_live_until_all_answered(
+        ip: Any, fake: ServedFake) -> None:
+    _fresh_output(ip)
+    comms = comms_of(ip)
+
+    async def run_then_retry() -> None:
+        assert cell(ip, f"bad:1 a:1 --url {fake.url} --no-wait --out later", "hi") is None
+        await wait_for_background(ip)
+        later: Results = ip.user_ns["later"]
+        assert later.retryable == ["bad:1"]
+        (msgs,) = ip.display_pub.by_id().values()
+        ended = msgs[-1]
+        # The run is over, the cards stay (with the picture for front ends without widgets).
+        assert ended["update"] and set(ended["data"]) == {WIDGET, "text/html", "text/plain"}
+        assert ended["data"]["text/html"] == later._repr_mimebundle_()["text/html"]
+        cards = comms.cards()
+        bad, good = widget_of(cards["bad:1"]), widget_of(cards["a:1"])
+        assert bad.retryable and not good.retryable
+        assert {"set": {"can_retry": True}} in [m["data"]["content"] for m in comms.of(cards["bad:1"])]
+        # A retry the service refuses (its token, say): the card says why in one line, and offers Retry again.
+        fake.fake.inject(httpx.Response(401, json={"success": False, "error": "unauthorized"}))
+        bad._handle_custom_msg({"event": "retry"}, [])
+        await wait_for_background(ip)
+        error = later["bad:1"].error or ""
+        assert later["bad:1"].state is JobState.FAILED and "401" in error and "\n" not in error
+        assert bad.live("error") == error and bad.retryable and later["bad:1"].text == ""
+        fake.fake.scripts["bad:1"] = words_script("fixed now")
+        good._handle_custom_msg({"event": "retry"}, [])  # answered: its (hidden) button does nothing
+        assert not magics_of(ip).tasks
+        bad._handle_custom_msg({"event": "retry"}, [])  # what the failed card's button sends
+        assert magics_of(ip).tasks and not bad.live("can_retry")
+        await wait_for_background(ip)
+
+    asyncio.run(run_then_retry())
+    later = ip.user_ns["later"]
+    assert later.ok and later["bad:1"].text == "fixed now"
+    (msgs,) = ip.display_pub.by_id().values()
+    assert msgs[-1]["data"] == later._repr_mimebundle_()  # everything answered: the saved picture
+    assert comms.shown_text(comms.cards()["bad:1"]) == "fixed now"
+
+
+def test_a_no_wait_cell_offers_no_retry_while_its_run_goes(ip: Any, fake: ServedFake) -> None:
+    async def main() -> None:
+        cell(ip, f"bad:1 slow:1 --url {fake.url} --no-wait --out later", "hi")
+        view, later = magics_of(ip).last_view, ip.user_ns["later"]
+        for _ in range(200):
+            if later["bad:1"].state.terminal:
+                break
+            await asyncio.sleep(0.05)
+        assert later.retryable == ["bad:1"] and not later["slow:1"].state.terminal
+        assert view.retry() is None and len(magics_of(ip).tasks) == 1  # the run alone: no retry started
+        assert not widget_of(comms_of(ip).cards()["bad:1"]).retryable  # its button waits for the run's end
+        magics_of(ip).cancel_background()
+        await wait_for_background(ip)
+
+    asyncio.run(main())
 
 
 def test_attach_follows_a_runs_live_jobs_again_as_cards(ip: Any, fake: ServedFake) -> None:

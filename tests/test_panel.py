@@ -14,17 +14,18 @@ import time
 import pytest
 
 from gridllm_nb import history
+from gridllm_nb import poller as poller_module
 from gridllm_nb.cardwidget import CardWidget
 from gridllm_nb.client import JobsClient, RetryPolicy
 from gridllm_nb.jobs import JobState
 from gridllm_nb.panel import Panel, PromptBox, render_text, slug
-from gridllm_nb.poller import PollSettings
+from gridllm_nb.poller import Poller, PollSettings
 from gridllm_nb.results import Result, Results
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.streamtext import StreamText, utf16_len
 
 from .conftest import Wire
-from .fakes import FakeJobsAPI, words_script
+from .fakes import FakeClock, FakeJobsAPI, words_script
 
 pytestmark = pytest.mark.anyio
 
@@ -190,6 +191,120 @@ async def test_the_panels_results_can_be_retried_and_its_cards_follow() -> None:
     assert card.widget.value == "second answer" and card.error is None
     body = json.loads(fake.posts()[-1].content)
     assert body["tag"] == "n:1" and json.loads(body["commandLine"])["options"] == {"max_tokens": 4}
+
+
+def fake_time() -> FakeClock:
+    """The running loop's one poller on a fake clock: the jobs move per poll, with no real sleeps."""
+    clock = FakeClock()
+    poller_module._POLLERS[asyncio.get_running_loop()] = Poller(FAST, clock=clock)
+    return clock
+
+
+def tags_posted(fake: FakeJobsAPI) -> list[str]:
+    return [json.loads(r.content)["tag"] for r in fake.posts()]
+
+
+async def run_with_one_failure(fake: FakeJobsAPI, wire_free: bool = True, **kw) -> tuple[Panel, Results]:
+    """m:1 answers, n:1 fails with half its text; returns the panel once the run is over."""
+    fake_time()
+    fake.scripts.setdefault("m:1", words_script("first answer"))
+    fake.scripts["n:1"] = words_script("cut short", final="error")
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="hi", options={"max_tokens": 4}, **kw)
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    assert not any(c.widget.live("can_retry") for c in panel.cards.values())  # no Retry while it runs
+    results = await panel.wait()
+    assert results is not None and results.retryable == ["n:1"]
+    return panel, results
+
+
+async def test_a_failed_cards_retry_button_asks_that_model_again_into_the_same_card_and_results(
+        wire: Wire) -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel, results = await run_with_one_failure(fake)
+    failed, answered = panel.cards["n:1"], panel.cards["m:1"]
+    assert failed.widget.retryable and not answered.widget.retryable  # the button: the failed card only
+    assert failed.widget.live("can_retry") and answered.widget.live("can_retry")  # offered; shown by state
+    assert "did not complete: n:1" in panel.status.value
+    result = results["n:1"]
+    before = len(fake.posts())
+    answered_messages = len(wire.custom(answered.widget))
+    fake.scripts["n:1"] = words_script("second answer")
+
+    failed.widget._handle_custom_msg({"event": "retry"}, [])  # what the card's button sends
+    assert panel.running and panel.status.value == ""
+    # One thing at a time: Process and the models wait, Cancel is there, no Retry is offered.
+    assert panel.process_button.disabled and not hidden(panel.cancel_button) and panel.prompt.disabled
+    assert all(cb.disabled for cb in panel.checkboxes.values())
+    assert not any(c.widget.live("can_retry") for c in panel.cards.values())
+    assert panel.process() is panel.task  # Process meanwhile starts nothing
+    failed.widget._handle_custom_msg({"event": "retry"}, [])  # a second click: nothing more
+
+    assert await panel.wait() is results
+    assert tags_posted(fake)[before:] == ["n:1"]  # only the failed model, once
+    body = json.loads(fake.posts()[-1].content)
+    assert json.loads(body["commandLine"]) == {"inputs": ["hi"], "options": {"max_tokens": 4}}
+    assert results["n:1"] is result and result.ok and result.text == "second answer"  # the same Result
+    assert failed.state is JobState.COMPLETED and failed.widget.value == "second answer"
+    assert failed.error is None and failed.widget.live("error") == ""
+    # The card started over from empty (one message), then streamed the new answer.
+    sent = wire.custom(failed.widget)
+    restart = next(i for i, m in enumerate(sent) if m.get("reset") == "")
+    assert sent[restart]["set"]["state"] == "submitted" and sent[restart]["set"]["elapsed"] == 0.0
+    assert "".join(m.get("append", "") for m in sent[restart + 1:]) == "second answer"
+    assert len(wire.custom(answered.widget)) == answered_messages + 2  # held back, offered again: nothing else
+    assert answered.widget.value == "first answer"
+    # Back to idle: Process, no Cancel, the status line clear, the history row updated by the core.
+    assert not panel.process_button.disabled and hidden(panel.cancel_button) and panel.status.value == ""
+    assert not failed.widget.retryable and results.ok
+    (run,) = history.recent(1)
+    assert run["run_id"] == results.run_id
+    assert {r["tag"]: (r["state"], r["text"]) for r in run["results"]} == {
+        "m:1": ("completed", "first answer"), "n:1": ("completed", "second answer")}
+    panel.process_button.click()  # a new run: this one joins History, with the retried answer
+    await panel.wait()
+    assert panel.history[-1]["n:1"].state is JobState.COMPLETED and panel.history[-1]["n:1"].text == "second answer"
+
+
+async def test_cancel_stops_a_retry_keeps_its_text_and_offers_retry_again() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], cancel_supported=True)
+    panel, results = await run_with_one_failure(fake)
+    fake.scripts["n:1"] = [("queued", ""), ("running", "never"), ("running", "never ends")]  # runs until cancelled
+    panel.cards["n:1"].widget.click_retry()
+    await until(lambda: panel.cards["n:1"].text == "never ends")
+    panel.cancel_button.click()
+    await panel.wait()
+    card = panel.cards["n:1"]
+    assert results["n:1"].state is JobState.CANCELLED and card.widget.live("state") == "cancelled"
+    assert card.text == "never ends" and panel.status.value == "cancelled"
+    assert results["m:1"].text == "first answer"  # the other model untouched
+    assert card.widget.retryable and not panel.process_button.disabled and hidden(panel.cancel_button)
+
+
+async def test_a_retry_that_cannot_run_says_why_in_one_line() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel, results = await run_with_one_failure(fake)
+    panel.retry_failed(["m:1"])  # answered already: from Python, a one-line refusal
+    await panel.wait()
+    assert panel.status.value.startswith("m:1 completed: only a model that failed") and "\n" not in panel.status.value
+    fake.models = ["m:1"]  # the service no longer serves n:1: it refuses the job, the card says so
+    panel.cards["n:1"].widget.click_retry()
+    await panel.wait()
+    card = panel.cards["n:1"]
+    assert results["n:1"].state is JobState.FAILED and card.widget.retryable
+    assert card.error is not None and "unknown model tag 'n:1'" in card.error and card.text == ""
+    assert panel.status.value == "1 of 2 model(s) did not complete: n:1"  # the run as it stands
+    fake.models, fake.scripts["n:1"] = ["m:1", "n:1"], words_script("back again")
+    panel.retry_failed()  # every model that did not answer (here n:1): the default
+    assert (await panel.wait()).ok and panel.cards["n:1"].widget.value == "back again"
+    panel.retry_failed()
+    assert panel.task.done() and panel.status.value == "nothing to retry: every model answered"
+
+
+async def test_without_a_run_there_is_nothing_to_retry() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.retry_failed() is None and panel.status.value == "nothing to retry: no run yet"
 
 
 async def test_earlier_runs_go_to_the_collapsible_history() -> None:

@@ -1,7 +1,10 @@
 // The card's view: tag, state badge, a clock that ticks here (the kernel sends
 // the elapsed time once, at the end), an error line, and the answer: a DOM text
 // node (never markup) or, in markdown mode, HTML the kernel has sanitized.
+// A card that ended without an answer shows a Retry button while its owner offers one
+// (can_retry): the click is a message to the kernel, which decides what to do.
 const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out", "lost"]);
+const RETRYABLE = new Set(["failed", "cancelled", "timed_out", "lost"]);
 function part(tag, cls, parent) {
   const e = document.createElement(tag);
   e.className = cls;
@@ -18,6 +21,14 @@ function render({ model, el }) {
   const badge = part("span", "gridllm-badge", head);
   const clock = part("span", "gridllm-elapsed", head);
   const finish = part("span", "gridllm-finish", head);
+  const retry = part("button", "gridllm-retry", head);
+  retry.type = "button";
+  retry.textContent = "Retry";
+  retry.title = "Ask this model again, with the same prompt and options";
+  retry.setAttribute("aria-label", `Retry ${model.get("tag")}`);
+  retry.addEventListener("click", () => model.send({ event: "retry" }));
+  // Enter and Space press the button, and nothing else: not the notebook's shortcuts around it.
+  retry.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") e.stopPropagation(); });
   const error = part("div", "gridllm-error", el);
   const body = part("div", "gridllm-body", el);
   const pre = part("pre", "gridllm-text", body);
@@ -48,6 +59,7 @@ function render({ model, el }) {
     error.textContent = model.get("error") || "";
     error.style.display = model.get("error") ? "" : "none";
     finish.textContent = model.get("finish") || "";
+    retry.style.display = model.get("can_retry") && RETRYABLE.has(state) ? "" : "none";
     stats.textContent = model.get("stats") || "";
     stats.style.display = model.get("stats") ? "" : "none";
     const markdown = model.get("markdown");
@@ -56,7 +68,7 @@ function render({ model, el }) {
     if (markdown) md.innerHTML = model.get("html") || "";  // sanitized by the kernel
     follow();
   };
-  model.on("change:state change:error change:markdown change:html change:finish change:stats", sync);
+  model.on("change:state change:error change:markdown change:html change:finish change:stats change:can_retry", sync);
   let wasLive = true;
   model.on("change:state", () => {
     const live = !TERMINAL.has(model.get("state"));

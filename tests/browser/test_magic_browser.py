@@ -8,6 +8,7 @@ Screenshots of both moments go to the test artifacts; with
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from tests.fakes import words_script
 
 from .conftest import save_screenshot, write_notebook
-from .test_panel_browser import expect, open_and_run
+from .test_panel_browser import RETRY_SHOTS, expect, open_and_run
 
 pytestmark = pytest.mark.browser
 
@@ -74,3 +75,51 @@ def test_cards_side_by_side_while_streaming_then_a_saved_table(page: Any, lab: A
     assert side_by_side([table.locator("th").nth(i).bounding_box() for i in range(2)])
     save_screenshot(table, artifacts, "magic-saved.png",
                     also=repo_root / "docs" / "magic-saved.png" if update_docs else None)
+
+
+def test_retry_under_a_blocking_cells_table_and_on_a_no_wait_cells_cards(page: Any, lab: Any, fake_api: Any,
+                                                                         artifacts: Path) -> None:
+    """A model that failed: a blocking cell offers Retry under its table, a --no-wait cell on its card;
+    each click asks the model again in the background and ends as a saved table."""
+    fake, url = fake_api
+    fake.models.append("m:2")
+    fake.scripts["m:1"] = words_script("Paris is the capital of France.")
+    fake.scripts["m:2"] = words_script("half an answer", final="error")
+    write_notebook(lab.root / "retry.ipynb", "%load_ext gridllm_nb", f"%%gridllm m:1 m:2 --url {url}\nhi",
+                   f"%%gridllm m:2 --url {url} --no-wait\nhi")
+    open_and_run(page, lab, "retry.ipynb")
+    blocking, background = page.locator(".jp-CodeCell").nth(1), page.locator(".jp-CodeCell").nth(2)
+
+    # The blocking cell: its value (the table), then one line and a Retry button under it.
+    offer = blocking.locator(".gridllm-retry-offer")
+    expect()(offer).to_contain_text("1 model did not answer: m:2 (failed)", timeout=90_000)
+    outputs = blocking.locator(".jp-OutputArea-output")
+    expect()(outputs).to_have_count(2)
+    expect()(outputs.nth(0).locator("table")).to_contain_text("half an answer")
+    # The --no-wait cell: its card stays live, with its own Retry.
+    card = background.locator(".gridllm-card-m-2")
+    expect()(card).to_have_class(re.compile("gridllm-state-failed"), timeout=90_000)
+    expect()(card.locator("button.gridllm-retry")).to_be_visible()
+    save_screenshot(page.locator(".jp-Notebook"), artifacts, "magic-retry-offered.png",
+                    also=RETRY_SHOTS / "magic-retry-offered.png")
+
+    fake.scripts["m:2"] = words_script(" ".join(f"fixed{i}" for i in range(80)))  # ~8 s, a word a poll
+    offer.locator("button.gridllm-retry-all").click()
+    live = blocking.locator(".gridllm-card-m-2")  # the line gives way to the retried model's card
+    expect()(live.locator(".gridllm-text")).to_contain_text("fixed10", timeout=60_000)
+    expect()(live).to_be_visible()
+    expect()(offer).to_have_count(0)
+    save_screenshot(blocking.locator(".jp-OutputArea"), artifacts, "magic-retry-live.png",
+                    also=RETRY_SHOTS / "magic-retry-live.png")
+    table = outputs.nth(1).locator("table")
+    expect()(table).to_contain_text("fixed79", timeout=60_000)  # ...then its saved picture
+    expect()(outputs.nth(1)).to_contain_text("Retried: m:2")
+    expect()(blocking.locator(".gridllm-cards")).to_have_count(0)
+
+    card.locator("button.gridllm-retry").click()
+    expect()(background.locator("table")).to_contain_text("fixed79", timeout=60_000)
+    expect()(background.locator(".gridllm-card")).to_have_count(0)  # every model answered: the picture
+    text = page.locator(".jp-Notebook").inner_text()
+    assert "Error" not in text and "not found" not in text
+    save_screenshot(page.locator(".jp-Notebook"), artifacts, "magic-retry-done.png",
+                    also=RETRY_SHOTS / "magic-retry-done.png")

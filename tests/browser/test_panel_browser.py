@@ -320,3 +320,83 @@ def test_compare_shows_a_highlighted_word_diff(page: Any, lab: Any, fake_api: An
     assert colours == ["rgb(255, 221, 221)", "rgb(221, 255, 221)"]
     save_screenshot(panel, Path("/tmp"), "gridllm-compare.png")
     assert page.evaluate("window.__pwned") is None
+
+
+RETRY_SHOTS = Path("/tmp/retry-shots")  # where a person looks at the Retry screenshots
+STORY = "Write a long story about a dragon who learns to bake bread."  # smollm2: 300 tokens, ~5 s here
+
+
+def card_state(card: Any) -> str:
+    return card.locator(".gridllm-badge").inner_text().strip()
+
+
+def test_retry_asks_a_timed_out_model_again_in_the_same_card(page: Any, lab: Any, artifacts: Path,
+                                                             tmp_path: Path) -> None:
+    """Real models, a real cut: the panel's 1 s ``timeout`` ends a 300-token answer TIMED_OUT (the
+    service cancels the job); Retry asks that model again (a retry has no such limit) and only it."""
+    store = tmp_path / "history.sqlite3"
+    write_notebook(lab.root / "retry.ipynb", "\n".join([
+        "import os",
+        f"os.environ['GRIDLLM_HISTORY'] = {str(store)!r}",
+        "from gridllm_nb import Panel",
+        "panel = Panel(options={'max_tokens': 300, 'temperature': 0}, timeout=1.0)",
+        "panel",
+    ]))
+    open_and_run(page, lab, "retry.ipynb")
+    panel = page.locator(".gridllm-panel").first
+    expect()(panel).to_be_visible(timeout=60_000)
+    for tag in MODELS:
+        box = panel.locator(f".gridllm-model-{slug(tag)} input[type=checkbox]")
+        expect()(box).to_be_enabled(timeout=60_000)
+        box.check()
+    panel.locator(".gridllm-prompt textarea").press_sequentially(STORY)
+    process, cancel = panel.locator("button.gridllm-process"), panel.locator("button.gridllm-cancel")
+    process.click()
+    cards = {tag: panel.locator(f".gridllm-card-{slug(tag)}") for tag in MODELS}
+    for card in cards.values():  # no Retry while the run goes
+        expect()(card.locator("button.gridllm-retry")).to_be_hidden()
+    for card in cards.values():
+        expect()(card).to_have_class(re.compile(r"gridllm-state-(completed|timed_out)"), timeout=120_000)
+    expect()(cancel).to_be_hidden()
+    cut = [tag for tag, card in cards.items() if card_state(card) == "timed out"]
+    assert MODELS[0] in cut, "the 1 s timeout did not cut smollm2's 300-token story"
+    for tag, card in cards.items():  # the button: on the cut cards only, a real, named button
+        retry = card.locator("button.gridllm-retry")
+        if tag in cut:
+            expect()(retry).to_be_visible()
+            expect()(retry).to_have_attribute("aria-label", f"Retry {tag}")
+        else:
+            expect()(retry).to_be_hidden()
+    expect()(panel.locator(".gridllm-status")).to_contain_text("did not complete")
+    save_screenshot(panel, artifacts, "panel-retry-offered.png", also=RETRY_SHOTS / "panel-retry-offered.png")
+
+    tag, others = MODELS[0], list(MODELS[1:])  # the long answer: it streams for seconds
+    card = cards[tag]
+    before = {t: (card_state(cards[t]), cards[t].locator(".gridllm-text").inner_text()) for t in others}
+    retry = card.locator("button.gridllm-retry")
+    retry.focus()
+    page.keyboard.press("Enter")  # the keyboard presses it, as a click would
+    # The card starts over (its clock back at 0, counting live) while Process waits and Cancel shows.
+    expect()(card).not_to_have_class(re.compile(r"gridllm-state-timed_out"), timeout=30_000)
+    expect()(retry).to_be_hidden()
+    expect()(process).to_be_disabled()
+    expect()(cancel).to_be_visible()
+    expect()(panel.locator(".gridllm-status")).to_be_hidden()
+    for t in others:
+        expect()(cards[t].locator("button.gridllm-retry")).to_be_hidden()  # one thing at a time
+    expect()(card.locator(".gridllm-elapsed")).to_have_text(re.compile(r"^\d+ s$"))
+    expect()(card).to_have_class(re.compile(r"gridllm-state-running"), timeout=120_000)
+    expect()(card.locator(".gridllm-text")).to_contain_text(re.compile(r"\w+ \w+ \w+"), timeout=120_000)
+    save_screenshot(panel, artifacts, "panel-retry-streaming.png", also=RETRY_SHOTS / "panel-retry-streaming.png")
+
+    expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=240_000)
+    text = card.locator(".gridllm-text").inner_text()
+    assert text.strip() and card.locator(".gridllm-error").is_hidden()
+    expect()(cancel).to_be_hidden()
+    expect()(process).to_be_enabled()
+    for t in others:  # not asked again: as they were, a cut one still offering its Retry
+        assert (card_state(cards[t]), cards[t].locator(".gridllm-text").inner_text()) == before[t]
+        if before[t][0] == "timed out":
+            expect()(cards[t].locator("button.gridllm-retry")).to_be_visible()
+    expect()(page.locator(f".gridllm-card-{slug(tag)}")).to_have_count(1)  # the same card, not a new one
+    save_screenshot(panel, artifacts, "panel-retry-done.png", also=RETRY_SHOTS / "panel-retry-done.png")
