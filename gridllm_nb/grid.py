@@ -263,8 +263,8 @@ async def agrid(
         if not workers:
             return result
         if await wait_or_cancel(workers, timeout):
-            await jobs.cancel(stop(JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s",
-                                   f"not sent within --timeout {timeout:g}s"))
+            await jobs.cancel(stop(JobState.TIMED_OUT, f"no result within the timeout of {timeout:g} s",
+                                   f"not sent within the timeout of {timeout:g} s"))
         return result
     except asyncio.CancelledError:
         for task in workers:

@@ -534,7 +534,7 @@ async def _follow(
             jobs.end(results[tag], JobState.FAILED, str(error))
         tasks = [asyncio.ensure_future(job(jobs, r)) for r in chosen if r.tag not in bad]
         if tasks and await wait_or_cancel(tasks, timeout):
-            await jobs.cancel(jobs.end_live(chosen, JobState.TIMED_OUT, f"no result within --timeout {timeout:g}s"))
+            await jobs.cancel(jobs.end_live(chosen, JobState.TIMED_OUT, f"no result within the timeout of {timeout:g} s"))
         return results
     except asyncio.CancelledError:
         for task in tasks:

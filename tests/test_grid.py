@@ -161,7 +161,7 @@ async def test_the_timeout_bounds_the_whole_grid() -> None:
                          client=client_for(fake, clock))
     states = [(run["a"].state, run["a"].text) for run in result]
     assert states == [(JobState.TIMED_OUT, "slow")] * 2 + [(JobState.TIMED_OUT, "")]
-    assert "not sent within --timeout 0.5s" in result[2]["a"].error
+    assert "not sent within the timeout of 0.5 s" in result[2]["a"].error
     assert [r.method for r in fake.requests].count("DELETE") == 1
 
 

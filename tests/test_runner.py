@@ -88,7 +88,7 @@ async def test_timeout_keeps_partial_text_and_cancels_on_the_service() -> None:
     fake = FakeJobsAPI(default_script=[("running", "slow")], cancel_supported=True)
     results = await arun("hi", ["a"], client=client_for(fake), poll=FAST, timeout=0.2)
     assert results["a"].state is JobState.TIMED_OUT and results["a"].text == "slow"
-    assert "--timeout" in results["a"].error
+    assert "within the timeout of 0.2 s" in results["a"].error
     assert [r.method for r in fake.requests].count("DELETE") == 1
 
 
