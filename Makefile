@@ -42,6 +42,7 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/poller.py
+	$(BIN)/python benchmarks/grid.py
 	$(BIN)/python benchmarks/service.py
 	$(BIN)/python benchmarks/magic.py
 	$(BIN)/python benchmarks/panel.py
