@@ -168,6 +168,8 @@ class ArenaRound:
     def take(self, update: JobUpdate) -> JobUpdate:
         """Keep the real update in ``results``; return it as the browser may see it: lettered."""
         self.results[update.tag].apply(update)
+        if self._run_id is None and self.results.run_id:
+            self.run_id = self.results.run_id  # in the history from its first submit: no History lists it
         return replace(self.hide(update), tag=self._letter[update.tag])
 
     def adopt(self, results: Results) -> Results:

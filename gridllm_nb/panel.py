@@ -648,7 +648,13 @@ class Panel(widgets.VBox):
     def _on_update(self, update: JobUpdate) -> None:
         """A run's or a retry's update, to its card (the Results themselves are filled by the core);
         an arena card is sent its error masked to the letters."""
-        self.cards[update.tag].push(self.arena_round.hide(update) if self.arena_round else update)
+        blind = self.arena_round
+        if blind is None:
+            self.cards[update.tag].push(update)
+            return
+        if blind.run_id is None and self.results is not None and self.results.run_id:
+            blind.run_id = self.results.run_id  # in the history from its first submit: no History lists it
+        self.cards[update.tag].push(blind.hide(update))
 
     async def _run(self, prompt: str, tags: list[str]) -> Results:
         from .runner import arun

@@ -280,6 +280,21 @@ async def test_no_history_lists_a_round_until_its_vote() -> None:
     panel.vote("B")
     assert "blind one" in listed(other) and leaks(listed(other), [SMOL, GEMMA]) == {SMOL, GEMMA, "smollm2", "gemma3"}
 
+    # Rows are written from the first submit: a History refreshed while a round still runs lists it not.
+    fake.default_script = [("queued", "")] + [("running", "still thinking")] * 10_000
+    panel.prompt.value = "mid-run"
+    panel.process_button.click()
+    for _ in range(50):
+        if history.recent(1) and history.recent(1)[0]["prompt"] == "mid-run":
+            break
+        await asyncio.sleep(0.01)
+    assert history.recent(1)[0]["prompt"] == "mid-run"  # in the database already
+    assert "mid-run" not in listed(Panel([SMOL], client=JobsClient(BASE, transport=fake.transport())))
+    panel.cancel_button.click()
+    await panel.wait()
+    await asyncio.sleep(0)
+    fake.default_script = words_script("Hello from the fake grid")
+
     # A round left without a vote joins the History when the next one starts, not before.
     await run_round(panel, "left unvoted")
     assert "left unvoted" not in listed(Panel([SMOL], client=JobsClient(BASE, transport=fake.transport())))
