@@ -395,3 +395,13 @@ def test_bulk_status_sends_a_running_job_brief_and_an_ended_one_whole(make_clien
     assert ended["states"]["default"].pop("logFrom") == 3
     ended["states"]["default"]["log"] = whole["states"]["default"]["log"][:3] + ended["states"]["default"]["log"]
     assert ended == whole  # message, commandLine, tag, runtime: all there once it ended
+
+
+def test_get_answers_a_running_job_whole_as_the_seed_does(make_client) -> None:
+    """Only the bulk extension is brief: ``GET /jobs/{id}`` keeps every field of the seed's shape."""
+    client = make_client()
+    (job_id,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 1000}})
+    job = wait_for(client, job_id, lambda j: j["vmStatus"] == "running" and j["states"]["default"]["log"])
+    assert {"vmStatus", "states", "created", "copy", "tag", "runtime"} <= set(job)
+    assert {"status", "log", "outputFiles", "commandLine", "app"} <= set(job["states"]["default"])
+    client.delete(f"{BASE}/jobs/{job_id}")
