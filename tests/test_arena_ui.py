@@ -32,6 +32,7 @@ from gridllm_nb.poller import Poller, PollSettings
 from .conftest import Wire
 from .fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
 from .test_magic import CapturePub, cell, ip, one_line_error  # noqa: F401 - ip: the magic tests' shell
+from .test_panel import history_file  # noqa: F401 - autouse: each test its own SQLite history
 
 pytestmark = pytest.mark.anyio
 
@@ -42,13 +43,6 @@ SMOL, GEMMA, QWEN = "smollm2:135m", "gemma3:270m", "qwen3:0.6b"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
-    path = tmp_path / "history.sqlite3"
-    monkeypatch.setenv(history.HISTORY_ENV, str(path))
-    return path
 
 
 def names(tags: list[str]) -> set[str]:

@@ -437,8 +437,10 @@ def create_app(
             raise ApiError(404, f"no such job: {wanted[0]}" + (f" (and {len(wanted) - 1} more)" if len(wanted) > 1 else ""))
         now = time.time()
         # GET answers each job whole, as the seed's API does; the bulk extension, brief while it runs.
-        view = (lambda job, i: job_tail_json(job, log_from.get(i, 0), now)) if bulk else (lambda job, _i: job_json(job, now))
-        parts = b",".join(b'"%s":%s' % (i.encode(), view(found[i], i)) for i in wanted if i in found)
+        parts = b",".join(
+            b'"%s":%s' % (i.encode(), job_tail_json(found[i], log_from.get(i, 0), now) if bulk else job_json(found[i], now))
+            for i in wanted if i in found
+        )
         return Response(b'{"success":true,"jobs":{' + parts + b"}}", media_type="application/json")
 
     @app.get(f"{API_PREFIX}/jobs/{{ids}}", response_model=StatusAnswer, responses=_ERRORS,
