@@ -3,7 +3,9 @@
 ``gridllm_nb.agrid`` runs 1000 prompts x 1 model against the loopback stream
 server of benchmarks/poller.py (its own process; every job streams 24 words,
 one every 0.25 s, so each lasts about 6 s), with the local service's bulk
-status extension and without it, at two ``max_live`` bounds. The process's
+status extension and without it, at two ``max_live`` bounds; with all 1000
+live, also with one POST per job (the client before it batched the submits
+of one model, ``gridllm_nb.submits``), side by side. The process's
 CPU time over the wall time of the whole grid (submits, polls, updates,
 ``Results``, the progress counts) is the share of a core a kernel would
 spend on it; the models themselves run elsewhere.
@@ -25,10 +27,20 @@ sys.path.insert(0, str(HERE))
 from poller import Server  # noqa: E402
 
 from gridllm_nb import agrid  # noqa: E402
+from gridllm_nb.client import JobsClient  # noqa: E402
 from gridllm_nb.poller import PollSettings  # noqa: E402
 
+BATCHED_SUBMIT = JobsClient.submit
 
-async def one_grid(url: str, jobs: int, max_live: int) -> dict[str, float]:
+
+async def one_post_per_job(self: JobsClient, prompt: str, tag: str, **kind: object) -> str:
+    """The submit before batching: every job its own POST."""
+    (job_id,) = await self.submit_many([prompt], tag, **kind)  # type: ignore[arg-type]
+    return job_id
+
+
+async def one_grid(url: str, jobs: int, max_live: int, batched: bool) -> dict[str, float]:
+    JobsClient.submit = BATCHED_SUBMIT if batched else one_post_per_job  # type: ignore[method-assign]
     updates = 0
 
     def count(_index: int, _update: object) -> None:
@@ -54,14 +66,16 @@ def main() -> None:
     for bulk in (False, True):
         with Server(bulk=bulk) as url:
             for max_live in (int(n) for n in args.max_live.split(",")):
-                got = asyncio.run(one_grid(url, args.jobs, max_live))
-                rows.append((bulk, max_live, got))
-                print(f"bulk={bulk} max_live={max_live}: {got}", file=sys.stderr)
+                for batched in (False, True) if max_live >= args.jobs else (True,):
+                    got = asyncio.run(one_grid(url, args.jobs, max_live, batched))
+                    rows.append((bulk, max_live, batched, got))
+                    print(f"bulk={bulk} max_live={max_live} batched={batched}: {got}", file=sys.stderr)
     print(f"\n{args.jobs} jobs x 1 model, 6 s each, polled every 0.3 s; process CPU / wall of the whole grid:\n")
-    print("| status requests | max_live | wall | CPU | share of one core | updates |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for bulk, max_live, got in rows:
-        print(f"| {'bulk POST' if bulk else 'GETs'} | {max_live} | {got['wall']:.1f} s | {got['cpu']:.2f} s "
+    print("| status requests | max_live | submits | wall | CPU | share of one core | updates |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for bulk, max_live, batched, got in rows:
+        print(f"| {'bulk POST' if bulk else 'GETs'} | {max_live} | {'batched' if batched else 'one POST per job'} "
+              f"| {got['wall']:.1f} s | {got['cpu']:.2f} s "
               f"| **{100 * got['cpu'] / got['wall']:.1f}%** | {got['updates']} |")
 
 

@@ -34,6 +34,7 @@ from .errors import (
     TransportError,
 )
 from .jobs import Job
+from .submits import SubmitBatcher
 
 try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
     import orjson as _orjson
@@ -44,6 +45,7 @@ __all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "
 
 MAX_IDS_PER_GET = 100
 MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
+MAX_INPUTS_PER_SUBMIT = 100  # prompts in one POST /jobs when submits are batched (the local service's limit)
 MAX_IN_FLIGHT = 16  # requests one client has on the wire at once (a grid submits hundreds of jobs)
 MAX_URL_CHARS = 4000
 _URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
@@ -235,6 +237,7 @@ class JobsClient:
         self.urls_built = 0
         self._models: list[dict[str, Any]] | None = None
         self._revive_tried = False
+        self._submits = SubmitBatcher(self.submit_many, max_batch=MAX_INPUTS_PER_SUBMIT, abandon=self._abandon)
 
     @property
     def base_url(self) -> str:
@@ -268,7 +271,17 @@ class JobsClient:
         system: str | None = None,
         options: dict[str, Any] | None = None,
     ) -> str:
-        """Create one job; returns its id."""
+        """Create one job; returns its id.
+
+        On the local service (which makes one job per input, in order),
+        submits of the same tag, hours, system prompt and options that overlap
+        in time go out together (``submits``): a grid's thousand jobs are ten
+        POSTs, not a thousand. Elsewhere each job is its own POST, as the
+        API's pages show it.
+        """
+        if self._is_ours():
+            key = (tag, hours, system, None if options is None else json.dumps(options, sort_keys=True))
+            return await self._submits.submit(prompt, key, tag=tag, hours=hours, system=system, options=options)
         ids = await self.submit_many([prompt], tag, hours=hours, system=system, options=options)
         if len(ids) != 1:
             raise ProtocolError(f"the service answered {len(ids)} ids for one prompt")
@@ -317,10 +330,20 @@ class JobsClient:
             return [list(ids[i:i + MAX_IDS_PER_BULK]) for i in range(0, len(ids), MAX_IDS_PER_BULK)]
         return chunk_ids(ids, base_len=len(self.base_url))
 
+    def _is_ours(self) -> bool:
+        # Where our own service may answer (a loopback URL, or one that answered GET /models):
+        # its extensions are not something to try on someone else's API on the off chance.
+        return self.endpoint.is_local or bool(self._features.get("models"))
+
+    async def _abandon(self, ids: list[str]) -> None:
+        """Cancel jobs created for callers that stopped waiting (a cancelled run) while their POST was out."""
+        try:
+            await self.cancel(ids)
+        except NotSupported:
+            pass
+
     def _may_bulk(self) -> bool:
-        # Only where our own service may answer: a POST to an unknown path of someone else's
-        # API is not something to try on the off chance.
-        return self._features.get("bulk") is not False and (self.endpoint.is_local or bool(self._features.get("models")))
+        return self._features.get("bulk") is not False and self._is_ours()
 
     async def status_entries(self, ids: Iterable[str], *, retry: bool = True,
                              known: Mapping[str, str] | None = None) -> dict[str, Any]:

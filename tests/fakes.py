@@ -120,12 +120,13 @@ class FakeJobsAPI:
         if self.models is not None and tag not in self.models:
             return httpx.Response(400, json={"success": False, "error": f"unknown model tag {tag!r}"})
         command = json.loads(body["commandLine"])
-        inputs = command.get("inputs", command.get("input", []))
+        key = "inputs" if "inputs" in command else "input"
         ids = []
-        for _ in inputs:
+        for prompt in command.get(key, []):  # one job per input, holding its own input (as the service)
             job_id = uuid.uuid4().hex
             script = self.scripts.get(tag, self.default_script)
-            self.jobs[job_id] = FakeJob(job_id, tag, body["commandLine"], list(script))
+            own = body["commandLine"] if len(command[key]) == 1 else json.dumps({**command, key: [prompt]})
+            self.jobs[job_id] = FakeJob(job_id, tag, own, list(script))
             ids.append(job_id)
         return httpx.Response(200, json={"success": True, "ids": ids})
 

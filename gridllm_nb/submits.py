@@ -1,0 +1,107 @@
+"""Submits of the same kind that overlap in time go out as one POST.
+
+A grid keeps ``max_live`` jobs going: each job that ends frees a slot and
+its follower submits the next prompt, so a thousand-prompt grid would make a
+thousand POSTs, one job each, and at the start ``max_live`` of them at once.
+The jobs API takes a list of inputs (one job per input, in order, on the
+local service), so submits for the same model with the same options and
+hours are queued per kind and sent together: one POST per kind on the wire
+at a time (group commit): a lone submit leaves at once, and whatever arrives
+while a POST is out goes in the next one, up to ``max_batch`` prompts.
+Each caller still gets its own job id, or the POST's error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+from .errors import ProtocolError
+
+__all__ = ["SubmitBatcher"]
+
+Send = Callable[..., Awaitable[list[str]]]
+
+
+class SubmitBatcher:
+    """Coalesces concurrent ``send([prompt], **kind)`` calls of one ``kind`` into ``send(prompts, **kind)``.
+
+    ``abandon(ids)`` is called (in the background) with the ids of jobs whose
+    caller stopped waiting (a cancelled cell) while their POST was out: the
+    job exists but nobody follows it, so it should be cancelled.
+    """
+
+    def __init__(self, send: Send, *, max_batch: int,
+                 abandon: Callable[[list[str]], Awaitable[Any]] | None = None) -> None:
+        self._send = send
+        self._max_batch = max_batch
+        self._abandon = abandon
+        self._waiting: dict[Hashable, deque[tuple[str, asyncio.Future[str]]]] = {}
+        self._senders: dict[Hashable, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.posts = 0
+
+    async def submit(self, prompt: str, key: Hashable, **kind: Any) -> str:
+        """The id of ``prompt``'s job, created with the next POST of this ``key`` (whose ``kind`` it is)."""
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, deque()).append((prompt, future))
+        if key not in self._senders:
+            # Started on the next turn of the loop: submits made in this one join the first POST.
+            task = asyncio.get_running_loop().create_task(self._drain(key, kind), name="gridllm-submits")
+            self._senders[key] = task
+        return await future  # a cancelled caller: its prompt is dropped if its POST has not left
+
+    async def _drain(self, key: Hashable, kind: dict[str, Any]) -> None:
+        waiting = self._waiting[key]
+        try:
+            while waiting:
+                batch: list[tuple[str, asyncio.Future[str]]] = []
+                while waiting and len(batch) < self._max_batch:
+                    prompt, future = waiting.popleft()
+                    if not future.done():  # its caller is gone: never sent
+                        batch.append((prompt, future))
+                if batch:
+                    await self._post(batch, kind)
+        finally:
+            del self._senders[key]
+            if waiting:  # the sender itself was cancelled (the loop is closing)
+                for _prompt, future in waiting:
+                    future.cancel()
+            del self._waiting[key]
+
+    async def _post(self, batch: list[tuple[str, asyncio.Future[str]]], kind: dict[str, Any]) -> None:
+        self.posts += 1
+        try:
+            ids = await self._send([prompt for prompt, _ in batch], **kind)
+            if len(ids) != len(batch):
+                raise ProtocolError(f"the service answered {len(ids)} ids for {len(batch)} prompts")
+        except asyncio.CancelledError:
+            for _prompt, future in batch:
+                future.cancel()
+            raise
+        except Exception as exc:
+            for _prompt, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        orphans = []
+        for job_id, (_prompt, future) in zip(ids, batch):
+            if future.done():
+                orphans.append(job_id)
+            else:
+                future.set_result(job_id)
+        if orphans and self._abandon is not None:
+            self._spawn(self._abandon(orphans))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                pass  # best effort: the job then runs to its end unwatched, as before batching
+
+        task = asyncio.get_running_loop().create_task(run(), name="gridllm-abandon")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
