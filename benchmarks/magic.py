@@ -18,7 +18,10 @@ Measures (issue 4):
    every answer side by side); targets: live <= 2x the text plus one card's
    set-up per model, the saved output <= 3x the text;
 4. ``import gridllm_nb`` + ``%load_ext`` time vs ``jupyter_ai_magics`` (from a
-   separate venv, if given and installed); target <= 1/3.
+   separate venv, if given and installed); target <= 1/3;
+5. kernel CPU while a 1000-job grid runs (``%%gridllm --over``, its progress
+   bar and ``Results``) against benchmarks/streamserver.py, next to the same
+   grid as a bare ``await agrid(...)`` in the same kernel (``--grid-only``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -226,28 +231,43 @@ def bench_first_token(ip: Any, magics: Any, url: str, opts: str, repeat: int) ->
 # -- iopub bytes in a real kernel ---------------------------------------------------------
 
 
-def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
+Execute = Callable[[str], list[dict[str, Any]]]
+
+
+@contextmanager
+def real_kernel(url: str) -> Iterator[tuple[Execute, int]]:
+    """A real ipykernel whose endpoint is ``url``: ``execute(code)`` returns the cell's iopub messages."""
     from jupyter_client.manager import start_new_kernel
 
     env = dict(os.environ, GRIDLLM_API_URL=url, GRIDLLM_HISTORY=str(Path(tempfile.mkdtemp()) / "h.sqlite3"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(ROOT))
-    try:
-        def execute(code: str) -> list[dict[str, Any]]:
-            msg_id = kc.execute(code)
-            msgs = []
-            while True:
-                msg = kc.get_iopub_msg(timeout=300)
-                if msg["parent_header"].get("msg_id") != msg_id:
-                    continue
-                msgs.append(msg)
-                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                    break
-            kc.get_shell_msg(timeout=60)
-            return msgs
 
+    def execute(code: str) -> list[dict[str, Any]]:
+        msg_id = kc.execute(code)
+        msgs = []
+        while True:
+            msg = kc.get_iopub_msg(timeout=300)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            msgs.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        reply = kc.get_shell_msg(timeout=60)
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the benchmark's cell failed: {reply['content'].get('evalue')}")
+        return msgs
+
+    try:
         execute("%load_ext gridllm_nb")
-        pid = km.provisioner.process.pid
+        yield execute, km.provisioner.process.pid
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
+    with real_kernel(url) as (execute, pid):
         cpu0, wall0 = kernel_cpu(pid), time.perf_counter()
         msgs = execute(f"%%gridllm {' '.join(MODELS)} --option max_tokens={max_tokens} --option temperature=0 "
                        f"--out r\n{IOPUB_PROMPT}")
@@ -259,9 +279,33 @@ def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
         for row in rows:
             row["kernel_cpu"] = cpu_share
         return rows
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+
+
+def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str, str]]:
+    """Kernel CPU of a ``jobs``-prompt grid: the magic (progress bar, Results) and a bare agrid, side by side."""
+    from poller import Server  # benchmarks/poller.py: the stream server in its own process
+
+    rows = []
+    with Server(bulk=True) as url, real_kernel(url) as (execute, pid):
+        execute(f"from gridllm_nb import agrid\nxs = [f'prompt {{i}}' for i in range({jobs})]")
+        for max_live in max_lives:
+            got = {}
+            for name, code in (("magic", f"%%gridllm bench --over xs --max-live {max_live} --out g\n{{item}}"),
+                               ("agrid", f"g = await agrid(xs, ['bench'], max_live={max_live}, progress=None)")):
+                cpu0, wall0 = kernel_cpu(pid), time.perf_counter()
+                msgs = execute(code)
+                wall = time.perf_counter() - wall0
+                got[name] = (kernel_cpu(pid) - cpu0, wall, sum(len(json.dumps(m["content"])) for m in msgs))
+                counts = "".join(m["content"].get("text", "") for m in execute("print(g.counts)")
+                                 if m["msg_type"] == "stream")
+                assert f"done={jobs}" in counts, counts
+            (cpu, wall, iopub), (bare_cpu, bare_wall, _) = got["magic"], got["agrid"]
+            rows.append((f"kernel CPU, a {jobs}-job grid (6 s jobs), max_live {max_live}",
+                         f"%%gridllm --over: {cpu:.2f} s over {wall:.1f} s = **{100 * cpu / wall:.1f}%** of a core, "
+                         f"{iopub / 1000:.0f} KB of iopub",
+                         f"bare agrid: {bare_cpu:.2f} s over {bare_wall:.1f} s = {100 * bare_cpu / bare_wall:.1f}%",
+                         "a few percent", ""))
+    return rows
 
 
 def kernel_cpu(pid: int) -> float:
@@ -379,7 +423,13 @@ def main() -> int:
     ap.add_argument("--jai-python", default="/tmp/jaivenv/bin/python",
                     help="a Python with jupyter_ai_magics installed (a throwaway venv)")
     ap.add_argument("--iopub-only", action="store_true", help="measure only the iopub bytes (3)")
+    ap.add_argument("--grid-only", action="store_true", help="measure only the grid's kernel CPU (5)")
+    ap.add_argument("--grid-jobs", type=int, default=1000)
+    ap.add_argument("--grid-max-live", type=int, nargs="+", default=[100, 1000])
     args = ap.parse_args()
+    if args.grid_only:
+        print_table(f"**%%gridllm grid** ({os.cpu_count()} cores)", bench_grid(args.grid_jobs, args.grid_max_live))
+        return 0
 
     from gridllm_nb.service.launcher import start_service
 
@@ -423,6 +473,7 @@ def main() -> int:
         rows.extend(iopub_table(svc.url, args.iopub_max_tokens))
     finally:
         svc.stop()
+    rows.extend(bench_grid(args.grid_jobs, args.grid_max_live))
 
     ours = bench_import(sys.executable, "gridllm_nb")
     jai = bench_import(args.jai_python, "jupyter_ai_magics") if Path(args.jai_python).exists() else None

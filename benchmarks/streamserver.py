@@ -77,8 +77,9 @@ async def app(scope, receive, send):
             await _send(send, {"success": False, "error": "not found"}, 404)
             return
         payload = {"success": True, "jobs": out}
-    else:
-        payload = {"success": False, "error": "not found"}
+    else:  # no /models, /health: a service without those extensions
+        await _send(send, {"success": False, "error": "not found"}, 404)
+        return
     await _send(send, payload)
 
 
