@@ -283,7 +283,8 @@ def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
 
 def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str, str]]:
     """Kernel CPU of a ``jobs``-prompt grid: the magic (progress bar, Results) and a bare agrid, side by side."""
-    from poller import Server  # benchmarks/poller.py: the stream server in its own process
+    # benchmarks/poller.py: the stream server in its own process
+    from poller import Server
 
     rows = []
     with Server(bulk=True) as url, real_kernel(url) as (execute, pid):
@@ -301,8 +302,8 @@ def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str
                 assert f"done={jobs}" in counts, counts
             (cpu, wall, iopub), (bare_cpu, bare_wall, _) = got["magic"], got["agrid"]
             rows.append((f"kernel CPU, a {jobs}-job grid (6 s jobs), max_live {max_live}",
-                         f"%%gridllm --over: {cpu:.2f} s over {wall:.1f} s = **{100 * cpu / wall:.1f}%** of a core, "
-                         f"{iopub / 1000:.0f} KB of iopub",
+                         (f"%%gridllm --over: {cpu:.2f} s over {wall:.1f} s = **{100 * cpu / wall:.1f}%** of a core, "
+                          f"{iopub / 1000:.0f} KB of iopub"),
                          f"bare agrid: {bare_cpu:.2f} s over {bare_wall:.1f} s = {100 * bare_cpu / bare_wall:.1f}%",
                          "a few percent", ""))
     return rows

@@ -336,10 +336,14 @@ class JobsClient:
         return self.endpoint.is_local or bool(self._features.get("models"))
 
     async def _abandon(self, ids: list[str]) -> None:
-        """Cancel jobs created for callers that stopped waiting (a cancelled run) while their POST was out."""
+        """Cancel jobs created for callers that stopped waiting (a cancelled run) while their POST was out.
+
+        Best effort: a job that cannot be cancelled runs to its end unwatched, as any job
+        whose submit was interrupted on the wire.
+        """
         try:
             await self.cancel(ids)
-        except NotSupported:
+        except GridLLMError:
             pass
 
     def _may_bulk(self) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 from .errors import ProtocolError
@@ -34,7 +34,7 @@ class SubmitBatcher:
     """
 
     def __init__(self, send: Send, *, max_batch: int,
-                 abandon: Callable[[list[str]], Awaitable[Any]] | None = None) -> None:
+                 abandon: Callable[[list[str]], Coroutine[Any, Any, Any]] | None = None) -> None:
         self._send = send
         self._max_batch = max_batch
         self._abandon = abandon
@@ -81,7 +81,7 @@ class SubmitBatcher:
             for _prompt, future in batch:
                 future.cancel()
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the POST raised is each of its callers' error
             for _prompt, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -93,15 +93,6 @@ class SubmitBatcher:
             else:
                 future.set_result(job_id)
         if orphans and self._abandon is not None:
-            self._spawn(self._abandon(orphans))
-
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                pass  # best effort: the job then runs to its end unwatched, as before batching
-
-        task = asyncio.get_running_loop().create_task(run(), name="gridllm-abandon")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+            task = asyncio.get_running_loop().create_task(self._abandon(orphans), name="gridllm-abandon")
+            self._background.add(task)  # kept until done: the loop holds only weak references to tasks
+            task.add_done_callback(self._background.discard)
