@@ -46,6 +46,8 @@ __all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "
 MAX_IDS_PER_GET = 100
 MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
 MAX_INPUTS_PER_SUBMIT = 100  # prompts in one POST /jobs when submits are batched (the local service's limit)
+# ...and characters of prompt: each may grow 4x as JSON inside a JSON string, and the service takes 1 MiB.
+MAX_CHARS_PER_SUBMIT = 200_000
 MAX_IN_FLIGHT = 16  # requests one client has on the wire at once (a grid submits hundreds of jobs)
 MAX_URL_CHARS = 4000
 _URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
@@ -237,7 +239,8 @@ class JobsClient:
         self.urls_built = 0
         self._models: list[dict[str, Any]] | None = None
         self._revive_tried = False
-        self._submits = SubmitBatcher(self.submit_many, max_batch=MAX_INPUTS_PER_SUBMIT, abandon=self._abandon)
+        self._submits = SubmitBatcher(self.submit_many, max_batch=MAX_INPUTS_PER_SUBMIT,
+                                      max_chars=MAX_CHARS_PER_SUBMIT, abandon=self._abandon)
 
     @property
     def base_url(self) -> str:

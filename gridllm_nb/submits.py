@@ -7,8 +7,12 @@ The jobs API takes a list of inputs (one job per input, in order, on the
 local service), so submits for the same model with the same options and
 hours are queued per kind and sent together: one POST per kind on the wire
 at a time (group commit): a lone submit leaves at once, and whatever arrives
-while a POST is out goes in the next one, up to ``max_batch`` prompts.
-Each caller still gets its own job id, or the POST's error.
+while a POST is out goes in the next one, up to ``max_batch`` prompts and
+``max_chars`` characters of prompt (a grid over long documents must not
+build a body the service refuses; a prompt longer than that goes alone).
+Each caller still gets its own job id, or the POST's error; a batch the
+service refuses as bad input is sent again one prompt per POST, so a prompt
+the service refuses fails only itself.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
-from .errors import ProtocolError
+from .errors import APIError, ProtocolError
 
-__all__ = ["SubmitBatcher"]
+__all__ = ["REFUSED_INPUT", "SubmitBatcher"]
+
+REFUSED_INPUT = (400, 413, 422)  # statuses that may be about one input of a batch, not the batch
 
 Send = Callable[..., Awaitable[list[str]]]
 
@@ -33,15 +39,15 @@ class SubmitBatcher:
     job exists but nobody follows it, so it should be cancelled.
     """
 
-    def __init__(self, send: Send, *, max_batch: int,
+    def __init__(self, send: Send, *, max_batch: int, max_chars: int,
                  abandon: Callable[[list[str]], Coroutine[Any, Any, Any]] | None = None) -> None:
         self._send = send
         self._max_batch = max_batch
+        self._max_chars = max_chars
         self._abandon = abandon
         self._waiting: dict[Hashable, deque[tuple[str, asyncio.Future[str]]]] = {}
         self._senders: dict[Hashable, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self.posts = 0
 
     async def submit(self, prompt: str, key: Hashable, **kind: Any) -> str:
         """The id of ``prompt``'s job, created with the next POST of this ``key`` (whose ``kind`` it is)."""
@@ -58,10 +64,15 @@ class SubmitBatcher:
         try:
             while waiting:
                 batch: list[tuple[str, asyncio.Future[str]]] = []
+                chars = 0
                 while waiting and len(batch) < self._max_batch:
-                    prompt, future = waiting.popleft()
+                    prompt, future = waiting[0]
+                    if batch and chars + len(prompt) > self._max_chars:
+                        break
+                    waiting.popleft()
                     if not future.done():  # its caller is gone: never sent
                         batch.append((prompt, future))
+                        chars += len(prompt)
                 if batch:
                     await self._post(batch, kind)
         finally:
@@ -72,7 +83,6 @@ class SubmitBatcher:
             del self._waiting[key]
 
     async def _post(self, batch: list[tuple[str, asyncio.Future[str]]], kind: dict[str, Any]) -> None:
-        self.posts += 1
         try:
             ids = await self._send([prompt for prompt, _ in batch], **kind)
             if len(ids) != len(batch):
@@ -82,6 +92,11 @@ class SubmitBatcher:
                 future.cancel()
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the POST raised is each of its callers' error
+            if isinstance(exc, APIError) and exc.status_code in REFUSED_INPUT and len(batch) > 1:
+                # Perhaps one prompt is what the service refused (too long, not valid Unicode):
+                # each goes alone, so it fails only itself, as it would have unbatched.
+                await asyncio.gather(*(self._post([one], kind) for one in batch))
+                return
             for _prompt, future in batch:
                 if not future.done():
                     future.set_exception(exc)

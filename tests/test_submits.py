@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from gridllm_nb.client import MAX_INPUTS_PER_SUBMIT, JobsClient
+from gridllm_nb.client import MAX_CHARS_PER_SUBMIT, MAX_INPUTS_PER_SUBMIT, JobsClient
 from gridllm_nb.errors import APIError
 
 from .fakes import FakeClock, FakeJobsAPI
@@ -43,6 +43,18 @@ async def test_a_waves_submits_are_one_post_per_hundred_and_each_caller_gets_its
     assert [len(json.loads(json.loads(r.content)["commandLine"])["inputs"]) for r in posts] == [
         MAX_INPUTS_PER_SUBMIT, MAX_INPUTS_PER_SUBMIT, 50]
     assert len(set(ids)) == 250
+    assert [prompt_of(fake, job_id) for job_id in ids] == prompts
+
+
+async def test_long_prompts_are_split_so_no_body_grows_past_what_the_service_takes() -> None:
+    fake = FakeJobsAPI()
+    third = MAX_CHARS_PER_SUBMIT // 3
+    prompts = ['"' * third] * 5 + ["x" * (MAX_CHARS_PER_SUBMIT + 1), "short"]  # quotes: 4x as JSON in JSON
+    async with client_for(fake) as client:
+        ids = await asyncio.gather(*(client.submit(p, "m") for p in prompts))
+    bodies = [r.content for r in fake.posts()]
+    assert [len(json.loads(json.loads(b)["commandLine"])["inputs"]) for b in bodies] == [3, 2, 1, 1]
+    assert max(len(b) for b in bodies[:2]) < 1024 * 1024  # the local service's body limit
     assert [prompt_of(fake, job_id) for job_id in ids] == prompts
 
 
@@ -123,3 +135,19 @@ async def test_submits_arriving_while_a_post_is_out_go_together_in_the_next() ->
         release.set()
         await asyncio.gather(first, *later)
     assert [len(json.loads(json.loads(r.content)["commandLine"])["inputs"]) for r in fake.posts()] == [1, 3]
+
+
+async def test_a_prompt_the_service_refuses_fails_only_itself_not_its_batch(tmp_path) -> None:
+    """Against the real local service, whose inputs may hold at most 32 KB each."""
+    from gridllm_nb.service.commandline import MAX_INPUT_BYTES
+    from gridllm_nb.service.launcher import start_service
+
+    prompts = ["Name a colour.", "x" * (MAX_INPUT_BYTES + 1), "Name a fruit."]
+    with start_service(db=tmp_path / "jobs.sqlite3", timeout=60) as service:
+        async with JobsClient(service.url) as client:
+            answers = await asyncio.gather(*(client.submit(p, "smollm2:135m", options={"max_tokens": 1})
+                                             for p in prompts), return_exceptions=True)
+            good = [a for a in answers if isinstance(a, str)]
+            await client.cancel(good)
+    assert isinstance(answers[1], APIError) and answers[1].status_code == 413, answers[1]
+    assert len(good) == 2 and isinstance(answers[0], str) and isinstance(answers[2], str)
