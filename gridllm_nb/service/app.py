@@ -71,7 +71,7 @@ class SubmitRequest(BaseModel):
         ...,
         description=(
             "A string holding the inputs: JSON `{\"inputs\": [\"<prompt>\"]}` (or `input`), or the oldest page's "
-            "Python literal `{'input': ['<prompt>'] }`. One job per input. **Local extensions** inside it: "
+            "Python literal `{'input': ['<prompt>'] }`. One job per input (at most 100), their `ids` in the same order. **Local extensions** inside it: "
             "`system` (system prompt; prepended for completion models) and `options` "
             "(`max_tokens` alias `num_predict`, `temperature`, `top_p`, `seed`, `stop`, `repeat_penalty`, and `template`: "
             "a completion frame holding `{prompt}` for base models, `\"\"` for the bare prompt)."
