@@ -123,3 +123,28 @@ def test_retry_under_a_blocking_cells_table_and_on_a_no_wait_cells_cards(page: A
     assert "Error" not in text and "not found" not in text
     save_screenshot(page.locator(".jp-Notebook"), artifacts, "magic-retry-done.png",
                     also=RETRY_SHOTS / "magic-retry-done.png")
+
+
+def test_a_grid_shows_its_progress_while_it_runs_then_its_summary(page: Any, lab: Any, fake_api: Any,
+                                                                  artifacts: Path) -> None:
+    """``--over``: a bar and a line of counts while the jobs run (4 at a time), then the summary table
+    and the final counts as plain text: no widget left behind in the saved notebook."""
+    fake, url = fake_api
+    fake.scripts["m:1"] = words_script("one two three four five six seven eight", per_step=1)
+    write_notebook(lab.root / "grid.ipynb", "%load_ext gridllm_nb", "xs = [f'question {i}' for i in range(12)]",
+                   f"%%gridllm m:1 --url {url} --over xs --max-live 4 --out g\n{{item}}")
+    open_and_run(page, lab, "grid.ipynb")
+
+    output = page.locator(".jp-Cell").last.locator(".jp-OutputArea")
+    line = output.get_by_text(re.compile(r"^[1-9]\d*/12 done · 0 failed · \d+:\d\d elapsed · ETA"))
+    expect()(line).to_be_visible(timeout=90_000)  # some finished, some still running: counts and an ETA
+    assert output.locator("progress, .progress, [role=progressbar]").count() >= 1
+    save_screenshot(output, artifacts, "grid-running.png")
+
+    summary = output.locator("table").filter(has_text="m:1")
+    expect()(summary).to_be_visible(timeout=90_000)
+    expect()(output).to_contain_text("12/12 done · 0 failed")
+    expect()(summary.locator("tbody td").nth(1)).to_have_text("12")  # completed
+    expect()(output.locator("progress, .progress, [role=progressbar]")).to_have_count(0)
+    assert len(fake.jobs) == 12 and len(fake.posts()) < 12  # the waves' submits went out together
+    save_screenshot(output, artifacts, "grid-done.png")
