@@ -57,6 +57,11 @@ class Secret:
     def __init__(self, value: str) -> None:
         self._value = value
 
+    @classmethod
+    def of(cls, token: str | Secret | None) -> Secret | None:
+        """``token`` as a Secret (a Secret as it is; None stays None): what every ``token=`` argument takes."""
+        return token if token is None or isinstance(token, Secret) else cls(token)
+
     def reveal(self) -> str:
         return self._value
 
@@ -151,8 +156,7 @@ def resolve_endpoint(base_url: str | None = None, token: str | Secret | None = N
             url, is_default = DEFAULT_LOCAL_URL, True
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
-    secret = token if isinstance(token, Secret) or token is None else Secret(token)
-    return Endpoint(url=_check_url(url), token=secret or None, is_default=is_default)
+    return Endpoint(url=_check_url(url), token=Secret.of(token) or None, is_default=is_default)
 
 
 def parse_assignments(pairs: Iterable[str], *, what: str, json_values: bool = False) -> dict[str, Any]:

@@ -301,7 +301,7 @@ async def arun(
     if client is not None:  # its endpoint is the run's, for a retry once it is closed
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec(prompt, system=system, options=options, hours=hours, url=url,
-                   token=None if token is None else token if isinstance(token, Secret) else Secret(token),
+                   token=Secret.of(token),
                    poll=poll, client=client)
     results = results if results is not None else Results(prompt)
     for tag in tags:
@@ -381,7 +381,7 @@ async def aattach(
     """
     from .history import load_run
 
-    secret = None if token is None else token if isinstance(token, Secret) else Secret(token)
+    secret = Secret.of(token)
     if isinstance(run, Results):
         results = run
     elif run is None or isinstance(run, str):

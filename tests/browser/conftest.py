@@ -33,6 +33,11 @@ CHROMIUM_ARGS = [
 TOKEN = "gridllm-browser-test"
 
 
+def history_at(store: Path) -> str:
+    """A notebook's first lines that point the kernel's history at ``store`` (the test's own file)."""
+    return f"import os\nos.environ['GRIDLLM_HISTORY'] = {str(store)!r}"
+
+
 def write_notebook(path: Path, *sources: str) -> Path:
     nb = {
         "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},

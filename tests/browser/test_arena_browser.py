@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import save_screenshot, write_notebook
+from .conftest import history_at, save_screenshot, write_notebook
 from .test_panel_browser import MODELS, OPTIONS, expect, open_and_run, slug
 
 pytestmark = pytest.mark.browser
@@ -65,8 +65,8 @@ def test_arena_panel_hides_the_names_until_the_vote(page: Any, lab: Any, artifac
     store = tmp_path / "history.sqlite3"
     frames = listen_to_kernel(page)
     write_notebook(lab.root / "arena.ipynb", "\n".join([
-        "import json, os",
-        f"os.environ['GRIDLLM_HISTORY'] = {str(store)!r}",
+        "import json",
+        history_at(store),
         "from gridllm_nb import Panel",
         f"panel = Panel(arena=True, options=json.loads({OPTIONS!r}))",
         "panel",
@@ -123,7 +123,7 @@ def test_arena_magic_letters_then_names(page: Any, lab: Any, artifacts: Path, tm
 
     store = tmp_path / "history.sqlite3"
     write_notebook(lab.root / "arena-magic.ipynb",
-                   f"import os\nos.environ['GRIDLLM_HISTORY'] = {str(store)!r}\n%load_ext gridllm_nb",
+                   history_at(store) + "\n%load_ext gridllm_nb",
                    f"%%gridllm {' '.join(MODELS)} --arena --option max_tokens=20 --option temperature=0\n{PROMPT}")
     open_and_run(page, lab, "arena-magic.ipynb")
     output = page.locator(".jp-Cell").last.locator(".jp-OutputArea")

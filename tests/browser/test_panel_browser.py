@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 
-from .conftest import free_port, save_screenshot, stop_group, wait_http, write_notebook
+from .conftest import (
+    free_port,
+    history_at,
+    save_screenshot,
+    stop_group,
+    wait_http,
+    write_notebook,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -209,8 +216,7 @@ def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
     store = tmp_path / "history.sqlite3"
     # One run recorded beforehand, as %%gridllm records its runs; a new panel lists it.
     write_notebook(lab.root / "keys.ipynb", "\n".join([
-        "import os",
-        f"os.environ['GRIDLLM_HISTORY'] = {str(store)!r}",
+        history_at(store),
         "from gridllm_nb import Panel, history",
         "from gridllm_nb.jobs import JobState\nfrom gridllm_nb.results import Result, Results",
         "from gridllm_nb.poller import PollSettings",
@@ -336,8 +342,7 @@ def test_retry_asks_a_timed_out_model_again_in_the_same_card(page: Any, lab: Any
     service cancels the job); Retry asks that model again (a retry has no such limit) and only it."""
     store = tmp_path / "history.sqlite3"
     write_notebook(lab.root / "retry.ipynb", "\n".join([
-        "import os",
-        f"os.environ['GRIDLLM_HISTORY'] = {str(store)!r}",
+        history_at(store),
         "from gridllm_nb import Panel",
         "panel = Panel(options={'max_tokens': 300, 'temperature': 0}, timeout=1.0)",
         "panel",
