@@ -2,15 +2,16 @@
 
 ``gridllm_nb.agrid`` runs 1000 prompts x 1 model against the loopback stream
 server of benchmarks/poller.py (its own process; every job streams 24 words,
-one every 0.25 s, so each lasts about 6 s), with the local service's bulk
-status extension and without it, at two ``max_live`` bounds; with all 1000
+one every 0.25 s, so each lasts about 6 s): where the server has only GETs, where it
+offers the local service's bulk status request, and where it also offers its watch
+stream, at two ``max_live`` bounds; with all 1000
 live and at 100, with one POST per job (the client before it batched the submits
 of one model, ``gridllm_nb.submits``), side by side. The process's
 CPU time over the wall time of the whole grid (submits, polls, updates,
 ``Results``, the progress counts) is the share of a core a kernel would
 spend on it; the models themselves run elsewhere.
 
-    python benchmarks/grid.py [--jobs 1000] [--max-live 100,1000]
+    python benchmarks/grid.py [--jobs 1000] [--max-live 100,1000] [--offers GETs,bulk,watch] [--no-before]
 """
 
 from __future__ import annotations
@@ -61,20 +62,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--max-live", default="100,1000")
+    parser.add_argument("--offers", default="GETs,bulk,watch", help="what the server offers, each in turn")
+    parser.add_argument("--no-before", action="store_true", help="skip one POST per job (the submits before batching)")
     args = parser.parse_args()
     rows = []
-    for bulk in (False, True):
-        with Server(bulk=bulk) as url:
+    names = {"GETs": "GETs", "bulk": "bulk POST", "watch": "watch stream"}
+    for offer in args.offers.split(","):
+        with Server(bulk=offer != "GETs", watch=offer == "watch") as url:
             for max_live in (int(n) for n in args.max_live.split(",")):
-                for batched in (False, True):
+                # (the stream is compared with the bulk request, both with batched submits)
+                for batched in (True,) if args.no_before or offer == "watch" else (False, True):
                     got = asyncio.run(one_grid(url, args.jobs, max_live, batched))
-                    rows.append((bulk, max_live, batched, got))
-                    print(f"bulk={bulk} max_live={max_live} batched={batched}: {got}", file=sys.stderr)
+                    rows.append((names[offer], max_live, batched, got))
+                    print(f"{offer} max_live={max_live} batched={batched}: {got}", file=sys.stderr)
     print(f"\n{args.jobs} jobs x 1 model, 6 s each, polled every 0.3 s; process CPU / wall of the whole grid:\n")
     print("| status requests | max_live | submits | wall | CPU | share of one core | updates |")
     print("|---|---:|---|---:|---:|---:|---:|")
-    for bulk, max_live, batched, got in rows:
-        print(f"| {'bulk POST' if bulk else 'GETs'} | {max_live} | {'batched' if batched else 'one POST per job'} "
+    for offer, max_live, batched, got in rows:
+        print(f"| {offer} | {max_live} | {'batched' if batched else 'one POST per job'} "
               f"| {got['wall']:.1f} s | {got['cpu']:.2f} s "
               f"| **{100 * got['cpu'] / got['wall']:.1f}%** | {got['updates']} |")
 

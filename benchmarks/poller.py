@@ -59,13 +59,14 @@ INTERVAL = 0.3
 
 
 class Server:
-    def __init__(self, bulk: bool = False) -> None:
+    def __init__(self, bulk: bool = False, watch: bool = False) -> None:
         self.bulk = bulk  # offer POST /jobs/status (the local service's extension) or only GETs
+        self.watch = watch  # and POST /jobs/watch (its stream of changes)
 
     def __enter__(self) -> str:
         port = free_port()
         self.proc = subprocess.Popen([sys.executable, str(HERE / "streamserver.py"), str(port)]
-                                     + ([] if self.bulk else ["--no-bulk"]))
+                                     + ([] if self.bulk else ["--no-bulk"]) + (["--watch"] if self.watch else []))
         url = f"http://127.0.0.1:{port}/remotejobs/v2"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -92,6 +93,29 @@ def latency(job_extra: dict, text: str, received: float) -> float | None:
     k = len(text.split())
     created = job_extra.get("created_ts")
     return None if not k or created is None else received - (created + k * STEP)
+
+
+class StreamTimedClient(JobsClient):
+    """JobsClient whose watch stream records the CPU of each line: reading it, decoding it, and the
+    poller applying it (what a tick is for a poll), not the readers woken by the line before."""
+
+    cpu: list[float]
+
+    async def watch(self, ids: Any, known: Any, *, every: float = 0.3) -> Any:
+        inner = super().watch(ids, known, every=every)
+        try:
+            while True:
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the readers of the last line run now, outside the count
+                before = time.process_time()
+                try:
+                    line = await inner.__anext__()
+                except StopAsyncIteration:
+                    return
+                yield line  # the poller applies it, then asks for the next one
+                self.cpu.append(time.process_time() - before)
+        finally:
+            await inner.aclose()
 
 
 # -- the baseline: the status path and the tick as of commit c63c32a, verbatim ----------------
@@ -363,7 +387,7 @@ class BaselinePoller(Poller):
         return self.interval
 
 
-IMPLEMENTATIONS = {"old": (BaselineClient, BaselinePoller), "new": (JobsClient, Poller)}
+IMPLEMENTATIONS = {"old": (BaselineClient, BaselinePoller), "new": (StreamTimedClient, Poller)}
 
 
 async def ours(url: str, n: int, impl: str = "new") -> dict:
@@ -371,7 +395,10 @@ async def ours(url: str, n: int, impl: str = "new") -> dict:
     async with client_class(url, timeout=60) as client:
         poller = poller_class(PollSettings(fast=INTERVAL, slow=5.0))
         ids = await submit(client, n)
+        async with JobsClient(url, timeout=60) as plain:  # each job's start, for the latency (not timed)
+            created = {i: e["created_ts"] for i, e in (await plain.status_entries(ids)).items()}
         cpu: list[float] = []
+        client.cpu = streamed = []
         real_tick = poller.tick
 
         async def timed_tick() -> float:
@@ -386,16 +413,19 @@ async def ours(url: str, n: int, impl: str = "new") -> dict:
 
         async def follow(job_id: str) -> None:
             watch = poller.watch(client, job_id, tag="bench")
+            extra = {"created_ts": created[job_id]}
             async for update in watch:
-                if update.delta and watch.job is not None:
-                    value = latency(watch.job.extra, update.text, time.time())
+                if update.delta:
+                    value = latency(extra, update.text, time.time())
                     if value is not None:
                         lat.append(value)
             assert watch.state is JobState.COMPLETED
 
         await asyncio.gather(*(follow(i) for i in ids))
+        rounds = streamed or cpu  # a stream's lines, or the poll ticks
         return {"gets": poller.gets, "ticks": poller.ticks, "wall": time.perf_counter() - start,
-                "cpu_tick_ms": 1000 * statistics.median(cpu), "lat": lat}
+                "lines": len(streamed), "rounds": len(rounds),
+                "cpu_tick_ms": 1000 * statistics.median(rounds), "lat": lat}
 
 
 async def naive(url: str, n: int) -> dict:
@@ -452,7 +482,8 @@ async def floor_bulk(url: str, n: int, ticks: int = 15) -> float:
         return 1000 * statistics.median(cpu)
 
 
-MODES = {"old": ("old", False), "GETs": ("new", False), "bulk": ("new", True)}  # poller, server offers bulk
+# poller, what the server offers: GETs only, the bulk status request, or that and the watch stream
+MODES = {"old": ("old", "GETs"), "GETs": ("new", "GETs"), "bulk": ("new", "bulk"), "stream": ("new", "watch")}
 
 
 def compare(sizes: list[int], repeats: int) -> None:
@@ -463,12 +494,15 @@ def compare(sizes: list[int], repeats: int) -> None:
     rows = []
     for n in sizes:
         runs: dict[str, list[dict]] = {mode: [] for mode in MODES}
-        with Server(bulk=False) as get_url, Server(bulk=True) as bulk_url:
+        with Server() as get_url, Server(bulk=True) as bulk_url, Server(bulk=True, watch=True) as watch_url:
+            urls = {"GETs": get_url, "bulk": bulk_url, "watch": watch_url}
             for r in range(repeats):
                 order = list(MODES) if r % 2 == 0 else list(reversed(MODES))
                 for mode in order:
-                    impl, bulk = MODES[mode]
-                    runs[mode].append(asyncio.run(ours(bulk_url if bulk else get_url, n, impl)))
+                    impl, offer = MODES[mode]
+                    result = asyncio.run(ours(urls[offer], n, impl))
+                    assert (result["lines"] > 0) == (mode == "stream"), (mode, result["lines"])
+                    runs[mode].append(result)
             bare = asyncio.run(floor(get_url, n))
             bare_bulk = asyncio.run(floor_bulk(bulk_url, n))
         cpu = {mode: statistics.median(a["cpu_tick_ms"] for a in v) for mode, v in runs.items()}
@@ -476,16 +510,17 @@ def compare(sizes: list[int], repeats: int) -> None:
         rows.append((n, cpu, bare, bare_bulk, lat))
         print(f"N={n}: " + ", ".join(f"{mode} {[round(a['cpu_tick_ms'], 2) for a in v]}" for mode, v in runs.items())
               + f" ms/tick; bare GETs {bare:.2f}, bare bulk POST {bare_bulk:.2f}", file=sys.stderr)
-    print(f"\nCPU per poll tick (process time, median over ticks, then median of {repeats} runs; "
-          "old = c63c32a; GETs = today's poller where the service has only GET; bulk = where it offers "
-          "POST /jobs/status):\n")
-    print("| jobs N | old | today, GETs | today, bulk | old / bulk | bare httpx GETs | bare bulk POST "
-          "| latency p50 old / GETs / bulk |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\nCPU per round (process time, median over rounds, then median of {repeats} runs); a round is "
+          "a poll tick, or a line of the watch stream (reading it, decoding it, applying it). old = c63c32a; "
+          "GETs = today's poller where the service has only GET; bulk = where it offers POST /jobs/status; "
+          "stream = where it also offers POST /jobs/watch:\n")
+    print("| jobs N | old | today, GETs | today, bulk | today, stream | old / stream | bare httpx GETs "
+          "| bare bulk POST | latency p50 old / GETs / bulk / stream |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n, cpu, bare, bare_bulk, lat in rows:
-        print(f"| {n} | {cpu['old']:.2f} ms | {cpu['GETs']:.2f} ms | **{cpu['bulk']:.2f} ms** "
-              f"| {cpu['old'] / cpu['bulk']:.1f}x | {bare:.2f} ms | {bare_bulk:.2f} ms "
-              f"| {1000 * lat['old']:.0f} / {1000 * lat['GETs']:.0f} / {1000 * lat['bulk']:.0f} ms |")
+        print(f"| {n} | {cpu['old']:.2f} ms | {cpu['GETs']:.2f} ms | {cpu['bulk']:.2f} ms "
+              f"| **{cpu['stream']:.2f} ms** | {cpu['old'] / cpu['stream']:.1f}x | {bare:.2f} ms "
+              f"| {bare_bulk:.2f} ms | " + " / ".join(f"{1000 * lat[m]:.0f}" for m in MODES) + " ms |")
 
 
 def pct(values: list[float], q: float) -> float:

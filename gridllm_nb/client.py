@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,8 @@ try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same 
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
-__all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line"]
+__all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line",
+           "join_log"]
 
 MAX_IDS_PER_GET = 100
 MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
@@ -181,6 +182,23 @@ class _Retryable(Exception):
         self.safe_for_post = safe_for_post
         self.retry_after = retry_after
         self.connect = connect
+
+
+def join_log(job_id: str, entry: Any, have: str) -> Any:
+    """A brief entry made whole: its ``log`` continues ``have`` from character ``logFrom`` on."""
+    try:
+        inner = entry["states"]["default"]
+        start = inner.pop("logFrom", None)
+    except (KeyError, TypeError, AttributeError):
+        return entry
+    if isinstance(start, int) and start > 0:
+        if start > len(have):
+            raise ProtocolError(f"the status answer continues job {job_id}'s log past what was asked")
+        tail = inner.get("log")
+        tail = tail if isinstance(tail, str) else ""
+        # The same string object when nothing grew: the poller's "unchanged" check is then instant.
+        inner["log"] = have if not tail and start == len(have) else have[:start] + tail
+    return entry
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -391,25 +409,56 @@ class JobsClient:
         if not isinstance(jobs, dict):
             raise ProtocolError("the status answer has no 'jobs' object")
         wanted = set(ids)
-        found: dict[str, Any] = {}
-        for job_id, entry in jobs.items():
-            if job_id not in wanted:
-                continue
-            try:
-                inner = entry["states"]["default"]
-                start = inner.pop("logFrom", None)
-            except (KeyError, TypeError, AttributeError):
-                start = None
-            if isinstance(start, int) and start > 0:
-                have = known.get(job_id, "")
-                if start > len(have):
-                    raise ProtocolError(f"the status answer continues job {job_id}'s log past what was asked")
-                tail = inner.get("log")
-                tail = tail if isinstance(tail, str) else ""
-                # The same string object when nothing grew: the poller's "unchanged" check is then instant.
-                inner["log"] = have if not tail and start == len(have) else have[:start] + tail
-            found[job_id] = entry
-        return found
+        return {job_id: join_log(job_id, entry, known.get(job_id, ""))
+                for job_id, entry in jobs.items() if job_id in wanted}
+
+    def may_watch(self) -> bool:
+        """Whether to try ``watch`` here: our own service, unless it said it has no such thing."""
+        return self._features.get("watch") is not False and self._is_ours()
+
+    async def watch(self, ids: Sequence[str], known: Mapping[str, str], *,
+                    every: float = 0.3) -> AsyncIterator[dict[str, Any]]:
+        """The lines of ``POST /jobs/watch`` (a local extension), decoded, until every job ended.
+
+        One long response in place of a request per poll: the service sends what
+        changed, at most once per ``every`` seconds. Each line may hold ``live``
+        rows ``[id, status, logFrom, log tail]``, ``jobs`` (ended jobs as
+        ``POST /jobs/status`` answers them: ``join_log`` makes them whole) and
+        ``unknown`` ids. A ``logFrom`` counts from what this stream sent before
+        (``known`` at first). Raises ``NotSupported`` where the service lacks it, and
+        the client's usual errors when the stream cannot start or breaks off.
+        Close the iterator (``contextlib.aclosing``) to stop early.
+        """
+        body = dumps_json({"ids": list(ids), "every": every,
+                           "logFrom": {i: len(known[i]) for i in ids if known.get(i)}})
+        url = f"{self.base_url}/jobs/watch"
+        try:
+            async with self._http.stream("POST", url, content=body, headers=_JSON_TYPE) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    try:
+                        self._parse("POST", url, response, "watch")
+                    except _Retryable as exc:
+                        raise exc.error from None
+                    raise ProtocolError(f"POST {url} answered {response.status_code} without a stream")
+                self._features["watch"] = True
+                self._revive_tried = False
+                pending = b""
+                async for chunk in response.aiter_bytes():
+                    lines = (pending + chunk).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        try:
+                            data = loads_json(line)
+                        except ValueError:
+                            raise ProtocolError(f"POST {url} streamed a line that is not JSON") from None
+                        if not isinstance(data, dict):
+                            raise ProtocolError(f"POST {url} streamed JSON that is not an object")
+                        yield data
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")) from None
+        except httpx.HTTPError as exc:
+            raise TransportError(self._scrub(f"POST {url} broke off: {exc or type(exc).__name__}")) from None
 
     async def cancel(self, ids: Iterable[str]) -> list[str]:
         """Cancel jobs (a local-service extension; NotSupported on the real grid)."""

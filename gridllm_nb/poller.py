@@ -3,7 +3,10 @@
 Every live job on the loop is polled together: one GET per 100 ids per tick
 (one request per 1000 ids, carrying only what each log grew by, where the
 service offers the bulk status extension), whichever cell, panel or script
-asked for it. The interval is short while
+asked for it. Where the service offers the watch extension (our own local
+service), there is no poll at all: one long response per group of jobs
+carries what changed, and a stream that breaks hands its jobs back to the
+polls. The interval is short while
 logs grow and backs off while nothing changes; failures back off with
 jitter (honouring Retry-After) and only after a time budget are the jobs
 given up as LOST, their text kept. While the service does not answer at all,
@@ -15,18 +18,21 @@ next answer; the embedded default service is started again once per outage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .client import JobsClient, RetryPolicy
+from .client import MAX_IDS_PER_BULK, JobsClient, RetryPolicy, join_log
 from .clock import Clock, SystemClock
 from .errors import (
     AuthError,
     ConfigError,
     GridLLMError,
+    NotSupported,
+    ProtocolError,
     RateLimited,
     ServiceUnreachable,
     TransportError,
@@ -36,6 +42,8 @@ from .jobs import Job, JobState, JobUpdate, read_entry, state_from_raw
 __all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller"]
 
 RECONNECTING = "reconnecting…"
+STREAM_PAUSE = 10.0  # seconds a client's jobs are polled after one of its watch streams failed
+_BRIEF = object()  # Watch._entry of a streamed row: the job is its status and log, built on demand
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class Watch:
         self._updates: deque[JobUpdate | None] = deque()
         self._reader: asyncio.Future[None] | None = None
         self._closed = False
+        self._stream: _Stream | None = None  # the watch stream that carries this job, if one does
 
     @property
     def done(self) -> bool:
@@ -97,7 +106,11 @@ class Watch:
     def job(self) -> Job | None:
         """The job as last reported (built from its latest entry on first read)."""
         if self._job is None and self._entry is not None:
-            self._job = Job.from_api(self.job_id, self._entry, self._entry_previous)
+            entry = self._entry
+            if entry is _BRIEF:
+                entry = {"vmStatus": self.raw_status, "states": {"default": {"status": self.raw_status,
+                                                                             "log": self.text}}}
+            self._job = Job.from_api(self.job_id, entry, self._entry_previous)
         return self._job
 
     @job.setter
@@ -138,25 +151,28 @@ class Watch:
     # -- called by the poller --------------------------------------------
 
     def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
-        terminal = self.state.terminal
-        job = self.job if terminal else None  # a live update builds no Job
+        state = self.state
+        if not state.terminal:  # a live update builds no Job
+            self._put(JobUpdate(self.tag, self.job_id, state, self.text, delta, reset, self.error or self.notice,
+                                now - self.started, self.raw_status))
+            return
+        job = self.job
         self._put(
             JobUpdate(
                 tag=self.tag,
                 job_id=self.job_id,
-                state=self.state,
+                state=state,
                 text=self.text,
                 delta=delta,
                 reset=reset,
-                error=self.error or (None if terminal else self.notice),
+                error=self.error,
                 elapsed=now - self.started,
                 raw_status=self.raw_status,
                 finish=job.finish if job is not None else None,
                 tokens=job.tokens if job is not None else None,
             )
         )
-        if terminal:
-            self.close()
+        self.close()
 
     def _unchanged(self, entry: Any) -> bool:
         """Cheap check before parsing: same log and same status as last time."""
@@ -203,6 +219,24 @@ class Watch:
         self._entry_previous = self.state
         return self._update(raw, log, now)
 
+    def _grow(self, status: Any, start: Any, tail: Any, now: float) -> bool:
+        """One ``live`` row of a watch stream: the log from character ``start`` on, and the status."""
+        have = self.text
+        self._job = None
+        self._entry = _BRIEF
+        self._entry_previous = self.state
+        if status == self.raw_status and start == len(have) and type(tail) is str and tail and not self.missing:
+            # The usual row, a thousand times a line: the same status, new characters after the old.
+            self.text = have + tail
+            self._emit(now, delta=tail)
+            return True
+        if not (isinstance(status, str) and status and type(start) is int and isinstance(tail, str)
+                and 0 <= start <= len(have)):
+            raise ProtocolError(f"a malformed watch row for job {self.job_id}")
+        if start == len(have):  # only new characters: no comparing of what came before
+            return self._update(status, have + tail, now, tail)
+        return self._update(status, have[:start] + tail, now)
+
     def _take(self, entry: Any, now: float) -> bool:
         """Take a fresh raw entry (see ``_apply``) without building a Job unless one is needed."""
         raw, log = raw_status_and_log(entry)
@@ -216,11 +250,14 @@ class Watch:
         self.job = job
         return self._update(job.raw_status, job.log, now)
 
-    def _update(self, raw_status: str, log: str, now: float) -> bool:
+    def _update(self, raw_status: str, log: str, now: float, grown: str | None = None) -> bool:
+        """Take a status and log; ``grown`` says the log is the old one plus exactly that."""
         self.missing = 0
         state = self.state if raw_status == self.raw_status else state_from_raw(raw_status, self.state)
         reset = False
-        if log == self.text:
+        if grown is not None:
+            delta = grown
+        elif log == self.text:
             delta = ""
         elif log.startswith(self.text):
             delta = log[len(self.text):]
@@ -282,6 +319,9 @@ class Poller:
         self.plans = 0
         self._failures = 0
         self._reviving: dict[int, asyncio.Task[None]] = {}
+        self.streams = 0  # watch streams opened
+        self._opening: list[_Stream] = []  # streams started by this tick's plan
+        self._paused: dict[int, float] = {}  # client -> until when its jobs are polled, after a stream failed
 
     def watch(
         self,
@@ -322,7 +362,10 @@ class Poller:
         key = (id(w.client), w.job_id)
         if self._watches.get(key) is w:
             del self._watches[key]
-            self._batches = None
+            if w._stream is None:
+                self._batches = None
+            else:
+                w._stream.forget()
 
     def _wake(self) -> None:
         if self._sleeper is not None and not self._sleeper.done():
@@ -345,9 +388,18 @@ class Poller:
     async def tick(self) -> float:
         """Poll every live job once; returns how long to wait before the next tick."""
         self.ticks += 1
+        if self._paused and min(self._paused.values()) <= self.clock.monotonic():
+            now = self.clock.monotonic()
+            self._paused = {key: until for key, until in self._paused.items() if until > now}
+            self._batches = None  # a client whose stream failed a while ago may stream again
         batches = self._batches
         if batches is None:
             batches = self._batches = self._plan()
+            if self._opening:  # wait for the new streams' first lines: jobs a stream refused are polled now
+                opening, self._opening = self._opening, []
+                await asyncio.wait([stream.opened for stream in opening])
+                if self._batches is None:
+                    batches = self._batches = self._plan()
         self.gets += len(batches)
         answers = await asyncio.gather(
             *(client.status_entries(ids, retry=False, known={w.job_id: w.text for w in watches})
@@ -400,17 +452,27 @@ class Poller:
         return self.interval
 
     def _plan(self) -> list[tuple[JobsClient, list[Watch], list[str]]]:
-        """One GET per client per chunk of ids; rebuilt only when a watch comes or goes."""
+        """One GET per client per chunk of ids; rebuilt only when a watch comes or goes.
+
+        Jobs of a client that can stream go into new watch streams instead (up to
+        1000 jobs each), and are left out of the polls while a stream carries them.
+        """
         self.plans += 1
         groups: dict[int, list[Watch]] = defaultdict(list)
         clients: dict[int, JobsClient] = {}
         for w in list(self._watches.values()):
-            groups[id(w.client)].append(w)
-            clients[id(w.client)] = w.client
+            if w._stream is None and not w.done:
+                groups[id(w.client)].append(w)
+                clients[id(w.client)] = w.client
         batches: list[tuple[JobsClient, list[Watch], list[str]]] = []
         self._sizes = [(client, client.ids_per_request) for client in clients.values()]
         for key, watches in groups.items():
             client = clients[key]
+            if client.may_watch() and key not in self._paused:
+                streamed = [w for w in watches if not w.missing]  # one the service did not know is polled
+                for start in range(0, len(streamed), MAX_IDS_PER_BULK):
+                    _Stream(self, client, streamed[start:start + MAX_IDS_PER_BULK])
+                watches = [w for w in watches if w.missing]
             by_id = {w.job_id: w for w in watches}
             for chunk in client.status_batches(list(by_id)):
                 batches.append((client, [by_id[i] for i in chunk], chunk))
@@ -463,6 +525,103 @@ class Poller:
                         w._set_notice(f"{RECONNECTING} (started the local service again: {before})", now)
 
         self._reviving[key] = asyncio.get_running_loop().create_task(revive(), name="gridllm-revive")
+
+
+class _Stream:
+    """One watch stream (``JobsClient.watch``): the service pushes what changed for a group of watches.
+
+    Its rows go through the same ``Watch`` methods a poll's entries do. When it
+    ends, breaks or is refused, the jobs it still carries go back to the polls,
+    which then handle any outage as usual (notices, starting the service again);
+    after a failure the client's jobs are polled for ``STREAM_PAUSE`` seconds.
+    """
+
+    def __init__(self, poller: Poller, client: JobsClient, watches: list[Watch]) -> None:
+        self.poller = poller
+        self.client = client
+        self.watches = {w.job_id: w for w in watches}
+        for w in watches:
+            w._stream = self
+        poller.streams += 1
+        poller._opening.append(self)
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[bool] = loop.create_future()  # True at its first line, False if it never had one
+        self.task = loop.create_task(self._run(), name="gridllm-watch")
+
+    async def _run(self) -> None:
+        poller = self.poller
+        known = {job_id: w.text for job_id, w in self.watches.items()}
+        ended_well = False
+        try:
+            lines = self.client.watch(list(known), known, every=poller.settings.fast)
+            async with contextlib.aclosing(lines):
+                async for line in lines:
+                    self._take(line, poller.clock.monotonic())
+                    if not self.opened.done():
+                        self.opened.set_result(True)
+                    if all(w.done for w in self.watches.values()):
+                        ended_well = True
+                        return
+            # Over with jobs still running: as if it broke off (never a loop of streams that end at once).
+        except NotSupported:
+            ended_well = True  # no such thing here: the client remembers, and its jobs are polled
+        except asyncio.CancelledError:
+            ended_well = True  # no one follows these jobs any more
+            raise
+        except Exception:
+            pass  # broken off, refused, malformed: the polls take over (and report any outage)
+        finally:
+            if not ended_well:
+                poller._paused[id(self.client)] = poller.clock.monotonic() + STREAM_PAUSE
+            if not self.opened.done():
+                self.opened.set_result(False)
+            self._release()
+
+    def _take(self, line: Mapping[str, Any], now: float) -> None:
+        watches = self.watches
+        live = line.get("live") or []
+        jobs = line.get("jobs") or {}
+        unknown = line.get("unknown") or []
+        if not (isinstance(live, list) and isinstance(jobs, dict) and isinstance(unknown, list)):
+            raise ProtocolError("a malformed watch line")
+        for row in live:
+            try:
+                job_id, status, start, tail = row
+                w = watches.get(job_id)
+            except (TypeError, ValueError):
+                raise ProtocolError("a malformed watch row") from None
+            if w is None or w._closed:  # (a watch whose job ended is closed)
+                continue
+            if w.notice is not None:  # the service answers again
+                w.notice = None
+                w._emit(now)
+            w._grow(status, start, tail, now)
+        for job_id, entry in jobs.items():
+            w = watches.get(job_id)
+            if w is None or w.done:
+                continue
+            w.notice = None
+            w._poll(join_log(job_id, entry, w.text), now)
+        for job_id in unknown:
+            w = watches.pop(job_id, None)
+            if w is not None:  # polled from now on, until the service knows it or it is lost
+                w._stream = None
+                w.missing += 1
+                self.poller._batches = None
+                self.poller._wake()
+
+    def forget(self) -> None:
+        """A watch closed: stop the stream once none of its jobs is followed any more."""
+        if all(w.done for w in self.watches.values()) and self.task is not asyncio.current_task():
+            self.task.cancel()
+
+    def _release(self) -> None:
+        back = [w for w in self.watches.values() if w._stream is self]
+        for w in back:
+            w._stream = None
+        if any(not w.done for w in back):
+            self.poller._batches = None
+            self.poller._wake()
 
 
 _POLLERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()

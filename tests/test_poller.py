@@ -419,3 +419,132 @@ async def test_a_bulk_answer_continuing_past_the_known_log_is_a_protocol_error(c
     with pytest.raises(ProtocolError, match="past what was asked"):
         await client.status_entries([job_id], known={job_id: "short"})
     await client.aclose()
+
+
+# -- the watch stream: our own service pushes what changed ----------------------------------
+
+
+def _watch_requests(fake: FakeJobsAPI) -> list[httpx.Request]:
+    return [r for r in fake.requests if r.method == "POST" and r.url.path.endswith("/jobs/watch")]
+
+
+class _Lines(httpx.AsyncByteStream):
+    """A watch response body: these lines, then (optionally) the connection breaking."""
+
+    def __init__(self, lines: list[bytes], error: Exception | None = None) -> None:
+        self.lines = lines
+        self.error = error
+
+    async def __aiter__(self):
+        for line in self.lines:
+            yield line
+        if self.error is not None:
+            raise self.error
+
+
+async def test_on_our_own_service_every_job_streams_over_one_response_and_nothing_is_polled(service_url) -> None:
+    async with JobsClient(service_url) as client:
+        poller = Poller(PollSettings(fast=0.1))
+        ids = await client.submit_many(["Name a colour.", "Name a fruit.", "Say hello."], "smollm2:135m",
+                                       options={"max_tokens": 12})
+        runs = await asyncio.gather(*(collect(poller, client, i, tag="smollm2:135m") for i in ids))
+        whole = await client.status(ids)
+    for job_id, updates in zip(ids, runs):
+        last = updates[-1]
+        assert last.state is JobState.COMPLETED and last.text == whole[job_id].log != ""
+        assert "".join(u.delta for u in updates) == last.text and not any(u.reset for u in updates)
+        assert last.finish in ("stop", "length") and last.tokens  # the ended job came whole
+    assert poller.streams == 1 and poller.gets == 0
+
+
+async def test_a_job_the_service_does_not_know_leaves_the_stream_and_the_polls_end_it_lost(service_url) -> None:
+    async with JobsClient(service_url) as client:
+        poller = Poller(PollSettings(fast=0.05, lost_after=2))
+        updates = await collect(poller, client, "0" * 32, tag="smollm2:135m")
+    assert updates[-1].state is JobState.LOST and "no longer knows" in (updates[-1].error or "")
+    assert poller.streams == 1 and poller.gets == 1  # the stream's "unknown" was the first of the two misses
+
+
+async def test_closing_every_watch_of_a_stream_ends_the_stream(service_url) -> None:
+    async with JobsClient(service_url) as client:
+        poller = Poller(PollSettings(fast=0.1))
+        job_id = await client.submit("Count to a hundred.", "smollm2:135m", options={"max_tokens": 400})
+        watch = poller.watch(client, job_id, tag="smollm2:135m")
+        async for update in watch:
+            if update.text:
+                break
+        watch.close()
+        for _ in range(100):
+            if not [t for t in asyncio.all_tasks() if t.get_name() == "gridllm-watch"]:
+                break
+            await asyncio.sleep(0.02)
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == "gridllm-watch"]
+        await client.cancel([job_id])
+
+
+def _breaking(fake: FakeJobsAPI, how: str):
+    """A transport whose first watch stream fails ``how``, after the job's first two steps where it streams."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/jobs/watch") or _watch_requests(fake):
+            return fake.handle(request)
+        fake.requests.append(request)
+        if how == "refused":
+            return httpx.Response(429, json={"success": False, "error": "too many watch streams"})
+        (job_id,) = json.loads(request.content)["ids"]
+        lines = [json.dumps({"live": [[job_id, *step_row(fake.jobs[job_id].advance())]]}).encode() + b"\n"
+                 for _ in range(2)]
+        if how == "breaks off":
+            return httpx.Response(200, stream=_Lines(lines, httpx.ReadError("connection reset by peer")))
+        bad = {"malformed row": b'{"live": [["x"]]}\n', "not JSON": b"<html>oops</html>\n"}[how]
+        return httpx.Response(200, stream=_Lines([*lines, bad]))
+
+    return httpx.MockTransport(handle)
+
+
+def step_row(step: tuple[str, str]) -> list:
+    status, log = step
+    return [status, 0, log]
+
+
+@pytest.mark.parametrize("how", ["breaks off", "malformed row", "not JSON", "refused"])
+async def test_a_stream_that_fails_hands_its_job_to_the_polls_with_nothing_lost_or_repeated(
+        clock: FakeClock, how: str) -> None:
+    fake = FakeJobsAPI(default_script=words_script("one two three four"))
+    client = JobsClient(LOCAL, transport=_breaking(fake, how), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert updates[-1].state is JobState.COMPLETED and updates[-1].text == "one two three four"
+    assert "".join(u.delta for u in updates) == "one two three four" and not any(u.reset for u in updates)
+    if how != "refused":
+        assert updates[1].text == "one"  # what the stream brought before it failed is kept
+    assert len(_watch_requests(fake)) == 1 and fake.gets()  # the polls finished the job
+    assert client.may_watch()  # a failure is not "this service has no streams": it is tried again later
+    await client.aclose()
+
+
+async def test_after_a_failed_stream_the_client_polls_for_a_while_then_streams_again(clock: FakeClock) -> None:
+    from gridllm_nb.poller import STREAM_PAUSE
+
+    fake = FakeJobsAPI(default_script=words_script("one two"))
+    client = JobsClient(LOCAL, transport=_breaking(fake, "refused"), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    assert len(_watch_requests(fake)) == 1  # within the pause: polled
+    clock.now += STREAM_PAUSE
+    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    assert len(_watch_requests(fake)) == 2  # (this fake has no streams: 404, and the client remembers)
+    assert not client.may_watch()
+    await client.aclose()
+
+
+async def test_a_service_without_the_watch_extension_is_asked_once(clock: FakeClock) -> None:
+    fake = FakeJobsAPI(default_script=words_script("one two"), bulk_supported=True)  # POST /jobs/watch: 404
+    client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    for _ in range(3):
+        ids = await client.submit_many(["p"] * 2, "m")
+        await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+    assert len(_watch_requests(fake)) == 1 and fake.bulk_requests()
+    await client.aclose()

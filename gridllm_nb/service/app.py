@@ -16,14 +16,14 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -45,6 +45,8 @@ APPS = ("gridrepublic:text-inference", "charityengine:text-inference")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_IDS = 500
 MAX_BULK_IDS = 1000  # POST /jobs/status: ids travel in the body, not in a URL
+MAX_WATCHES = 64  # POST /jobs/watch streams open at once
+WATCH_HEARTBEAT = 5.0  # seconds of silence after which a watch stream sends an empty line
 _ID = re.compile(r"[0-9a-f]{32}")
 _LOCAL = "**Local extension** (this embedded service only; the public GridRepublic API lacks it). "
 
@@ -96,6 +98,11 @@ class BulkStatusRequest(BaseModel):
         description="Per id, how many characters (Unicode code points) of its log the client already has: "
                     "that job's `log` then holds only the rest, and its state says `logFrom`.",
     )
+
+
+class WatchRequest(BulkStatusRequest):
+    every: float = Field(0.3, description="Seconds between two lines at least, in [0.05, 5]: the client's "
+                         "own pace (its poll interval).")
 
 
 class ErrorAnswer(BaseModel):
@@ -227,6 +234,55 @@ def job_tail_json(job: JobRecord, start: int, now: float) -> bytes:
         start = min(start, len(state["log"]))
         state["log"], state["logFrom"] = state["log"][start:], start
     return json.dumps(view, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def watch_lines(manager: JobManager, wanted: list[str], log_from: dict[str, int],
+                      every: float) -> AsyncIterator[bytes]:
+    """The lines of one ``POST /jobs/watch`` answer: what changed since the last line, until every job ended.
+
+    The client's offsets come in once; from then on this side remembers what it
+    sent, so a line carries only new characters and new states, at most one line
+    per ``every`` seconds, and nothing at all while nothing changes (bar a
+    heartbeat). A job still running is a row ``[id, status, logFrom, log]``; an
+    ended one its whole entry, as ``POST /jobs/status`` answers it, and it leaves
+    the stream. Ids unknown here are named once, in ``unknown``.
+    """
+    found = manager.get(wanted)
+    sent = {i: (log_from.get(i, 0), "") for i in wanted if i in found}  # id -> (characters, status) sent
+    unknown = [i for i in wanted if i not in found]
+    quiet_since = time.monotonic()
+    while sent or unknown:
+        now = time.time()
+        rows: list[list[Any]] = []
+        ended: list[bytes] = []
+        for job_id, job in manager.get(list(sent)).items():
+            have, status = sent[job_id]
+            if job.terminal or job.rendered is not None:
+                ended.append(b'"%s":%s' % (job_id.encode(), job_tail_json(job, have, now)))
+                del sent[job_id]
+                continue
+            log, now_status = job.log, job.status
+            if len(log) == have and now_status == status:
+                continue
+            start = have if len(log) >= have else 0  # (a log never shrinks here; if it did, send it whole)
+            rows.append([job_id, now_status, start, log[start:]])
+            sent[job_id] = (len(log), now_status)
+        if rows or ended or unknown:
+            parts = []
+            if rows:
+                parts.append(b'"live":' + json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode())
+            if ended:
+                parts.append(b'"jobs":{' + b",".join(ended) + b"}")
+            if unknown:
+                parts.append(b'"unknown":' + json.dumps(unknown).encode())
+                unknown = []
+            yield b"{" + b",".join(parts) + b"}\n"
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= WATCH_HEARTBEAT:
+            yield b"{}\n"
+            quiet_since = time.monotonic()
+        if sent:
+            await asyncio.sleep(every)
 
 
 def parse_ids(raw: str | list[str], limit: int = MAX_IDS) -> list[str]:
@@ -459,6 +515,38 @@ def create_app(
     async def bulk_status(body: BulkStatusRequest) -> Response:
         return status_answer(parse_ids(body.ids, MAX_BULK_IDS),
                              {k.lower(): v for k, v in body.logFrom.items() if isinstance(v, int)}, bulk=True)
+
+    watching = 0
+
+    @app.post(f"{API_PREFIX}/jobs/watch", responses={**_ERRORS, 200: {"content": {"application/x-ndjson": {}},
+              "description": "One JSON object per line, e.g. `{\"live\":[[\"<id>\",\"running\",12,\" more\"]]}`"}},
+              summary="Follow many jobs over one long response (local extension)",
+              description=_LOCAL + f"The body of `POST /jobs/status` (up to {MAX_BULK_IDS} ids, `logFrom`), plus "
+              "`every`; the answer is a stream of JSON lines, one whenever something changed (at most one per "
+              "`every` seconds; `{}` after 5 s of silence), and it ends when every job has ended. In a line, "
+              "`live` lists running or queued jobs that changed as `[id, status, logFrom, log]` (the log from "
+              "character `logFrom` on), `jobs` holds jobs that ended, whole, as `POST /jobs/status` answers "
+              "them (they then leave the stream), and `unknown` the ids this service does not know (sent "
+              f"once, first). At most {MAX_WATCHES} streams are open at once (then 429). A client following "
+              "a thousand jobs reads one line per change instead of sending one request per poll.")
+    async def watch(body: WatchRequest) -> StreamingResponse:
+        nonlocal watching
+        wanted = parse_ids(body.ids, MAX_BULK_IDS)
+        if watching >= MAX_WATCHES:
+            raise ApiError(429, f"{watching} watch streams are open; this service takes at most {MAX_WATCHES}")
+        log_from = {k.lower(): v for k, v in body.logFrom.items() if isinstance(v, int) and v > 0}
+        every = min(5.0, max(0.05, body.every))
+
+        async def lines() -> AsyncIterator[bytes]:
+            nonlocal watching
+            watching += 1
+            try:
+                async for line in watch_lines(manager, wanted, log_from, every):
+                    yield line
+            finally:
+                watching -= 1
+
+        return StreamingResponse(lines(), media_type="application/x-ndjson")
 
     @app.delete(f"{API_PREFIX}/jobs/{{ids}}", response_model=CancelAnswer, responses=_ERRORS,
                 summary="Cancel jobs (local extension)",

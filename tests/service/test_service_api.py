@@ -397,6 +397,59 @@ def test_bulk_status_sends_a_running_job_brief_and_an_ended_one_whole(make_clien
     assert ended == whole  # message, commandLine, tag, runtime: all there once it ended
 
 
+def _watch(client, body: dict) -> list[dict]:
+    with client.stream("POST", f"{BASE}/jobs/watch", json=body) as answer:
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/x-ndjson")
+        return [json.loads(line) for line in answer.iter_lines() if line]
+
+
+def test_watch_streams_what_changed_then_each_ended_job_whole_then_ends(make_client) -> None:
+    """``POST /jobs/watch`` (local extension): one response, a JSON line whenever something changed."""
+    client = make_client()
+    (slow,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 12}})
+    (fast,) = submit(client, "go")
+    unknown = "0" * 32
+    lines = _watch(client, {"ids": [slow, fast, unknown], "every": 0.05})
+    assert lines[0]["unknown"] == [unknown] and all("unknown" not in line for line in lines[1:])
+    logs = {slow: "", fast: ""}
+    ended: dict[str, dict] = {}
+    for line in lines:
+        assert set(line) <= {"live", "jobs", "unknown"} and line  # (no heartbeat within a second)
+        for job_id, status, start, tail in line.get("live", []):
+            assert job_id not in ended and status in ("queued", "running") and start == len(logs[job_id])
+            logs[job_id] += tail
+        for job_id, entry in line.get("jobs", {}).items():
+            assert job_id not in ended
+            state = entry["states"]["default"]
+            assert state.get("logFrom", 0) == len(logs[job_id])
+            logs[job_id] = logs[job_id][:state.pop("logFrom", 0)] + state["log"]
+            state["log"] = logs[job_id]
+            ended[job_id] = entry
+    assert sum(1 for line in lines if slow in {row[0] for row in line.get("live", [])}) >= 3  # it grew while watched
+    for job_id in (slow, fast):
+        whole = client.get(f"{BASE}/jobs/{job_id}").json()["jobs"][job_id]
+        assert ended[job_id] == whole and logs[job_id] == "".join(f"w{n} " for n in range(12 if job_id == slow else 8))
+
+
+def test_watch_starts_where_the_client_is_and_refuses_bad_requests(make_client, monkeypatch) -> None:
+    from gridllm_nb.service import app as service_app
+
+    client = make_client()
+    (job_id,) = submit(client, "go")
+    whole = wait_for(client, job_id, terminal)["states"]["default"]["log"]
+    (line,) = _watch(client, {"ids": [job_id], "logFrom": {job_id: 5}})
+    assert line["jobs"][job_id]["states"]["default"]["log"] == whole[5:]
+    for body, status, words in (({"ids": ["nope"]}, 400, "malformed job id"),
+                                ({"ids": [f"{n:032x}" for n in range(1001)]}, 400, "limit is 1000"),
+                                ({"ids": []}, 400, "no job ids"),
+                                ({"every": 1}, 400, "ids")):
+        answer = client.post(f"{BASE}/jobs/watch", json=body)
+        assert answer.status_code == status and words in answer.json()["error"], answer.text
+    monkeypatch.setattr(service_app, "MAX_WATCHES", 0)
+    answer = client.post(f"{BASE}/jobs/watch", json={"ids": [job_id]})
+    assert answer.status_code == 429 and "at most 0" in answer.json()["error"]
+
+
 def test_get_answers_a_running_job_whole_as_the_seed_does(make_client) -> None:
     """Only the bulk extension is brief: ``GET /jobs/{id}`` keeps every field of the seed's shape."""
     client = make_client()
