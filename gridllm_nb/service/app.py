@@ -46,6 +46,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_IDS = 500
 MAX_BULK_IDS = 1000  # POST /jobs/status: ids travel in the body, not in a URL
 MAX_WATCHES = 64  # POST /jobs/watch streams open at once
+MAX_WATCHED = 5000  # ids those streams follow, all together (each costs a lookup per line)
 WATCH_HEARTBEAT = 5.0  # seconds of silence after which a watch stream sends an empty line
 _ID = re.compile(r"[0-9a-f]{32}")
 _LOCAL = "**Local extension** (this embedded service only; the public GridRepublic API lacks it). "
@@ -101,7 +102,7 @@ class BulkStatusRequest(BaseModel):
 
 
 class WatchRequest(BulkStatusRequest):
-    every: float = Field(0.3, description="Seconds between two lines at least, in [0.05, 5]: the client's "
+    every: float = Field(0.3, description="Seconds between two lines at least, in [0.1, 5]: the client's "
                          "own pace (its poll interval).")
 
 
@@ -516,7 +517,7 @@ def create_app(
         return status_answer(parse_ids(body.ids, MAX_BULK_IDS),
                              {k.lower(): v for k, v in body.logFrom.items() if isinstance(v, int)}, bulk=True)
 
-    watching = 0
+    watching = [0, 0]  # streams open, ids they follow
 
     @app.post(f"{API_PREFIX}/jobs/watch", responses={**_ERRORS, 200: {"content": {"application/x-ndjson": {}},
               "description": "One JSON object per line, e.g. `{\"live\":[[\"<id>\",\"running\",12,\" more\"]]}`"}},
@@ -527,24 +528,27 @@ def create_app(
               "`live` lists running or queued jobs that changed as `[id, status, logFrom, log]` (the log from "
               "character `logFrom` on), `jobs` holds jobs that ended, whole, as `POST /jobs/status` answers "
               "them (they then leave the stream), and `unknown` the ids this service does not know (sent "
-              f"once, first). At most {MAX_WATCHES} streams are open at once (then 429). A client following "
-              "a thousand jobs reads one line per change instead of sending one request per poll.")
+              f"once, first). At most {MAX_WATCHES} streams following {MAX_WATCHED} ids in all are open at once "
+              "(then 429). A client following a thousand jobs reads one line per change instead of sending one "
+              "request per poll.")
     async def watch(body: WatchRequest) -> StreamingResponse:
-        nonlocal watching
         wanted = parse_ids(body.ids, MAX_BULK_IDS)
-        if watching >= MAX_WATCHES:
-            raise ApiError(429, f"{watching} watch streams are open; this service takes at most {MAX_WATCHES}")
+        streams, ids = watching
+        if streams >= MAX_WATCHES or ids + len(wanted) > MAX_WATCHED:
+            raise ApiError(429, f"{streams} watch streams follow {ids} jobs; this service takes at most "
+                                f"{MAX_WATCHES} streams and {MAX_WATCHED} jobs")
         log_from = {k.lower(): v for k, v in body.logFrom.items() if isinstance(v, int) and v > 0}
-        every = min(5.0, max(0.05, body.every))
+        every = min(5.0, max(0.1, body.every))
 
         async def lines() -> AsyncIterator[bytes]:
-            nonlocal watching
-            watching += 1
+            watching[0] += 1
+            watching[1] += len(wanted)
             try:
                 async for line in watch_lines(manager, wanted, log_from, every):
                     yield line
             finally:
-                watching -= 1
+                watching[0] -= 1
+                watching[1] -= len(wanted)
 
         return StreamingResponse(lines(), media_type="application/x-ndjson")
 

@@ -409,7 +409,7 @@ def test_watch_streams_what_changed_then_each_ended_job_whole_then_ends(make_cli
     (slow,) = submit(client, "go", tag="fake:slow", command={"options": {"max_tokens": 12}})
     (fast,) = submit(client, "go")
     unknown = "0" * 32
-    lines = _watch(client, {"ids": [slow, fast, unknown], "every": 0.05})
+    lines = _watch(client, {"ids": [slow, fast, unknown], "every": 0.1})
     assert lines[0]["unknown"] == [unknown] and all("unknown" not in line for line in lines[1:])
     logs = {slow: "", fast: ""}
     ended: dict[str, dict] = {}
@@ -445,9 +445,13 @@ def test_watch_starts_where_the_client_is_and_refuses_bad_requests(make_client, 
                                 ({"every": 1}, 400, "ids")):
         answer = client.post(f"{BASE}/jobs/watch", json=body)
         assert answer.status_code == status and words in answer.json()["error"], answer.text
+    monkeypatch.setattr(service_app, "MAX_WATCHED", 1)
+    assert _watch(client, {"ids": [job_id]})  # the streams before it gave their share back when they ended
+    answer = client.post(f"{BASE}/jobs/watch", json={"ids": [job_id, "0" * 32]})
+    assert answer.status_code == 429 and "at most 64 streams and 1 jobs" in answer.json()["error"]
     monkeypatch.setattr(service_app, "MAX_WATCHES", 0)
     answer = client.post(f"{BASE}/jobs/watch", json={"ids": [job_id]})
-    assert answer.status_code == 429 and "at most 0" in answer.json()["error"]
+    assert answer.status_code == 429 and "at most 0 streams" in answer.json()["error"]
 
 
 def test_get_answers_a_running_job_whole_as_the_seed_does(make_client) -> None:
