@@ -283,11 +283,11 @@ def bench_iopub(url: str, max_tokens: int) -> list[dict[str, Any]]:
 
 def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str, str]]:
     """Kernel CPU of a ``jobs``-prompt grid: the magic (progress bar, Results) and a bare agrid, side by side."""
-    # benchmarks/poller.py: the stream server in its own process
+    # benchmarks/poller.py: the stream server in its own process, with the local service's extensions
     from poller import Server
 
     rows = []
-    with Server(bulk=True) as url, real_kernel(url) as (execute, pid):
+    with Server(bulk=True, watch=True) as url, real_kernel(url) as (execute, pid):
         execute(f"from gridllm_nb import agrid\nxs = [f'prompt {{i}}' for i in range({jobs})]")
         for max_live in max_lives:
             got = {}

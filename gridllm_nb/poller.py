@@ -302,7 +302,7 @@ def raw_status_and_log(entry: Any) -> tuple[str, str]:
 
 
 class Poller:
-    """Follows every watched job of one event loop with as few GETs as possible."""
+    """Follows every watched job of one event loop with as few requests as possible (none over a stream)."""
 
     def __init__(self, settings: PollSettings | None = None, clock: Clock | None = None) -> None:
         self.settings = settings or PollSettings()
@@ -540,6 +540,7 @@ class _Stream:
         self.poller = poller
         self.client = client
         self.watches = {w.job_id: w for w in watches}
+        self.failure: Exception | None = None  # why it ended early, if it did
         for w in watches:
             w._stream = self
         poller.streams += 1
@@ -568,8 +569,8 @@ class _Stream:
         except asyncio.CancelledError:
             ended_well = True  # no one follows these jobs any more
             raise
-        except Exception:
-            pass  # broken off, refused, malformed: the polls take over (and report any outage)
+        except Exception as exc:  # noqa: BLE001 - broken off, refused, malformed, client closed: all the same here
+            self.failure = exc  # the polls take over, and report any outage as they always do
         finally:
             if not ended_well:
                 poller._paused[id(self.client)] = poller.clock.monotonic() + STREAM_PAUSE

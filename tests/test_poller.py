@@ -548,3 +548,32 @@ async def test_a_service_without_the_watch_extension_is_asked_once(clock: FakeCl
         await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
     assert len(_watch_requests(fake)) == 1 and fake.bulk_requests()
     await client.aclose()
+
+
+async def test_when_the_service_dies_mid_stream_the_polls_say_so_and_the_text_is_kept(tmp_path) -> None:
+    """A real service, killed while its stream carries a job: what came is kept, and the job ends lost."""
+    import os
+    import signal
+
+    from gridllm_nb.client import RetryPolicy
+    from gridllm_nb.poller import RECONNECTING
+    from gridllm_nb.service.launcher import start_service
+
+    with start_service(db=tmp_path / "jobs.sqlite3", timeout=60) as service:
+        async with JobsClient(service.url) as client:
+            poller = Poller(PollSettings(fast=0.1, give_up_after=1.0,
+                                         backoff=RetryPolicy(initial=0.1, maximum=0.2)))
+            job_id = await client.submit("Write a long story about a dragon and a lighthouse.", "smollm2:135m",
+                                         options={"max_tokens": 400})
+            updates: list[JobUpdate] = []
+            async for update in poller.watch(client, job_id, tag="smollm2:135m"):
+                updates.append(update)
+                if update.text and update.state is JobState.RUNNING and service.process.poll() is None:
+                    os.killpg(service.process.pid, signal.SIGKILL)
+                    service.process.wait(10)
+    assert poller.streams == 1 and poller.gets > 0  # streamed, then polled
+    before = max(len(u.text) for u in updates if u.error is None)
+    last = updates[-1]
+    assert last.state is JobState.LOST and "gave up polling" in (last.error or "")
+    assert len(last.text) == before and last.text == "".join(u.delta for u in updates)
+    assert any(RECONNECTING in (u.error or "") for u in updates[:-1])
