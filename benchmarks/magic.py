@@ -333,7 +333,7 @@ def iopub_rows(msgs: list[dict[str, Any]], text_bytes: dict[str, Any]) -> list[d
     shared = final = 0
     for m in msgs:
         kind = m["msg_type"]
-        size = len(json.dumps(m["content"]).encode())
+        size = len(json.dumps(m["content"], ensure_ascii=False).encode())  # as jupyter_client packs it
         if kind == "comm_open" and m["content"]["data"].get("state", {}).get("tag") in per_tag:
             tag = m["content"]["data"]["state"]["tag"]
             card_of[m["content"]["comm_id"]] = tag

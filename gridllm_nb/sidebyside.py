@@ -9,8 +9,9 @@ row, and the inline styles only refine what the table already does
 (left-aligned, top-aligned text, where JupyterLab would right-align cells).
 
 The bundle has ``text/html`` (each answer rendered by ``render``, so
-sanitized) and ``text/plain`` (every front end that cannot show HTML, a
-terminal, nbval, shows this); for the ``json`` format ``application/json``
+sanitized, under a header with its stats line) and ``text/plain`` (every
+front end that cannot show HTML, a terminal, nbval, shows this: each answer
+under its tag, state and time); for the ``json`` format ``application/json``
 maps tags to the parsed values. No ``text/markdown``: every front end that
 renders Markdown renders HTML too, and a third copy of every answer (escaped
 character by character, so longer than the text) would make the saved
@@ -32,8 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["PER_ROW", "results_bundle"]
 
 PER_ROW = 3  # answers side by side in one row; more wrap to the next
-_CELL = 'style="text-align:left;vertical-align:top;width:{w}%" width="{w}%"'
-_PRE = '<pre style="white-space:pre-wrap;overflow-wrap:break-word;margin:0">{}</pre>'
+# Single-quoted attributes: the saved notebook is JSON, where each double quote costs a backslash.
+# A column's width is set once, in its header cell; GitHub keeps the attribute, Jupyter both.
+_ALIGN = "style='text-align:left;vertical-align:top'"
+_HEAD = _ALIGN + " width='{w}%'"
+_PRE = "<pre style='white-space:pre-wrap;overflow-wrap:break-word;margin:0'>{}</pre>"
 
 
 def _head_html(r: Result) -> str:
@@ -62,7 +66,7 @@ def _body_html(r: Result, fmt: str) -> str:
     else:
         body = _PRE.format(html.escape(text))
     if r.error:
-        body += f'<p style="color:#a00">⚠ {html.escape(" ".join(r.error.split()))}</p>'
+        body += f"<p style='color:#a00'>⚠ {html.escape(' '.join(r.error.split()))}</p>"
     return body
 
 
@@ -73,14 +77,13 @@ def _rows(results: Sequence[Result]) -> Iterable[Sequence[Result]]:
 
 def results_html(results: Sequence[Result], fmt: str = "markdown") -> str:
     """The answers as one table, a header row and an answer row per three models."""
-    width = 100 // max(1, min(PER_ROW, len(results)))
-    cell = _CELL.format(w=width)
+    head = _HEAD.format(w=100 // max(1, min(PER_ROW, len(results))))
     rows = []
     for group in _rows(results):
-        rows.append("<tr>" + "".join(f"<th {cell}>{_head_html(r)}</th>" for r in group) + "</tr>")
-        rows.append("<tr>" + "".join(f"<td {cell}>{_body_html(r, fmt)}</td>" for r in group) + "</tr>")
+        rows.append("<tr>" + "".join(f"<th {head}>{_head_html(r)}</th>" for r in group) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td {_ALIGN}>{_body_html(r, fmt)}</td>" for r in group) + "</tr>")
     # render's wrapper: a "$" in an answer is a price, not the start of LaTeX.
-    return f'<div class="{render.NO_MATH_CLASS}"><table style="width:100%">{"".join(rows)}</table></div>'
+    return f"<div class='{render.NO_MATH_CLASS}'><table style='width:100%'>{''.join(rows)}</table></div>"
 
 
 def results_bundle(results: Sequence[Result], fmt: str = "markdown") -> dict[str, Any]:
@@ -99,5 +102,9 @@ def results_bundle(results: Sequence[Result], fmt: str = "markdown") -> dict[str
 
 
 def _state_line(r: Result) -> str:
-    """The plain text's header after the tag: state, why it stopped early, and the stats line."""
-    return " · ".join(part for part in (r.state.label, r.finish_note, r.stats_line()) if part)
+    """The plain text's header after the tag: the state, and why it stopped early.
+
+    The stats line (queued, first token, tok/s) is in the picture only: this fallback is what
+    nbval compares and a terminal shows, where figures that differ on every run are noise.
+    """
+    return " · ".join(part for part in (r.state.label, r.finish_note) if part)

@@ -41,7 +41,7 @@ SAFE_TAGS = {
 SAFE_SCHEMES = ("http:", "https:", "mailto:", "#")
 WRAPPER_CLASS = "tex2jax_ignore mathjax_ignore"
 # The side-by-side table's own layout (``sidebyside``), never taken from model text.
-OWN_STYLE = re.compile(r"width:100%|text-align:left;vertical-align:top;width:\d+%"
+OWN_STYLE = re.compile(r"width:100%|text-align:left;vertical-align:top"
                        r"|white-space:pre-wrap;overflow-wrap:break-word;margin:0|color:#a00")
 
 
