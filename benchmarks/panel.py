@@ -180,10 +180,12 @@ def synthetic_transport(chars: int, rate: float) -> httpx.MockTransport:
         if path == "/models":
             return httpx.Response(200, json={"success": True,
                                              "models": [{"tag": t} for t in ("synth:a", "synth:b", "synth:c")]})
-        if request.method == "POST":
-            job_id = uuid.uuid4().hex
-            jobs[job_id] = now
-            return httpx.Response(200, json={"success": True, "ids": [job_id]})
+        if request.method == "POST" and path == "/jobs":  # one job per input, as the local service
+            ids = [uuid.uuid4().hex for _ in json.loads(json.loads(request.content)["commandLine"])["inputs"]]
+            jobs.update(dict.fromkeys(ids, now))
+            return httpx.Response(200, json={"success": True, "ids": ids})
+        if request.method != "GET" or not path.startswith("/jobs/"):  # no bulk status, no watch stream
+            return httpx.Response(404, text="Not Found")
         out = {}
         for job_id in path[len("/jobs/"):].split(","):
             n = int((now - jobs[job_id]) * rate)
