@@ -7,13 +7,15 @@ poller and with a naive loop, and report GETs per tick, total GETs, the
 poller's CPU per tick and the update latency (server-side change to
 client-side update).
 
-It also runs today's poller (on a server with only GET, and on one that
-offers the local service's bulk status extension) next to the baseline (the hot path as of commit
-c63c32a, copied below: stdlib ``json``, an httpx URL parse per GET, a Job
-built per changed answer, the batches planned on every tick) on the same
-server in the same run, alternating old and new, and prints CPU per tick for
-both (median over ticks, then the median of ``--repeats`` runs), with the bare
-httpx GETs of the same batches at the same cadence as the floor.
+It also runs today's poller (on a server with only GET, on one that offers
+the local service's bulk status extension, and on one that also offers its
+watch stream) next to the baseline (the hot path as of commit c63c32a, copied
+below: stdlib ``json``, an httpx URL parse per GET, a Job built per changed
+answer, the batches planned on every tick) on the same server code in the
+same run, taking turns, and prints CPU per round (a poll tick, or one line of
+the stream: reading, decoding and applying it; median over rounds, then the
+median of ``--repeats`` runs), with the bare httpx requests of the same
+batches at the same cadence as the floor of a poll.
 
     python benchmarks/poller.py [--sizes 1,10,100,1000] [--compare 10,100,1000] [--repeats 3]
     python benchmarks/poller.py --sizes '' --compare 10,100,1000     # only the old/new table
