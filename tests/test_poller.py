@@ -577,3 +577,31 @@ async def test_when_the_service_dies_mid_stream_the_polls_say_so_and_the_text_is
     assert last.state is JobState.LOST and "gave up polling" in (last.error or "")
     assert len(last.text) == before and last.text == "".join(u.delta for u in updates)
     assert any(RECONNECTING in (u.error or "") for u in updates[:-1])
+
+
+async def test_stream_rows_grow_restart_and_end_a_job_as_polls_would(clock: FakeClock) -> None:
+    """Rows append, a row from character 0 with other text restarts the answer, and the ended entry's
+    ``logFrom`` continues what the stream sent before (not what the client knew when it opened)."""
+    fake = FakeJobsAPI(default_script=words_script("never polled"))
+    job_id = ""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("/jobs/watch"):
+            return fake.handle(request)
+        fake.requests.append(request)
+        rows = [["queued", 0, ""], ["running", 0, "one"], ["running", 3, " two"], ["running", 0, "uno"]]
+        lines = [{"live": [[job_id, *row]]} for row in rows]
+        lines.append({"jobs": {job_id: {"vmStatus": "completed", "states": {"default": {
+            "status": "completed", "log": " dos", "logFrom": 3, "finish": "stop", "tokens": 2}}}}})
+        return httpx.Response(200, stream=_Lines([json.dumps(line).encode() + b"\n" for line in lines]))
+
+    client = JobsClient(LOCAL, transport=httpx.MockTransport(handle), clock=clock)
+    poller = Poller(PollSettings(), clock=clock)
+    job_id = await client.submit("p", "m")
+    updates = await collect(poller, client, job_id, tag="m")
+    assert [(u.state, u.delta, u.reset) for u in updates] == [
+        (JobState.QUEUED, "", False), (JobState.RUNNING, "one", False), (JobState.RUNNING, " two", False),
+        (JobState.RUNNING, "uno", True), (JobState.COMPLETED, " dos", False)]
+    assert updates[-1].text == "uno dos" and updates[-1].finish == "stop" and updates[-1].tokens == 2
+    assert not fake.gets() and poller.streams == 1
+    await client.aclose()
