@@ -455,10 +455,8 @@ class JobsClient:
                         if not isinstance(data, dict):
                             raise ProtocolError(f"POST {url} streamed JSON that is not an object")
                         yield data
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")) from None
         except httpx.HTTPError as exc:
-            raise TransportError(self._scrub(f"POST {url} broke off: {exc or type(exc).__name__}")) from None
+            raise self._failure("POST", url, exc).error from None
 
     async def cancel(self, ids: Iterable[str]) -> list[str]:
         """Cancel jobs (a local-service extension; NotSupported on the real grid)."""
@@ -607,24 +605,21 @@ class JobsClient:
                     response = await self._http.request(method, target, content=json_body, headers=_JSON_TYPE)
                 else:
                     response = await self._http.request(method, target, json=json_body)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            # Nothing reached the server: safe to repeat, even a POST.
-            raise _Retryable(
-                ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
-                safe_for_post=True,
-                connect=True,
-            ) from None
-        except httpx.TimeoutException:
-            raise _Retryable(
-                TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False
-            ) from None
         except httpx.HTTPError as exc:
-            raise _Retryable(
-                TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
-                safe_for_post=False,
-            ) from None
+            raise self._failure(method, url, exc) from None
         self._revive_tried = False  # it answered: a later outage may start the service again
         return self._parse(method, url, response, feature)
+
+    def _failure(self, method: str, url: str, exc: httpx.HTTPError) -> _Retryable:
+        """An httpx failure as one of ours (token scrubbed), with whether the request may be repeated."""
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # Nothing reached the server: safe to repeat, even a POST.
+            return _Retryable(ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
+                              safe_for_post=True, connect=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return _Retryable(TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False)
+        return _Retryable(TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
+                          safe_for_post=False)
 
     def _parse(
         self, method: str, url: str, response: httpx.Response, feature: str | None

@@ -283,6 +283,13 @@ class Watch:
         job = self.job
         return job.message if job is not None else ""
 
+    def _answered(self, now: float) -> None:
+        """The service answered for this job: no longer failing, and any "reconnecting…" notice cleared."""
+        self.failing_since = None
+        if self.notice is not None:
+            self.notice = None
+            self._emit(now)
+
     def _set_notice(self, notice: str | None, now: float) -> None:
         """Show (or clear, with None) a live notice; emits only on a change."""
         if notice != self.notice and not self.done:
@@ -424,10 +431,7 @@ class Poller:
             for w in watches:
                 if w.done:
                     continue
-                w.failing_since = None
-                if w.notice is not None:  # the service answers again
-                    w.notice = None
-                    w._emit(now)
+                w._answered(now)
                 entry = answer.get(w.job_id)
                 if entry is None:
                     w.missing += 1
@@ -593,15 +597,13 @@ class _Stream:
                 raise ProtocolError("a malformed watch row") from None
             if w is None or w._closed:  # (a watch whose job ended is closed)
                 continue
-            if w.notice is not None:  # the service answers again
-                w.notice = None
-                w._emit(now)
+            w._answered(now)
             w._grow(status, start, tail, now)
         for job_id, entry in jobs.items():
             w = watches.get(job_id)
             if w is None or w.done:
                 continue
-            w.notice = None
+            w._answered(now)
             w._poll(join_log(job_id, entry, w.text), now)
         for job_id in unknown:
             w = watches.pop(job_id, None)
