@@ -6,7 +6,7 @@ one every 0.25 s, so each lasts about 6 s): where the server has only GETs, wher
 offers the local service's bulk status request, and where it also offers its watch
 stream, at two ``max_live`` bounds; with all 1000
 live and at 100, with one POST per job (the client before it batched the submits
-of one model, ``gridllm_nb.submits``), side by side. The process's
+of one model, ``gridllm_nb.api.submits``), side by side. The process's
 CPU time over the wall time of the whole grid (submits, polls, updates,
 ``Results``, the progress counts) is the share of a core a kernel would
 spend on it; the models themselves run elsewhere.
@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE))
 from poller import Server  # noqa: E402
 
 from gridllm_nb import agrid  # noqa: E402
-from gridllm_nb.client import JobsClient  # noqa: E402
-from gridllm_nb.poller import PollSettings  # noqa: E402
+from gridllm_nb.api.client import JobsClient  # noqa: E402
+from gridllm_nb.api.poller import PollSettings  # noqa: E402
 
 BATCHED_SUBMIT = JobsClient.submit
 

@@ -61,9 +61,9 @@ class CountingComm(BaseComm):
 
 comm_pkg.create_comm = lambda *a, **k: CountingComm(*a, **k)
 
-from gridllm_nb.client import JobsClient
-from gridllm_nb.panel import BYTE_BUDGET, MAX_STALE, Panel
-from gridllm_nb.poller import PollSettings
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.notebook.panel import BYTE_BUDGET, MAX_STALE, Panel
+from gridllm_nb.api.poller import PollSettings
 
 
 def tree_ids(widget: Any) -> set[str]:

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from gridllm_nb.client import JobsClient, _retry_after, _Retryable, chunk_ids
+from gridllm_nb.api.client import JobsClient, _retry_after, _Retryable, chunk_ids
 from gridllm_nb.config import TOKEN_ENV
 from gridllm_nb.errors import (
     APIError,
@@ -49,8 +49,8 @@ from gridllm_nb.errors import (
     ServiceUnreachable,
     TransportError,
 )
-from gridllm_nb.jobs import Job, JobState, JobUpdate, state_from_raw
-from gridllm_nb.poller import Poller, PollSettings, Watch
+from gridllm_nb.api.jobs import Job, JobState, JobUpdate, state_from_raw
+from gridllm_nb.api.poller import Poller, PollSettings, Watch
 from gridllm_nb.service.launcher import free_port
 
 HERE = Path(__file__).resolve().parent

@@ -4,7 +4,7 @@ Side by side in one run, same model, prompt, max tokens and sampling
 (temperature 0, seed 42):
 
 * tokens/s and time to first token (TTFT) through the jobs API, with the
-  project's own client (``gridllm_nb.runner.arun``: submit + poll) and with a
+  project's own client (``gridllm_nb.core.run.arun``: submit + poll) and with a
   plain httpx loop polling every 50 ms, vs ``Llama.create_chat_completion``
   streamed in this process;
 * ``GET /jobs/{100 ids}`` latency (p50, p99) under 20 concurrent pollers
@@ -72,8 +72,8 @@ async def client_run(url: str, max_tokens: int, tuned: bool = False) -> tuple[fl
     ``tuned``: skip the model check before submitting and poll from 0.1 s,
     to show how much of the gap is client policy rather than the service.
     """
-    from gridllm_nb.poller import PollSettings
-    from gridllm_nb.runner import arun
+    from gridllm_nb.api.poller import PollSettings
+    from gridllm_nb.core.run import arun
 
     first: list[float] = []
     start = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .__version__ import __version__
 
 __all__ = [
     "Diff",
@@ -54,15 +54,15 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .arena import leaderboard
-    from .client import JobsClient
-    from .diff import Diff
-    from .grid import GridResults, agrid, grid
+    from .core.arena import leaderboard
+    from .api.client import JobsClient
+    from .core.diff import Diff
+    from .core.grid import GridResults, agrid, grid
     from .errors import GridLLMError
-    from .jobs import Job, JobState, JobUpdate
-    from .panel import Panel
-    from .results import Result, Results
-    from .runner import aattach, arun, attach, run
+    from .api.jobs import Job, JobState, JobUpdate
+    from .notebook.panel import Panel
+    from .core.results import Result, Results
+    from .core.run import aattach, arun, attach, run
 
 
 def __getattr__(name: str) -> Any:
@@ -78,12 +78,12 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext gridllm_nb``: register ``%%gridllm`` and ``%gridllm``."""
-    from .magic import load_ipython_extension as load
+    from .notebook.magic import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from .magic import unload_ipython_extension as unload
+    from .notebook.magic import unload_ipython_extension as unload
 
     unload(ipython)

@@ -10,6 +10,7 @@ the embedded local service. The token comes from the argument or
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -28,20 +29,27 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 __all__ = [
+    "API_PREFIX",
+    "DEFAULT_HOST",
     "DEFAULT_LOCAL_URL",
+    "DEFAULT_PORT",
     "GRIDREPUBLIC_URL",
     "TOKEN_ENV",
     "URL_ENV",
     "Endpoint",
     "Secret",
     "config_path",
+    "is_loopback",
     "load_file_config",
     "mask_credentials",
     "parse_assignments",
     "resolve_endpoint",
 ]
 
-DEFAULT_LOCAL_URL = "http://127.0.0.1:8765/remotejobs/v2"
+API_PREFIX = "/remotejobs/v2"  # the path every jobs API base ends in, ours included
+DEFAULT_HOST = "127.0.0.1"  # where the embedded service listens unless told otherwise
+DEFAULT_PORT = 8765
+DEFAULT_LOCAL_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}{API_PREFIX}"  # the one default URL
 GRIDREPUBLIC_URL = "https://api.gridrepublic.services/remotejobs/v2"
 URL_ENV = "GRIDLLM_API_URL"
 TOKEN_ENV = "GRIDLLM_API_TOKEN"
@@ -112,9 +120,16 @@ def _check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
+def is_loopback(url_or_host: str) -> bool:
+    """Whether a URL (or a bare host) points at this machine: ``localhost`` or a loopback address."""
+    host = urlsplit(url_or_host).hostname if "://" in url_or_host else url_or_host.strip("[]")
+    host = (host or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

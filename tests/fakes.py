@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from gridllm_nb.clock import Clock
+from gridllm_nb.api.clock import Clock
 
 Step = tuple[str, str]  # (status, full log so far)
 

@@ -59,8 +59,8 @@ def listen_to_kernel(page: Any) -> list[str]:
 
 
 def test_arena_panel_hides_the_names_until_the_vote(page: Any, lab: Any, artifacts: Path, tmp_path: Path) -> None:
-    from gridllm_nb.arena import votes
-    from gridllm_nb.history import recent
+    from gridllm_nb.core.arena import votes
+    from gridllm_nb.core.history import recent
 
     store = tmp_path / "history.sqlite3"
     frames = listen_to_kernel(page)
@@ -119,7 +119,7 @@ def test_arena_panel_hides_the_names_until_the_vote(page: Any, lab: Any, artifac
 
 
 def test_arena_magic_letters_then_names(page: Any, lab: Any, artifacts: Path, tmp_path: Path) -> None:
-    from gridllm_nb.arena import votes
+    from gridllm_nb.core.arena import votes
 
     store = tmp_path / "history.sqlite3"
     write_notebook(lab.root / "arena-magic.ipynb",

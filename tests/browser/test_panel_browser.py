@@ -176,7 +176,7 @@ def test_model_html_is_shown_as_text_and_runs_nothing(page: Any, lab: Any, fake_
 
 def test_webui_with_voila(page: Any, local_service: Any, artifacts: Path, tmp_path: Path) -> None:
     port = free_port()
-    code = ("import json, sys\nfrom gridllm_nb.webui import serve_webui\n"
+    code = ("import json, sys\nfrom gridllm_nb.notebook.webui import serve_webui\n"
             f"sys.exit(serve_webui({port}, {local_service.url!r}, options=json.loads({OPTIONS!r})))")
     env = dict(os.environ)
     env.pop("GRIDLLM_API_TOKEN", None)
@@ -218,8 +218,8 @@ def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
     write_notebook(lab.root / "keys.ipynb", "\n".join([
         history_at(store),
         "from gridllm_nb import Panel, history",
-        "from gridllm_nb.jobs import JobState\nfrom gridllm_nb.results import Result, Results",
-        "from gridllm_nb.poller import PollSettings",
+        "from gridllm_nb.api.jobs import JobState\nfrom gridllm_nb.core.results import Result, Results",
+        "from gridllm_nb.api.poller import PollSettings",
         ("history.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
          " state=JobState.COMPLETED, elapsed=2.0)}), 'http://127.0.0.1/x')"),
         f"panel = Panel(url={url!r}, poll=PollSettings(fast=0.1, slow=0.1))",

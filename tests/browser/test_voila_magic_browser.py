@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gridllm_nb.webui import webui_command
+from gridllm_nb.notebook.webui import webui_command
 from tests.fakes import words_script
 
 from .conftest import free_port, save_screenshot, stop_group, write_notebook

@@ -120,7 +120,7 @@ def local_service() -> SimpleNamespace:
 LOAD = """\
 import json
 from IPython.display import display
-from gridllm_nb.render import error_bundle, final_bundle
+from gridllm_nb.display.render import error_bundle, final_bundle
 payloads = json.load(open("payloads.json"))
 """
 
@@ -137,8 +137,8 @@ for i, p in list(enumerate(payloads))[START:END]:
 
 SHOW_CARDS = """\
 import ipywidgets as widgets
-from gridllm_nb.jobs import JobState
-from gridllm_nb.panel import Card
+from gridllm_nb.api.jobs import JobState
+from gridllm_nb.notebook.panel import Card
 cards = [Card(f"m:{i}", markdown=True) for i in range(len(payloads))]
 for card, p in zip(cards, payloads):
     card.apply(JobState.COMPLETED, p, p, 1.0)

@@ -1,0 +1,684 @@
+"""JobsClient: the HTTP calls of the remote jobs API, and nothing else.
+
+One ``httpx.AsyncClient`` per JobsClient. Errors come out as the
+``gridllm_nb.errors`` family with the token scrubbed. Retries (tenacity) are
+limited to what cannot create a job twice: a POST is retried only when the
+connection failed before anything was sent, or on 429/503, which say the
+request was not taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from ..__version__ import __version__
+from .clock import Clock, SystemClock
+from ..config import APP, TOKEN_ENV, Endpoint, Secret, mask_credentials, resolve_endpoint
+from ..errors import (
+    APIError,
+    AuthError,
+    ConfigError,
+    GridLLMError,
+    NotSupported,
+    ProtocolError,
+    RateLimited,
+    ServiceUnreachable,
+    TransportError,
+)
+from .jobs import Job
+from .submits import SubmitBatcher
+
+try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
+__all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line",
+           "join_log"]
+
+MAX_IDS_PER_GET = 100
+MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
+MAX_INPUTS_PER_SUBMIT = 100  # prompts in one POST /jobs when submits are batched (the local service's limit)
+# ...and characters of prompt: each may grow 4x as JSON inside a JSON string, and the service takes 1 MiB.
+MAX_CHARS_PER_SUBMIT = 200_000
+MAX_IN_FLIGHT = 16  # requests one client has on the wire at once (a grid submits hundreds of jobs)
+MAX_URL_CHARS = 4000
+_URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
+
+
+# Every digit as b"0", every other byte as b".": runs of digits found by C-speed bytes methods.
+_DIGIT_MAP = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _may_hold_a_long_integer(body: bytes) -> bool:
+    """Whether the body may hold an integer past 64 bits, which orjson would make a float.
+
+    A run of 19+ digits counts only where a JSON value starts (at the very start, or
+    after ``[``, ``:`` or ``,``, white space and a minus sign), so the digits of hex ids
+    inside strings cost nothing; a string that merely looks like that only sends the
+    body to the stdlib decoder.
+    """
+    digits = body.translate(_DIGIT_MAP)
+    start = digits.find(_LONG_RUN)
+    while start != -1:
+        i = start - 1
+        if i >= 0 and body[i] == 45:  # "-"
+            i -= 1
+        while i >= 0 and body[i] in b" \t\n\r":
+            i -= 1
+        if i < 0 or body[i] in b"[:,":
+            return True
+        end = digits.find(b".", start)
+        if end == -1:
+            return False
+        start = digits.find(_LONG_RUN, end)
+    return False
+
+
+def loads_json(body: bytes) -> Any:
+    """Decode a JSON answer: orjson when installed, else (and wherever it could differ) the stdlib.
+
+    What orjson refuses (not UTF-8, a BOM, NaN, 1e400, lone surrogates) goes to
+    ``json.loads``; the one thing it accepts differently, an integer beyond 64 bits
+    (a float to orjson, an int to the stdlib), is kept away by a scan for a number of
+    19 digits or more. Every answer thus decodes exactly as ``httpx.Response.json()`` did,
+    and a body neither takes raises ``ValueError`` as before.
+    """
+    if _orjson is not None and not _may_hold_a_long_integer(body):
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+_JSON_TYPE = {"Content-Type": "application/json"}
+
+
+def dumps_json(value: dict[str, Any]) -> bytes:
+    """Encode a request body of plain strings and small integers (orjson where installed)."""
+    if _orjson is not None:
+        return _orjson.dumps(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_command_line(
+    prompt: str | Sequence[str],
+    *,
+    key: str = "inputs",
+    system: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> str:
+    """The ``commandLine`` string: JSON inside JSON, built by an encoder, never by formatting.
+
+    ``system`` and ``options`` are extensions that the embedded local service
+    honours; the real grid ignores unknown keys.
+    """
+    inputs = [prompt] if isinstance(prompt, str) else list(prompt)
+    payload: dict[str, Any] = {key: inputs}
+    if system:
+        payload["system"] = system
+    if options:
+        payload["options"] = dict(options)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+def chunk_ids(ids: Iterable[str], *, base_len: int = 0, max_ids: int = MAX_IDS_PER_GET) -> list[list[str]]:
+    """Split ids into GET-sized batches: at most ``max_ids`` and a URL under 4 KB."""
+    budget = MAX_URL_CHARS - base_len - len("/jobs/")
+    chunks: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for job_id in ids:
+        cost = len(job_id) + (1 if current else 0)
+        if current and (len(current) >= max_ids or used + cost > budget):
+            chunks.append(current)
+            current, used, cost = [], 0, len(job_id)
+        current.append(job_id)
+        used += cost
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded by a total time budget (seconds)."""
+
+    budget: float = 30.0
+    initial: float = 0.5
+    maximum: float = 8.0
+    # A refused connection rarely heals in seconds, and someone is waiting.
+    connect_budget: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full-jitter delay before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.maximum, self.initial * 2 ** max(0, attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class _Retryable(Exception):
+    """Internal wrapper: a failure worth another try, with whether a POST may repeat."""
+
+    def __init__(
+        self,
+        error: GridLLMError,
+        *,
+        safe_for_post: bool,
+        retry_after: float | None = None,
+        connect: bool = False,
+    ) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.safe_for_post = safe_for_post
+        self.retry_after = retry_after
+        self.connect = connect
+
+
+def join_log(job_id: str, entry: Any, have: str) -> Any:
+    """A brief entry made whole: its ``log`` continues ``have`` from character ``logFrom`` on."""
+    try:
+        inner = entry["states"]["default"]
+        start = inner.pop("logFrom", None)
+    except (KeyError, TypeError, AttributeError):
+        return entry
+    if isinstance(start, int) and start > 0:
+        if start > len(have):
+            raise ProtocolError(f"the status answer continues job {job_id}'s log past what was asked")
+        tail = inner.get("log")
+        tail = tail if isinstance(tail, str) else ""
+        # The same string object when nothing grew: the poller's "unchanged" check is then instant.
+        inner["log"] = have if not tail and start == len(have) else have[:start] + tail
+    return entry
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from datetime import datetime, timezone
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+class JobsClient:
+    """Async client for ``{base}/jobs``; use ``async with JobsClient() as c``."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | Secret | None = None,
+        *,
+        app: str = APP,
+        input_key: str = "inputs",
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint: Endpoint = resolve_endpoint(base_url, token)
+        self.app = app
+        self.input_key = input_key
+        self.retry = retry or RetryPolicy()
+        self.clock = clock or SystemClock()
+        headers = {"User-Agent": f"gridllm_nb/{__version__}", "Accept": "application/json"}
+        if self.endpoint.token:
+            headers["Authorization"] = f"Bearer {self.endpoint.token.reveal()}"
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint.url + "/",
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._features: dict[str, bool] = {}
+        # Requests on the wire at once: a grid's thousand submits wait here, in a plain FIFO,
+        # rather than in httpcore's pool, whose queue costs O(waiting x connections) per event.
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        # ids of one GET -> (URL text for messages, URL parsed and checked by httpx once).
+        self._urls: dict[tuple[str, ...], tuple[str, httpx.URL]] = {}
+        self.urls_built = 0
+        self._models: list[dict[str, Any]] | None = None
+        self._revive_tried = False
+        self._submits = SubmitBatcher(self.submit_many, max_batch=MAX_INPUTS_PER_SUBMIT,
+                                      max_chars=MAX_CHARS_PER_SUBMIT, abandon=self._abandon)
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint.url
+
+    def __repr__(self) -> str:
+        auth = "token set" if self.endpoint.token else "no token"
+        return f"JobsClient({self.endpoint.display!r}, {auth})"
+
+    async def __aenter__(self) -> JobsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return self._http.is_closed
+
+    # -- API calls ---------------------------------------------------------
+
+    async def submit(
+        self,
+        prompt: str,
+        tag: str,
+        *,
+        hours: float | None = None,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """Create one job; returns its id.
+
+        On the local service (which makes one job per input, in order),
+        submits of the same tag, hours, system prompt and options that overlap
+        in time go out together (``submits``): a grid's thousand jobs are ten
+        POSTs, not a thousand. Elsewhere each job is its own POST, as the
+        API's pages show it.
+        """
+        if self._is_ours():
+            key = (tag, hours, system, None if options is None else json.dumps(options, sort_keys=True))
+            return await self._submits.submit(prompt, key, tag=tag, hours=hours, system=system, options=options)
+        ids = await self.submit_many([prompt], tag, hours=hours, system=system, options=options)
+        if len(ids) != 1:
+            raise ProtocolError(f"the service answered {len(ids)} ids for one prompt")
+        return ids[0]
+
+    async def submit_many(
+        self,
+        prompts: Sequence[str],
+        tag: str,
+        *,
+        hours: float | None = None,
+        system: str | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Create one job per prompt in one POST (the API takes a list of inputs)."""
+        if not prompts:
+            return []
+        body: dict[str, Any] = {
+            "app": self.app,
+            "commandLine": encode_command_line(
+                list(prompts), key=self.input_key, system=system, options=options
+            ),
+            "tag": tag,
+        }
+        if hours is not None:
+            body["hours"] = hours
+        data = await self._call("POST", "jobs", json_body=body)
+        ids = data.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            raise ProtocolError("the service accepted the job but sent no ids")
+        return ids
+
+    async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:
+        """Latest state of each id; ids the service does not know are left out."""
+        entries = await self.status_entries(ids, retry=retry)
+        return {job_id: Job.from_api(job_id, entry) for job_id, entry in entries.items()}
+
+    @property
+    def ids_per_request(self) -> int:
+        """How many ids one status request may carry here: a URL's worth, or the bulk extension's."""
+        return MAX_IDS_PER_BULK if self._features.get("bulk") else MAX_IDS_PER_GET
+
+    def status_batches(self, ids: Sequence[str]) -> list[list[str]]:
+        """``ids`` split into status requests: GET-sized (a 4 KB URL, 100 ids), or bulk-sized."""
+        if self._features.get("bulk"):
+            return [list(ids[i:i + MAX_IDS_PER_BULK]) for i in range(0, len(ids), MAX_IDS_PER_BULK)]
+        return chunk_ids(ids, base_len=len(self.base_url))
+
+    def _is_ours(self) -> bool:
+        # Where our own service may answer (a loopback URL, or one that answered GET /models):
+        # its extensions are not something to try on someone else's API on the off chance.
+        return self.endpoint.is_local or bool(self._features.get("models"))
+
+    async def _abandon(self, ids: list[str]) -> None:
+        """Cancel jobs created for callers that stopped waiting (a cancelled run) while their POST was out.
+
+        Best effort: a job that cannot be cancelled runs to its end unwatched, as any job
+        whose submit was interrupted on the wire.
+        """
+        try:
+            await self.cancel(ids)
+        except GridLLMError:
+            pass
+
+    def _may_bulk(self) -> bool:
+        return self._features.get("bulk") is not False and self._is_ours()
+
+    async def status_entries(self, ids: Iterable[str], *, retry: bool = True,
+                             known: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The raw ``jobs`` entries, unparsed: the poller parses only what changed.
+
+        ``known`` maps ids to the log the caller already has. Where the
+        service offers ``POST /jobs/status`` (a local extension), up to 1000
+        ids then go in one request and each answer carries only what its log
+        grew by; the entries returned hold the whole log either way.
+        """
+        wanted = list(dict.fromkeys(ids))
+        if known is not None and len(wanted) <= MAX_IDS_PER_BULK and self._may_bulk():
+            try:
+                return await self._bulk_entries(wanted, known, retry)
+            except NotSupported:
+                pass  # an older or foreign service: GETs from now on
+        found: dict[str, Any] = {}
+        for chunk in chunk_ids(wanted, base_len=len(self.base_url)):
+            try:
+                data = await self._call("GET", "", retry=retry, url=self._jobs_url(tuple(chunk)))
+            except APIError as exc:
+                if exc.status_code == 404:
+                    continue  # none of these ids is known
+                raise
+            jobs = data.get("jobs")
+            if jobs is None:
+                jobs = {}
+            if not isinstance(jobs, dict):
+                raise ProtocolError("the status answer has no 'jobs' object")
+            wanted = set(chunk)
+            found.update((jid, entry) for jid, entry in jobs.items() if jid in wanted)
+        return found
+
+    async def _bulk_entries(self, ids: list[str], known: Mapping[str, str], retry: bool) -> dict[str, Any]:
+        body = dumps_json({"ids": ids, "logFrom": {i: len(known[i]) for i in ids if known.get(i)}})
+        data = await self._call("POST", "jobs/status", json_body=body, retry=retry, feature="bulk")
+        jobs = data.get("jobs")
+        if not isinstance(jobs, dict):
+            raise ProtocolError("the status answer has no 'jobs' object")
+        wanted = set(ids)
+        return {job_id: join_log(job_id, entry, known.get(job_id, ""))
+                for job_id, entry in jobs.items() if job_id in wanted}
+
+    def may_watch(self) -> bool:
+        """Whether to try ``watch`` here: our own service, unless it said it has no such thing."""
+        return self._features.get("watch") is not False and self._is_ours()
+
+    async def watch(self, ids: Sequence[str], known: Mapping[str, str], *,
+                    every: float = 0.3) -> AsyncIterator[dict[str, Any]]:
+        """The lines of ``POST /jobs/watch`` (a local extension), decoded, until every job ended.
+
+        One long response in place of a request per poll: the service sends what
+        changed, at most once per ``every`` seconds. Each line may hold ``live``
+        rows ``[id, status, logFrom, log tail]``, ``jobs`` (ended jobs as
+        ``POST /jobs/status`` answers them: ``join_log`` makes them whole) and
+        ``unknown`` ids. A ``logFrom`` counts from what this stream sent before
+        (``known`` at first). Raises ``NotSupported`` where the service lacks it, and
+        the client's usual errors when the stream cannot start or breaks off.
+        Close the iterator (``contextlib.aclosing``) to stop early.
+        """
+        body = dumps_json({"ids": list(ids), "every": every,
+                           "logFrom": {i: len(known[i]) for i in ids if known.get(i)}})
+        url = f"{self.base_url}/jobs/watch"
+        try:
+            async with self._http.stream("POST", url, content=body, headers=_JSON_TYPE) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    try:
+                        self._parse("POST", url, response, "watch")
+                    except _Retryable as exc:
+                        raise exc.error from None
+                    raise ProtocolError(f"POST {url} answered {response.status_code} without a stream")
+                self._features["watch"] = True
+                self._revive_tried = False
+                pending = b""
+                async for chunk in response.aiter_bytes():
+                    lines = (pending + chunk).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        try:
+                            data = loads_json(line)
+                        except ValueError:
+                            raise ProtocolError(f"POST {url} streamed a line that is not JSON") from None
+                        if not isinstance(data, dict):
+                            raise ProtocolError(f"POST {url} streamed JSON that is not an object")
+                        yield data
+        except httpx.HTTPError as exc:
+            raise self._failure("POST", url, exc).error from None
+
+    async def cancel(self, ids: Iterable[str]) -> list[str]:
+        """Cancel jobs (a local-service extension; NotSupported on the real grid)."""
+        cancelled: list[str] = []
+        for chunk in chunk_ids(list(ids), base_len=len(self.base_url)):
+            try:
+                data = await self._call("DELETE", "jobs/" + ",".join(chunk), feature="cancel")
+            except APIError as exc:
+                if exc.status_code == 404:
+                    continue
+                raise
+            got = data.get("cancelled", chunk)
+            cancelled.extend(got if isinstance(got, list) else chunk)
+        return cancelled
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The tags the service serves (``GET /models``, a local extension), cached."""
+        if self._models is None:
+            data = await self._call("GET", "models", feature="models")
+            models = data.get("models")
+            if not isinstance(models, list):
+                raise ProtocolError("the models answer has no 'models' list")
+            self._models = [m if isinstance(m, dict) else {"tag": str(m)} for m in models]
+        return self._models
+
+    async def supports(self, feature: str) -> bool:
+        """Whether a local extension ("models", "cancel") answered on this endpoint."""
+        if feature not in self._features and feature == "models":
+            try:
+                await self.models()
+            except NotSupported:
+                pass
+        return self._features.get(feature, False)
+
+    async def revive(self) -> str | None:
+        """Start the embedded service again after it went away: once per outage, default endpoint only.
+
+        Returns what had happened to the old one (``... exited with SIGSEGV
+        (log ...)``) when a new one now answers, None when nothing was tried
+        (another endpoint, already tried, or something answers anyway).
+        Raises ConfigError when the new one could not start, saying both.
+        """
+        if not self.endpoint.is_default or self._revive_tried:
+            return None
+        self._revive_tried = True
+        from ..service.launcher import diagnose, ensure_local_service
+
+        token = self.endpoint.token.reveal() if self.endpoint.token else None
+        before = await asyncio.to_thread(diagnose, self.base_url)
+        try:
+            started = await asyncio.to_thread(ensure_local_service, self.base_url, token=token, announce=None)
+        except ConfigError as exc:
+            raise ConfigError(f"{before or 'the local service stopped answering'}; starting it again failed: "
+                              f"{exc}") from None
+        if started is None:
+            return None
+        return before or f"the local service at {self.base_url} had stopped"
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _jobs_url(self, ids: tuple[str, ...]) -> tuple[str, httpx.URL]:
+        """``{base}/jobs/{ids}``, parsed by httpx once per batch shape rather than once per GET.
+
+        The same text as before goes through the same ``httpx.URL`` parser (all of its
+        checks), only not again on every tick while the set of live jobs stays the same.
+        """
+        cached = self._urls.get(ids)
+        if cached is None:
+            text = f"{self.base_url}/jobs/" + ",".join(ids)
+            cached = (text, httpx.URL(text))
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                del self._urls[next(iter(self._urls))]  # the oldest shape
+            self._urls[ids] = cached
+            self.urls_built += 1
+        return cached
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | bytes | None = None,
+        retry: bool = True,
+        feature: str | None = None,
+        url: tuple[str, httpx.URL] | None = None,
+    ) -> dict[str, Any]:
+        if not retry:
+            # What AsyncRetrying does when nothing may be retried, without building it per call.
+            try:
+                return await self._once(method, path, json_body, feature, url)
+            except _Retryable as exc:
+                raise exc.error from None
+        start = self.clock.monotonic()
+        policy = self.retry
+        is_post = method == "POST"
+
+        def should_retry(exc: BaseException) -> bool:
+            return retry and isinstance(exc, _Retryable) and (exc.safe_for_post or not is_post)
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            remaining = max(0.0, policy.budget - (self.clock.monotonic() - start))
+            if isinstance(exc, _Retryable) and exc.retry_after is not None:
+                return min(exc.retry_after, remaining)
+            return min(policy.backoff(state.attempt_number), remaining)
+
+        def stop(state: RetryCallState) -> bool:
+            elapsed = self.clock.monotonic() - start
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Retryable) and exc.connect:
+                return elapsed >= min(policy.connect_budget, policy.budget)
+            return elapsed >= policy.budget
+
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(should_retry),
+                wait=wait,
+                stop=stop,
+                sleep=self.clock.sleep,
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._once(method, path, json_body, feature, url)
+        except _Retryable as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | bytes | None,
+        feature: str | None,
+        prepared: tuple[str, httpx.URL] | None = None,
+    ) -> dict[str, Any]:
+        if prepared is None:
+            url = f"{self.base_url}/{path}"
+            target: str | httpx.URL = url
+        else:
+            url, target = prepared
+        try:
+            # An absolute URL: httpx then parses a 3 KB id list once, not three times
+            # (and not at all when the batch's URL was prepared on an earlier tick).
+            async with self._in_flight:
+                if isinstance(json_body, bytes):  # encoded already (the poller's bulk request)
+                    response = await self._http.request(method, target, content=json_body, headers=_JSON_TYPE)
+                else:
+                    response = await self._http.request(method, target, json=json_body)
+        except httpx.HTTPError as exc:
+            raise self._failure(method, url, exc) from None
+        self._revive_tried = False  # it answered: a later outage may start the service again
+        return self._parse(method, url, response, feature)
+
+    def _failure(self, method: str, url: str, exc: httpx.HTTPError) -> _Retryable:
+        """An httpx failure as one of ours (token scrubbed), with whether the request may be repeated."""
+        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+            # Nothing reached the server: safe to repeat, even a POST.
+            return _Retryable(ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
+                              safe_for_post=True, connect=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return _Retryable(TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False)
+        return _Retryable(TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
+                          safe_for_post=False)
+
+    def _parse(
+        self, method: str, url: str, response: httpx.Response, feature: str | None
+    ) -> dict[str, Any]:
+        code = response.status_code
+        if code in (401, 403):
+            hint = (
+                f"set {TOKEN_ENV}" if not self.endpoint.token else f"check the token in {TOKEN_ENV}"
+            )
+            raise AuthError(f"the service refused the request ({code}): {hint}")
+        if code == 429:
+            after = _retry_after(response)
+            raise _Retryable(
+                RateLimited(f"rate limited by {self.base_url} (429)", retry_after=after),
+                safe_for_post=True,
+                retry_after=after,
+            )
+        if feature and code in (404, 405, 501):
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            # A JSON 404 from our own service is "no such id", not "no such endpoint".
+            if not (isinstance(body, dict) and "success" in body and code == 404 and feature == "cancel"):
+                self._features[feature] = False
+                raise NotSupported(f"{self.base_url} does not offer '{feature}'")
+        try:
+            data = loads_json(response.content)
+        except ValueError:
+            error = ProtocolError(f"{method} {url} answered {code} with non-JSON text")
+            if code >= 500:
+                raise _Retryable(APIError(f"server error {code} from {url}", status_code=code),
+                                 safe_for_post=code == 503) from None
+            raise _Retryable(error, safe_for_post=False) from None
+        if not isinstance(data, dict):
+            raise _Retryable(
+                ProtocolError(f"{method} {url} answered JSON that is not an object"), safe_for_post=False
+            )
+        if code >= 500:
+            message = data.get("error") or f"server error {code}"
+            raise _Retryable(
+                APIError(f"{self._scrub(message)} ({code})", status_code=code),
+                safe_for_post=code == 503,
+                retry_after=_retry_after(response),
+            )
+        if data.get("success") is False or code >= 400:
+            message = data.get("error") or data.get("message") or f"request failed ({code})"
+            error = APIError(self._scrub(str(message)), status_code=code)
+            if code == 200:
+                # success:false with 200 on a read: treat as transient.
+                raise _Retryable(error, safe_for_post=False)
+            raise error
+        if feature:
+            self._features[feature] = True
+        return data
+
+    def _scrub(self, text: object) -> str:
+        """Remove the token, and any password in a URL, from text that may reach a user."""
+        out = mask_credentials(str(text))
+        if self.endpoint.token and self.endpoint.token.reveal():
+            out = out.replace(self.endpoint.token.reveal(), "********")
+        return out

@@ -1,0 +1,306 @@
+"""gridllm-nb: the terminal front end over the shared runner and client.
+
+Exit codes: 0 every job completed; 1 any job failed, was cancelled, timed
+out or was lost (its partial text is still printed); 2 usage or
+configuration errors, always as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+from ..api.client import JobsClient
+from ..config import parse_assignments
+from ..errors import ConfigError, GridLLMError
+from ..api.jobs import JobUpdate
+from ..core.results import Results
+
+__all__ = ["build_parser", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every usage error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _add_endpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", help="API base, e.g. https://api.gridrepublic.services/remotejobs/v2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gridllm-nb", description="Send prompts to several LLMs through the remote jobs API.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="run one prompt on several models in parallel")
+    p.add_argument("prompt", help="the prompt ('-' reads stdin)")
+    p.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="TAG")
+    _add_endpoint(p)
+    p.add_argument("--hours", type=float, help="runtime limit per job (service default: 1)")
+    p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
+    p.add_argument("--system", help="system prompt (local-service extension)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="generation option, e.g. max_tokens=64 (local-service extension)")
+    p.add_argument("--json", action="store_true", help="print a JSON array of results")
+
+    p = sub.add_parser("submit", help="submit a job and print its id")
+    p.add_argument("prompt")
+    p.add_argument("-m", "--model", required=True, metavar="TAG")
+    _add_endpoint(p)
+    p.add_argument("--hours", type=float)
+
+    for name, text in (("status", "show jobs' status"), ("watch", "stream jobs until they end"),
+                       ("cancel", "cancel jobs (local-service extension)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("ids", nargs="+", metavar="ID")
+        _add_endpoint(p)
+        if name == "status":
+            p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("models", help="list the models the service offers")
+    _add_endpoint(p)
+
+    p = sub.add_parser("serve", help="run the embedded local jobs service")
+    try:
+        from ..service.server import add_serve_arguments
+    except ImportError:  # pragma: no cover - extras missing
+        p.set_defaults(serve_missing=True)
+    else:
+        add_serve_arguments(p)
+
+    p = sub.add_parser("local", help="the background local service: start, stop or status")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--port", type=int, default=None, help="its port (default: the local URL's, 8765)")
+
+    p = sub.add_parser("history", help="the last runs of the local history, with the ids attach and retry take")
+    p.add_argument("n", nargs="?", type=int, default=10, help="how many runs (default 10)")
+    for name, text in (("attach", "follow a run's jobs again (after a restart) until they end"),
+                       ("retry", "submit a run's failed, lost, cancelled or timed-out models again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run", nargs=None if name == "retry" else "?", metavar="RUN",
+                       help="a run id, or its first characters, from `gridllm-nb history`"
+                            + ("" if name == "retry" else " (default: the newest run)"))
+        p.add_argument("--url", help="API base (default: the one the run used)")
+        p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
+        p.add_argument("--json", action="store_true", help="print a JSON array of results")
+
+    sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the votes in the history file")
+    p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
+    p.add_argument("--port", type=int, default=8866)
+    _add_endpoint(p)
+    return parser
+
+
+class _Streamer:
+    """Labelled live output on a terminal: a new line with [tag] when the speaker changes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.current: str | None = None
+        self.notices: dict[str, str | None] = {}
+
+    def __call__(self, update: JobUpdate) -> None:
+        if not update.state.terminal and update.error != self.notices.get(update.tag):
+            self.notices[update.tag] = update.error  # e.g. "reconnecting…" while the service is away
+            if update.error:
+                self._label(update.tag)
+                self.out.write(f" ({update.error}) ")
+        if update.reset:
+            self._label(update.tag, force=True)
+            self.out.write("(restarted) ")
+        if update.delta or update.reset:
+            self._label(update.tag)
+            self.out.write(update.text if update.reset else update.delta)
+        if update.state.terminal:
+            self._label(update.tag)
+            note = f" — {update.error}" if update.error else ""
+            self.out.write(f"\n[{update.tag}: {update.state.label} in {update.elapsed:.1f}s{note}]\n")
+            self.current = None
+        self.out.flush()
+
+    def _label(self, tag: str, force: bool = False) -> None:
+        if force or self.current != tag:
+            self.out.write(("\n" if self.current is not None else "") + f"[{tag}] ")
+            self.current = tag
+
+
+def _print_results(results: Results, out: TextIO) -> None:
+    for r in results.values():
+        out.write(f"== {r.tag} ({r.state.label}, {r.elapsed:.1f}s) ==\n")
+        if r.text:
+            out.write(r.text.rstrip("\n") + "\n")
+        if r.error:
+            out.write(f"error: {r.error}\n")
+
+
+def _live_columns_wanted() -> bool:
+    """Side-by-side live columns need a real terminal that can move its cursor."""
+    import os
+
+    return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
+
+
+def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Results], as_json: bool) -> int:
+    """Run ``go(on_update, announce)`` with the terminal's live output, then print the answers.
+
+    On a terminal the models stream live (side-by-side columns where the
+    cursor can move, labelled lines elsewhere); piped, the answers are
+    printed when they end, or as JSON. Exit 0 only when every model completed.
+    """
+    live = sys.stdout.isatty() and not as_json
+    if live and _live_columns_wanted():
+        # One column per model, redrawn in place; the full answers are printed when it ends.
+        from .live import live_grid
+
+        with live_grid(tags) as grid:
+            results = go(grid, grid.notice)
+        return 0 if results.ok else 1
+    results = go(_Streamer(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
+    if as_json:
+        json.dump(results.to_list(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    elif not live:
+        _print_results(results, sys.stdout)
+    return 0 if results.ok else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..core.run import run
+
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    options = parse_assignments(args.option, what="--option", json_values=True) or None
+    return _show(args.models, lambda on_update, announce: run(
+        prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout, system=args.system,
+        options=options, on_update=on_update, announce=announce), args.json)
+
+
+def _stored(args: argparse.Namespace) -> Results:
+    """The history run ``args.run`` names, with ``--url`` in place of its stored URL if given."""
+    from dataclasses import replace
+
+    from ..core.history import load_run
+
+    results = load_run(args.run)
+    if args.url and results.spec is not None:
+        results.spec = replace(results.spec, url=args.url)
+    return results
+
+
+def _cmd_attach(args: argparse.Namespace) -> int:
+    from ..core.run import aattach, run_sync
+
+    results = _stored(args)
+    return _show(list(results), lambda on_update, announce: run_sync(aattach(
+        results, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    from ..core.history import short_id
+    from ..core.run import aretry, run_sync
+
+    results = _stored(args)
+    tags = results.retryable
+    if not tags:
+        print(f"gridllm-nb: nothing to retry in run {short_id(results.run_id or '')}: "
+              "no model failed, was lost, cancelled or timed out", file=sys.stderr)
+        return 0 if results.ok else 1
+    return _show(tags, lambda on_update, announce: run_sync(aretry(
+        results, tags, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from ..core import commands
+
+    return commands.history(args.n, sys.stdout)
+
+
+def _cmd_simple(args: argparse.Namespace) -> int:
+    from ..core import commands
+
+    out = sys.stdout
+
+    async def submit(client: JobsClient) -> int:
+        out.write(await client.submit(args.prompt, args.model, hours=args.hours) + "\n")
+        return 0
+
+    async def watch(client: JobsClient) -> int:
+        from ..api.poller import get_poller
+
+        poller = get_poller()
+        streamer = _Streamer(out)
+        watches = [poller.watch(client, i, tag=i[:8]) for i in args.ids]
+
+        async def follow(w: Any) -> bool:
+            ok = False
+            async for update in w:
+                streamer(update)
+                ok = update.state.value == "completed"
+            return ok
+
+        oks = await asyncio.gather(*(follow(w) for w in watches))
+        return 0 if all(oks) else 1
+
+    actions = {
+        "submit": submit,
+        "watch": watch,
+        "status": lambda client: commands.status(client, args.ids, out, as_json=args.json),
+        "cancel": lambda client: commands.cancel(client, args.ids, out),
+        "models": lambda client: commands.models(client, out),
+    }
+    return commands.with_client(args.url, actions[args.command], announce=lambda line: print(line, file=sys.stderr))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if getattr(args, "serve_missing", False):
+        raise ConfigError("the local service needs its extras: pip install 'gridllm_nb[local]'")
+    from ..service.server import serve_from_args
+
+    return serve_from_args(args)
+
+
+def _cmd_local(args: argparse.Namespace) -> int:
+    from ..core import commands
+    from ..config import resolve_endpoint
+
+    token = resolve_endpoint().token
+    return commands.local(args.action, commands.local_url(port=args.port), sys.stdout,
+                          token.reveal() if token else None)
+
+
+def _cmd_webui(args: argparse.Namespace) -> int:
+    from ..notebook.webui import serve_webui
+
+    return serve_webui(port=args.port, url=args.url)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from ..core.arena import leaderboard
+
+    print(repr(leaderboard()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local,
+                "leaderboard": _cmd_leaderboard, "history": _cmd_history, "attach": _cmd_attach,
+                "retry": _cmd_retry}
+    try:
+        return handlers.get(args.command, _cmd_simple)(args)
+    except KeyboardInterrupt:
+        print("gridllm-nb: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as exc:
+        print(f"gridllm-nb: {exc}", file=sys.stderr)
+        return 2
+    except GridLLMError as exc:
+        print(f"gridllm-nb: {exc}", file=sys.stderr)
+        return 2 if args.command in ("run", "retry", "attach") else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""A grid's progress: done / failed / total, elapsed and ETA, redrawn a few times a second at most.
+
+In a kernel it is an ipywidgets ``IntProgress`` and a one-line label; on a
+terminal one line on stderr, redrawn in place with ``\\r``; anywhere else (a
+pipe, CI, a log file) nothing. A grid calls ``update`` on every job update,
+thousands of times, and every redraw of a widget is a comm message: so a
+redraw happens only when the counts changed and ``min_interval`` has passed
+(or every ``refresh`` seconds, to move the clock and the ETA), and ``close``
+always draws the final counts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NamedTuple
+
+from ..api.clock import Clock, SystemClock
+
+__all__ = ["Counts", "Progress", "TextProgress", "WidgetProgress", "make_progress", "progress_line"]
+
+
+class Counts(NamedTuple):
+    """How far a grid is: ``done`` completed, ``failed`` ended any other way, of ``total`` jobs."""
+
+    done: int
+    failed: int
+    total: int
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+    @property
+    def live(self) -> int:
+        """Jobs not ended yet: running, queued, or not sent."""
+        return self.total - self.finished
+
+
+def _duration(seconds: float) -> str:
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(counts: Counts, elapsed: float) -> str:
+    """``12/100 done · 1 failed · 0:07 elapsed · ETA 0:52`` (the ETA once something has finished)."""
+    parts = [f"{counts.done}/{counts.total} done", f"{counts.failed} failed", f"{_duration(elapsed)} elapsed"]
+    if counts.live and counts.finished:
+        parts.append(f"ETA {_duration(elapsed / counts.finished * counts.live)}")
+    return " · ".join(parts)
+
+
+class Progress:
+    """Throttled progress of ``total`` jobs; this base class shows nothing (and counts its draws)."""
+
+    def __init__(self, total: int, *, clock: Clock | None = None, min_interval: float = 0.25,
+                 refresh: float = 1.0) -> None:
+        self.total = total
+        self.clock = clock or SystemClock()
+        self.min_interval = min_interval
+        self.refresh = refresh
+        self.started = self.clock.monotonic()
+        self.draws = 0
+        self.closed = False
+        self._drawn: Counts | None = None
+        self._drawn_at = float("-inf")
+
+    def update(self, counts: Counts) -> None:
+        """Redraw if worth it: new counts after ``min_interval``, or the same ones after ``refresh``."""
+        if self.closed:
+            return
+        now = self.clock.monotonic()
+        wait = self.min_interval if counts != self._drawn else self.refresh
+        if now - self._drawn_at >= wait:
+            self._redraw(counts, now, final=False)
+
+    def close(self, counts: Counts) -> None:
+        """Draw the final counts, whatever the throttle says; later updates are ignored."""
+        if not self.closed:
+            self._redraw(counts, self.clock.monotonic(), final=True)
+            self.closed = True
+
+    def _redraw(self, counts: Counts, now: float, *, final: bool) -> None:
+        self._drawn, self._drawn_at = counts, now
+        self.draws += 1
+        self.draw(counts, progress_line(counts, now - self.started), final=final)
+
+    def draw(self, counts: Counts, line: str, *, final: bool) -> None:
+        """Show ``line``; subclasses do."""
+
+
+class TextProgress(Progress):
+    """One line on a terminal's stderr, rewritten in place; a newline at the end."""
+
+    def __init__(self, total: int, *, stream: Any = None, **kwargs: Any) -> None:
+        self.stream = stream or sys.stderr
+        self._width = 0
+        super().__init__(total, **kwargs)
+
+    def draw(self, counts: Counts, line: str, *, final: bool) -> None:
+        padding = " " * max(0, self._width - len(line))  # wipe the end of a longer previous line
+        self._width = len(line)
+        self.stream.write(f"\r{line}{padding}" + ("\n" if final else ""))
+        self.stream.flush()
+
+
+class WidgetProgress(Progress):
+    """An ``IntProgress`` bar and a label in the cell's output.
+
+    At the end the widgets are closed and the output becomes the final line
+    as plain text, so a saved notebook shows how the grid ended, not a
+    widget that no longer exists.
+    """
+
+    def __init__(self, total: int, **kwargs: Any) -> None:
+        import ipywidgets as w
+        from IPython.display import display
+
+        super().__init__(total, **kwargs)
+        self.bar = w.IntProgress(value=0, min=0, max=max(total, 1), bar_style="info",
+                                 layout=w.Layout(width="40%"))
+        self.label = w.Label(value=progress_line(Counts(0, 0, total), 0.0))
+        self.box = w.HBox([self.bar, self.label])
+        self.handle = display(self.box, display_id=True)
+
+    def draw(self, counts: Counts, line: str, *, final: bool) -> None:
+        if final:
+            if self.handle is not None:  # None where nothing displays (no IPython shell)
+                self.handle.update({"text/plain": line}, raw=True)
+            for widget in (self.box, self.bar, self.label):
+                for part in (getattr(widget, "layout", None), getattr(widget, "style", None), widget):
+                    if part is not None:
+                        part.close()
+            return
+        if self.bar.value != counts.finished:
+            self.bar.value = counts.finished
+        if counts.failed and self.bar.bar_style != "warning":
+            self.bar.bar_style = "warning"
+        self.label.value = line
+
+
+def _in_a_kernel() -> bool:
+    ipython = sys.modules.get("IPython")  # never import IPython just to find out
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
+
+
+def make_progress(kind: str | bool | None, total: int, clock: Clock | None = None) -> Progress:
+    """The progress view for ``kind``: ``auto`` (a widget in a kernel, a line on a terminal,
+    else nothing), ``widget``, ``text``, or False / None / ``none`` for nothing."""
+    if kind is True or kind == "auto":
+        kind = "widget" if _in_a_kernel() else "text" if sys.stderr.isatty() else "none"
+    if kind == "widget":
+        return WidgetProgress(total, clock=clock)
+    if kind == "text":
+        return TextProgress(total, clock=clock)
+    if kind in (False, None, "none"):
+        return Progress(total, clock=clock)
+    raise ValueError(f"progress must be 'auto', 'widget', 'text' or 'none', not {kind!r}")

@@ -1,0 +1,146 @@
+"""gridllm-nb against a fake grid served over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from gridllm_nb.cli import _Streamer, main
+from gridllm_nb.api.jobs import JobState, JobUpdate
+
+from .fakes import FakeJobsAPI, ServedFake, words_script
+
+
+@pytest.fixture
+def grid():
+    fake = FakeJobsAPI(
+        scripts={"good": words_script("a fine answer"), "flaky": words_script("half of it", final="error")},
+        models=["good", "flaky"],
+        cancel_supported=True,
+    )
+    with ServedFake(fake) as served:
+        yield served
+
+
+def test_run_json_reports_every_model(grid, capsys) -> None:
+    code = main(["run", "hello", "-m", "good", "-m", "flaky", "--url", grid.url, "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    assert code == 1  # one model failed
+    by_tag = {r["tag"]: r for r in rows}
+    assert by_tag["good"]["state"] == "completed" and by_tag["good"]["text"] == "a fine answer"
+    assert by_tag["flaky"]["state"] == "failed" and by_tag["flaky"]["text"] == "half of it"
+    assert by_tag["flaky"]["error"] and isinstance(by_tag["good"]["elapsed_s"], float)
+    assert len(by_tag["good"]["id"]) == 32
+    stats = {"queued_s", "ttft_s", "gen_s", "tokens", "tokens_per_s", "finish"}
+    assert stats <= set(by_tag["good"]) and stats <= set(by_tag["flaky"])
+    assert (by_tag["good"]["finish"], by_tag["flaky"]["finish"]) == ("completed", "failed")
+    assert by_tag["good"]["tokens"] > 0 and by_tag["good"]["ttft_s"] >= 0
+
+
+def test_run_plain_prints_each_final_text_and_exits_0(grid, capsys) -> None:
+    assert main(["run", "hello", "-m", "good", "--url", grid.url, "--option", "max_tokens=8"]) == 0
+    out = capsys.readouterr().out
+    assert "== good (completed" in out and "a fine answer" in out
+    body = json.loads(grid.fake.posts()[-1].content)
+    assert json.loads(body["commandLine"])["options"] == {"max_tokens": 8}
+
+
+def test_usage_and_config_errors_exit_2_with_one_line(grid, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "hello"])
+    assert info.value.code == 2
+    assert main(["run", "hello", "-m", "gooood", "--url", grid.url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gridllm-nb: unknown model 'gooood' (did you mean good?)")
+    assert main(["run", "hi", "-m", "good", "--url", "ftp://nowhere"]) == 2
+    assert "not an http(s) URL" in capsys.readouterr().err
+
+
+def test_unreachable_service_is_one_line_naming_the_url(capsys) -> None:
+    code = main(["run", "hi", "-m", "good", "--url", "http://127.0.0.1:9/remotejobs/v2", "--timeout", "5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "cannot reach http://127.0.0.1:9" in err and "check the URL, the token and the network" in err
+
+
+def test_submit_status_watch_cancel_models(grid, capsys) -> None:
+    assert main(["submit", "hello", "-m", "good", "--url", grid.url]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert len(job_id) == 32
+    assert main(["status", job_id, "--url", grid.url, "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["id"] == job_id and row["tag"] == "good"
+    assert main(["watch", job_id, "--url", grid.url]) == 0
+    assert "a fine answer" in capsys.readouterr().out
+    assert main(["cancel", job_id, "--url", grid.url]) == 0
+    assert job_id in capsys.readouterr().out
+    assert main(["models", "--url", grid.url]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("good")
+    assert main(["status", "f" * 32, "--url", grid.url]) == 1
+
+
+def test_streamer_labels_each_model_and_marks_resets() -> None:
+    out = io.StringIO()
+    stream = _Streamer(out)
+    stream(JobUpdate("a", "1", JobState.RUNNING, "Hel", delta="Hel"))
+    stream(JobUpdate("b", "2", JobState.RUNNING, "Yo", delta="Yo"))
+    stream(JobUpdate("a", "1", JobState.RUNNING, "Hello", delta="lo"))
+    stream(JobUpdate("a", "1", JobState.RUNNING, "New", delta="New", reset=True))
+    stream(JobUpdate("a", "1", JobState.COMPLETED, "New", elapsed=1.5))
+    text = out.getvalue()
+    assert text.startswith("[a] Hel\n[b] Yo\n[a] lo\n[a] (restarted) New")
+    assert "[a: completed in 1.5s]" in text
+
+
+def test_the_installed_console_script_runs(grid) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "gridllm-nb")
+    done = subprocess.run([exe, "run", "hi", "-m", "good", "--url", grid.url, "--json"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["text"] == "a fine answer"
+
+
+def test_leaderboard_prints_the_ranking(tmp_path, monkeypatch, capsys) -> None:
+    from gridllm_nb.core.arena import TIE, Vote, record_vote
+
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(tmp_path / "h.sqlite3"))
+    assert main(["leaderboard"]) == 0 and "no votes yet" in capsys.readouterr().out
+    record_vote(Vote(("m:1", "n:1"), "n:1"))
+    record_vote(Vote(("m:1", "n:1"), TIE))
+    assert main(["leaderboard"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "n:1" and lines[2].split()[0] == "m:1"
+    assert lines[1].split()[-3:] == ["1", "0", "1"]  # wins, losses, ties
+
+
+def test_history_retry_and_attach_from_the_command_line(grid, capsys, tmp_path, monkeypatch) -> None:
+    from gridllm_nb import history
+
+    monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "history.sqlite3"))
+    assert main(["run", "hello", "-m", "good", "-m", "flaky", "--url", grid.url, "--option", "max_tokens=8"]) == 1
+    capsys.readouterr()
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    short = history.short_id(history.recent(1)[0]["run_id"])
+    assert out.startswith(f"{short}  ") and "    flaky  failed" in out
+
+    grid.fake.scripts["flaky"] = words_script("fixed this time")
+    posts = len(grid.fake.posts())
+    assert main(["retry", short, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["tag"]: (r["state"], r["text"]) for r in rows} == {
+        "good": ("completed", "a fine answer"), "flaky": ("completed", "fixed this time")}
+    sent = [json.loads(r.content) for r in grid.fake.posts()[posts:]]
+    assert [s["tag"] for s in sent] == ["flaky"]
+    assert json.loads(sent[0]["commandLine"]) == {"inputs": ["hello"], "options": {"max_tokens": 8}}
+
+    assert main(["retry", short]) == 0 and "nothing to retry in run" in capsys.readouterr().err
+    assert main(["attach", "--json"]) == 0  # the newest run, every model ended: shown as stored
+    assert [r["text"] for r in json.loads(capsys.readouterr().out)] == ["a fine answer", "fixed this time"]
+    assert main(["retry", "beef"]) == 2
+    assert capsys.readouterr().err.strip().startswith("gridllm-nb: no run beef in the history")

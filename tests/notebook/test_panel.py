@@ -1,0 +1,727 @@
+"""The panel, driven from Python the way a browser would: tick, type, click.
+
+The logic tests use the scriptable fake API (fast, deterministic); the
+``models`` tests run the same flows against the real local service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+
+from gridllm_nb import history
+from gridllm_nb import poller as poller_module
+from gridllm_nb.widgets.cardwidget import CardWidget
+from gridllm_nb.api.client import JobsClient, RetryPolicy
+from gridllm_nb.api.jobs import JobState
+from gridllm_nb.notebook.panel import Panel, PromptBox, render_text, slug
+from gridllm_nb.api.poller import Poller, PollSettings
+from gridllm_nb.core.results import Result, Results
+from gridllm_nb.service.launcher import free_port
+from gridllm_nb.widgets.streamtext import StreamText, utf16_len
+
+from .conftest import Wire
+from .fakes import FakeClock, FakeJobsAPI, words_script
+
+pytestmark = pytest.mark.anyio
+
+BASE = "https://grid.invalid/remotejobs/v2"
+FAST = PollSettings(fast=0.02, slow=0.05)
+XSS = 'Look: <script>window.pwned=1</script> and <img src=x onerror="window.pwned=2"> done'
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Each test its own SQLite history: a new panel lists only what that test recorded."""
+    path = tmp_path / "history.sqlite3"
+    monkeypatch.setenv(history.HISTORY_ENV, str(path))
+    return path
+
+
+def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Panel:
+    client = JobsClient(BASE, transport=fake.transport(), retry=RetryPolicy(budget=1.0))
+    kw.setdefault("poll", FAST)
+    return Panel(models, client=client, **kw)
+
+
+def hidden(w) -> bool:
+    return w.layout.display == "none"
+
+
+async def until(cond, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+# -- models, cap, buttons -----------------------------------------------------------
+
+async def test_checkboxes_come_from_the_models_endpoint() -> None:
+    fake = FakeJobsAPI(models=["smollm2:135m", "gemma3:270m"])
+    panel = fake_panel(fake)
+    await panel.loaded()
+    assert list(panel.checkboxes) == ["smollm2:135m", "gemma3:270m"]
+    cb = panel.checkboxes["gemma3:270m"]
+    assert cb.description == "gemma3:270m"
+    assert "gridllm-model-gemma3-270m" in cb._dom_classes
+    assert panel.status.value == "" and hidden(panel.status)  # an empty status line takes no room
+    assert panel.widget is panel and "gridllm-panel" in panel._dom_classes
+
+
+async def test_without_a_models_endpoint_the_status_line_says_so() -> None:
+    panel = fake_panel(FakeJobsAPI(models=None))
+    await panel.loaded()
+    assert panel.checkboxes == {}
+    assert "Panel(models=" in panel.status.value and not hidden(panel.status)
+
+
+async def test_at_most_three_ticked_the_others_disabled_with_a_hint() -> None:
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags)
+    cbs = panel.checkboxes
+    for t in tags[:2]:
+        cbs[t].value = True
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    cbs["c:1"].value = True
+    assert cbs["d:1"].disabled and not any(cbs[t].disabled for t in tags[:3])
+    assert not hidden(panel.hint) and "At most 3" in panel.hint.value
+    cbs["b:1"].value = False
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    assert panel.chosen == ["a:1", "c:1"]
+
+
+async def test_a_fourth_tick_set_in_code_is_undone_with_the_hint() -> None:
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags)
+    for t in tags:  # disabled or not, code can set it: the kernel holds the cap
+        panel.checkboxes[t].value = True
+    assert panel.chosen == ["a:1", "b:1", "c:1"] and not panel.checkboxes["d:1"].value
+    assert panel.checkboxes["d:1"].disabled
+    assert not hidden(panel.hint) and "At most 3 models" in panel.hint.value
+    panel.checkboxes["a:1"].value = False
+    panel.checkboxes["d:1"].value = True  # room again: this one stays
+    assert panel.chosen == ["b:1", "c:1", "d:1"]
+
+
+async def test_a_fourth_tick_from_the_browser_is_undone_on_the_wire(wire: Wire) -> None:
+    """Two clicks racing the disabling: the front end's fourth tick is sent back unticked."""
+    tags = ["a:1", "b:1", "c:1", "d:1"]
+    panel = fake_panel(FakeJobsAPI(models=tags), tags, max_models=2)
+    panel.checkboxes["a:1"].set_state({"value": True})  # what a click sends
+    panel.checkboxes["b:1"].set_state({"value": True})
+    late = panel.checkboxes["c:1"]
+    late.set_state({"value": True})  # clicked before the disabling reached the browser
+    assert not late.value and panel.chosen == ["a:1", "b:1"]
+    assert wire.updates(late)[-1] == {"value": False}  # the browser is told
+    assert not hidden(panel.hint) and "At most 2 models" in panel.hint.value
+
+
+async def test_process_is_disabled_without_model_or_prompt() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.process_button.disabled and hidden(panel.cancel_button)
+    panel.checkboxes["m:1"].value = True
+    assert panel.process_button.disabled
+    panel.prompt.value = "   \n "
+    assert panel.process_button.disabled
+    panel.prompt.value = "hi"
+    assert not panel.process_button.disabled
+    panel.checkboxes["m:1"].value = False
+    assert panel.process_button.disabled
+
+
+# -- runs ---------------------------------------------------------------------------
+
+async def test_a_run_streams_into_one_card_per_model_and_fills_results() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], scripts={"n:1": words_script("other answer here")})
+    panel = fake_panel(fake, ["m:1", "n:1"])
+    prompt = 'Say {name} "verbatim" \\ {{x}} é 🎉\nline2'
+    panel.checkboxes["m:1"].value = True
+    panel.checkboxes["n:1"].value = True
+    panel.prompt.value = prompt
+    panel.process_button.click()
+    assert panel.running
+    assert panel.process_button.disabled and not hidden(panel.cancel_button)
+    assert all(cb.disabled for cb in panel.checkboxes.values())
+    results = await panel.wait()
+    assert not panel.running
+    assert not panel.process_button.disabled and hidden(panel.cancel_button)
+    assert list(panel.cards) == ["m:1", "n:1"]
+    assert panel.card_box.children == tuple(card.widget for card in panel.cards.values())
+    m, n = panel.cards["m:1"], panel.cards["n:1"]
+    assert m.state is JobState.COMPLETED and m.widget.live("state") == "completed"
+    assert "gridllm-card-m-1" in m.widget._dom_classes and m.widget.tag == "m:1"
+    assert m.text == "Hello from the fake grid" and n.text == "other answer here"
+    assert m.widget.value == "Hello from the fake grid" and not m.widget.live("markdown")
+    assert m.widget.live("error") == "" and m.html == ""  # markdown is rendered only when shown
+    assert m.widget.live("elapsed") == round(results["m:1"].elapsed, 1)  # the final time, to 0.1 s
+    assert results is panel.results and results.ok
+    assert results["n:1"].text == "other answer here"
+    df = results.to_pandas()
+    assert list(df["tag"]) == ["m:1", "n:1"] and set(df["state"]) == {"completed"}
+    # the prompt went out verbatim, JSON inside JSON
+    sent = [json.loads(json.loads(r.content)["commandLine"])["inputs"] for r in fake.posts()]
+    assert sent == [[prompt], [prompt]]
+    assert panel.status.value == ""
+
+
+async def test_the_panels_results_can_be_retried_and_its_cards_follow() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], scripts={"n:1": words_script("cut short", final="error")})
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="hi", options={"max_tokens": 4})
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    results = await panel.wait()
+    assert results.retryable == ["n:1"] and panel.cards["n:1"].text == "cut short"
+    fake.scripts["n:1"] = words_script("second answer")
+    card = panel.cards["n:1"]
+    await results.aretry(on_update=card.push)  # what a Retry button on the card does
+    card.flush()
+    assert results.ok and card.text == "second answer" and card.state is JobState.COMPLETED
+    assert card.widget.value == "second answer" and card.error is None
+    body = json.loads(fake.posts()[-1].content)
+    assert body["tag"] == "n:1" and json.loads(body["commandLine"])["options"] == {"max_tokens": 4}
+
+
+def fake_time() -> FakeClock:
+    """The running loop's one poller on a fake clock: the jobs move per poll, with no real sleeps."""
+    clock = FakeClock()
+    poller_module._POLLERS[asyncio.get_running_loop()] = Poller(FAST, clock=clock)
+    return clock
+
+
+def tags_posted(fake: FakeJobsAPI) -> list[str]:
+    return [json.loads(r.content)["tag"] for r in fake.posts()]
+
+
+async def run_with_one_failure(fake: FakeJobsAPI, wire_free: bool = True, **kw) -> tuple[Panel, Results]:
+    """m:1 answers, n:1 fails with half its text; returns the panel once the run is over."""
+    fake_time()
+    fake.scripts.setdefault("m:1", words_script("first answer"))
+    fake.scripts["n:1"] = words_script("cut short", final="error")
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="hi", options={"max_tokens": 4}, **kw)
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    assert not any(c.widget.live("can_retry") for c in panel.cards.values())  # no Retry while it runs
+    results = await panel.wait()
+    assert results is not None and results.retryable == ["n:1"]
+    return panel, results
+
+
+async def test_a_failed_cards_retry_button_asks_that_model_again_into_the_same_card_and_results(
+        wire: Wire) -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel, results = await run_with_one_failure(fake)
+    failed, answered = panel.cards["n:1"], panel.cards["m:1"]
+    assert failed.widget.retryable and not answered.widget.retryable  # the button: the failed card only
+    assert failed.widget.live("can_retry") and answered.widget.live("can_retry")  # offered; shown by state
+    assert "did not complete: n:1" in panel.status.value
+    result = results["n:1"]
+    before = len(fake.posts())
+    answered_messages = len(wire.custom(answered.widget))
+    fake.scripts["n:1"] = words_script("second answer")
+
+    failed.widget._handle_custom_msg({"event": "retry"}, [])  # what the card's button sends
+    assert panel.running and panel.status.value == ""
+    # One thing at a time: Process and the models wait, Cancel is there, no Retry is offered.
+    assert panel.process_button.disabled and not hidden(panel.cancel_button) and panel.prompt.disabled
+    assert all(cb.disabled for cb in panel.checkboxes.values())
+    assert not any(c.widget.live("can_retry") for c in panel.cards.values())
+    assert panel.process() is panel.task  # Process meanwhile starts nothing
+    failed.widget._handle_custom_msg({"event": "retry"}, [])  # a second click: nothing more
+
+    assert await panel.wait() is results
+    assert tags_posted(fake)[before:] == ["n:1"]  # only the failed model, once
+    body = json.loads(fake.posts()[-1].content)
+    assert json.loads(body["commandLine"]) == {"inputs": ["hi"], "options": {"max_tokens": 4}}
+    assert results["n:1"] is result and result.ok and result.text == "second answer"  # the same Result
+    assert failed.state is JobState.COMPLETED and failed.widget.value == "second answer"
+    assert failed.error is None and failed.widget.live("error") == ""
+    # The card started over from empty (one message), then streamed the new answer.
+    sent = wire.custom(failed.widget)
+    restart = next(i for i, m in enumerate(sent) if m.get("reset") == "")
+    assert sent[restart]["set"]["state"] == "submitted" and sent[restart]["set"]["elapsed"] == 0.0
+    assert "".join(m.get("append", "") for m in sent[restart + 1:]) == "second answer"
+    assert len(wire.custom(answered.widget)) == answered_messages + 2  # held back, offered again: nothing else
+    assert answered.widget.value == "first answer"
+    # Back to idle: Process, no Cancel, the status line clear, the history row updated by the core.
+    assert not panel.process_button.disabled and hidden(panel.cancel_button) and panel.status.value == ""
+    assert not failed.widget.retryable and results.ok
+    (run,) = history.recent(1)
+    assert run["run_id"] == results.run_id
+    assert {r["tag"]: (r["state"], r["text"]) for r in run["results"]} == {
+        "m:1": ("completed", "first answer"), "n:1": ("completed", "second answer")}
+    panel.process_button.click()  # a new run: this one joins History, with the retried answer
+    await panel.wait()
+    assert panel.history[-1]["n:1"].state is JobState.COMPLETED and panel.history[-1]["n:1"].text == "second answer"
+
+
+async def test_cancel_stops_a_retry_keeps_its_text_and_offers_retry_again() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"], cancel_supported=True)
+    panel, results = await run_with_one_failure(fake)
+    fake.scripts["n:1"] = [("queued", ""), ("running", "never"), ("running", "never ends")]  # runs until cancelled
+    panel.cards["n:1"].widget.click_retry()
+    await until(lambda: panel.cards["n:1"].text == "never ends")
+    panel.cancel_button.click()
+    await panel.wait()
+    card = panel.cards["n:1"]
+    assert results["n:1"].state is JobState.CANCELLED and card.widget.live("state") == "cancelled"
+    assert card.text == "never ends" and panel.status.value == "cancelled"
+    assert results["m:1"].text == "first answer"  # the other model untouched
+    assert card.widget.retryable and not panel.process_button.disabled and hidden(panel.cancel_button)
+
+
+async def test_a_retry_that_cannot_run_says_why_in_one_line() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel, results = await run_with_one_failure(fake)
+    panel.retry_failed(["m:1"])  # answered already: from Python, a one-line refusal
+    await panel.wait()
+    assert panel.status.value.startswith("m:1 completed: only a model that failed") and "\n" not in panel.status.value
+    fake.models = ["m:1"]  # the service no longer serves n:1: it refuses the job, the card says so
+    panel.cards["n:1"].widget.click_retry()
+    await panel.wait()
+    card = panel.cards["n:1"]
+    assert results["n:1"].state is JobState.FAILED and card.widget.retryable
+    assert card.error is not None and "unknown model tag 'n:1'" in card.error and card.text == ""
+    assert panel.status.value == "1 of 2 model(s) did not complete: n:1"  # the run as it stands
+    fake.models, fake.scripts["n:1"] = ["m:1", "n:1"], words_script("back again")
+    panel.retry_failed()  # every model that did not answer (here n:1): the default
+    assert (await panel.wait()).ok and panel.cards["n:1"].widget.value == "back again"
+    panel.retry_failed()
+    assert panel.task.done() and panel.status.value == "nothing to retry: every model answered"
+
+
+async def test_without_a_run_there_is_nothing_to_retry() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.retry_failed() is None and panel.status.value == "nothing to retry: no run yet"
+
+
+async def test_earlier_runs_go_to_the_collapsible_history() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    first = await panel.wait()
+    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
+    panel.prompt.value = "second <b>bold</b>"
+    panel.process_button.click()
+    second = await panel.wait()
+    assert panel.results is second and second.prompt.startswith("second")
+    [earlier] = panel.history
+    assert earlier.prompt == "first" and earlier["m:1"].text == first["m:1"].text
+    assert panel.history_accordion.selected_index is None  # collapsed
+    assert panel.history_accordion.get_title(0) == "History (1 earlier run)"
+    entry = panel.history_box.children[0].value
+    assert "first" in entry and "Hello from the fake grid" in entry
+    assert "<summary>m:1 · completed · " in entry  # one line per model, expandable
+    panel.prompt.value = "third"
+    panel.process_button.click()
+    await panel.wait()
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+    newest = panel.history_box.children[0].value
+    assert "second &lt;b&gt;bold&lt;/b&gt;" in newest and "<b>bold" not in newest
+
+
+def _run(prompt: str, **answers: tuple[str, str]) -> Results:
+    return Results(prompt, {tag: Result(tag=tag, text=text, state=JobState(state), elapsed=1.25)
+                            for tag, (state, text) in answers.items()})
+
+
+async def test_a_new_panel_lists_earlier_runs_from_the_sqlite_history(history_file) -> None:
+    long = "Red, orange and yellow. " + "More words here. " * 40 + "<img src=x onerror=alert(1)> THE END"
+    history.record(_run("Name three colours", **{"smollm2:135m": ("completed", long),
+                                                 "gemma3:270m": ("failed", "")}), "http://127.0.0.1:1/x")
+    history.record(_run("Say hi", **{"m:1": ("completed", "hi there")}), "http://127.0.0.1:1/x")
+    assert history_file.exists()
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+    assert [r.prompt for r in panel.history] == ["Name three colours", "Say hi"]  # oldest first
+    newest, oldest = (w.value for w in panel.history_box.children)  # shown newest first
+    assert "Say hi" in newest and "<summary>m:1 · completed · 1.2 s · hi there</summary>" in newest
+    # one line per model: tag · state · time · first words; the full answer inside, as text
+    assert "<summary>smollm2:135m · completed · 1.2 s · Red, orange and yellow. More words" in oldest
+    assert "<summary>gemma3:270m · failed · 1.2 s</summary>" in oldest
+    assert oldest.count("<details") == 2 and "THE END" in oldest
+    assert "<img" not in oldest and "&lt;img src=x" in oldest  # render_text, never raw
+    # its own run is recorded too, and the next new panel lists it
+    panel.checkboxes["m:1"].value = True
+    panel.prompt.value = "third"
+    panel.process_button.click()
+    await panel.wait()
+    assert [r["prompt"] for r in history.recent(5)] == ["third", "Say hi", "Name three colours"]
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"  # the shown run is not "earlier"
+    later = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert later.history_accordion.get_title(0) == "History (3 earlier runs)"
+    assert later.history[-1].prompt == "third" and later.history[-1]["m:1"].text == "Hello from the fake grid"
+
+
+async def test_runs_made_elsewhere_meanwhile_join_the_history_on_the_next_run() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    history.record(_run("from the magic", **{"x:1": ("completed", "magic answer")}), "http://h/x")
+    panel.prompt.value = "second"
+    panel.process_button.click()
+    await panel.wait()
+    assert [r.prompt for r in panel.history] == ["first", "from the magic"]
+    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
+
+
+async def test_without_history_the_panel_lists_its_own_runs_and_records_nothing(history_file) -> None:
+    history.record(_run("old", **{"m:1": ("completed", "old answer")}), "http://h/x")
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first", history=False)
+    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
+    panel.checkboxes["m:1"].value = True
+    for prompt in ("first", "second"):
+        panel.prompt.value = prompt
+        panel.process_button.click()
+        await panel.wait()
+    assert [r.prompt for r in panel.history] == ["first"]
+    assert [r["prompt"] for r in history.recent(5)] == ["old"]
+
+
+async def test_history_keeps_the_last_runs_only() -> None:
+    for i in range(5):
+        history.record(_run(f"run {i}", **{"m:1": ("completed", f"answer {i}")}), "http://h/x")
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], history_runs=3)
+    assert [r.prompt for r in panel.history] == ["run 2", "run 3", "run 4"]
+    assert panel.history_accordion.get_title(0) == "History (3 earlier runs)"
+
+
+# -- Ctrl+Enter -------------------------------------------------------------------------
+
+def browser_sends(widget, data: dict) -> None:
+    """A comm message from the front end, as ipywidgets receives it."""
+    widget._handle_msg({"content": {"data": data}, "buffers": []})
+
+
+async def test_ctrl_enter_in_the_prompt_runs_process() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
+    assert isinstance(panel.prompt, PromptBox) and "gridllm-prompt" in panel.prompt._dom_classes
+    panel.checkboxes["m:1"].value = True
+    # what the browser sends on Ctrl+Enter / Cmd+Enter, through the widget's comm handler:
+    # the text (as on every keystroke), then "submit" with it
+    browser_sends(panel.prompt, {"method": "update", "state": {"value": "typed"}})
+    assert panel.prompt.value == "typed" and not panel.process_button.disabled
+    browser_sends(panel.prompt, {"method": "custom", "content": {"submit": "typed"}})
+    assert panel.running
+    res = await panel.wait()
+    assert res.prompt == "typed" and res.ok
+    # a submit whose text had not been synced yet brings its text along
+    browser_sends(panel.prompt, {"method": "custom", "content": {"submit": "typed again"}})
+    assert panel.prompt.value == "typed again"
+    res = await panel.wait()
+    assert res.prompt == "typed again"
+    # nothing to run: the status line says why, nothing starts
+    panel.prompt.value = " "
+    panel.prompt.submit()
+    assert not panel.running and "write a prompt" in panel.status.value
+
+
+async def test_ctrl_enter_is_wired_in_the_front_end() -> None:
+    esm = PromptBox._esm
+    assert '"keydown"' in esm and "e.ctrlKey || e.metaKey" in esm and 'e.key !== "Enter"' in esm
+    assert "preventDefault" in esm and "stopPropagation" in esm  # not the notebook's run-cell
+    assert "model.send({ submit: ta.value })" in esm
+    assert "innerHTML" not in esm
+    # the box fills its row exactly: the right border is inside the panel
+    assert "box-sizing: border-box; width: 100%" in PromptBox._css
+
+
+async def test_a_model_that_runs_again_keeps_its_card_widget(wire: Wire) -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="first")
+    panel.checkboxes["m:1"].value = panel.checkboxes["n:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    m_widget, n_widget = panel.cards["m:1"].widget, panel.cards["n:1"].widget
+    n_id = n_widget.model_id
+    before = len(wire.custom(m_widget))
+    panel.checkboxes["n:1"].value = False
+    panel.prompt.value = "second"
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res.ok and panel.cards["m:1"].widget is m_widget  # no second comm_open
+    assert len(wire.of(m_widget, "comm_open")) == 1 and m_widget.value == res["m:1"].text
+    restart, *rest = wire.custom(m_widget)[before:]
+    assert restart == {"reset": "", "set": {"state": "submitted", "elapsed": 0.0, "stats": ""}}  # the last answer's stats go
+    assert "".join(m.get("append", "") for m in rest) == res["m:1"].text
+    assert any(cid == n_id and t == "comm_close" for cid, t, _ in wire.sent)  # the unticked model's card
+    assert panel.card_box.children == (m_widget,)
+
+
+async def test_updates_are_coalesced_to_about_ten_per_second_per_card() -> None:
+    text = " ".join(f"w{i}" for i in range(150))
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": words_script(text)})
+    panel = fake_panel(fake, ["m:1"], poll=PollSettings(fast=0.005, slow=0.005))
+    panel.checkboxes["m:1"].value = True
+    panel.prompt.value = "go"
+    t0 = time.monotonic()
+    panel.process_button.click()
+    updates = 0
+    orig = panel.cards  # cards exist right after the click
+    card = orig["m:1"]
+    res = await panel.wait()
+    took = time.monotonic() - t0
+    updates = card.flushes
+    assert res["m:1"].text == text and card.text == text
+    assert len(fake.gets()) > 100  # many more updates than flushes
+    assert updates <= took * 10 + 2, (updates, took)
+
+
+async def test_a_failed_job_shows_in_its_card_and_the_others_keep_going() -> None:
+    fake = FakeJobsAPI(models=["ok:1", "bad:1"],
+                       scripts={"bad:1": [("queued", ""), ("running", "partial"), ("error", "partial")]})
+    panel = fake_panel(fake, ["ok:1", "bad:1"], prompt="p")
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res["ok:1"].state is JobState.COMPLETED
+    bad = panel.cards["bad:1"]
+    assert bad.state is JobState.FAILED and bad.text == "partial" and bad.widget.live("state") == "failed"
+    assert "bad:1" in panel.status.value and "\n" not in panel.status.value
+
+
+async def test_cancel_ends_live_jobs_cancelled_and_keeps_text() -> None:
+    text = " ".join(f"w{i}" for i in range(400))
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": words_script(text)}, cancel_supported=True)
+    panel = fake_panel(fake, ["m:1"], prompt="long", poll=PollSettings(fast=0.02, slow=0.02))
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await until(lambda: len(panel.cards["m:1"].text) > 10)
+    assert not hidden(panel.cancel_button)
+    panel.cancel_button.click()
+    res = await panel.wait()
+    card = panel.cards["m:1"]
+    assert res["m:1"].state is JobState.CANCELLED and card.widget.live("state") == "cancelled"
+    assert card.text and text.startswith(card.text) and card.text != text
+    assert panel.status.value == "cancelled"
+    assert hidden(panel.cancel_button) and not panel.process_button.disabled
+    assert any(r.method == "DELETE" for r in fake.requests)
+
+
+async def test_unknown_model_fails_its_card_with_a_suggestion_and_the_rest_runs() -> None:
+    fake = FakeJobsAPI(models=["smollm2:135m"])
+    panel = fake_panel(fake, ["smollm2:135m", "smollm2:136m"], prompt="p")
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    res = await panel.wait()
+    assert res["smollm2:135m"].ok
+    bad = panel.cards["smollm2:136m"]
+    assert bad.state is JobState.FAILED
+    assert "unknown model" in bad.error and "did you mean smollm2:135m" in bad.error
+    assert bad.widget.live("error") == bad.error and "\n" not in bad.error
+    assert len(fake.posts()) == 1
+
+
+def test_without_a_running_loop_a_click_runs_to_the_end() -> None:
+    fake = FakeJobsAPI(models=["m:1"])
+    panel = fake_panel(fake, ["m:1"], prompt="p")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()  # no loop: runs synchronously
+    assert panel.results is not None and panel.results.ok
+    assert panel.cards["m:1"].text == "Hello from the fake grid"
+    assert not panel.process_button.disabled and hidden(panel.cancel_button)
+
+
+# -- model text is never live HTML ------------------------------------------------------
+
+def test_render_text_escapes_plain_and_sanitizes_markdown() -> None:
+    plain = render_text(XSS)
+    assert "<script" not in plain and "<img" not in plain and "&lt;script&gt;" in plain
+    md = render_text(XSS + "\n\n[x](javascript:alert(1)) **bold**", markdown=True)
+    assert "<script" not in md and "<img" not in md and "javascript:" not in md.split("&lt;")[0]
+    assert "<strong>bold</strong>" in md
+    assert 'href="javascript' not in md
+    assert slug("Gemma3:270M") == "gemma3-270m"
+
+
+async def test_script_and_img_in_model_text_are_shown_as_text() -> None:
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": [("running", XSS[:20]), ("completed", XSS)]})
+    panel = fake_panel(fake, ["m:1"], prompt="p")
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    card = panel.cards["m:1"]
+    assert card.text == XSS
+    # plain mode: the raw text, which the front end puts in a DOM text node (textContent)
+    assert card.widget.value == XSS
+    assert "innerHTML" not in StreamText._esm and "createTextNode" in StreamText._esm
+    # the card's only innerHTML is the markdown view, fed the kernel's sanitized ``html``
+    assert CardWidget._esm.count("innerHTML") == 1 and 'md.innerHTML = model.get("html")' in CardWidget._esm
+    panel.markdown_toggle.value = True
+    assert card.widget.live("markdown")
+    assert "<script" not in card.html and "<img" not in card.html
+    assert "&lt;img src=x" in card.html
+    panel.markdown_toggle.value = False
+    assert not card.widget.live("markdown") and card.widget.value == XSS
+
+
+async def test_long_text_goes_out_as_deltas_that_join_to_the_text(wire: Wire) -> None:
+    lines = [f"line {i} é🎉 " + "x" * 60 for i in range(40)]
+    text = "\n".join(lines)
+    steps = [("running", text[:i]) for i in range(0, len(text), 97)] + [("completed", text)]
+    fake = FakeJobsAPI(models=["m:1"], scripts={"m:1": steps})
+    panel = fake_panel(fake, ["m:1"], prompt="p", max_rate=1000)
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    card = panel.cards["m:1"]
+    assert card.widget.value == text
+    sent = wire.custom(card.widget)
+    assert len(sent) > 10 and all("reset" not in m for m in sent)  # no resend
+    appends = [m for m in sent if "append" in m]
+    assert "".join(m["append"] for m in appends) == text
+    at = 0
+    for m in appends:  # each delta says where it goes, in JavaScript string units
+        assert m["at"] == at
+        at += utf16_len(m["append"])
+    assert wire.updates(card.widget) == []  # the synced traits are never resent
+    opened = wire.of(card.widget, "comm_open")
+    assert len(opened) == 1 and opened[0]["state"]["text"] == ""
+    # every byte after the comm_open, state changes included, within the budget of 2 per byte of text
+    stream_bytes = sum(len(json.dumps(d, ensure_ascii=False).encode()) for d in wire.of(card.widget))
+    assert stream_bytes == card.widget.sent_bytes
+    assert stream_bytes <= 2 * len(text.encode())
+
+
+async def test_switching_modes_brings_the_shown_view_up_to_date_once(wire: Wire) -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
+    panel._prepare("p", ["m:1"])
+    card = panel.cards["m:1"]
+    card.apply(JobState.RUNNING, "one **two**", None, 1.0)
+    panel.markdown_toggle.value = True
+    assert "<strong>two</strong>" in card.html
+    card.apply(JobState.RUNNING, "one **two** three", None, 2.0)  # markdown only while shown
+    assert "three" in card.html and card.widget.value == "one **two**"
+    panel.markdown_toggle.value = False
+    assert card.widget.value == "one **two** three"
+    texts = [{k: m[k] for k in ("append", "at")} for m in wire.custom(card.widget) if "append" in m]
+    assert texts == [{"append": "one **two**", "at": 0}, {"append": " three", "at": 11}]
+
+
+# -- the real local service -----------------------------------------------------------
+
+REAL = {"max_tokens": 12, "temperature": 0}
+
+
+@pytest.mark.models
+async def test_real_models_answer_side_by_side(service_url: str) -> None:
+    panel = Panel(url=service_url, options=REAL)
+    await panel.loaded()
+    assert {"smollm2:135m", "gemma3:270m"} <= set(panel.checkboxes)
+    panel.checkboxes["smollm2:135m"].value = True
+    panel.checkboxes["gemma3:270m"].value = True
+    panel.prompt.value = "Name one colour."
+    panel.process_button.click()
+    res = await asyncio.wait_for(panel.wait(), 240)
+    for tag in ("smollm2:135m", "gemma3:270m"):
+        assert res[tag].state is JobState.COMPLETED, res[tag]
+        assert res[tag].text.strip()
+        assert panel.cards[tag].text == res[tag].text
+        assert panel.cards[tag].widget.live("state") == "completed"
+
+
+@pytest.mark.models
+async def test_real_unknown_model_and_cancel(service_url: str) -> None:
+    panel = Panel(["smollm2:135m", "nosuch:1b"], url=service_url, options={"max_tokens": 400, "temperature": 0})
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.prompt.value = "Write a long story about a lighthouse keeper."
+    panel.process_button.click()
+    await until(lambda: "smollm2:135m" in panel.cards and panel.cards["nosuch:1b"].state is JobState.FAILED, 60)
+    assert "unknown model" in panel.cards["nosuch:1b"].error
+    await until(lambda: panel.cards["smollm2:135m"].state in (JobState.RUNNING, JobState.COMPLETED), 120)
+    panel.cancel_button.click()
+    res = await asyncio.wait_for(panel.wait(), 60)
+    assert res["smollm2:135m"].state in (JobState.CANCELLED, JobState.COMPLETED)
+    assert res["nosuch:1b"].state is JobState.FAILED
+    assert not panel.running and hidden(panel.cancel_button)
+
+
+def _closed_port() -> int:
+    return free_port()  # free, so nothing listens there
+
+
+async def test_service_down_is_one_line_on_the_status_line_and_in_the_card() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/remotejobs/v2"
+    panel = Panel(["smollm2:135m"], url=url, retry=RetryPolicy(budget=0.5))
+    panel.checkboxes["smollm2:135m"].value = True
+    panel.prompt.value = "hello"
+    panel.process_button.click()
+    res = await asyncio.wait_for(panel.wait(), 30)
+    assert res["smollm2:135m"].state is JobState.FAILED
+    assert "cannot reach" in panel.status.value and "\n" not in panel.status.value
+    assert "cannot reach" in panel.cards["smollm2:135m"].widget.live("error")
+    assert not panel.process_button.disabled
+
+
+async def test_panel_lists_nothing_when_the_service_is_down() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/remotejobs/v2"
+    panel = Panel(url=url, retry=RetryPolicy(budget=0.3))
+    await panel.loaded()
+    assert panel.checkboxes == {} and "cannot reach" in panel.status.value
+
+
+# -- Compare: two answers word by word ------------------------------------------------
+
+async def test_compare_shows_an_escaped_word_diff_of_two_answers() -> None:
+    fake = FakeJobsAPI(models=["m:1", "n:1", "o:1"], scripts={
+        "m:1": words_script("the cat sat on the mat <script>window.pwned=1</script>"),
+        "n:1": words_script('the dog sat on the mat <img src=x onerror="window.pwned=2">'),
+        "o:1": words_script("something else entirely"),
+    })
+    panel = fake_panel(fake, ["m:1", "n:1", "o:1"], prompt="p")
+    assert "gridllm-compare" in panel.compare_toggle._dom_classes and panel.compare_toggle in panel.children[5].children
+    assert hidden(panel.diff_box) and panel.diff_box in panel.children
+    for t in ("m:1", "n:1", "o:1"):
+        panel.checkboxes[t].value = True
+    panel.process_button.click()
+    await panel.wait()
+    await until(lambda: not panel.running)
+    await asyncio.sleep(0.05)  # _after_run is scheduled right after the task
+    assert hidden(panel.diff_box)  # off: nothing computed, nothing shown
+    panel.compare_toggle.value = True
+    assert not hidden(panel.diff_box) and "gridllm-diff" in panel.diff_html._dom_classes
+    assert list(panel.diff_a.options) == ["m:1", "n:1", "o:1"]
+    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "n:1")
+    page = panel.diff_html.value
+    assert "m:1" in page and "n:1" in page and "similar" in page
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page and "&lt;img src=x" in page
+    assert re.search(r"<del [^>]*>cat</del>", page) and re.search(r"<ins [^>]*>dog</ins>", page)
+    assert page == panel.results.diff("m:1", "n:1")._repr_html_()
+    panel.diff_b.value = "o:1"  # a dropdown change brings the diff up to date
+    assert "o:1" in panel.diff_html.value and "something else entirely" in panel.diff_html.value
+    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
+    panel.process_button.click()  # a second run with Compare on: a note while it runs, the diff when it ends
+    assert panel.running and "when the run ends" in panel.diff_html.value
+    await panel.wait()
+    await until(lambda: "similar" in panel.diff_html.value)
+    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "o:1")  # the choice is kept
+    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
+    panel.compare_toggle.value = False
+    assert hidden(panel.diff_box)
+
+
+async def test_compare_with_one_model_says_it_needs_two() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
+    panel.compare_toggle.value = True
+    assert not hidden(panel.diff_box) and hidden(panel.diff_pick) and "two answers" in panel.diff_html.value
+    panel.checkboxes["m:1"].value = True
+    panel.process_button.click()
+    await panel.wait()
+    assert hidden(panel.diff_pick) and "two answers" in panel.diff_html.value
