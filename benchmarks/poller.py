@@ -38,7 +38,9 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
-from gridllm_nb.api.client import JobsClient, _retry_after, _Retryable, chunk_ids
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.retry import retry_after as _retry_after, Retryable as _Retryable
+from gridllm_nb.api.wire import chunk_ids
 from gridllm_nb.config import TOKEN_ENV
 from gridllm_nb.errors import (
     APIError,

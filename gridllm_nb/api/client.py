@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from ..__version__ import __version__
-from .clock import Clock, SystemClock
 from ..config import APP, TOKEN_ENV, Endpoint, Secret, mask_credentials, resolve_endpoint
 from ..errors import (
     APIError,
@@ -33,189 +29,23 @@ from ..errors import (
     ServiceUnreachable,
     TransportError,
 )
+from .clock import Clock, SystemClock
 from .jobs import Job
+from .retry import Retryable, RetryPolicy, retry_after, retrying
 from .submits import SubmitBatcher
+from .wire import MAX_IDS_PER_GET, chunk_ids, dumps_json, encode_command_line, join_log, loads_json
 
-try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
 
-__all__ = ["MAX_IDS_PER_BULK", "MAX_IDS_PER_GET", "JobsClient", "RetryPolicy", "chunk_ids", "encode_command_line",
-           "join_log"]
+__all__ = ["MAX_IDS_PER_BULK", "JobsClient"]
 
-MAX_IDS_PER_GET = 100
 MAX_IDS_PER_BULK = 1000  # POST /jobs/status, a local extension: the ids travel in the body
 MAX_INPUTS_PER_SUBMIT = 100  # prompts in one POST /jobs when submits are batched (the local service's limit)
 # ...and characters of prompt: each may grow 4x as JSON inside a JSON string, and the service takes 1 MiB.
 MAX_CHARS_PER_SUBMIT = 200_000
 MAX_IN_FLIGHT = 16  # requests one client has on the wire at once (a grid submits hundreds of jobs)
-MAX_URL_CHARS = 4000
 _URL_CACHE_SIZE = 64  # batch shapes remembered per client; a poll loop uses ceil(N/100) at a time
 
-
-# Every digit as b"0", every other byte as b".": runs of digits found by C-speed bytes methods.
-_DIGIT_MAP = bytes(48 if 48 <= c <= 57 else 46 for c in range(256))
-_LONG_RUN = b"0" * 19
-
-
-def _may_hold_a_long_integer(body: bytes) -> bool:
-    """Whether the body may hold an integer past 64 bits, which orjson would make a float.
-
-    A run of 19+ digits counts only where a JSON value starts (at the very start, or
-    after ``[``, ``:`` or ``,``, white space and a minus sign), so the digits of hex ids
-    inside strings cost nothing; a string that merely looks like that only sends the
-    body to the stdlib decoder.
-    """
-    digits = body.translate(_DIGIT_MAP)
-    start = digits.find(_LONG_RUN)
-    while start != -1:
-        i = start - 1
-        if i >= 0 and body[i] == 45:  # "-"
-            i -= 1
-        while i >= 0 and body[i] in b" \t\n\r":
-            i -= 1
-        if i < 0 or body[i] in b"[:,":
-            return True
-        end = digits.find(b".", start)
-        if end == -1:
-            return False
-        start = digits.find(_LONG_RUN, end)
-    return False
-
-
-def loads_json(body: bytes) -> Any:
-    """Decode a JSON answer: orjson when installed, else (and wherever it could differ) the stdlib.
-
-    What orjson refuses (not UTF-8, a BOM, NaN, 1e400, lone surrogates) goes to
-    ``json.loads``; the one thing it accepts differently, an integer beyond 64 bits
-    (a float to orjson, an int to the stdlib), is kept away by a scan for a number of
-    19 digits or more. Every answer thus decodes exactly as ``httpx.Response.json()`` did,
-    and a body neither takes raises ``ValueError`` as before.
-    """
-    if _orjson is not None and not _may_hold_a_long_integer(body):
-        try:
-            return _orjson.loads(body)
-        except _orjson.JSONDecodeError:
-            pass
-    return json.loads(body)
-
-
 _JSON_TYPE = {"Content-Type": "application/json"}
-
-
-def dumps_json(value: dict[str, Any]) -> bytes:
-    """Encode a request body of plain strings and small integers (orjson where installed)."""
-    if _orjson is not None:
-        return _orjson.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def encode_command_line(
-    prompt: str | Sequence[str],
-    *,
-    key: str = "inputs",
-    system: str | None = None,
-    options: dict[str, Any] | None = None,
-) -> str:
-    """The ``commandLine`` string: JSON inside JSON, built by an encoder, never by formatting.
-
-    ``system`` and ``options`` are extensions that the embedded local service
-    honours; the real grid ignores unknown keys.
-    """
-    inputs = [prompt] if isinstance(prompt, str) else list(prompt)
-    payload: dict[str, Any] = {key: inputs}
-    if system:
-        payload["system"] = system
-    if options:
-        payload["options"] = dict(options)
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-
-
-def chunk_ids(ids: Iterable[str], *, base_len: int = 0, max_ids: int = MAX_IDS_PER_GET) -> list[list[str]]:
-    """Split ids into GET-sized batches: at most ``max_ids`` and a URL under 4 KB."""
-    budget = MAX_URL_CHARS - base_len - len("/jobs/")
-    chunks: list[list[str]] = []
-    current: list[str] = []
-    used = 0
-    for job_id in ids:
-        cost = len(job_id) + (1 if current else 0)
-        if current and (len(current) >= max_ids or used + cost > budget):
-            chunks.append(current)
-            current, used, cost = [], 0, len(job_id)
-        current.append(job_id)
-        used += cost
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter, bounded by a total time budget (seconds)."""
-
-    budget: float = 30.0
-    initial: float = 0.5
-    maximum: float = 8.0
-    # A refused connection rarely heals in seconds, and someone is waiting.
-    connect_budget: float = 5.0
-
-    def backoff(self, attempt: int) -> float:
-        """Full-jitter delay before retry number ``attempt`` (1-based)."""
-        ceiling = min(self.maximum, self.initial * 2 ** max(0, attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-class _Retryable(Exception):
-    """Internal wrapper: a failure worth another try, with whether a POST may repeat."""
-
-    def __init__(
-        self,
-        error: GridLLMError,
-        *,
-        safe_for_post: bool,
-        retry_after: float | None = None,
-        connect: bool = False,
-    ) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.safe_for_post = safe_for_post
-        self.retry_after = retry_after
-        self.connect = connect
-
-
-def join_log(job_id: str, entry: Any, have: str) -> Any:
-    """A brief entry made whole: its ``log`` continues ``have`` from character ``logFrom`` on."""
-    try:
-        inner = entry["states"]["default"]
-        start = inner.pop("logFrom", None)
-    except (KeyError, TypeError, AttributeError):
-        return entry
-    if isinstance(start, int) and start > 0:
-        if start > len(have):
-            raise ProtocolError(f"the status answer continues job {job_id}'s log past what was asked")
-        tail = inner.get("log")
-        tail = tail if isinstance(tail, str) else ""
-        # The same string object when nothing grew: the poller's "unchanged" check is then instant.
-        inner["log"] = have if not tail and start == len(have) else have[:start] + tail
-    return entry
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from datetime import datetime, timezone
-        from email.utils import parsedate_to_datetime
-
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 class JobsClient:
@@ -257,6 +87,8 @@ class JobsClient:
         self.urls_built = 0
         self._models: list[dict[str, Any]] | None = None
         self._revive_tried = False
+        # Starts the local service again when it died (``revive``); set by ``core.local`` for the default endpoint.
+        self.reviver: Callable[[JobsClient], Awaitable[str | None]] | None = None
         self._submits = SubmitBatcher(self.submit_many, max_batch=MAX_INPUTS_PER_SUBMIT,
                                       max_chars=MAX_CHARS_PER_SUBMIT, abandon=self._abandon)
 
@@ -438,7 +270,7 @@ class JobsClient:
                     await response.aread()
                     try:
                         self._parse("POST", url, response, "watch")
-                    except _Retryable as exc:
+                    except Retryable as exc:
                         raise exc.error from None
                     raise ProtocolError(f"POST {url} answered {response.status_code} without a stream")
                 self._features["watch"] = True
@@ -496,24 +328,14 @@ class JobsClient:
 
         Returns what had happened to the old one (``... exited with SIGSEGV
         (log ...)``) when a new one now answers, None when nothing was tried
-        (another endpoint, already tried, or something answers anyway).
-        Raises ConfigError when the new one could not start, saying both.
+        (no ``reviver``, another endpoint, already tried, or something answers
+        anyway). The ``reviver`` is given by the layer that owns the service
+        (``core.local.revivable``): this layer only knows when to ask.
         """
-        if not self.endpoint.is_default or self._revive_tried:
+        if self.reviver is None or not self.endpoint.is_default or self._revive_tried:
             return None
         self._revive_tried = True
-        from ..service.launcher import diagnose, ensure_local_service
-
-        token = self.endpoint.token.reveal() if self.endpoint.token else None
-        before = await asyncio.to_thread(diagnose, self.base_url)
-        try:
-            started = await asyncio.to_thread(ensure_local_service, self.base_url, token=token, announce=None)
-        except ConfigError as exc:
-            raise ConfigError(f"{before or 'the local service stopped answering'}; starting it again failed: "
-                              f"{exc}") from None
-        if started is None:
-            return None
-        return before or f"the local service at {self.base_url} had stopped"
+        return await self.reviver(self)
 
     # -- plumbing ----------------------------------------------------------
 
@@ -547,42 +369,13 @@ class JobsClient:
             # What AsyncRetrying does when nothing may be retried, without building it per call.
             try:
                 return await self._once(method, path, json_body, feature, url)
-            except _Retryable as exc:
+            except Retryable as exc:
                 raise exc.error from None
-        start = self.clock.monotonic()
-        policy = self.retry
-        is_post = method == "POST"
-
-        def should_retry(exc: BaseException) -> bool:
-            return retry and isinstance(exc, _Retryable) and (exc.safe_for_post or not is_post)
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            remaining = max(0.0, policy.budget - (self.clock.monotonic() - start))
-            if isinstance(exc, _Retryable) and exc.retry_after is not None:
-                return min(exc.retry_after, remaining)
-            return min(policy.backoff(state.attempt_number), remaining)
-
-        def stop(state: RetryCallState) -> bool:
-            elapsed = self.clock.monotonic() - start
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, _Retryable) and exc.connect:
-                return elapsed >= min(policy.connect_budget, policy.budget)
-            return elapsed >= policy.budget
-
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(should_retry),
-                wait=wait,
-                stop=stop,
-                sleep=self.clock.sleep,
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._once(method, path, json_body, feature, url)
-        except _Retryable as exc:
+            return await retrying(lambda: self._once(method, path, json_body, feature, url), self.retry, self.clock,
+                                  post=method == "POST")
+        except Retryable as exc:
             raise exc.error from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _once(
         self,
@@ -610,15 +403,15 @@ class JobsClient:
         self._revive_tried = False  # it answered: a later outage may start the service again
         return self._parse(method, url, response, feature)
 
-    def _failure(self, method: str, url: str, exc: httpx.HTTPError) -> _Retryable:
+    def _failure(self, method: str, url: str, exc: httpx.HTTPError) -> Retryable:
         """An httpx failure as one of ours (token scrubbed), with whether the request may be repeated."""
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
             # Nothing reached the server: safe to repeat, even a POST.
-            return _Retryable(ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
+            return Retryable(ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
                               safe_for_post=True, connect=True)
         if isinstance(exc, httpx.TimeoutException):
-            return _Retryable(TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False)
-        return _Retryable(TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
+            return Retryable(TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False)
+        return Retryable(TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
                           safe_for_post=False)
 
     def _parse(
@@ -631,8 +424,8 @@ class JobsClient:
             )
             raise AuthError(f"the service refused the request ({code}): {hint}")
         if code == 429:
-            after = _retry_after(response)
-            raise _Retryable(
+            after = retry_after(response)
+            raise Retryable(
                 RateLimited(f"rate limited by {self.base_url} (429)", retry_after=after),
                 safe_for_post=True,
                 retry_after=after,
@@ -651,26 +444,26 @@ class JobsClient:
         except ValueError:
             error = ProtocolError(f"{method} {url} answered {code} with non-JSON text")
             if code >= 500:
-                raise _Retryable(APIError(f"server error {code} from {url}", status_code=code),
+                raise Retryable(APIError(f"server error {code} from {url}", status_code=code),
                                  safe_for_post=code == 503) from None
-            raise _Retryable(error, safe_for_post=False) from None
+            raise Retryable(error, safe_for_post=False) from None
         if not isinstance(data, dict):
-            raise _Retryable(
+            raise Retryable(
                 ProtocolError(f"{method} {url} answered JSON that is not an object"), safe_for_post=False
             )
         if code >= 500:
             message = data.get("error") or f"server error {code}"
-            raise _Retryable(
+            raise Retryable(
                 APIError(f"{self._scrub(message)} ({code})", status_code=code),
                 safe_for_post=code == 503,
-                retry_after=_retry_after(response),
+                retry_after=retry_after(response),
             )
         if data.get("success") is False or code >= 400:
             message = data.get("error") or data.get("message") or f"request failed ({code})"
             error = APIError(self._scrub(str(message)), status_code=code)
             if code == 200:
                 # success:false with 200 on a read: treat as transient.
-                raise _Retryable(error, safe_for_post=False)
+                raise Retryable(error, safe_for_post=False)
             raise error
         if feature:
             self._features[feature] = True

@@ -66,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the embedded local jobs service")
     try:
-        from ..service.server import add_serve_arguments
+        from ..core.local import add_serve_arguments
+
+        add_serve_arguments(p)
     except ImportError:  # pragma: no cover - extras missing
         p.set_defaults(serve_missing=True)
-    else:
-        add_serve_arguments(p)
 
     p = sub.add_parser("local", help="the background local service: start, stop or status")
     p.add_argument("action", choices=("start", "stop", "status"))
@@ -191,7 +191,8 @@ def _stored(args: argparse.Namespace) -> Results:
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
-    from ..core.run import aattach, run_sync
+    from ..core.run import aattach
+    from ..core.sync import run_sync
 
     results = _stored(args)
     return _show(list(results), lambda on_update, announce: run_sync(aattach(
@@ -200,7 +201,8 @@ def _cmd_attach(args: argparse.Namespace) -> int:
 
 def _cmd_retry(args: argparse.Namespace) -> int:
     from ..core.history import short_id
-    from ..core.run import aretry, run_sync
+    from ..core.run import aretry
+    from ..core.sync import run_sync
 
     results = _stored(args)
     tags = results.retryable
@@ -257,18 +259,17 @@ def _cmd_simple(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     if getattr(args, "serve_missing", False):
         raise ConfigError("the local service needs its extras: pip install 'gridllm_nb[local]'")
-    from ..service.server import serve_from_args
+    from ..core.local import serve
 
-    return serve_from_args(args)
+    return serve(args)
 
 
 def _cmd_local(args: argparse.Namespace) -> int:
-    from ..core import commands
     from ..config import resolve_endpoint
+    from ..core.local import local, local_url
 
     token = resolve_endpoint().token
-    return commands.local(args.action, commands.local_url(port=args.port), sys.stdout,
-                          token.reveal() if token else None)
+    return local(args.action, local_url(port=args.port), sys.stdout, token.reveal() if token else None)
 
 
 def _cmd_webui(args: argparse.Namespace) -> int:

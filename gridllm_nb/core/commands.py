@@ -13,38 +13,20 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TextIO, TypeVar
 
 from ..api.client import JobsClient
-from ..config import DEFAULT_LOCAL_URL, Endpoint, resolve_endpoint
-from ..errors import ConfigError, NotSupported
 from ..api.jobs import Job
+from ..config import resolve_endpoint
+from ..errors import ConfigError, NotSupported
+from .local import open_client
+from .sync import run_sync
 
-__all__ = ["cancel", "configure", "ensure_service", "history", "job_dict", "local", "local_url", "models", "open_client", "status",
-           "with_client"]
+__all__ = ["cancel", "configure", "history", "job_dict", "models", "status", "with_client"]
 
 T = TypeVar("T")
-
-
-def ensure_service(endpoint: Endpoint, announce: Callable[[str], None] | None = print) -> None:
-    """The default endpoint is the local service: start it in the background if nobody has."""
-    if endpoint.is_default:
-        from ..service.launcher import ensure_local_service
-
-        secret = endpoint.token.reveal() if endpoint.token else None
-        ensure_local_service(endpoint.url, token=secret, announce=announce)
-
-
-def open_client(url: str | None = None, token: str | None = None, *,
-                announce: Callable[[str], None] | None = print) -> JobsClient:
-    """A client for ``url`` (default: the configured endpoint), its service ensured."""
-    endpoint = resolve_endpoint(url, token)
-    ensure_service(endpoint, announce)
-    return JobsClient(endpoint.url, endpoint.token)
 
 
 def with_client(url: str | None, action: Callable[[JobsClient], Coroutine[Any, Any, T]], *,
                 announce: Callable[[str], None] | None = print) -> T:
     """Run ``action(client)`` to the end from sync code (a terminal or a notebook cell)."""
-    from .run import run_sync
-
     client = open_client(url, announce=announce)
 
     async def go() -> T:
@@ -99,57 +81,6 @@ async def cancel(client: JobsClient, ids: Sequence[str], out: TextIO) -> int:
         return 1
     out.write("cancelled: " + (", ".join(done) or "none") + "\n")
     return 0
-
-
-def local_url(url: str | None = None, port: int | None = None) -> str:
-    """The loopback URL ``local`` acts on: ``url`` (or the configured one) if local, else the default."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    endpoint = resolve_endpoint(url)
-    chosen = endpoint.url if endpoint.is_local else DEFAULT_LOCAL_URL
-    if port:
-        p = urlsplit(chosen)
-        chosen = urlunsplit((p.scheme, f"{p.hostname}:{port}", p.path, "", ""))
-    return chosen
-
-
-def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
-    """``local start|stop|status``: the per-user background service, one short report."""
-    from urllib.parse import urlsplit
-
-    from ..service.launcher import (
-        ensure_local_service,
-        is_running,
-        read_state,
-        stop_background_service,
-    )
-
-    port = urlsplit(url).port or 80
-    if action == "start":
-        service = ensure_local_service(url, token=token, announce=None)
-        if service is None:
-            out.write(f"the local service is already running at {url}\n")
-        else:
-            out.write(f"started the local service at {service.url} in the background (pid {service.pid}; "
-                      f"log {service.log_path})\n")
-        return 0
-    if action == "stop":
-        said = stop_background_service(port)
-        if said is None:
-            where = ("something else answers there (a foreground `gridllm-nb serve`?): stop it where it runs"
-                     if is_running(url, token) else "nothing is running there")
-            out.write(f"no background local service at {url}; {where}\n")
-        else:
-            out.write(said + "\n")
-        return 0
-    state = read_state(port)
-    running = is_running(url, token)
-    if state is None:
-        how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
-        out.write(f"local service at {url}: {how}\n")
-        return 0 if running else 1
-    out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")
-    return 0 if running else 1
 
 
 def configure(settings: Any, settable: Sequence[str], pairs: Sequence[str], out: TextIO) -> None:

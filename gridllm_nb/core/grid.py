@@ -17,25 +17,19 @@ from __future__ import annotations
 import asyncio
 import html
 from collections import ChainMap, deque
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from ..api.client import JobsClient
-from ..config import Secret
-from ..errors import ConfigError
-from .interpolate import interpolate
 from ..api.jobs import JobState, JobUpdate
-from ..api.poller import PollSettings, get_poller
+from ..api.poller import PollSettings
+from ..config import Secret
+from ..errors import ConfigError, GridLLMError
+from .interpolate import interpolate
+from .live import LiveJobs, follow, normalise_models, ready
 from .progress import Counts, make_progress
-from .results import Result, Results
-from .run import (
-    LiveJobs,
-    _normalise_models,
-    default_poll_settings,
-    ready,
-    run_sync,
-    wait_or_cancel,
-)
+from .results import Result, Results, RunSpec
+from .sync import run_sync
 
 __all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts"]
 
@@ -217,12 +211,13 @@ async def agrid(
     re-raises.
     """
     texts, names = _prompt_list(prompts)
-    tags = _normalise_models(models)
+    tags = normalise_models(models)
     if not isinstance(max_live, int) or max_live < 1:
         raise ConfigError(f"max_live must be a whole number ≥ 1, not {max_live!r}")
-    own_client = client is None
-    client = client or JobsClient(url, token)
-    poller = get_poller(poll or default_poll_settings(client.endpoint))
+    if client is not None:  # its endpoint is the grid's
+        url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
+    spec = RunSpec("", system=system, options=options, hours=hours, url=url, token=Secret.of(token), poll=poll,
+                   client=client)
     result = GridResults([Results(text, {tag: Result(tag=tag) for tag in tags}) for text in texts], tags, names)
     where = {id(r): i for i, run in enumerate(result) for r in run.values()}
     bar = make_progress(None, 0)
@@ -236,46 +231,31 @@ async def agrid(
                 on_progress(result)
         bar.update(result.counts)
 
-    jobs = LiveJobs(client, poller, hours=hours, system=system, options=options, on_change=on_change)
     queue = deque((run.prompt, run[tag]) for run in result for tag in tags)
 
-    async def worker() -> None:
-        while queue:
-            prompt, r = queue.popleft()
-            if not r.state.terminal:  # an unknown model's column has already failed
-                await jobs.follow(prompt, r, own_clock=True)
+    async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
+        return await ready(live, tags, announce=announce, validate=validate, unknown=unknown)
 
-    def stop(state: JobState, error: str, unsent: str) -> list[str]:
-        never_sent = [r for run in result for r in run.values() if r.job_id is None and not r.state.terminal]
-        jobs.end_live(never_sent, state, unsent)
-        return jobs.end_live((r for run in result for r in run.values()), state, error)
-
-    workers: list[asyncio.Task[None]] = []
-    try:
-        bad = await ready(client, tags, announce=announce, validate=validate, unknown=unknown)
-        bar = make_progress(progress, result.counts.total, poller.clock)  # after the checks: an error shows no bar
+    def work(jobs: LiveJobs) -> list[Awaitable[None]]:
+        nonlocal bar
+        bar = make_progress(progress, result.counts.total, jobs.poller.clock)  # after the checks: an error shows no bar
         if on_progress is not None:
             on_progress(result)
-        for run in result:
-            for tag, error in bad.items():
-                jobs.end(run[tag], JobState.FAILED, str(error))
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(max_live, len(queue)))]
-        if not workers:
-            return result
-        if await wait_or_cancel(workers, timeout):
-            await jobs.cancel(stop(JobState.TIMED_OUT, f"no result within the timeout of {timeout:g} s",
-                                   f"not sent within the timeout of {timeout:g} s"))
-        return result
-    except asyncio.CancelledError:
-        for task in workers:
-            task.cancel()
-        await asyncio.shield(jobs.cancel(stop(JobState.CANCELLED, "interrupted", "interrupted before it was sent")))
-        raise
+
+        async def worker() -> None:
+            while queue:
+                prompt, r = queue.popleft()
+                if not r.state.terminal:  # an unknown model's column has already failed
+                    await jobs.follow(prompt, r, own_clock=True)
+
+        return [worker() for _ in range(min(max_live, len(queue)))]
+
+    try:
+        await follow([r for run in result for r in run.values()], spec, client=client, check=check, work=work,
+                     on_change=on_change, timeout=timeout, queued=True)
     finally:
-        jobs.close()
         bar.close(result.counts)
-        if own_client:
-            await client.aclose()
+    return result
 
 
 def grid(prompts: Prompts, models: Sequence[str] | str, **kwargs: Any) -> GridResults:

@@ -25,17 +25,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import TOKEN_ENV, Secret
+from ..config import TOKEN_ENV, Secret, resolve_endpoint
 from ..errors import ConfigError
 from ..api.jobs import JobState, JobUpdate
 from ..private_files import private_file
-from .results import Result, Results
+from .results import Result, Results, RunSpec
 
-if TYPE_CHECKING:
-    from .run import RunSpec
 
 __all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "load_run",
            "local_time", "new_run_id", "recent", "record", "results_from_run", "short_id"]
@@ -372,8 +370,6 @@ def results_from_run(run: Mapping[str, Any], *, with_spec: bool = False) -> Resu
             first_token_s=r.get("first_token_s"), ended_s=r.get("ended_s"),
         ))
     if with_spec:
-        from .run import RunSpec
-
         results.spec = RunSpec(results.prompt, system=run.get("system"), options=run.get("options"),
                                hours=run.get("hours"), url=_endpoint_url(str(run.get("url") or "")))
     return results
@@ -382,8 +378,6 @@ def results_from_run(run: Mapping[str, Any], *, with_spec: bool = False) -> Resu
 def _endpoint_url(stored: str) -> str | None:
     """The stored URL, or None when it is the configured endpoint's: a default local service is then
     started again on demand, as for a new run."""
-    from ..config import resolve_endpoint
-
     try:
         configured = resolve_endpoint()
     except ConfigError:

@@ -8,18 +8,23 @@ and in a notebook its rich display is the saved side-by-side picture.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
+from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate, finish_note
+from ..api.poller import PollSettings
+from ..config import Secret
+from ..errors import ConfigError
+from .sync import run_sync
 
 if typing.TYPE_CHECKING:
     from .diff import Diff
-    from .run import RunSpec
 
-__all__ = ["RETRYABLE", "Result", "Results"]
+__all__ = ["RETRYABLE", "Result", "Results", "RunSpec"]
 
 # The ends worth another try: the model did not answer (completed is not among them).
 RETRYABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CANCELLED, JobState.TIMED_OUT})
@@ -183,6 +188,37 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """What made a run, kept on its ``Results`` so ``retry`` asks again exactly the same way.
+
+    The prompt and what went with it (system prompt, options, hours) and the
+    endpoint: the URL as given (None: the configured one) with its token, a
+    ``Secret`` that no repr shows, or the ``client`` that made the run while
+    that client is still open. ``poll`` keeps the run's polling pace.
+    """
+
+    prompt: str
+    system: str | None = None
+    options: Mapping[str, Any] | None = field(default=None, hash=False)
+    hours: float | None = None
+    url: str | None = None
+    token: Secret | None = field(default=None, repr=False)
+    poll: PollSettings | None = field(default=None, repr=False)
+    client: JobsClient | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # A copy nobody can change: the caller's dict may be edited after the run.
+        if self.options is not None:
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+
+    def open_client(self) -> tuple[JobsClient, bool]:
+        """The run's own client while it is open, else a new one for the same endpoint; True: close it after."""
+        if self.client is not None and not self.client.closed:
+            return self.client, False
+        return JobsClient(self.url, self.token), True
+
+
 class Results(Mapping[str, Result]):
     """tag -> Result for one run, in the order the models were asked for.
 
@@ -191,6 +227,11 @@ class Results(Mapping[str, Result]):
     ``run_id`` is the run's id in the local history, when it is recorded there;
     ``started_at`` when the run started (UTC): a reattached job's times count from it.
     """
+
+    # Injected from above, never imported (results sits below both): ``core.run`` sets ``retrier``
+    # (its ``aretry``) and ``display.table`` sets ``picture`` (the saved side-by-side bundle).
+    retrier: ClassVar[Callable[..., Awaitable[Results]] | None] = None
+    picture: ClassVar[Callable[[Sequence[Result], str], dict[str, Any]] | None] = None
 
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
                  format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None,
@@ -238,17 +279,15 @@ class Results(Mapping[str, Result]):
         over (``JobUpdate.restart``) and are updated in place, and ``on_update``
         gets every update as with ``arun``. Returns ``self``.
         """
-        from .run import aretry
-
-        return await aretry(self, tags, on_update=on_update, timeout=timeout)
+        if Results.retrier is None:  # core.run sets it on import; every way to get a spec goes through it
+            raise ConfigError("retry needs gridllm_nb.core.run: import gridllm_nb and call run() first")
+        return await Results.retrier(self, tags, on_update=on_update, timeout=timeout)
 
     def retry(self, tags: Sequence[str] | None = None, *,
               on_update: Callable[[JobUpdate], Any] | None = None,
               timeout: float | None = None) -> Results:
         """Blocking ``aretry`` for scripts and notebooks (works inside Jupyter's running loop)."""
-        from .run import aretry, run_sync
-
-        return run_sync(aretry(self, tags, on_update=on_update, timeout=timeout))
+        return run_sync(self.aretry(tags, on_update=on_update, timeout=timeout))
 
     def to_list(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self._by_tag.values()]
@@ -292,7 +331,7 @@ class Results(Mapping[str, Result]):
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In a notebook the value *is* the picture: every answer side by side, saved
-        as sanitized HTML that needs no widget (``sidebyside``)."""
-        from ..display.table import results_bundle
-
-        return results_bundle(list(self._by_tag.values()), self.format)
+        as sanitized HTML that needs no widget (``display.table``)."""
+        if Results.picture is None:
+            return {"text/plain": repr(self)}
+        return Results.picture(list(self._by_tag.values()), self.format)

@@ -83,7 +83,7 @@ class View:
         stays an ordinary busy kernel while the cell streams. (The core has
         written the history as the run went, the interrupt included.)
         """
-        from ..core.run import run_sync
+        from ..core.sync import run_sync
 
         try:
             return run_sync(coro)

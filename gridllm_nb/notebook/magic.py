@@ -103,7 +103,7 @@ class GridLLMMagics(Magics):
     def _poll(self, url: str | None) -> Any:
         """The poll pace for ``url``, with the session's ``poll_interval`` / ``poll_max_interval``."""
         from ..config import resolve_endpoint
-        from ..core.run import default_poll_settings
+        from ..core.live import default_poll_settings
 
         s = self.settings
         return default_poll_settings(resolve_endpoint(url), fast=s.poll_interval, slow=s.poll_max_interval)
@@ -341,12 +341,11 @@ class GridLLMMagics(Magics):
 
     def _cmd_local(self, args: Any) -> None:
         """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""
-        from ..core import commands
         from ..config import resolve_endpoint
+        from ..core.local import local, local_url
 
         token = resolve_endpoint(self._url()).token
-        commands.local(args.action, commands.local_url(self._url(), args.port), sys.stdout,
-                       token.reveal() if token else None)
+        local(args.action, local_url(self._url(), args.port), sys.stdout, token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
         """``%gridllm history [N]``: the last runs, each with the id that attach and retry take."""

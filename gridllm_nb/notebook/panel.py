@@ -391,7 +391,7 @@ class Panel(widgets.VBox):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            from ..core.run import run_sync
+            from ..core.sync import run_sync
 
             run_sync(self.load_models())
             return
@@ -402,9 +402,9 @@ class Panel(widgets.VBox):
         """Ask the service which models it serves; the answer fills the checkboxes."""
         client, own = self._make_client()
         try:
-            from ..core.commands import ensure_service
+            from ..core.local import ensure_service
 
-            await asyncio.to_thread(ensure_service, client.endpoint, self._say)
+            await ensure_service(client, self._say)
             listed = await client.models()
         except NotSupported:
             self._say("this service does not list its models: pass Panel(models=[...])")
@@ -555,7 +555,7 @@ class Panel(widgets.VBox):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            from ..core.run import run_sync
+            from ..core.sync import run_sync
 
             try:
                 run_sync(work)

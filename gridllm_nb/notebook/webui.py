@@ -86,10 +86,10 @@ def serve_webui(port: int = 8866, url: str | None = None, *, options: Mapping[st
         import voila  # noqa: F401
     except ImportError:
         raise ConfigError("the WebUI needs Voila: pip install 'gridllm_nb[webui]'") from None
-    from ..core.commands import ensure_service
+    from ..core.local import ensure_running
 
     endpoint = resolve_endpoint(url)
-    ensure_service(endpoint)
+    ensure_running(endpoint)
     child_env = dict(os.environ if env is None else env)
     child_env[URL_ENV] = endpoint.url  # the kernel inherits it; the token stays in its own variable
     with tempfile.TemporaryDirectory(prefix="gridllm_webui_") as tmp:

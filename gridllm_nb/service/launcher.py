@@ -11,9 +11,9 @@ Two ways to start one:
 * ``ensure_local_service`` starts the per-user *background* service behind
   a loopback URL, shared by every kernel, terminal and panel of this user.
   It outlives whoever started it and ends itself after an idle period. It
-  is found again through a state file (JSON: pid, url, port, log, started,
-  idle timeout; never the token), written under an ``fcntl`` lock so two
-  kernels starting at once start one service: the second waits and reuses it.
+  is found again through its state file (``state``), written under a lock
+  so two kernels starting at once start one service: the second waits and
+  reuses it.
 
 Every failure message says what happened to the process (exit code or
 signal) and quotes the last lines of its log, naming the log's path.
@@ -22,9 +22,7 @@ signal) and quotes the last lines of its log, naming the log's path.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -34,39 +32,41 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
+from ..config import API_PREFIX, DEFAULT_HOST, is_loopback
 from ..errors import ConfigError
-from . import API_PREFIX
-from .server import default_db_path, is_loopback
+from .exits import describe_exit, log_tail
+from .state import (
+    ServiceState,
+    default_db_path,
+    forget_state,
+    locked,
+    read_state,
+    service_log_path,
+    write_state,
+)
 
 __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "IDLE_ENV",
-    "STATE_DIR_ENV",
     "LocalService",
-    "ServiceState",
     "background_idle_timeout",
-    "describe_exit",
     "diagnose",
     "ensure_local_service",
     "forget_state",
     "free_port",
     "is_running",
-    "log_tail",
     "read_state",
     "start_service",
-    "state_dir",
     "stop_background_service",
 ]
 
-STATE_DIR_ENV = "GRIDLLM_STATE_DIR"
 IDLE_ENV = "GRIDLLM_IDLE_TIMEOUT"
 DEFAULT_IDLE_TIMEOUT = 1800.0
 
@@ -75,49 +75,11 @@ _ensure_lock = threading.Lock()
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A TCP port nobody listens on now, for a service of our own."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-# -- what happened to a process, in words ---------------------------------------------------
-
-
-def signal_name(returncode: int) -> str:
-    """``SIGSEGV`` for Popen's ``-11`` (a negative return code is the signal that ended it)."""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
-
-
-def describe_exit(returncode: int) -> str:
-    """``exited with code 2`` or ``exited with SIGSEGV``."""
-    if returncode < 0:
-        return f"exited with {signal_name(returncode)}"
-    return f"exited with code {returncode}"
-
-
-def log_tail(path: Path | str, lines: int = 3) -> str:
-    """``log /x/service.log: "a" / "b" / "c"``: the last non-blank lines, for one-line errors."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return f"log {path}: unreadable"
-    kept = [ln.strip()[:200] for ln in text.splitlines() if ln.strip()]
-    tail = kept[-lines:]
-    if not tail:
-        return f"log {path}: empty"
-    quoted = " / ".join(f'"{ln}"' for ln in tail)
-    # A crash in native code: faulthandler's first line names it, above a stack that ends the log.
-    fatal = [ln for ln in kept[-80:-lines] if ln.startswith("Fatal Python error")]
-    if fatal:
-        quoted = f'"{fatal[-1]}" … {quoted}'
-    return f"log {path}: {quoted}"
-
-
-# -- an owned service ---------------------------------------------------------------------------
 
 
 class LocalService:
@@ -190,7 +152,7 @@ def is_running(url: str, token: str | None = None) -> bool:
 
 def start_service(
     *,
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_HOST,
     port: int | None = None,
     db: str | Path | None = None,
     models: str | Path | None = None,
@@ -243,94 +205,6 @@ def start_service(
             raise ConfigError(f"the local service did not answer within {timeout:g} s, so it was stopped "
                               f"({log_tail(log_path)})")
         time.sleep(0.1)
-
-
-# -- the background service's state file --------------------------------------------------------
-
-
-def state_dir() -> Path:
-    """``$GRIDLLM_STATE_DIR``, else ``$XDG_STATE_HOME/gridllm_nb`` (``~/.local/state/gridllm_nb``)."""
-    if os.environ.get(STATE_DIR_ENV):
-        return Path(os.environ[STATE_DIR_ENV]).expanduser()
-    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return base / "gridllm_nb"
-
-
-def _private_dir() -> Path:
-    folder = state_dir()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(OSError):
-        folder.chmod(0o700)
-    return folder
-
-
-def _state_path(port: int) -> Path:
-    return state_dir() / f"service-{port}.json"
-
-
-def _log_path(port: int) -> Path:
-    return state_dir() / f"service-{port}.log"
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """What the state file says about a background service (never its token)."""
-
-    pid: int
-    url: str
-    port: int
-    log: str
-    started: str
-    idle_timeout: float | None = None
-
-    def describe(self) -> str:
-        idle = f"after {self.idle_timeout:g} s idle" if self.idle_timeout else "never (no idle timeout)"
-        return (f"url: {self.url}\npid: {self.pid}\nlog: {self.log}\nstarted: {self.started}\n"
-                f"stops: {idle}")
-
-
-def read_state(port: int) -> ServiceState | None:
-    """The state file of the background service on ``port``; None if absent or unreadable."""
-    try:
-        data = json.loads(_state_path(port).read_text())
-        idle = data.get("idle_timeout")
-        return ServiceState(pid=int(data["pid"]), url=str(data["url"]), port=int(data["port"]),
-                            log=str(data["log"]), started=str(data.get("started", "")),
-                            idle_timeout=float(idle) if idle else None)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _write_state(state: ServiceState) -> None:
-    """Atomically, mode 0600 in a 0700 folder: other users learn nothing from it."""
-    folder = _private_dir()
-    path = _state_path(state.port)
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w") as out:
-        json.dump(asdict(state), out, indent=2)
-    os.replace(tmp, path)
-
-
-def forget_state(port: int, pid: int | None = None) -> None:
-    """Remove the state file of ``port`` (only if it names ``pid``, when given)."""
-    if pid is not None:
-        state = read_state(port)
-        if state is None or state.pid != pid:
-            return
-    with contextlib.suppress(FileNotFoundError):
-        _state_path(port).unlink()
-
-
-@contextlib.contextmanager
-def _locked(port: int) -> Iterator[None]:
-    """One starter or stopper at a time per port, across processes (``flock``; freed if we die)."""
-    fd = os.open(_private_dir() / f"service-{port}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _alive(pid: int) -> bool:
@@ -396,7 +270,7 @@ def diagnose(url: str) -> str | None:
 
 def _check_can_start(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
+    host = parts.hostname or DEFAULT_HOST
     if not is_loopback(host):
         raise ConfigError(f"cannot start a local service for {url}: not a loopback address")
     missing = [m for m in ("llama_cpp", "fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
@@ -450,20 +324,20 @@ def ensure_local_service(
         return None
     host, port = _check_can_start(url)
     idle = background_idle_timeout()
-    with _ensure_lock, _locked(port):
+    with _ensure_lock, locked(port):
         if is_running(url, token):  # another kernel started it while we waited for the lock
             return None
         state = read_state(port)
         if state is not None and _reuse_or_clear(state, url, token):
             return None
-        log_path = _log_path(port)
+        log_path = service_log_path(port)
         with contextlib.suppress(OSError):
             log_path.replace(log_path.with_name(log_path.name + ".1"))  # keep the previous run's log
         # The user's own database (as `gridllm-nb serve` uses), so jobs outlive every kernel.
         service = start_service(host=host, port=port, token=token, db=default_db_path(), log_path=log_path,
                                 idle_timeout=idle, timeout=timeout)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _write_state(ServiceState(pid=service.pid, url=service.url, port=port, log=str(log_path),
+        write_state(ServiceState(pid=service.pid, url=service.url, port=port, log=str(log_path),
                                   started=started, idle_timeout=idle))
     if announce is not None:
         stops = (f"stops after {idle / 60:g} min idle" if idle >= 120 else f"stops after {idle:g} s idle") \
@@ -478,7 +352,7 @@ def stop_background_service(port: int, timeout: float = 10.0) -> str | None:
 
     None when no state file names one (nothing to stop here).
     """
-    with _locked(port):
+    with locked(port):
         state = read_state(port)
         if state is None:
             return None

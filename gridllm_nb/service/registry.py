@@ -53,7 +53,7 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,7 @@ class Registry(Mapping[str, ModelSpec]):
     def __getitem__(self, tag: str) -> ModelSpec:
         return self._specs[tag]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 
     def __len__(self) -> int:

@@ -2,7 +2,7 @@
 
 Binds 127.0.0.1 by default and refuses any other host without a token: the
 service runs models on behalf of whoever can reach it. The token comes from
-``$GRIDLLM_SERVICE_TOKEN`` or ``--token-file`` (``--token T`` still works,
+``$GRIDLLM_SERVICE_TOKEN`` or ``--token-file`` (``--token T`` works too,
 with a warning: every local user can read it in ``ps``).
 """
 
@@ -10,38 +10,23 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import ipaddress
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
-from . import API_PREFIX, DEFAULT_HOST, DEFAULT_PORT
-from .connections import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_WAITING
-from .jobs import DEFAULT_KEEP_DAYS, DEFAULT_MAX_QUEUED
+from ..config import API_PREFIX, DEFAULT_HOST, DEFAULT_PORT, is_loopback
+from ..errors import ConfigError
+from .http.guards import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_WAITING
+from .manager import DEFAULT_KEEP_DAYS, DEFAULT_MAX_QUEUED
+from .state import default_db_path, forget_state
 
-__all__ = ["add_serve_arguments", "default_db_path", "is_loopback", "serve_from_args"]
-
-
-def default_db_path() -> Path:
-    """``$GRIDLLM_DB``, else ``$XDG_DATA_HOME/gridllm_nb/jobs.sqlite3`` (~/.local/share)."""
-    if os.environ.get("GRIDLLM_DB"):
-        return Path(os.environ["GRIDLLM_DB"]).expanduser()
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "gridllm_nb" / "jobs.sqlite3"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["add_serve_arguments", "read_token", "serve_from_args"]
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """The serving options, for ``gridllm-nb serve`` and ``python -m gridllm_nb.service`` alike."""
     parser.add_argument("--host", default=DEFAULT_HOST, help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8765)")
     parser.add_argument("--db", default=None, help="SQLite file for jobs (env GRIDLLM_DB; default ~/.local/share/gridllm_nb/jobs.sqlite3)")
@@ -65,8 +50,6 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve_from_args(args: argparse.Namespace) -> int:
     """Run uvicorn until interrupted; 2 on a configuration error (one line on stderr)."""
-    from ..errors import ConfigError
-
     try:
         token = read_token(args)
     except ConfigError as exc:
@@ -79,8 +62,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
-        from .connections import guarded_protocol
+        from .http.app import create_app
+        from .http.guards import guarded_protocol
     except ImportError as exc:
         print(f"gridllm_nb serve: the local service needs its extras: pip install 'gridllm_nb[local]' ({exc})",
               file=sys.stderr)
@@ -123,8 +106,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 def read_token(args: argparse.Namespace) -> str | None:
     """The service token: ``--token-file``, else ``$GRIDLLM_SERVICE_TOKEN``, else ``--token`` (warned)."""
-    from ..errors import ConfigError
-
     if getattr(args, "token_file", None):
         path = Path(args.token_file).expanduser()
         try:
@@ -146,8 +127,6 @@ def read_token(args: argparse.Namespace) -> str | None:
 def _forget_own_state(port: int) -> None:
     """A background service that ends removes its state file (if it names this process)."""
     try:
-        from .launcher import forget_state
-
         forget_state(port, pid=os.getpid())
     except Exception as exc:  # noqa: BLE001 - never turn a clean exit into a crash
         print(f"gridllm_nb: state file not removed: {exc}", file=sys.stderr)

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from .backends import BackendError, Finish, GenerationRequest
+from .backends.base import BackendError, Finish, GenerationRequest
 from .registry import load_registry
 from .runners import RunnerBackend
 

@@ -6,13 +6,12 @@ keeps commits off the disk's fsync path (a crash can lose at most the last
 
 A job's row is written twice: when it is submitted and when it ends, with
 the whole log. In between, a running job's log grows by a few bytes per
-~100 ms flush: rewriting the row each time wrote the whole log, in 4 KB
-pages, over and over (1828 bytes to disk per byte of answer). Instead each
-flush appends only the new text to a journal file beside the database
-(``<db>.logs``, one JSON line ``[job id, offset, text]`` per flush; not
-SQLite's own ``-journal``); a restart
-replays it onto the rows it left unfinished, and it is emptied whenever no
-job is live.
+~100 ms flush, and rewriting the row each time would write the whole log, in
+4 KB pages, over and over (``benchmarks/service.py`` measures the bytes written per
+byte of answer). So each flush appends only the new text to a journal file
+beside the database (``<db>.logs``, one JSON line ``[job id, offset, text]``
+per flush; not SQLite's own ``-journal``); a restart replays it onto the
+rows it left unfinished, and it is emptied whenever no job is live.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finish TEXT,
     tokens INTEGER
 );
--- No index on status: it cost a page write on every save, and only the
+-- No index on status: it would cost a page write on every save, and only the
 -- start-up recovery and the hourly prune ask by status (a scan of a table
 -- that retention keeps small).
 DROP INDEX IF EXISTS jobs_status;
@@ -189,9 +188,9 @@ class JobStore:
         """End every job a previous process left unfinished: ``error``, log kept, reason stated.
 
         The journal's text is put back onto those rows first, then emptied.
-        Requeueing was considered and rejected: a half-streamed answer that
-        restarts from scratch would confuse a client mid-stream, while an
-        explicit error is something it already knows how to show.
+        They are not requeued: a half-streamed answer that restarts from
+        scratch would confuse a client mid-stream, while an explicit error is
+        something it already knows how to show.
         """
         with self._read_lock:
             rows = self._read.execute(

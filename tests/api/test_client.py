@@ -6,10 +6,9 @@ import json
 
 import httpx
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from gridllm_nb.api.client import JobsClient, RetryPolicy, chunk_ids, encode_command_line
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.errors import (
     APIError,
     AuthError,
@@ -19,9 +18,8 @@ from gridllm_nb.errors import (
     RateLimited,
     TransportError,
 )
-from gridllm_nb.api.jobs import Job, JobState, state_from_raw
 
-from .fakes import FakeClock, FakeJobsAPI
+from ..fakes import FakeClock, FakeJobsAPI
 
 pytestmark = pytest.mark.anyio
 
@@ -40,12 +38,6 @@ def make_client(fake: FakeJobsAPI, clock: FakeClock | None = None, **kw) -> Jobs
 
 
 # -- commandLine encoding ---------------------------------------------------
-
-@settings(max_examples=300, deadline=None)
-@given(st.text())
-def test_any_prompt_round_trips_through_command_line(prompt: str) -> None:
-    outer = json.dumps({"commandLine": encode_command_line(prompt)})
-    assert json.loads(json.loads(outer)["commandLine"])["inputs"] == [prompt]
 
 
 @pytest.mark.parametrize("prompt", ['say "hi"', "back\\slash", "line\nbreak", "{braces} {{x}}",
@@ -80,77 +72,11 @@ async def test_submit_many_makes_one_job_per_prompt_in_one_post() -> None:
 
 # -- state table and tolerant parsing ---------------------------------------
 
-STATE_TABLE = {
-    JobState.QUEUED: "created init pending queued unsent waiting assigned",
-    JobState.RUNNING: "running in_progress started downloading uploading",
-    JobState.COMPLETED: "completed complete done finished success succeeded",
-    JobState.FAILED: "error failed failure aborted too_many_error_results no_canonical_result",
-    JobState.CANCELLED: "cancelled canceled",
-}
 
 
-@pytest.mark.parametrize(
-    "raw,expected",
-    [(raw, state) for state, names in STATE_TABLE.items() for raw in names.split()]
-    + [("RUNNING", JobState.RUNNING), ("In Progress", JobState.RUNNING), (" Done ", JobState.COMPLETED)],
-)
-def test_every_row_of_the_state_table(raw: str, expected: JobState) -> None:
-    assert state_from_raw(raw) is expected
-
-
-def test_unknown_status_keeps_previous_state_and_terminal_states_stick() -> None:
-    assert state_from_raw("teleporting", JobState.RUNNING) is JobState.RUNNING
-    assert state_from_raw("", JobState.QUEUED) is JobState.QUEUED
-    assert state_from_raw("running", JobState.COMPLETED) is JobState.COMPLETED
-    assert state_from_raw("running", JobState.LOST) is JobState.LOST
-
-
-SEED_JOB = {
-    "vmStatus": "running",
-    "states": {"default": {"status": "running", "outputFiles": [],
-                           "log": "1+1=2. When you add numbers, the result",
-                           "commandLine": "{\"inputs\":[\"How can 1+1=10?\"]}",
-                           "app": "gridrepublic:text-inference"}},
-    "created": "2024-05-06T21:26:00+00:00", "copy": 0, "tag": "llama2-uncensored", "runtime": 23,
-}
-
-
-def test_job_parses_the_seed_example() -> None:
-    job = Job.from_api("9f22472031ef57c3fd517061d116ad68", SEED_JOB)
-    assert job.state is JobState.RUNNING and job.raw_status == "running" and job.vm_status == "running"
-    assert job.log == "1+1=2. When you add numbers, the result"
-    assert job.tag == "llama2-uncensored" and job.runtime == 23 and job.copy == 0
-    assert job.created is not None and job.created.year == 2024 and job.created.utcoffset().total_seconds() == 0
-    assert json.loads(job.command_line) == {"inputs": ["How can 1+1=10?"]}
-    assert job.app == "gridrepublic:text-inference" and job.output_files == []
-
-
-@pytest.mark.parametrize("entry", [
-    None, [], "running", {}, {"states": "x"}, {"states": {"default": None}},
-    {"states": {"other": {"status": "done", "log": "x"}}, "created": "yesterday", "runtime": "n/a", "copy": True},
-    {"vmStatus": "queued", "states": {}, "surprise": {"nested": [1]}},
-    {"states": {"default": {"status": 7, "log": ["not", "text"], "outputFiles": "nope"}}},
-])
-def test_odd_shapes_never_crash_the_parser(entry: object) -> None:
-    job = Job.from_api("x", entry)
-    assert isinstance(job.log, str) and isinstance(job.state, JobState)
-
-
-def test_other_state_keys_and_vm_status_fallback() -> None:
-    assert Job.from_api("x", {"states": {"other": {"status": "done"}}}).state is JobState.COMPLETED
-    assert Job.from_api("x", {"vmStatus": "queued", "states": {}}).state is JobState.QUEUED
-    assert Job.from_api("x", {"vmStatus": "queued", "extra": 1}).extra == {"extra": 1}
 
 
 # -- batching ---------------------------------------------------------------
-
-def test_ids_are_chunked_by_count_and_url_length() -> None:
-    ids = [f"{i:032x}" for i in range(250)]
-    assert [len(c) for c in chunk_ids(ids)] == [100, 100, 50]
-    long_ids = ["x" * 200 for _ in range(50)]
-    for chunk in chunk_ids(long_ids, base_len=len(BASE)):
-        assert len(BASE) + len("/jobs/") + len(",".join(chunk)) < 4096
-    assert sum(len(c) for c in chunk_ids(long_ids)) == 50
 
 
 async def test_status_of_250_ids_takes_three_gets_and_skips_unknown_ids() -> None:
@@ -339,55 +265,8 @@ def test_a_password_in_the_url_is_masked_in_every_message() -> None:
     assert message and "hunter2" not in message and "bob:***@grid.example" in message
 
 
-# -- the status path at scale: orjson where installed, URLs prepared once per batch shape ---------------
+# -- the status path at scale: URLs prepared once per batch shape ---------------
 
-_JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=20,
-)
-
-
-@given(_JSON, st.booleans())
-@settings(max_examples=150, deadline=None)
-def test_orjson_and_the_stdlib_decode_every_answer_alike(value: object, ascii_only: bool) -> None:
-    pytest.importorskip("orjson")
-    from gridllm_nb import client as client_module
-
-    body = json.dumps(value, ensure_ascii=ascii_only).encode()
-    assert client_module._orjson is not None
-    assert repr(client_module.loads_json(body)) == repr(json.loads(body))  # repr: 2**64 and 2.0**64 differ
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        b'{"n": 123456789012345678901234567890}',  # past 64 bits: orjson would make a float
-        b'[18446744073709551616, -9223372036854775809]',
-        b'{"id": "x12345678901234567890123", "n":\n -99999999999999999999}',
-        b'{"x": NaN, "y": Infinity}',
-        b'{"s": "\\ud800 lone surrogate"}',
-        '\ufeff{"bom": 1}'.encode(),
-        '{"utf16": "é"}'.encode("utf-16"),
-        b'{"dup": 1, "dup": 2}',
-        b'{"f": 0.1, "e": 1e400}',
-    ],
-)
-def test_answers_orjson_refuses_decode_as_the_stdlib_decodes_them(body: bytes) -> None:
-    from gridllm_nb.api.client import loads_json
-
-    assert repr(loads_json(body)) == repr(json.loads(body))
-
-
-@pytest.mark.parametrize("body", [b"", b"not json", b'{"a": ', b"\xff\xfe\x00"])
-def test_bodies_neither_decoder_takes_raise_value_error(body: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridllm_nb import client as client_module
-
-    with pytest.raises(ValueError):
-        client_module.loads_json(body)
-    monkeypatch.setattr(client_module, "_orjson", None)
-    with pytest.raises(ValueError):
-        client_module.loads_json(body)
 
 
 async def test_status_urls_are_built_once_per_batch_shape_and_rebuilt_when_the_ids_change() -> None:

@@ -15,7 +15,7 @@ from gridllm_nb.api.client import JobsClient
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import Poller, PollSettings, get_poller
 
-from .fakes import FakeClock, FakeJobsAPI, words_script
+from ..fakes import FakeClock, FakeJobsAPI, words_script
 
 pytestmark = pytest.mark.anyio
 
@@ -258,7 +258,7 @@ async def _run_mixed(clock: FakeClock) -> list[list[JobUpdate]]:
 
 async def test_orjson_and_the_stdlib_give_identical_updates(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("orjson")
-    from gridllm_nb import client as client_module
+    from gridllm_nb.api import wire as client_module
 
     with_orjson = await _run_mixed(FakeClock())
     monkeypatch.setattr(client_module, "_orjson", None)
@@ -555,8 +555,8 @@ async def test_when_the_service_dies_mid_stream_the_polls_say_so_and_the_text_is
     import os
     import signal
 
-    from gridllm_nb.api.client import RetryPolicy
     from gridllm_nb.api.poller import RECONNECTING
+    from gridllm_nb.api.retry import RetryPolicy
     from gridllm_nb.service.launcher import start_service
 
     with start_service(db=tmp_path / "jobs.sqlite3", timeout=60) as service:

@@ -8,10 +8,14 @@ import json
 import httpx
 import pytest
 
-from gridllm_nb.api.client import MAX_CHARS_PER_SUBMIT, MAX_INPUTS_PER_SUBMIT, JobsClient
+from gridllm_nb.api.client import (
+    MAX_CHARS_PER_SUBMIT,
+    MAX_INPUTS_PER_SUBMIT,
+    JobsClient,
+)
 from gridllm_nb.errors import APIError
 
-from .fakes import FakeClock, FakeJobsAPI
+from ..fakes import FakeClock, FakeJobsAPI
 
 pytestmark = pytest.mark.anyio
 

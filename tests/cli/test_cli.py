@@ -13,7 +13,7 @@ import pytest
 from gridllm_nb.cli import _Streamer, main
 from gridllm_nb.api.jobs import JobState, JobUpdate
 
-from .fakes import FakeJobsAPI, ServedFake, words_script
+from ..fakes import FakeJobsAPI, ServedFake, words_script
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ def test_leaderboard_prints_the_ranking(tmp_path, monkeypatch, capsys) -> None:
 
 
 def test_history_retry_and_attach_from_the_command_line(grid, capsys, tmp_path, monkeypatch) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "history.sqlite3"))
     assert main(["run", "hello", "-m", "good", "-m", "flaky", "--url", grid.url, "--option", "max_tokens=8"]) == 1

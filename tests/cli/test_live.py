@@ -20,7 +20,7 @@ from rich.console import Console
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.cli.live import REFRESH_PER_SECOND, LiveGrid, clean, live_grid
 
-from .fakes import FakeJobsAPI, ServedFake, words_script
+from ..fakes import FakeJobsAPI, ServedFake, words_script
 
 _SGR = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -6,11 +6,11 @@ import io
 
 import pytest
 
-from gridllm_nb import commands
+from gridllm_nb.core import commands
 from gridllm_nb.cli import main
 from gridllm_nb.api.client import JobsClient
 
-from .fakes import FakeJobsAPI, ServedFake, words_script
+from ..fakes import FakeJobsAPI, ServedFake, words_script
 
 pytestmark = pytest.mark.anyio
 

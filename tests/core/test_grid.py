@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gridllm_nb import poller as poller_module
+from gridllm_nb.api import poller as poller_module
 from gridllm_nb.api.client import JobsClient
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.core.grid import GridResults, agrid, grid, over_prompts
@@ -22,8 +22,8 @@ from gridllm_nb.notebook.magic import CellError, Interrupted
 from gridllm_nb.api.poller import Poller, PollSettings, get_poller
 from gridllm_nb.core.progress import Counts, Progress, TextProgress, progress_line
 
-from .fakes import FakeClock, FakeJobsAPI, words_script
-from .test_magic import cell, comms_of, fake, ip, prompts_sent  # noqa: F401 - fixtures
+from ..fakes import FakeClock, FakeJobsAPI, words_script
+from ..notebook.test_magic import cell, comms_of, fake, ip, prompts_sent  # noqa: F401 - fixtures
 
 BASE = "https://grid.invalid/remotejobs/v2"
 TICK = PollSettings(fast=0.1, slow=0.1)

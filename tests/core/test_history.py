@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gridllm_nb import history
+from gridllm_nb.core import history
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.core.results import Result, Results

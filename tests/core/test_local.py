@@ -17,7 +17,7 @@ from gridllm_nb.errors import ConfigError
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import RECONNECTING, Poller, PollSettings
 
-from .fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
+from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
 
 pytestmark = pytest.mark.anyio
 
@@ -256,7 +256,7 @@ def test_the_terminal_view_shows_the_notice_once() -> None:
 
 
 async def test_an_unreachable_custom_url_gets_advice_for_a_url() -> None:
-    from gridllm_nb.api.client import RetryPolicy
+    from gridllm_nb.api.retry import RetryPolicy
     from gridllm_nb.errors import TransportError
     from gridllm_nb.core.run import arun
     from gridllm_nb.service.launcher import free_port
@@ -272,7 +272,7 @@ async def test_an_unreachable_custom_url_gets_advice_for_a_url() -> None:
 
 async def test_a_default_service_that_died_is_named_by_what_happened(
         default_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridllm_nb.api.client import RetryPolicy
+    from gridllm_nb.api.retry import RetryPolicy
     from gridllm_nb.core.run import arun
 
     started = iter([None])  # the first ensure finds it "running"; the second (the restart) fails

@@ -13,9 +13,10 @@ from gridllm_nb.api.client import JobsClient
 from gridllm_nb.errors import ConfigError, UnknownModel
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import PollSettings
-from gridllm_nb.core.run import arun, run, run_sync
+from gridllm_nb.core.run import arun, run
+from gridllm_nb.core.sync import run_sync
 
-from .fakes import FakeClock, FakeJobsAPI, words_script
+from ..fakes import FakeClock, FakeJobsAPI, words_script
 
 pytestmark = pytest.mark.anyio
 
@@ -267,7 +268,7 @@ async def test_a_retry_that_fails_to_submit_fails_from_a_clean_slate() -> None:
 def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(monkeypatch) -> None:
     import functools
 
-    from gridllm_nb import runner
+    from gridllm_nb.core import run as runner
 
     secret = "tok_S3CRET_value"
     fake = FakeJobsAPI(scripts={"a": words_script("no", final="failed")}, token=secret)
@@ -305,7 +306,7 @@ def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
 
 @pytest.fixture
 def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     path = tmp_path / "history.sqlite3"
     monkeypatch.setenv(history.HISTORY_ENV, str(path))
@@ -317,7 +318,7 @@ def over_fake(monkeypatch: pytest.MonkeyPatch):
     """Clients the core makes for itself (a retry's, an attach's) talk to the fake given."""
     import functools
 
-    from gridllm_nb import runner
+    from gridllm_nb.core import run as runner
 
     def use(fake: FakeJobsAPI) -> None:
         monkeypatch.setattr(runner, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
@@ -335,7 +336,7 @@ async def _until(condition, what: str) -> None:
 
 
 def _stored_rows() -> dict[str, dict]:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     runs = history.recent(1)
     return {r["tag"]: r for r in runs[0]["results"]} if runs else {}
@@ -360,14 +361,14 @@ async def test_rows_hold_the_job_ids_while_the_jobs_run_and_their_end_after(hist
         await task
     rows = _stored_rows()  # the end is written before arun returns (or raises)
     assert {r["state"] for r in rows.values()} == {"cancelled"} and rows["a"]["text"] == "still going"
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     [run] = history.recent(1)
     assert run["hours"] == 3 and run["url"] == BASE
 
 
 async def test_one_insert_per_job_and_one_update_per_end_in_batches(history_file, monkeypatch) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     writes: list[list[str]] = []
     real = history._write
@@ -411,7 +412,7 @@ async def test_a_retry_refused_before_any_submit_leaves_the_models_failed_and_re
 
 async def test_history_off_writes_nothing_and_a_failed_write_never_fails_the_run(history_file, tmp_path,
                                                                                 monkeypatch) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     fake = FakeJobsAPI()
     results = await arun("p", ["a"], client=client_for(fake), poll=FAST, history=False)
@@ -438,7 +439,8 @@ def test_the_token_never_reaches_the_history(history_file, over_fake) -> None:
 
 
 def test_attach_after_a_kernel_restart_resumes_the_jobs_and_keeps_their_text(history_file, over_fake) -> None:
-    from gridllm_nb import aattach, history
+    from gridllm_nb import aattach
+    from gridllm_nb.core import history
 
     words = "one two three four five six seven eight nine ten eleven twelve"
     fake = FakeJobsAPI(scripts={"a": words_script(words), "b": words_script("short", final="error")})
@@ -498,7 +500,7 @@ def json_of(request) -> dict:
 
 
 async def test_attach_ends_a_job_the_service_forgot_lost_and_stores_it(history_file, over_fake) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
     from gridllm_nb.core.results import Result, Results
     from gridllm_nb.core.run import aattach
 
@@ -534,7 +536,7 @@ async def test_attach_to_bare_job_ids_learns_their_models_and_prompt_from_the_se
 
 def test_attach_and_aattach_are_exported() -> None:
     import gridllm_nb
-    from gridllm_nb import runner
+    from gridllm_nb.core import run as runner
 
     assert gridllm_nb.attach is runner.attach and gridllm_nb.aattach is runner.aattach
     assert {"attach", "aattach"} <= set(gridllm_nb.__all__)
@@ -542,7 +544,8 @@ def test_attach_and_aattach_are_exported() -> None:
 
 @pytest.mark.models
 def test_retry_and_attach_on_the_real_service(service_url: str, history_file) -> None:
-    from gridllm_nb import attach, history
+    from gridllm_nb import attach
+    from gridllm_nb.core import history
 
     options = {"max_tokens": 8, "temperature": 0}
     first = run("Say hi.", ["smollm2:135m"], url=service_url, timeout=0.001, options=options, announce=None)

@@ -21,14 +21,14 @@ import httpx
 import pytest
 from IPython.core.displaypub import DisplayPublisher
 
-from gridllm_nb import runner
+from gridllm_nb.core import run as runner
 from gridllm_nb.config import resolve_endpoint
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.notebook.magic import CellError, GridLLMMagics, Interrupted
 from gridllm_nb.core.results import Results
 
-from .fakes import FakeJobsAPI, ServedFake, words_script
-from .test_render import assert_safe_bundle
+from ..fakes import FakeJobsAPI, ServedFake, words_script
+from ..display.test_render import assert_safe_bundle
 
 
 class CapturePub(DisplayPublisher):
@@ -911,7 +911,7 @@ def _fresh_output(ip: Any) -> None:
 
 def test_history_lists_run_ids_and_retry_resubmits_only_the_failed_models(
         ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
 
     res = cell(ip, f"bad:1 a:1 --url {fake.url} --option max_tokens=5", "hi")
     assert res.retryable == ["bad:1"] and res.run_id
@@ -1073,7 +1073,7 @@ def test_a_no_wait_cell_offers_no_retry_while_its_run_goes(ip: Any, fake: Served
 
 
 def test_attach_follows_a_runs_live_jobs_again_as_cards(ip: Any, fake: ServedFake) -> None:
-    from gridllm_nb import history
+    from gridllm_nb.core import history
     from gridllm_nb.api.client import JobsClient
     from gridllm_nb.core.results import Result
 

@@ -13,10 +13,11 @@ import time
 
 import pytest
 
-from gridllm_nb import history
-from gridllm_nb import poller as poller_module
+from gridllm_nb.core import history
+from gridllm_nb.api import poller as poller_module
 from gridllm_nb.widgets.cardwidget import CardWidget
-from gridllm_nb.api.client import JobsClient, RetryPolicy
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.notebook.panel import Panel, PromptBox, render_text, slug
 from gridllm_nb.api.poller import Poller, PollSettings
@@ -24,8 +25,8 @@ from gridllm_nb.core.results import Result, Results
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.widgets.streamtext import StreamText, utf16_len
 
-from .conftest import Wire
-from .fakes import FakeClock, FakeJobsAPI, words_script
+from ..conftest import Wire
+from ..fakes import FakeClock, FakeJobsAPI, words_script
 
 pytestmark = pytest.mark.anyio
 

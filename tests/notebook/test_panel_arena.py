@@ -18,19 +18,20 @@ from typing import Any
 import ipywidgets as widgets
 import pytest
 
-from gridllm_nb import history
-from gridllm_nb import poller as poller_module
+from gridllm_nb.core import history
+from gridllm_nb.api import poller as poller_module
 from gridllm_nb.core.arena import BAD, TIE, ArenaRound, Vote, deal, votes
 from gridllm_nb.widgets.votebar import ArenaOutput, VoteBar
 from gridllm_nb.widgets.card import slug
-from gridllm_nb.api.client import JobsClient, RetryPolicy
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.notebook.panel import Panel
 from gridllm_nb.api.poller import Poller, PollSettings
 
-from .conftest import Wire
-from .fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
+from ..conftest import Wire
+from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
 from .test_magic import CapturePub, cell, ip, one_line_error  # noqa: F401 - ip: the magic tests' shell
 from .test_panel import history_file  # noqa: F401 - autouse: each test its own SQLite history
 

@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
-from service_support import FakeBackend, fake_registry
 
-from gridllm_nb.service.app import create_app
+from gridllm_nb.service.http.app import create_app
 from gridllm_nb.service.registry import Registry
+from tests.service.service_support import FakeBackend, fake_registry
 
 
 @pytest.fixture

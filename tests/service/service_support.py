@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from gridllm_nb.service.backends import BackendError, GenerationRequest
+from gridllm_nb.service.backends.base import BackendError, GenerationRequest
 from gridllm_nb.service.registry import ModelSpec, Registry
 
 if TYPE_CHECKING:

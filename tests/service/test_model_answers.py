@@ -17,7 +17,8 @@ from collections import Counter
 
 import httpx
 import pytest
-from service_support import poll_job, terminal
+
+from tests.service.service_support import poll_job, terminal
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.models

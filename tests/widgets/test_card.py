@@ -9,7 +9,7 @@ from gridllm_nb.widgets.cardwidget import CardWidget
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.core.results import RETRYABLE
 
-from .conftest import Wire
+from ..conftest import Wire
 
 
 def test_a_card_opens_with_its_tag_and_sends_nothing_more_until_shown(wire: Wire) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gridllm_nb.widgets.streamtext import StreamText, utf16_len
 
-from .conftest import Wire
+from ..conftest import Wire
 
 
 def test_stream_text_sends_deltas_a_reset_once_and_nothing_when_unchanged(wire: Wire) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import ModelSpec, find_packaged_gguf
-from . import BackendError, Finish, GenerationRequest
+from .base import BackendError, Finish, GenerationRequest
 
 __all__ = ["LlamaCppBackend", "apply_template", "resolve_model_path"]
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from ..registry import ModelSpec
-from . import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
+from .base import FINISH_REASONS, BackendError, Finish, GenerationRequest, interruptible
 from .upstreams import (
     ConnectFailed,
     PooledBackend,

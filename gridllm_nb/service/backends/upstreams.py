@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import BackendError
+from .base import BackendError
 
 __all__ = ["ConnectFailed", "PooledBackend", "StreamLost", "Upstream", "UpstreamPool", "upstreams_from_settings"]
 

@@ -19,12 +19,12 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..backends import FINISH_REASONS, BackendError, Finish, GenerationRequest
+from ..backends.base import FINISH_REASONS, BackendError, Finish, GenerationRequest
 from ..registry import ModelSpec
-from .process import RunnerProcess, describe_exit
+from .process import RunnerProcess
 from .protocol import request_to_json
 
-__all__ = ["RunnerBackend", "RunnerProcess", "describe_exit"]
+__all__ = ["RunnerBackend", "RunnerProcess"]
 
 
 class RunnerBackend:

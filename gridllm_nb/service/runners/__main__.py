@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Any
 
-from ..backends import BackendError, Finish
+from ..backends.base import BackendError, Finish
 from ..backends.llama_cpp import LlamaCppBackend
 from .protocol import request_from_json, spec_from_json
 

@@ -12,26 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..backends import BackendError
-from ..launcher import signal_name
+from ..backends.base import BackendError
+from ..exits import describe_exit
 from ..registry import ModelSpec
 from .protocol import spec_to_json
 
-__all__ = ["RunnerProcess", "describe_exit"]
+__all__ = ["RunnerProcess"]
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
-
-
-def describe_exit(returncode: int | None) -> str:
-    """``crashed (SIGSEGV)``, ``was killed (SIGKILL: out of memory?)``, ``exited with code 3``."""
-    if returncode is None:
-        return "stopped answering"
-    if returncode < 0:
-        name = signal_name(returncode)
-        if name == "SIGKILL":
-            return "was killed (SIGKILL: out of memory, or killed by hand)"
-        return f"crashed ({name})"
-    return f"exited with code {returncode}"
 
 
 class RunnerProcess:
@@ -111,7 +99,7 @@ class RunnerProcess:
             returncode = self.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             returncode = None
-        return describe_exit(returncode)
+        return describe_exit(returncode, crash=True)
 
     def kill(self) -> None:
         if self.alive:

@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from ..backends import GenerationRequest
+from ..backends.base import GenerationRequest
 from ..registry import ModelSpec
 
 __all__ = ["request_from_json", "request_to_json", "spec_from_json", "spec_to_json"]

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from .backends import Backend, BackendError, Finish, GenerationRequest, create_backend
+from .backend_factory import create_backend
+from .backends.base import Backend, BackendError, Finish, GenerationRequest
 from .registry import ModelSpec, Registry
 from .store import RESTART_REASON, JobRecord, JobStore, StoreUnavailable
 
@@ -33,14 +34,13 @@ DEFAULT_MAX_QUEUED = 1000
 DEFAULT_KEEP_DAYS = 7.0
 _PRUNE_EVERY = 3600.0  # seconds between two prunes of old finished jobs
 _PROBLEM_LOG_EVERY = 60.0  # a storage problem is logged at most this often
+_JOURNAL_MAX = 8 * 1024 * 1024  # past this, live logs go to their rows and the journal starts again
+
+log = logging.getLogger("gridllm_nb.service")
 
 
 class QueueFull(Exception):
     """More waiting jobs than the service accepts: the API answers 429 with Retry-After."""
-
-log = logging.getLogger("gridllm_nb.service")
-
-_JOURNAL_MAX = 8 * 1024 * 1024  # past this, live logs go to their rows and the journal starts again
 
 
 def _now_iso() -> str:
@@ -224,6 +224,7 @@ class JobManager:
                 warm()
 
     def live_count(self) -> int:
+        """Jobs queued or running now."""
         return len(self._live)
 
     def runner_pids(self) -> dict[str, list[int]]:
@@ -278,7 +279,8 @@ class JobManager:
             job.started = time.time()
             self._dirty.add(job.id)
         deadline = job.started + job.hours * 3600.0
-        request = self._request(job)
+        request = GenerationRequest.from_options(job.prompt, job.system, job.options,
+                                                 default_max_tokens=self.registry[job.tag].max_tokens)
         try:
             stream = backend.generate(request, job.cancel)
             try:
@@ -305,21 +307,6 @@ class JobManager:
         if time.time() > deadline and not job.terminal:
             self._expire(job)
         self._end(job, "completed", None)
-
-    def _request(self, job: JobRecord) -> GenerationRequest:
-        opts = job.options
-        stop = opts.get("stop") or ()
-        return GenerationRequest(
-            prompt=job.prompt,
-            system=job.system,
-            max_tokens=int(opts.get("max_tokens") or self.registry[job.tag].max_tokens),
-            temperature=opts.get("temperature"),
-            top_p=opts.get("top_p"),
-            seed=opts.get("seed"),
-            stop=tuple(stop),
-            repeat_penalty=opts.get("repeat_penalty"),
-            template=opts.get("template"),
-        )
 
     def _expire(self, job: JobRecord) -> None:
         self._end(job, "error", _timeout_reason(job))

@@ -28,9 +28,9 @@ from gridllm_nb.service.launcher import (
     is_running,
     read_state,
     start_service,
-    state_dir,
     stop_background_service,
 )
+from gridllm_nb.service.state import state_dir
 
 pytest.importorskip("uvicorn")
 
@@ -202,18 +202,6 @@ def test_a_service_killed_by_a_signal_at_start_says_which(tmp_path: Path) -> Non
     message = str(info.value)
     assert "exited with SIGSEGV" in message and "service.log" in message
     assert '"loading the engine" / "about to crash"' in message and "\n" not in message
-
-
-def test_describe_exit_names_codes_and_signals() -> None:
-    assert launcher.describe_exit(2) == "exited with code 2"
-    assert launcher.describe_exit(-signal.SIGKILL) == "exited with SIGKILL"
-
-
-def test_log_tail_keeps_the_last_three_non_blank_lines(tmp_path: Path) -> None:
-    log = tmp_path / "s.log"
-    log.write_text("one\n\ntwo\nthree\n\nfour\n")
-    assert launcher.log_tail(log) == f'log {log}: "two" / "three" / "four"'
-    assert launcher.log_tail(tmp_path / "none.log").endswith("unreadable")
 
 
 def test_idle_timeout_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,12 +15,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
-from service_support import BASE, terminal, wait_for
 
-from gridllm_nb.service.backends import BackendError, GenerationRequest, create_backend
+from gridllm_nb.service.backend_factory import create_backend
+from gridllm_nb.service.backends.base import BackendError, GenerationRequest
 from gridllm_nb.service.backends.ollama import OllamaBackend
 from gridllm_nb.service.backends.openai import OpenAIBackend
 from gridllm_nb.service.registry import ModelSpec, Registry
+from tests.service.service_support import BASE, terminal, wait_for
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -19,13 +19,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from service_support import BASE, need_llama_server, start_llama_server, stop_process, submit, terminal, wait_for
 
 from gridllm_nb.errors import ConfigError
-from gridllm_nb.service.backends import BackendError, GenerationRequest, create_backend
+from gridllm_nb.service.backend_factory import create_backend
+from gridllm_nb.service.backends.base import BackendError, GenerationRequest
 from gridllm_nb.service.backends.upstreams import UpstreamPool
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.service.registry import ModelSpec, Registry, load_registry
+from tests.service.service_support import (
+    BASE,
+    need_llama_server,
+    start_llama_server,
+    stop_process,
+    submit,
+    terminal,
+    wait_for,
+)
 
 TAG = "pool:m"
 

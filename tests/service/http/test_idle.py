@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import time
 
-from service_support import BASE, fake_registry, submit, terminal, wait_for
-
-from gridllm_nb.service.idle import IdleWatch
+from gridllm_nb.service.http.idle import IdleWatch
+from tests.service.service_support import (
+    BASE,
+    fake_registry,
+    submit,
+    terminal,
+    wait_for,
+)
 
 
 def test_no_idle_exit_while_a_job_is_live_then_one_after(make_client) -> None:

@@ -11,9 +11,9 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from service_support import FakeBackend, fake_registry
 
-from gridllm_nb.service.app import create_app
+from gridllm_nb.service.http.app import create_app
+from tests.service.service_support import FakeBackend, fake_registry
 
 
 def _app():

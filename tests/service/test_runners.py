@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from service_support import poll_job, submit_prompt, terminal
 
 from gridllm_nb.service.launcher import LocalService, start_service
+from tests.service.service_support import poll_job, submit_prompt, terminal
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.models

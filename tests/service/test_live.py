@@ -11,7 +11,15 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from service_support import need_llama_server, poll_job, start_llama_server, stop_process, submit_prompt, terminal
+
+from tests.service.service_support import (
+    need_llama_server,
+    poll_job,
+    start_llama_server,
+    stop_process,
+    submit_prompt,
+    terminal,
+)
 
 pytest.importorskip("llama_cpp")
 pytestmark = pytest.mark.models
@@ -116,7 +124,7 @@ def llama_server(tmp_path_factory) -> Iterator[str]:
 
 
 def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client) -> None:
-    from gridllm_nb.service.backends import create_backend
+    from gridllm_nb.service.backend_factory import create_backend
     from gridllm_nb.service.registry import ModelSpec, Registry
 
     registry = Registry([ModelSpec("smol:remote", "openai", "chat", 16, 1, "via llama_cpp.server",
@@ -138,7 +146,7 @@ def test_openai_backend_against_llama_cpp_server(llama_server: str, make_client)
 def test_openai_completion_mode_against_llama_cpp_server(llama_server: str) -> None:
     import threading
 
-    from gridllm_nb.service.backends import Finish, GenerationRequest
+    from gridllm_nb.service.backends.base import Finish, GenerationRequest
     from gridllm_nb.service.backends.openai import OpenAIBackend
     from gridllm_nb.service.registry import ModelSpec
 

@@ -12,14 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gridllm_nb.config import is_loopback
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.service.launcher import free_port, is_running, start_service
-from gridllm_nb.service.server import (
-    add_serve_arguments,
-    default_db_path,
-    is_loopback,
-    serve_from_args,
-)
+from gridllm_nb.service.server import add_serve_arguments, serve_from_args
+from gridllm_nb.service.state import default_db_path
 
 
 def _parse(*argv: str) -> argparse.Namespace:
