@@ -13,6 +13,7 @@ imports this module, so the layers' import contract holds.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from .__version__ import __version__
@@ -82,6 +83,8 @@ def _compose() -> None:
         _composed = True
         importlib.import_module(".display", __name__)
         importlib.import_module(".core.run", __name__)  # Results.retry's runner
+        if "ipykernel" in sys.modules:  # a notebook: progress="widget", and "auto" picks it
+            importlib.import_module(".widgets.progress", __name__)
 
 
 def __getattr__(name: str) -> Any:

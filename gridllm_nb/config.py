@@ -194,35 +194,3 @@ def parse_assignments(pairs: Iterable[str], *, what: str, json_values: bool = Fa
                 out[key.strip()] = value
     return out
 
-
-def trait_value(trait: Any, key: str, value: str) -> Any:
-    """``value`` (text, from ``%gridllm config KEY=VALUE``) as the traitlet ``trait`` wants it;
-    a one-line ConfigError when it cannot be."""
-    from traitlets import Bool, Dict, Enum, Float, Int, List
-
-    if value in ("", "none", "None") and trait.allow_none:
-        return None
-    if isinstance(trait, List):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(trait, Dict):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise ConfigError(f"{key} wants a JSON object, got {value!r}") from None
-        if not isinstance(parsed, dict):
-            raise ConfigError(f"{key} wants a JSON object, got {value!r}")
-        return parsed
-    if isinstance(trait, Bool):
-        return value.lower() in ("1", "true", "yes", "on")
-    try:
-        if isinstance(trait, Float):
-            return float(value)
-        if isinstance(trait, Int):
-            return int(value)
-    except ValueError:
-        raise ConfigError(f"{key} wants a number, got {value!r}") from None
-    if isinstance(trait, Enum) and value not in trait.values:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, trait.values))}, got {value!r}")
-    if key == "url":
-        resolve_endpoint(value)  # validates, raises a one-line ConfigError
-    return value

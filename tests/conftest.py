@@ -31,6 +31,35 @@ os.environ["XDG_STATE_HOME"] = os.path.join(_ISOLATED, "state")
 os.environ["XDG_DATA_HOME"] = os.path.join(_ISOLATED, "share")
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio, as a kernel does."""
+    return "asyncio"
+
+
+@pytest.fixture
+def history_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own SQLite history (``$GRIDLLM_HISTORY``), never the user's."""
+    path = tmp_path / "history.sqlite3"
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(path))
+    return path
+
+
+@pytest.fixture
+def over_fake(monkeypatch: pytest.MonkeyPatch):
+    """``over_fake(fake)``: the clients the core makes for itself (a retry's, an attach's, a run
+    given only a URL) talk to ``fake`` (a ``tests.fakes.FakeJobsAPI``) instead of the network."""
+    import functools
+
+    from gridllm_nb.api.client import JobsClient
+    from gridllm_nb.core import results
+
+    def use(fake) -> None:
+        monkeypatch.setattr(results, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
+
+    return use
+
+
 @pytest.fixture(scope="session")
 def local_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
     """The real service (``python -m gridllm_nb.service``) with real models, on 127.0.0.1."""

@@ -12,13 +12,19 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from gridllm_nb.api.clock import Clock
 
+if TYPE_CHECKING:
+    from gridllm_nb.api.client import JobsClient
+
 Step = tuple[str, str]  # (status, full log so far)
+
+REMOTE = "https://grid.invalid/remotejobs/v2"  # someone else's service: no extensions tried
+LOCAL = "http://127.0.0.1:9/remotejobs/v2"  # loopback: our own service, extensions and all
 
 
 def words_script(text: str, *, per_step: int = 1, final: str = "completed") -> list[Step]:
@@ -231,3 +237,10 @@ class ServedFake:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(5)
+
+
+def client_for(fake: FakeJobsAPI, url: str = REMOTE, *, clock: Clock | None = None) -> JobsClient:
+    """A real ``JobsClient`` whose requests go to ``fake`` (on a fake clock unless one is given)."""
+    from gridllm_nb.api.client import JobsClient
+
+    return JobsClient(url, transport=fake.transport(), clock=clock or FakeClock())

@@ -39,7 +39,7 @@ from ..errors import (
 )
 from .jobs import Job, JobState, JobUpdate, read_entry, state_from_raw
 
-__all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller"]
+__all__ = ["RECONNECTING", "PollSettings", "Poller", "Watch", "get_poller", "use_poller"]
 
 RECONNECTING = "reconnecting…"
 STREAM_PAUSE = 10.0  # seconds a client's jobs are polled after one of its watch streams failed
@@ -638,4 +638,14 @@ def get_poller(settings: PollSettings | None = None) -> Poller:
         poller = _POLLERS[loop] = Poller(settings)
     elif settings is not None:
         poller.settings = replace(settings)
+    return poller
+
+
+def use_poller(poller: Poller) -> Poller:
+    """Make ``poller`` the running loop's poller (one with a fake clock, in tests); returns it.
+
+    Whoever follows a job on this loop from now on is followed by it, as
+    ``get_poller`` would have made one. The loop may have had none yet.
+    """
+    _POLLERS[asyncio.get_running_loop()] = poller
     return poller

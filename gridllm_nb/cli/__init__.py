@@ -17,8 +17,8 @@ from typing import Any, TextIO
 from ..api.client import JobsClient
 from ..config import parse_assignments
 from ..errors import ConfigError, GridLLMError
-from ..api.jobs import JobUpdate
 from ..core.results import Results
+from ..display.textstream import TextStream
 
 __all__ = ["build_parser", "main"]
 
@@ -95,39 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Streamer:
-    """Labelled live output on a terminal: a new line with [tag] when the speaker changes."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.current: str | None = None
-        self.notices: dict[str, str | None] = {}
-
-    def __call__(self, update: JobUpdate) -> None:
-        if not update.state.terminal and update.error != self.notices.get(update.tag):
-            self.notices[update.tag] = update.error  # e.g. "reconnecting…" while the service is away
-            if update.error:
-                self._label(update.tag)
-                self.out.write(f" ({update.error}) ")
-        if update.reset:
-            self._label(update.tag, force=True)
-            self.out.write("(restarted) ")
-        if update.delta or update.reset:
-            self._label(update.tag)
-            self.out.write(update.text if update.reset else update.delta)
-        if update.state.terminal:
-            self._label(update.tag)
-            note = f" — {update.error}" if update.error else ""
-            self.out.write(f"\n[{update.tag}: {update.state.label} in {update.elapsed:.1f}s{note}]\n")
-            self.current = None
-        self.out.flush()
-
-    def _label(self, tag: str, force: bool = False) -> None:
-        if force or self.current != tag:
-            self.out.write(("\n" if self.current is not None else "") + f"[{tag}] ")
-            self.current = tag
-
-
 def _print_results(results: Results, out: TextIO) -> None:
     for r in results.values():
         out.write(f"== {r.tag} ({r.state.label}, {r.elapsed:.1f}s) ==\n")
@@ -159,7 +126,7 @@ def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Result
         with live_grid(tags) as grid:
             results = go(grid, grid.notice)
         return 0 if results.ok else 1
-    results = go(_Streamer(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
+    results = go(TextStream(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
     if as_json:
         json.dump(results.to_list(), sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
@@ -233,7 +200,7 @@ def _cmd_simple(args: argparse.Namespace) -> int:
         from ..api.poller import get_poller
 
         poller = get_poller()
-        streamer = _Streamer(out)
+        streamer = TextStream(out)
         watches = [poller.watch(client, i, tag=i[:8]) for i in args.ids]
 
         async def follow(w: Any) -> bool:

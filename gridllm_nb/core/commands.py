@@ -8,18 +8,19 @@ Each writes a short report to ``out`` and returns 0 (all well) or 1.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any, TextIO, TypeVar
 
 from ..api.client import JobsClient
 from ..api.jobs import Job
-from ..config import resolve_endpoint
-from ..errors import ConfigError, NotSupported
+from ..api.poller import PollSettings
+from ..errors import NotSupported
 from .local import open_client
+from .results import Results
 from .sync import run_sync
 
-__all__ = ["cancel", "configure", "history", "job_dict", "models", "status", "with_client"]
+__all__ = ["cancel", "history", "job_dict", "models", "status", "stored", "with_client"]
 
 T = TypeVar("T")
 
@@ -83,27 +84,6 @@ async def cancel(client: JobsClient, ids: Sequence[str], out: TextIO) -> int:
     return 0
 
 
-def configure(settings: Any, settable: Sequence[str], pairs: Sequence[str], out: TextIO) -> None:
-    """``%gridllm config [KEY=VALUE...]``: set magic settings for the session, then show them all."""
-    from ..config import TOKEN_ENV, parse_assignments, trait_value
-
-    for key, value in parse_assignments(pairs, what="%gridllm config").items():
-        key = {"models": "default_models", "format": "default_format"}.get(key, key)
-        if key not in settable:
-            raise ConfigError(f"unknown setting {key!r}; settable: {', '.join(settable)}")
-        setattr(settings, key, trait_value(settings.traits()[key], key, value))
-    try:
-        endpoint = resolve_endpoint(settings.url or None)
-        where = endpoint.display + ("  (the local service, started on demand)" if endpoint.is_default else "")
-    except ConfigError as exc:
-        where = f"invalid: {exc}"
-    print(f"endpoint: {where}", file=out)
-    print(f"token: ${TOKEN_ENV} is {'set' if os.environ.get(TOKEN_ENV) else 'not set'}", file=out)
-    for key in settable:
-        if key != "url":
-            print(f"{key}: {getattr(settings, key)!r}", file=out)
-
-
 def history(n: int, out: TextIO) -> int:
     """The last ``n`` runs of the history, newest first: a line with the run's short id (what
     ``attach`` and ``retry`` take), when it started and its prompt, then one line per model."""
@@ -122,3 +102,15 @@ def history(n: int, out: TextIO) -> int:
             snippet = first[0][:60] if first else ""
             out.write(f"    {r['tag']}  {r['state'].replace('_', ' ')}  {r['elapsed'] or 0:.1f}s  {snippet}\n")
     return 0
+
+
+def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results:
+    """The history run ``run`` names (its id or a unique start of one; None: the newest), ready for
+    ``attach`` and ``retry``: its spec's URL replaced by ``url`` when given, polled at ``poll``."""
+    from .history import load_run
+
+    results = load_run(run)
+    if results.spec is not None:
+        changes = {k: v for k, v in (("url", url), ("poll", poll)) if v is not None}
+        results.spec = replace(results.spec, **changes)
+    return results

@@ -1,8 +1,9 @@
 """A grid's progress: done / failed / total, elapsed and ETA, redrawn a few times a second at most.
 
-In a kernel it is an ipywidgets ``IntProgress`` and a one-line label; on a
-terminal one line on stderr, redrawn in place with ``\\r``; anywhere else (a
-pipe, CI, a log file) nothing. A grid calls ``update`` on every job update,
+In a kernel it is a progress bar widget (``widgets/progress.py``, which
+registers itself here as ``"widget"``: core draws no widget itself); on a
+terminal one line on stderr, redrawn in place with ``\\r``; anywhere else
+(a pipe, CI, a log file) nothing. A grid calls ``update`` on every job update,
 thousands of times, and every redraw of a widget is a comm message: so a
 redraw happens only when the counts changed and ``min_interval`` has passed
 (or every ``refresh`` seconds, to move the clock and the ETA), and ``close``
@@ -12,11 +13,12 @@ always draws the final counts.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ..api.clock import Clock, SystemClock
 
-__all__ = ["Counts", "Progress", "TextProgress", "WidgetProgress", "make_progress", "progress_line"]
+__all__ = ["Counts", "Progress", "TextProgress", "make_progress", "progress_line", "register_progress"]
 
 
 class Counts(NamedTuple):
@@ -104,56 +106,30 @@ class TextProgress(Progress):
         self.stream.flush()
 
 
-class WidgetProgress(Progress):
-    """An ``IntProgress`` bar and a label in the cell's output.
-
-    At the end the widgets are closed and the output becomes the final line
-    as plain text, so a saved notebook shows how the grid ended, not a
-    widget that no longer exists.
-    """
-
-    def __init__(self, total: int, **kwargs: Any) -> None:
-        import ipywidgets as w
-        from IPython.display import display
-
-        super().__init__(total, **kwargs)
-        self.bar = w.IntProgress(value=0, min=0, max=max(total, 1), bar_style="info",
-                                 layout=w.Layout(width="40%"))
-        self.label = w.Label(value=progress_line(Counts(0, 0, total), 0.0))
-        self.box = w.HBox([self.bar, self.label])
-        self.handle = display(self.box, display_id=True)
-
-    def draw(self, counts: Counts, line: str, *, final: bool) -> None:
-        if final:
-            if self.handle is not None:  # None where nothing displays (no IPython shell)
-                self.handle.update({"text/plain": line}, raw=True)
-            for widget in (self.box, self.bar, self.label):
-                for part in (getattr(widget, "layout", None), getattr(widget, "style", None), widget):
-                    if part is not None:
-                        part.close()
-            return
-        if self.bar.value != counts.finished:
-            self.bar.value = counts.finished
-        if counts.failed and self.bar.bar_style != "warning":
-            self.bar.bar_style = "warning"
-        self.label.value = line
-
-
 def _in_a_kernel() -> bool:
     ipython = sys.modules.get("IPython")  # never import IPython just to find out
     shell = ipython.get_ipython() if ipython is not None else None
     return getattr(shell, "kernel", None) is not None
 
 
+_KINDS: dict[str, Callable[..., Progress]] = {"text": TextProgress, "none": Progress}
+
+
+def register_progress(kind: str, factory: Callable[..., Progress]) -> None:
+    """Make ``progress=kind`` draw with ``factory(total, clock=...)`` (the widgets layer registers "widget")."""
+    _KINDS[kind] = factory
+
+
 def make_progress(kind: str | bool | None, total: int, clock: Clock | None = None) -> Progress:
     """The progress view for ``kind``: ``auto`` (a widget in a kernel, a line on a terminal,
     else nothing), ``widget``, ``text``, or False / None / ``none`` for nothing."""
     if kind is True or kind == "auto":
-        kind = "widget" if _in_a_kernel() else "text" if sys.stderr.isatty() else "none"
-    if kind == "widget":
-        return WidgetProgress(total, clock=clock)
-    if kind == "text":
-        return TextProgress(total, clock=clock)
-    if kind in (False, None, "none"):
-        return Progress(total, clock=clock)
-    raise ValueError(f"progress must be 'auto', 'widget', 'text' or 'none', not {kind!r}")
+        kind = "widget" if _in_a_kernel() and "widget" in _KINDS else "text" if sys.stderr.isatty() else "none"
+    if kind is False or kind is None:
+        kind = "none"
+    if kind == "widget" and kind not in _KINDS:
+        raise ValueError("progress='widget' draws in a notebook: import gridllm_nb.widgets.progress first")
+    factory = _KINDS.get(kind) if isinstance(kind, str) else None
+    if factory is None:
+        raise ValueError(f"progress must be 'auto', 'widget', 'text' or 'none', not {kind!r}")
+    return factory(total, clock=clock)

@@ -1,19 +1,29 @@
-"""Running the async core from synchronous code: a terminal, a script, a notebook cell.
+"""Running the async core from synchronous code, and in the background.
 
 Every blocking entry point (``run``, ``grid``, ``attach``, ``Results.retry``,
 the CLI's commands, a blocking ``%%gridllm`` cell) goes through ``run_sync``,
 so Ctrl-C and a running Jupyter loop are handled in one place.
+
+A run that outlives its cell (``%%gridllm --no-wait``, a card's Retry, the
+panel's Process) goes to ``submit``: one long-lived event loop in a daemon
+thread per process (``background``). The kernel's own loop is no place for
+it: a blocking cell, ``time.sleep`` or a long pandas step holds that loop,
+and a run on it would stop until the kernel is idle again. The background
+loop has its own poller (one per loop), which nothing else blocks; widgets
+and displays are sent from its thread (ipykernel sends iopub from any
+thread), and whatever a run schedules (a card's pacing timer) runs on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["run_sync"]
+__all__ = ["Background", "background", "run_sync", "submit"]
 
 T = TypeVar("T")
 
@@ -101,3 +111,86 @@ def _run_on_new_loop(coro: Coroutine[Any, Any, T] | asyncio.Task[T],
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOCK = threading.Lock()
+
+
+def background() -> asyncio.AbstractEventLoop:
+    """This process's background loop, running in a daemon thread (started on first use)."""
+    global _LOOP
+    with _LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="gridllm-background", daemon=True).start()
+            started.wait()
+            _LOOP = loop
+        return _LOOP
+
+
+class Background(concurrent.futures.Future):  # type: ignore[type-arg]
+    """A coroutine running on the background loop (``submit``), as a ``concurrent.futures.Future``.
+
+    It ends when the coroutine has ended. ``cancel`` asks the coroutine to
+    stop and returns at once; the future is cancelled once the coroutine has
+    unwound (``arun`` ends its live jobs CANCELLED first), so ``result()``,
+    ``wait`` and done callbacks see the run's true end.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        self.task: asyncio.Task[Any] | None = None
+        self._stop = False
+
+    def cancel(self) -> bool:
+        if self.done():
+            return False
+        self._stop = True
+        self.loop.call_soon_threadsafe(self._cancel_task)
+        return True
+
+    def _cancel_task(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    def _started(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        if self._stop:
+            task.cancel()
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            super().cancel()
+            self.set_running_or_notify_cancel()  # wakes the waiters
+        elif task.exception() is not None:
+            self.set_exception(task.exception())
+        else:
+            self.set_result(task.result())
+
+
+def submit(coro: Coroutine[Any, Any, T], *, name: str | None = None) -> Background:
+    """Run ``coro`` on the background loop, in a copy of this context; returns at once.
+
+    The copy keeps what the coroutine prints and first displays in the cell
+    that called this. Its Future (a ``Background``) ends when it does;
+    ``cancel()`` stops it.
+    """
+    loop = background()
+    future = Background(loop)
+    context = contextvars.copy_context()
+
+    def start() -> None:
+        future._started(context.run(loop.create_task, coro, name=name))
+
+    loop.call_soon_threadsafe(start)
+    return future

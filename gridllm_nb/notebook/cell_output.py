@@ -15,30 +15,38 @@ its run ends with such models, each showing a Retry button; a blocking
 cell, whose cards its value has replaced, gets one line under that value
 naming them, with a Retry button (``CardsView.offer``) whose click turns
 the line into their live cards. Either way the retry runs in the
-background on the kernel's loop, fills the same ``Results`` (the cell's
-value, ``--out``), and once every model shown has answered the output
-becomes the saved picture, as a run's does. While cards stay live the
-output carries the picture too, so a front end without widgets (nbconvert,
-GitHub) shows the table.
+background, fills the same ``Results`` (the cell's value, ``--out``), and
+once every model shown has answered the output becomes the saved picture,
+as a run's does. While cards stay live the output carries the picture too,
+so a front end without widgets (nbconvert, GitHub) shows the table.
 
-``StreamView`` (plain IPython in a terminal): text on stdout as it arrives.
+A run that outlives its cell (``--no-wait``, a Retry) runs on the process's
+background loop (``core.sync.submit``), not on the kernel's: the next cell,
+blocking or sleeping, holds the kernel's loop, and the cards would stop
+until it ended. Everything such a run does to its view happens on that
+loop's thread, its cards' pacing timers included (``keep_live``).
+
+``StreamView`` (plain IPython in a terminal): labelled text on stdout as it
+arrives (``display.textstream``), one model at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import html
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TextIO
 
-from ..errors import GridLLMError, Interrupted
 from ..api.jobs import JobState, JobUpdate
-from ..display.render import error_bundle, final_bundle
 from ..core.results import RETRYABLE, Result, Results
+from ..display.render import error_bundle
 from ..display.table import results_bundle
+from ..display.textstream import TextStream
+from ..errors import GridLLMError, Interrupted
 
 __all__ = ["CardsView", "StreamView", "View"]
 
@@ -46,7 +54,12 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 class View:
-    """What every view holds: the live ``Results``, filled from the updates."""
+    """What every view holds: the live ``Results``, which the core fills (``arun(results=...)``).
+
+    ``on_update(u)`` shows ``u``, whose Result is already up to date;
+    ``record(u)`` is for an update nobody applied yet (a lettered arena
+    update, an error of the view's own).
+    """
 
     def __init__(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None) -> None:
         """``results``: the Results to show (a stored run, to follow or retry); new ones by default."""
@@ -57,12 +70,10 @@ class View:
         self.tags = list(tags)  # the models this view shows (a retry's: only those asked again)
         self.fmt = fmt
 
-    def _record(self, u: JobUpdate) -> Result:
-        """The update's result, brought up to date (a no-op when the core filled ``results`` itself,
-        as ``arun(results=view.results)`` does: ``Result.apply`` of the same update is idempotent)."""
-        r = self.results[u.tag]
-        r.apply(u)
-        return r
+    def record(self, u: JobUpdate) -> None:
+        """Apply ``u`` to its Result, then show it."""
+        self.results[u.tag].apply(u)
+        self.on_update(u)
 
     def open(self) -> None:  # pragma: no cover - interface
         pass
@@ -97,19 +108,22 @@ class View:
             self.finish(note=str(exc))
             raise
 
-    def background_done(self, task: asyncio.Task[Any]) -> None:
-        """A ``--no-wait`` run ended: say how, in place, if it did not end well."""
-        if task.cancelled():
+    async def keep_live(self, work: Awaitable[Any]) -> Results:
+        """A run that outlives its cell (``--no-wait``): await ``work``, then end the view in place,
+        however the run ended (an error or a cancel says so in place, and is raised again)."""
+        try:
+            await work
+        except asyncio.CancelledError:
             self.finish(note="cancelled")
-            return
-        exc = task.exception()
-        if exc is None:
-            return
-        message = str(exc) if isinstance(exc, GridLLMError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(self, CardsView) and any(r.job_id for r in self.results.values()):
-            self.finish(note=message)
-        else:
-            self.fail(message)
+            raise
+        except Exception as exc:
+            self._failed(str(exc) if isinstance(exc, GridLLMError) else f"{type(exc).__name__}: {exc}")
+            raise
+        self.finish()
+        return self.results
+
+    def _failed(self, message: str) -> None:
+        self.fail(message)
 
     def _mark_unfinished(self, note: str | None) -> None:
         for r in self.results.values():
@@ -122,12 +136,12 @@ class CardsView(View):
 
     With ``retry`` a model that ended without an answer can be asked again
     from its card once the run is over (``retry``); ``on_task`` is told of
-    each retry's background task (the magic keeps them, to cancel them with
+    each retry's background run (the magic keeps them, to cancel them with
     the extension).
     """
 
     def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, *, results: Results | None = None,
-                 retry: bool = False, on_task: Callable[[asyncio.Task[Any]], Any] | None = None,
+                 retry: bool = False, on_task: Callable[[concurrent.futures.Future[Any]], Any] | None = None,
                  **card_options: Any) -> None:
         super().__init__(prompt, tags, fmt, results)
         self.shell = shell
@@ -139,7 +153,7 @@ class CardsView(View):
         self.messages = 0  # displays published (the cards' own messages go over their comms)
         self.retry_enabled = retry
         self.on_task = on_task
-        self.retrying: asyncio.Task[None] | None = None
+        self.retrying: concurrent.futures.Future[None] | None = None
         self.accepting = False  # a retry may start: the run (or the last retry) is over, with models to ask again
         self.offer_box: Any = None  # ``offer``'s line and button, until the cards take their place
         self.caption = ""  # a line above the picture, saying what it shows (``offer``'s: "Retried: m:2")
@@ -161,16 +175,15 @@ class CardsView(View):
         (or, after ``offer``, in the offer's place)."""
         if self.grid is not None or self.ended:
             return
-        from ..widgets.card import CardGrid
+        from ..widgets.card import CardRow
 
-        self.grid = CardGrid(self.tags, on_retry=self._retry_card if self.retry_enabled else None,
+        self.grid = CardRow(self.results, self.tags, on_retry=self._retry_card if self.retry_enabled else None,
                              **self.card_options)
         self._publish({"text/plain": f"gridllm: {', '.join(self.tags)} (live)", WIDGET_MIME: _view_of(self.grid)},
                       update=self.opened)
         self.opened = True
 
     def on_update(self, u: JobUpdate) -> None:
-        self._record(u)
         if self.ended:
             return
         self.open()
@@ -189,8 +202,7 @@ class CardsView(View):
             r = self.results[tag]
             card.flush()
             if r.state.terminal or note:
-                card.finish = r.finish_note
-                card.apply(r.state, r.text, r.error, r.elapsed)
+                card.show()
         shown = [self.results[tag] for tag in self.tags]
         bundle = _captioned(results_bundle(shown, self.fmt), self.caption)
         if self.retry_enabled and note is None and any(r.state in RETRYABLE for r in shown):
@@ -243,9 +255,9 @@ class CardsView(View):
     def _retry_card(self, tag: str) -> None:
         self.retry([tag])
 
-    def retry(self, tags: Sequence[str] | None = None) -> asyncio.Task[None] | None:
+    def retry(self, tags: Sequence[str] | None = None) -> concurrent.futures.Future[None] | None:
         """What a Retry button does: ask ``tags`` (default: every model shown that ended without an
-        answer) again, as the run did, in the background on the running loop (the kernel's).
+        answer) again, as the run did, on the background loop (``core.sync.submit``).
 
         Only once the run is over, and one retry at a time: meanwhile the
         cards offer no Retry and this returns None, as it does when there
@@ -257,11 +269,12 @@ class CardsView(View):
                   if t in self.tags and self.results[t].state in RETRYABLE]
         if not wanted:
             return None
-        loop = asyncio.get_running_loop()
+        from ..core.sync import submit
+
         self.accepting = False
         self.open()  # the offer's line gives way to the cards
         self.grid.offer_retry(False)
-        self.retrying = loop.create_task(self._retry(wanted), name="gridllm-retry")
+        self.retrying = submit(self._retry(wanted), name="gridllm-retry")
         if self.on_task is not None:
             self.on_task(self.retrying)
         return self.retrying
@@ -280,7 +293,7 @@ class CardsView(View):
             for tag in tags:
                 r = self.results[tag]
                 if r.error != str(exc):
-                    self.on_update(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text,
+                    self.record(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text,
                                              error=str(exc), elapsed=r.elapsed))
         except asyncio.CancelledError:  # the extension is unloading: the picture, and no more offers
             note = "cancelled"
@@ -295,6 +308,13 @@ class CardsView(View):
         if self.grid is not None:
             self.grid.close()
             self.grid = None
+
+    def _failed(self, message: str) -> None:
+        """A ``--no-wait`` run failed: its cards say why, or the error takes their place if no job started."""
+        if any(r.job_id for r in self.results.values()):
+            self.finish(note=message)
+        else:
+            self.fail(message)
 
     def fail(self, message: str) -> None:
         """A run that failed before any job (``--no-wait``): the error, once, in place."""
@@ -317,96 +337,23 @@ def _view_of(widget: Any) -> dict[str, Any]:
 
 
 class StreamView(View):
-    """Plain IPython in a terminal: text on stdout as it arrives, one model at a time.
-
-    The model being shown streams live; the others are kept and printed, whole,
-    as soon as it ends (finished ones first), so answers never interleave.
-    """
+    """Plain IPython in a terminal: labelled text on stdout as it arrives, one model at a time
+    (``display.textstream``), so answers never interleave."""
 
     def __init__(self, prompt: str, tags: Sequence[str], fmt: str, out: TextIO | None = None, *,
                  results: Results | None = None) -> None:
         super().__init__(prompt, tags, fmt, results)
-        self._out = out
-        self.order = list(tags)
-        self.current: str | None = None
-        self.printed: dict[str, str] = {}
-        self.closed: set[str] = set()
-        self.notices: dict[str, str | None] = {}
-
-    @property
-    def out(self) -> TextIO:
-        return self._out or sys.stdout
+        self.stream = TextStream(out, tags, fmt=fmt, one_at_a_time=True)
 
     def on_update(self, u: JobUpdate) -> None:
-        self._record(u)
-        self._pump()
-        self._notice(u)
-
-    def _notice(self, u: JobUpdate) -> None:
-        """A live job's notice (``reconnecting…``), once, inline where its text streams."""
-        if u.state.terminal or u.error == self.notices.get(u.tag):
-            return
-        self.notices[u.tag] = u.error
-        if u.error and u.tag == self.current:
-            self.out.write(f" ({u.error}) ")
-            self.out.flush()
-
-    def _next(self) -> str | None:
-        open_ = [t for t in self.order if t not in self.closed]
-        for wanted in (lambda r: r.state.terminal, lambda r: bool(r.text)):
-            for t in open_:
-                if wanted(self.results[t]):
-                    return t
-        return None
-
-    def _pump(self) -> None:
-        while True:
-            tag = self.current or self._next()
-            if tag is None:
-                break
-            self.current = tag
-            r = self.results[tag]
-            shown = self.printed.get(tag)
-            if shown is None:
-                self.out.write(f"[{tag}] ")
-                shown = ""
-            if r.text.startswith(shown):
-                self.out.write(r.text[len(shown):])
-            else:  # the job restarted elsewhere: its new text replaces the old
-                self.out.write("\n(restarted) " + r.text)
-            self.printed[tag] = r.text
-            if not r.state.terminal:
-                break
-            self._end(r)
-        self.out.flush()
-
-    def _end(self, r: Result) -> None:
-        if self.fmt in ("code", "json") and r.text:
-            body = final_bundle(r.tag, r.state.label, r.elapsed, r.text, r.error, self.fmt)["text/plain"]
-            self.out.write(f"\n{body}")
-        note = f" — {r.error}" if r.error else ""
-        self.out.write(f"\n[{r.tag}: {r.state.label} in {r.elapsed:.1f}s{note}]\n")
-        self.closed.add(r.tag)
-        self.current = None
+        self.stream(u)
 
     def finish(self, note: str | None = None, *, in_place: bool = True) -> None:
         self._mark_unfinished(note)
-        for tag in self.order:
-            if tag in self.closed:
-                continue
-            self.current = tag
-            r = self.results[tag]
-            if r.state.terminal:
-                self._pump()
-            else:
-                shown = self.printed.get(tag)
-                if shown is None:
-                    self.out.write(f"[{tag}] " + r.text)
-                elif r.text.startswith(shown):
-                    self.out.write(r.text[len(shown):])
-                self.printed[tag] = r.text
-                self._end(r)
-        self.out.flush()
+        for tag in self.tags:  # a model the stream never heard of (a stored answer) is shown as it stands
+            if tag not in self.stream.latest:
+                self.stream(self.results[tag].as_update())
+        self.stream.finish(note)
 
     def fail(self, message: str) -> None:
         print(f"gridllm: {message}", file=sys.stderr)

@@ -1,78 +1,41 @@
-"""``%%gridllm`` and ``%gridllm``: thin IPython front ends over ``runner.arun``.
+"""``%%gridllm`` and ``%gridllm``: thin IPython front ends over ``core.run``.
 
-The magic holds no polling or job state of its own: it parses arguments,
-interpolates the prompt, starts ``arun`` and hands its ``JobUpdate`` stream
-to a view (``views``): in a kernel, one grid of cards side by side (the
-panel's card, sent only what changed), which becomes the saved side-by-side
+The magic holds no polling or job state of its own: it parses arguments
+(``args``), interpolates the prompt, starts ``arun`` and hands its
+``JobUpdate`` stream to the cell's output (``cell_output``): in a kernel,
+one grid of cards side by side, which becomes the saved side-by-side
 picture when the run ends; on a terminal, labelled text. Models that ended
-without an answer get a Retry button in a kernel (``views.CardsView``): on
-a ``--no-wait`` cell's cards, or under a blocking cell's value.
+without an answer get a Retry button in a kernel: on a ``--no-wait`` cell's
+cards, or under a blocking cell's value.
 
-Configuration: ``c.GridLLM.*`` (traitlets), ``%gridllm config KEY=VALUE``
-for the session, and the environment (``GRIDLLM_API_URL``,
-``GRIDLLM_API_TOKEN``, ``GRIDLLM_DEFAULT_MODELS``, ``GRIDLLM_HISTORY``).
+A blocking cell runs to its end in the cell (``core.sync.run_sync``); a
+``--no-wait`` run, and every retry, on the process's background loop
+(``core.sync.submit``), so it keeps streaming while later cells run.
+
+Configuration: ``settings`` (``c.GridLLM.*``, ``%gridllm config KEY=VALUE``)
+and the environment (``GRIDLLM_API_URL``, ``GRIDLLM_API_TOKEN``,
+``GRIDLLM_DEFAULT_MODELS``, ``GRIDLLM_HISTORY``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import concurrent.futures
 import sys
 from collections.abc import Awaitable, Coroutine, Sequence
 from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, default
-from traitlets.config import Configurable
 
 from ..core.arena import ArenaRound
-from ..errors import CellError, ConfigError, GridLLMError, Interrupted
 from ..core.interpolate import interpolate
-from .args import HelpShown, parse_cell_line, parse_line
-from ..display.render import FORMATS
 from ..core.results import Results
+from ..errors import CellError, ConfigError, GridLLMError, Interrupted
+from .args import HelpShown, parse_cell_line, parse_line
 from .cell_output import CardsView, StreamView, View
+from .settings import GridLLM
 
-__all__ = ["CellError", "GridLLM", "GridLLMMagics",
-           "load_ipython_extension", "unload_ipython_extension"]
-
-MODELS_ENV = "GRIDLLM_DEFAULT_MODELS"
-
-
-class GridLLM(Configurable):
-    """Settings of the ``%%gridllm`` magic: ``c.GridLLM.<name>`` in an IPython profile."""
-
-    default_models = List(Unicode(), help="models used when the cell names none").tag(config=True)
-    url = Unicode(None, allow_none=True,
-                  help="API base URL (default: $GRIDLLM_API_URL, else the local service)").tag(config=True)
-    default_format = Enum(FORMATS, default_value="markdown", help="final output format").tag(config=True)
-    hours = Float(None, allow_none=True, help="default runtime limit per job, in hours").tag(config=True)
-    timeout = Float(None, allow_none=True, help="default wait limit for a cell, in seconds").tag(config=True)
-    system = Unicode(None, allow_none=True, help="default system prompt (local-service extension)").tag(config=True)
-    options = Dict(help="default generation options, e.g. {'max_tokens': 128}").tag(config=True)
-    poll_interval = Float(None, allow_none=True,
-                          help="fastest poll interval, seconds (default: 0.1 for a service on this machine, "
-                               "0.3 for a remote one)").tag(config=True)
-    poll_max_interval = Float(None, allow_none=True,
-                              help="slowest poll interval while nothing changes, seconds (default: 0.25 for "
-                                   "a service on this machine, 5 for a remote one)").tag(config=True)
-    update_interval = Float(0.1, help="minimum time between updates of one model's card, seconds").tag(config=True)
-    byte_budget = Float(1.2, allow_none=True,
-                        help="a card's text update waits while the card has sent more than byte_budget bytes "
-                             "of message content per byte of text (None: no wait); the comm framing comes on "
-                             "top, so 1.2 keeps a cell's live bytes near 2x its text...").tag(config=True)
-    max_stale = Float(1.5, help="...but never longer than this many seconds").tag(config=True)
-    max_models = Int(8, help="most models one cell may ask at once").tag(config=True)
-    interpolate = Bool(True, help="replace {name} in the cell with the variable's value").tag(config=True)
-    history = Bool(True, help="record runs in the local SQLite history").tag(config=True)
-    output = Enum(("auto", "cards", "stream"), default_value="auto",
-                  help="auto: cards side by side in a kernel, text on stdout in a terminal. cards: a grid "
-                       "of live cards, which becomes the saved side-by-side picture at the end. stream: "
-                       "text on stdout.").tag(config=True)
-
-    @default("default_models")
-    def _models_from_env(self) -> list[str]:
-        return [m.strip() for m in os.environ.get(MODELS_ENV, "").split(",") if m.strip()]
+__all__ = ["CellError", "GridLLMMagics", "Interrupted", "load_ipython_extension", "unload_ipython_extension"]
 
 
 # -- the magics ------------------------------------------------------------------
@@ -85,7 +48,7 @@ class GridLLMMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.settings = GridLLM(parent=shell)
-        self.tasks: set[asyncio.Task[Any]] = set()  # --no-wait runs still streaming
+        self.tasks: set[concurrent.futures.Future[Any]] = set()  # --no-wait runs and retries still going
         self.last_view: View | None = None
 
     # ---------------------------------------------------------------- helpers
@@ -128,15 +91,15 @@ class GridLLMMagics(Magics):
         return CardsView(self.shell, prompt, tags, fmt, results=results, retry=retry, on_task=self._keep,
                          max_rate=rate, byte_budget=s.byte_budget, max_stale=s.max_stale)
 
-    def _keep(self, task: asyncio.Task[Any]) -> None:
-        """A background task of this kernel's (a retry from a card): cancelled with the extension."""
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def _keep(self, run: concurrent.futures.Future[Any]) -> None:
+        """A background run of this kernel's (``--no-wait``, a retry): cancelled with the extension."""
+        self.tasks.add(run)
+        run.add_done_callback(self.tasks.discard)
 
-    async def _live(self, view: View, work: Awaitable[Any], background: bool = False) -> Results:
-        """Await a run, a retry or a reattach that fills ``view.results``, then end the view."""
+    async def _live(self, view: View, work: Awaitable[Any]) -> Results:
+        """Await a run, a retry or a reattach that fills ``view.results``; the cell's value takes the view's place."""
         await work
-        view.finish(in_place=background)  # a blocking cell's value takes the grid's place instead
+        view.finish(in_place=False)
         return view.results
 
     def _show(self, view: View, coro: Coroutine[Any, Any, Results], name: str | None = None) -> Results:
@@ -260,15 +223,15 @@ class GridLLMMagics(Magics):
             run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
                        history=s.history, **kwargs)
         else:  # --arena: the view is dealt the letters, never the tags; the history gets the real run
-            run = arun(prompt, models, on_update=lambda u: view.on_update(arena.take(u)),
+            run = arun(prompt, models, on_update=lambda u: view.record(arena.take(u)),
                        announce=lambda m: print(arena.mask(m)), results=arena.results, history=s.history, **kwargs)
-        coro = self._live(view, run, background=args.no_wait)
-        if args.no_wait and loop is not None:
+        if args.no_wait and loop is not None:  # a kernel: the run goes on after the cell
+            from ..core.sync import submit
+
             view.open()  # the output must belong to this cell, not to a later one
-            task = loop.create_task(coro, name="gridllm-cell")
-            self.tasks.add(task)
-            task.add_done_callback(lambda t: self._background_done(t, view))
+            self._keep(submit(view.keep_live(run), name="gridllm-cell"))
             return None
+        coro = self._live(view, run)
         if arena is None:
             return self._show(view, coro, args.out)
         from ..widgets.votebar import ArenaOutput
@@ -284,6 +247,7 @@ class GridLLMMagics(Magics):
               kwargs: dict[str, Any]) -> Any:
         """``--over NAME``: a prompt × model grid (``grid.over``), a progress bar, a ``GridResults``."""
         from ..core.grid import over
+        from ..widgets import progress  # noqa: F401 - registers progress="widget"
 
         if args.no_wait:
             raise ConfigError("--no-wait cannot be used with --over")
@@ -294,15 +258,13 @@ class GridLLMMagics(Magics):
         except KeyboardInterrupt as stop:
             raise Interrupted(str(stop) or "interrupted") from None
 
-    def _background_done(self, task: asyncio.Task[Any], view: View) -> None:
-        self.tasks.discard(task)
-        view.background_done(task)
-
-    def cancel_background(self) -> int:
-        """Cancel every ``--no-wait`` run of this kernel; returns how many were live."""
-        live = [t for t in self.tasks if not t.done()]
+    def cancel_background(self, wait: float = 5.0) -> int:
+        """Cancel every background run of this kernel (``--no-wait``, retries), and give them up
+        to ``wait`` seconds to end their jobs CANCELLED; returns how many were live."""
+        live = [t for t in list(self.tasks) if not t.done()]
         for t in live:
             t.cancel()
+        concurrent.futures.wait(live, timeout=wait)
         return len(live)
 
     # ------------------------------------------------------------- line magic
@@ -329,15 +291,10 @@ class GridLLMMagics(Magics):
 
     _cmd_status = _cmd_cancel = _cmd_models
 
-    _SETTABLE = ("url", "default_models", "default_format", "hours", "timeout", "system", "options",
-                 "poll_interval", "poll_max_interval", "update_interval", "byte_budget",
-                 "max_stale", "max_models", "interpolate",
-                 "history", "output")
-
     def _cmd_config(self, args: Any) -> None:
-        from ..core.commands import configure
+        from .settings import configure
 
-        configure(self.settings, self._SETTABLE, args.settings, sys.stdout)
+        configure(self.settings, args.settings, sys.stdout)
 
     def _cmd_local(self, args: Any) -> None:
         """``%gridllm local start|stop|status``: the per-user background service, shared by every kernel."""
@@ -357,12 +314,11 @@ class GridLLMMagics(Magics):
         """The history run ``args.run`` names (default: the newest), polled at the session's pace."""
         from dataclasses import replace
 
-        from ..core.history import load_run
+        from ..core.commands import stored
 
-        results = load_run(args.run)
-        assert results.spec is not None
-        url = args.url or results.spec.url
-        results.spec = replace(results.spec, url=url, poll=self._poll(url))
+        results = stored(args.run, url=args.url)
+        assert results.spec is not None  # a history run says where it ran
+        results.spec = replace(results.spec, poll=self._poll(results.spec.url))
         return results
 
     def _cmd_attach(self, args: Any) -> Results:

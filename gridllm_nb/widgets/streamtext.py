@@ -22,7 +22,9 @@ its module had loaded) sees ``at`` disagree with its length and asks for a
 is repaired as well.
 
 The text is shown with ``textContent`` semantics (a DOM text node, never
-``innerHTML``): model text is untrusted and never becomes markup.
+``innerHTML``): model text is untrusted and never becomes markup. The front
+end is ``static/deltas.js`` (what every text widget shares: the messages,
+the text node) and ``static/streamtext.js`` (this widget's view).
 """
 
 from __future__ import annotations
@@ -33,64 +35,9 @@ from typing import Any
 import anywidget
 import traitlets
 
-__all__ = ["StreamText", "compact_esm", "utf16_len"]
+from .assets import esm
 
-# The part every text widget shares: it applies the kernel's messages to the
-# model (never ``save_changes``: the kernel already knows), and asks for a
-# reset when it finds itself out of step.
-INITIALIZE_JS = """\
-function initialize({ model }) {
-  let waiting = false;
-  const text = () => model.get("text") || "";
-  const onMsg = (msg) => {
-    if (!msg || typeof msg !== "object") return;
-    if (msg.set && typeof msg.set === "object") {
-      for (const [k, v] of Object.entries(msg.set)) model.set(k, v);
-    }
-    if (typeof msg.reset === "string") {
-      waiting = false;
-      model.set("text", msg.reset);
-    } else if (typeof msg.append === "string" && !waiting) {
-      const t = text();
-      if (msg.at === t.length) model.set("text", t + msg.append);
-      else { waiting = true; model.send({ resync: t.length }); }
-    }
-  };
-  model.on("msg:custom", onMsg);
-  model.send({ have: text().length });
-  return () => model.off("msg:custom", onMsg);
-}
-"""
-
-# Shows ``text`` in a DOM text node: appended data, never markup.
-TEXT_NODE_JS = """\
-function textNode(model, pre) {
-  const node = document.createTextNode(model.get("text") || "");
-  pre.appendChild(node);
-  model.on("change:text", () => {
-    const t = model.get("text") || "", shown = node.data;
-    if (t.length >= shown.length && t.startsWith(shown)) node.appendData(t.slice(shown.length));
-    else node.data = t;
-  });
-}
-"""
-
-_RENDER_JS = """\
-function render({ model, el }) {
-  const pre = document.createElement("pre");
-  pre.className = "gridllm-text";
-  pre.style.whiteSpace = "pre-wrap";
-  pre.style.margin = "0";
-  textNode(model, pre);
-  el.appendChild(pre);
-}
-export default { initialize, render };
-"""
-
-
-def compact_esm(*parts: str) -> str:
-    """One ES module from ``parts``, without indentation: each comm_open carries it."""
-    return "\n".join(line.strip() for part in parts for line in part.splitlines()) + "\n"
+__all__ = ["StreamText", "utf16_len"]
 
 
 def utf16_len(text: str) -> int:
@@ -110,7 +57,7 @@ class StreamText(anywidget.AnyWidget):
     text delta and every other change of the same moment.
     """
 
-    _esm = compact_esm(INITIALIZE_JS, TEXT_NODE_JS, _RENDER_JS)
+    _esm = esm("deltas", "streamtext")
     text = traitlets.Unicode("").tag(sync=True)  # the initial text only: see ``value``
     live_fields: tuple[str, ...] = ()
 

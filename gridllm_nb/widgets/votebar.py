@@ -18,8 +18,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..core.arena import ArenaRound
-from ..errors import GridLLMError
 from ..display.table import results_bundle
+from ..errors import GridLLMError
+from ..text import one_line
 
 __all__ = ["ArenaOutput", "VoteBar"]
 
@@ -71,7 +72,7 @@ class VoteBar(widgets.VBox):
         try:
             self.round.cast(choice, path=self.path)
         except (GridLLMError, OSError, sqlite3.Error) as exc:
-            self.line.value = " ".join(f"vote not stored: {exc}".split())
+            self.line.value = one_line(f"vote not stored: {exc}")
             return
         self._voted()
         if self.on_voted is not None:

@@ -27,11 +27,6 @@ BASE = "https://grid.invalid/remotejobs/v2"
 SECRET = "tok-3f9a-super-secret"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def make_client(fake: FakeJobsAPI, clock: FakeClock | None = None, **kw) -> JobsClient:
     return JobsClient(BASE, token=kw.pop("token", SECRET), transport=fake.transport(),
                       clock=clock or FakeClock(), **kw)

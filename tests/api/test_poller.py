@@ -23,11 +23,6 @@ BASE = "https://grid.invalid/remotejobs/v2"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

@@ -15,6 +15,7 @@ from gridllm_nb.api.client import (
 )
 from gridllm_nb.errors import APIError
 
+from .. import fakes
 from ..fakes import FakeClock, FakeJobsAPI
 
 pytestmark = pytest.mark.anyio
@@ -23,13 +24,8 @@ LOCAL = "http://127.0.0.1:9/remotejobs/v2"  # loopback: our own service, which m
 REMOTE = "https://grid.invalid/remotejobs/v2"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def client_for(fake: FakeJobsAPI, url: str = LOCAL) -> JobsClient:
-    return JobsClient(url, transport=fake.transport(), clock=FakeClock())
+    return fakes.client_for(fake, url)
 
 
 def prompt_of(fake: FakeJobsAPI, job_id: str) -> str:

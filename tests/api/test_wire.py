@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from gridllm_nb.api.wire import chunk_ids, encode_command_line
 
+BASE = "https://grid.invalid/remotejobs/v2"
+
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -10,8 +9,7 @@ import sys
 
 import pytest
 
-from gridllm_nb.cli import _Streamer, main
-from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.cli import main
 
 from ..fakes import FakeJobsAPI, ServedFake, words_script
 
@@ -82,19 +80,6 @@ def test_submit_status_watch_cancel_models(grid, capsys) -> None:
     assert main(["models", "--url", grid.url]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("good")
     assert main(["status", "f" * 32, "--url", grid.url]) == 1
-
-
-def test_streamer_labels_each_model_and_marks_resets() -> None:
-    out = io.StringIO()
-    stream = _Streamer(out)
-    stream(JobUpdate("a", "1", JobState.RUNNING, "Hel", delta="Hel"))
-    stream(JobUpdate("b", "2", JobState.RUNNING, "Yo", delta="Yo"))
-    stream(JobUpdate("a", "1", JobState.RUNNING, "Hello", delta="lo"))
-    stream(JobUpdate("a", "1", JobState.RUNNING, "New", delta="New", reset=True))
-    stream(JobUpdate("a", "1", JobState.COMPLETED, "New", elapsed=1.5))
-    text = out.getvalue()
-    assert text.startswith("[a] Hel\n[b] Yo\n[a] lo\n[a] (restarted) New")
-    assert "[a: completed in 1.5s]" in text
 
 
 def test_the_installed_console_script_runs(grid) -> None:

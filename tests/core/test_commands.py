@@ -6,22 +6,12 @@ import io
 
 import pytest
 
-from gridllm_nb.core import commands
 from gridllm_nb.cli import main
-from gridllm_nb.api.client import JobsClient
+from gridllm_nb.core import commands
 
-from ..fakes import FakeJobsAPI, ServedFake, words_script
+from ..fakes import FakeJobsAPI, ServedFake, client_for, words_script
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def client_for(fake: FakeJobsAPI) -> JobsClient:
-    return JobsClient("https://grid.invalid/remotejobs/v2", transport=fake.transport())
 
 
 async def test_models_status_cancel_reports() -> None:

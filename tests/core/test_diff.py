@@ -7,10 +7,10 @@ import re
 import pytest
 
 import gridllm_nb
-from gridllm_nb.core.diff import Diff, diff_texts, similarities, similarity
-from gridllm_nb.errors import ConfigError, GridLLMError
 from gridllm_nb.api.jobs import JobState
+from gridllm_nb.core.diff import Diff, diff_texts, similarities, similarity
 from gridllm_nb.core.results import Result, Results
+from gridllm_nb.errors import ConfigError, GridLLMError
 
 SCRIPT = "Hi <script>alert(1)</script> there"
 IMG = 'Hi <img src=x onerror="alert(2)"> there'

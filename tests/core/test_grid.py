@@ -6,43 +6,28 @@ import asyncio
 import io
 import json
 import re
-import signal
-import threading
-from typing import Any
 
 import httpx
 import pytest
 
-from gridllm_nb.api import poller as poller_module
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.errors import ConfigError
-from gridllm_nb.core.grid import GridResults, agrid, grid, over_prompts
 from gridllm_nb.api.jobs import JobState
-from gridllm_nb.notebook.magic import CellError, Interrupted
-from gridllm_nb.api.poller import Poller, PollSettings, get_poller
+from gridllm_nb.api.poller import Poller, PollSettings, get_poller, use_poller
+from gridllm_nb.core.grid import GridResults, agrid, grid, over_prompts
 from gridllm_nb.core.progress import Counts, Progress, TextProgress, progress_line
+from gridllm_nb.errors import ConfigError
 
-from ..fakes import FakeClock, FakeJobsAPI, words_script
-from ..notebook.test_magic import cell, comms_of, fake, ip, prompts_sent  # noqa: F401 - fixtures
+from ..fakes import FakeClock, FakeJobsAPI, client_for, words_script
 
 BASE = "https://grid.invalid/remotejobs/v2"
 TICK = PollSettings(fast=0.1, slow=0.1)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def fake_time() -> FakeClock:
     """Make the running loop's one poller run on a fake clock: no real sleeps, time moves per tick."""
     clock = FakeClock()
-    poller_module._POLLERS[asyncio.get_running_loop()] = Poller(TICK, clock=clock)
+    use_poller(Poller(TICK, clock=clock))
     return clock
-
-
-def client_for(fake: FakeJobsAPI, clock: FakeClock) -> JobsClient:
-    return JobsClient(BASE, transport=fake.transport(), clock=clock)
 
 
 def sent_prompts(fake: FakeJobsAPI) -> list[tuple[str, str]]:
@@ -63,7 +48,7 @@ async def test_ten_prompts_by_two_models_all_complete_through_the_one_poller() -
     clock = fake_time()
     fake = FakeJobsAPI(scripts={"a": words_script("answer from a"), "b": words_script("b says hi")})
     prompts = [f"question {i}" for i in range(10)]
-    result = await agrid(prompts, ["a", "b"], client=client_for(fake, clock), progress=None)
+    result = await agrid(prompts, ["a", "b"], client=client_for(fake, clock=clock), progress=None)
     assert isinstance(result, GridResults) and len(result) == 10 and result.done and result.ok
     assert result.counts == Counts(done=20, failed=0, total=20)
     assert [run.prompt for run in result] == prompts
@@ -91,7 +76,7 @@ async def test_at_most_max_live_jobs_are_unfinished_at_once() -> None:
 
     fake.handle = counting  # type: ignore[method-assign]
     result = await agrid([f"p{i}" for i in range(30)], ["a", "b"], max_live=5,
-                         client=client_for(fake, clock), progress=None)
+                         client=client_for(fake, clock=clock), progress=None)
     assert result.counts.done == 60 and len(seen) == 60
     assert max(seen) == 5  # bounded, and the bound is used
 
@@ -101,7 +86,7 @@ async def test_a_failing_model_is_counted_failed_while_the_others_complete() -> 
     clock = fake_time()
     fake = FakeJobsAPI(scripts={"bad": words_script("partial words", final="error")})
     progress: list[Counts] = []
-    result = await agrid([f"p{i}" for i in range(4)], ["good", "bad"], client=client_for(fake, clock),
+    result = await agrid([f"p{i}" for i in range(4)], ["good", "bad"], client=client_for(fake, clock=clock),
                          progress=None, on_progress=lambda g: progress.append(g.counts))
     assert result.counts == Counts(done=4, failed=4, total=8) and not result.ok and result.done
     assert all(run["bad"].state is JobState.FAILED and run["bad"].text == "partial words" for run in result)
@@ -117,9 +102,9 @@ async def test_an_unknown_model_raises_before_anything_is_sent_or_fails_its_colu
     clock = fake_time()
     fake = FakeJobsAPI(models=["smollm2:135m"])
     with pytest.raises(UnknownModel, match="did you mean smollm2:135m"):
-        await agrid(["a", "b"], ["smollm2:135m", "smollm2:136m"], client=client_for(fake, clock), progress=None)
+        await agrid(["a", "b"], ["smollm2:135m", "smollm2:136m"], client=client_for(fake, clock=clock), progress=None)
     assert fake.posts() == []
-    result = await agrid(["a", "b"], ["smollm2:135m", "smollm2:136m"], client=client_for(fake, clock),
+    result = await agrid(["a", "b"], ["smollm2:135m", "smollm2:136m"], client=client_for(fake, clock=clock),
                          progress=None, unknown="fail")
     assert result.counts == Counts(done=2, failed=2, total=4)
     assert [job.tag for job in fake.jobs.values()] == ["smollm2:135m"] * 2  # nothing sent for the unknown one
@@ -132,7 +117,7 @@ async def test_cancelling_mid_grid_cancels_live_jobs_keeps_text_and_sends_no_mor
     fake = FakeJobsAPI(default_script=[("running", "half an answer")], cancel_supported=True)
     kept: list[GridResults] = []
     task = asyncio.ensure_future(agrid([f"p{i}" for i in range(10)], ["a"], max_live=3, progress=None,
-                                       client=client_for(fake, clock), on_progress=kept.append))
+                                       client=client_for(fake, clock=clock), on_progress=kept.append))
     while not (kept and sum(1 for run in kept[0] if run["a"].text) == 3):
         await asyncio.sleep(0)
     task.cancel()
@@ -159,7 +144,7 @@ async def test_the_timeout_bounds_the_whole_grid() -> None:
     # hours=8: in fake time the poller races ahead, and must not reach a job's own hours limit
     # (which would free a slot) within the real 0.5 s the grid is given
     result = await agrid(["p0", "p1", "p2"], ["a"], max_live=2, timeout=0.5, hours=8, progress=None,
-                         client=client_for(fake, clock))
+                         client=client_for(fake, clock=clock))
     states = [(run["a"].state, run["a"].text) for run in result]
     assert states == [(JobState.TIMED_OUT, "slow")] * 2 + [(JobState.TIMED_OUT, "")]
     assert "not sent within the timeout of 0.5 s" in result[2]["a"].error
@@ -170,7 +155,7 @@ async def test_the_timeout_bounds_the_whole_grid() -> None:
 async def test_prompts_given_by_name() -> None:
     clock = fake_time()
     fake = FakeJobsAPI()
-    result = await agrid({"capital": "Capital of France?", "sum": "1+1?"}, ["a"], client=client_for(fake, clock),
+    result = await agrid({"capital": "Capital of France?", "sum": "1+1?"}, ["a"], client=client_for(fake, clock=clock),
                          progress=None)
     assert result["sum"].prompt == "1+1?" and result["sum"] is result[1]
     frame = result.to_pandas()
@@ -184,7 +169,7 @@ async def test_prompts_given_by_name() -> None:
 async def test_to_pandas_has_one_row_per_prompt_and_model_with_every_result_field() -> None:
     clock = fake_time()
     fake = FakeJobsAPI(scripts={"b": words_script("x", final="failed")})
-    result = await agrid(["p0", "p1", "p2"], ["a", "b"], client=client_for(fake, clock), progress=None)
+    result = await agrid(["p0", "p1", "p2"], ["a", "b"], client=client_for(fake, clock=clock), progress=None)
     frame = result.to_pandas()
     assert len(frame) == 6
     assert list(frame.columns[:2]) == ["prompt_index", "prompt"]
@@ -285,7 +270,7 @@ async def test_the_widget_bar_of_200_jobs_sends_a_bounded_number_of_messages(wir
     clock = fake_time()
     fake = FakeJobsAPI(default_script=words_script("a b c d e f"))
     start = clock.now
-    result = await agrid([f"p{i}" for i in range(200)], ["m"], client=client_for(fake, clock), progress="widget")
+    result = await agrid([f"p{i}" for i in range(200)], ["m"], client=client_for(fake, clock=clock), progress="widget")
     assert result.counts.done == 200
     updates = [state for _, kind, data in wire.sent if kind == "comm_msg" and data.get("method") == "update"
                for state in [data["state"]] if {"value"} & set(state)]
@@ -323,66 +308,6 @@ def test_over_prompts_goes_over_the_rows_of_a_dataframe() -> None:
 
     frame = pd.DataFrame({"city": ["Paris", "Rome"], "n": [1, 2]})
     assert over_prompts("{n}. {city}", frame, {}) == ["1. Paris", "2. Rome"]
-
-
-def test_the_magic_over_a_list_runs_the_grid_with_a_progress_bar(ip, fake) -> None:
-    ip.user_ns.update(cities=["Paris", "{secret}", "Rome"], secret="XYZ", style="briefly")
-    g = cell(ip, f"a:1 b:2 --url {fake.url} --over cities --max-live 2 --out g", "Say {style}: capital {item}?")
-    assert isinstance(g, GridResults) and ip.user_ns["g"] is g and g.ok and len(g) == 3
-    assert g[0]["a:1"].text == "Paris is the capital of France"
-    sent = sorted(p["inputs"][0] for p in prompts_sent(fake.fake))
-    assert sent == sorted(["Say briefly: capital Paris?", "Say briefly: capital {secret}?",
-                           "Say briefly: capital Rome?"] * 2)  # each element interpolated once, never twice
-    # the bar: a widget while it runs, then its output becomes the final line as plain text
-    pub, comms = ip.display_pub, comms_of(ip)
-    (shown,) = pub.by_id().values()
-    assert "application/vnd.jupyter.widget-view+json" in shown[0]["data"]
-    assert shown[-1]["update"] and shown[-1]["data"]["text/plain"].startswith("6/6 done · 0 failed · ")
-    assert set(comms.opened()) <= comms.closed()
-    assert "3 prompts × 2 models: 6 completed, 0 failed" in g._repr_html_()
-
-
-def test_the_magic_over_dict_elements_and_its_errors(ip, fake, capsys) -> None:
-    ip.user_ns["books"] = [{"title": "Dune", "author": "Herbert"}]
-    g = cell(ip, f"a:1 --url {fake.url} --over books", "Who wrote {title}? ({author})")
-    assert [p["inputs"][0] for p in prompts_sent(fake.fake)] == ["Who wrote Dune? (Herbert)"] and g.ok
-    for line, needle in ((f"a:1 --url {fake.url} --over nothing", "no variable named 'nothing'"),
-                         (f"a:1 --url {fake.url} --over books --no-wait", "--no-wait cannot be used with --over"),
-                         ("a:1 --over books --max-live 0", "--max-live must be ≥ 1")):
-        with pytest.raises(CellError, match=needle):
-            cell(ip, line, "{title}")
-
-
-def test_ctrl_c_in_the_magic_cancels_the_grid_and_keeps_what_arrived(ip, fake) -> None:
-    ip.user_ns["xs"] = list(range(6))
-    main = threading.main_thread().ident
-    api = fake.fake
-    answer_status = api._status
-    sent = threading.Event()
-
-    def status_then_ctrl_c(ids: list[str], **kwargs: Any) -> Any:
-        """A real Ctrl-C, sent by the service once the client has polled again after text for two jobs:
-        what the user saw is then known whatever the machine's load."""
-        response = answer_status(ids, **kwargs)
-        if not sent.is_set() and sum(1 for job in api.jobs.values() if job.position >= 3) >= 2:
-            sent.set()
-            signal.pthread_kill(main, signal.SIGINT)
-        return response
-
-    api._status = status_then_ctrl_c  # type: ignore[method-assign]
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        result = ip.run_cell(f"%%gridllm slow:1 --url {fake.url} --over xs --max-live 2 --out g\n{{item}}",
-                             store_history=False)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert isinstance(result.error_in_exec, Interrupted)
-    assert "0 of 6 jobs had completed; the partial results are kept in g" in str(result.error_in_exec)
-    g = ip.user_ns["g"]
-    assert g.done and [run["slow:1"].state for run in g] == [JobState.CANCELLED] * 6
-    assert g[0]["slow:1"].text.startswith("word") and g[5]["slow:1"].text == ""
-    assert len(fake.fake.jobs) == 2 and any(r.method == "DELETE" for r in fake.fake.requests)  # max-live 2
-    assert not any(t.name == "gridllm-run" for t in threading.enumerate())
 
 
 # -- the real local service ----------------------------------------------------------------------

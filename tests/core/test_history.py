@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gridllm_nb.core import history
-from gridllm_nb.errors import ConfigError
 from gridllm_nb.api.jobs import JobState
+from gridllm_nb.core import history
 from gridllm_nb.core.results import Result, Results
+from gridllm_nb.errors import ConfigError
 
 
 def _results(prompt: str = "What is 2+2?") -> Results:

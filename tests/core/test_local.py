@@ -4,7 +4,6 @@ LOST with the text kept when it never comes back, and the default service starte
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
 
@@ -13,20 +12,16 @@ import pytest
 
 from gridllm_nb import config
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.errors import ConfigError
+from gridllm_nb.core.local import revivable
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import RECONNECTING, Poller, PollSettings
+from gridllm_nb.errors import ConfigError
 
 from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
 
 pytestmark = pytest.mark.anyio
 
 BASE = "https://grid.invalid/remotejobs/v2"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _down(fake: FakeJobsAPI, n: int = 1000) -> None:
@@ -107,7 +102,7 @@ async def test_the_default_service_is_started_again_once_and_the_run_resumes(
         return object()
 
     calls = _fake_launcher(monkeypatch, start, died)
-    client = JobsClient(transport=fake.transport(), clock=clock)
+    client = revivable(JobsClient(transport=fake.transport(), clock=clock))
     assert client.endpoint.is_default
     watch = Poller(PollSettings(), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
     seen = [await watch.__anext__()]
@@ -131,7 +126,7 @@ async def test_when_the_default_service_cannot_start_again_the_job_ends_lost_say
         raise ConfigError('the local service exited with code 1 before it answered (log /x/service.log: "no port")')
 
     calls = _fake_launcher(monkeypatch, start, died)
-    client = JobsClient(transport=fake.transport(), clock=clock)
+    client = revivable(JobsClient(transport=fake.transport(), clock=clock))
     watch = Poller(PollSettings(), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
     assert (await watch.__anext__()).text == "half an answer"
     _down(fake)
@@ -156,7 +151,7 @@ async def test_jobs_the_new_service_does_not_know_end_lost_with_their_text(
         return object()
 
     _fake_launcher(monkeypatch, start, "the local service at X (pid 1) exited with SIGSEGV (log /x: empty)")
-    client = JobsClient(transport=fake.transport(), clock=clock)
+    client = revivable(JobsClient(transport=fake.transport(), clock=clock))
     job_ids.append(await client.submit("p", "m"))
     watch = Poller(PollSettings(lost_after=3), clock=clock).watch(client, job_ids[0], tag="m")
     assert (await watch.__anext__()).text == "before the crash"
@@ -235,30 +230,13 @@ async def test_a_run_over_http_says_reconnecting_and_resumes_when_the_service_is
     assert results["m"].error is None
 
 
-def test_the_terminal_view_shows_the_notice_once() -> None:
-    from gridllm_nb.cli import _Streamer
-
-    out = io.StringIO()
-    stream = _Streamer(out)
-    run = JobState.RUNNING
-    for u in (JobUpdate("m", "1", run, "Hi", delta="Hi"),
-              JobUpdate("m", "1", run, "Hi", error=f"{RECONNECTING} (no answer from the service)"),
-              JobUpdate("m", "1", run, "Hi", error=f"{RECONNECTING} (no answer from the service)"),
-              JobUpdate("m", "1", run, "Hi"),
-              JobUpdate("m", "1", run, "Hi there", delta=" there"),
-              JobUpdate("m", "1", JobState.COMPLETED, "Hi there", elapsed=1.0)):
-        stream(u)
-    text = out.getvalue()
-    assert text.count(RECONNECTING) == 1 and "Hi (reconnecting… (no answer from the service))  there" in text
-
-
 # -- the words of the error: what happened locally, or advice for a URL someone chose ----------------
 
 
 async def test_an_unreachable_custom_url_gets_advice_for_a_url() -> None:
     from gridllm_nb.api.retry import RetryPolicy
-    from gridllm_nb.errors import TransportError
     from gridllm_nb.core.run import arun
+    from gridllm_nb.errors import TransportError
     from gridllm_nb.service.launcher import free_port
 
     url = f"http://127.0.0.1:{free_port()}/remotejobs/v2"

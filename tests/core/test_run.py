@@ -10,27 +10,18 @@ import threading
 import pytest
 
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.errors import ConfigError, UnknownModel
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import PollSettings
 from gridllm_nb.core.run import arun, run
 from gridllm_nb.core.sync import run_sync
+from gridllm_nb.errors import ConfigError, UnknownModel
 
-from ..fakes import FakeClock, FakeJobsAPI, words_script
+from ..fakes import FakeJobsAPI, client_for, words_script
 
 pytestmark = pytest.mark.anyio
 
 BASE = "https://grid.invalid/remotejobs/v2"
 FAST = PollSettings(fast=0.001, slow=0.01)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-def client_for(fake: FakeJobsAPI) -> JobsClient:
-    return JobsClient(BASE, transport=fake.transport(), clock=FakeClock())
 
 
 async def test_two_models_in_parallel_with_live_updates() -> None:
@@ -268,12 +259,12 @@ async def test_a_retry_that_fails_to_submit_fails_from_a_clean_slate() -> None:
 def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(monkeypatch) -> None:
     import functools
 
-    from gridllm_nb.core import run as runner
+    from gridllm_nb.core import results as results_module
 
     secret = "tok_S3CRET_value"
     fake = FakeJobsAPI(scripts={"a": words_script("no", final="failed")}, token=secret)
     # No client given: the run (and its retry) make their own, here over the fake.
-    monkeypatch.setattr(runner, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
+    monkeypatch.setattr(results_module, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
     results = run("hi", ["a"], url=BASE, token=secret, poll=FAST, announce=None)
     assert results["a"].state is JobState.FAILED
     assert secret not in repr(results.spec) and secret not in repr(results)
@@ -302,28 +293,6 @@ def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
 
 
 # -- durable runs: the history as the jobs go, and attach after a restart --------------------
-
-
-@pytest.fixture
-def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
-    from gridllm_nb.core import history
-
-    path = tmp_path / "history.sqlite3"
-    monkeypatch.setenv(history.HISTORY_ENV, str(path))
-    return path
-
-
-@pytest.fixture
-def over_fake(monkeypatch: pytest.MonkeyPatch):
-    """Clients the core makes for itself (a retry's, an attach's) talk to the fake given."""
-    import functools
-
-    from gridllm_nb.core import run as runner
-
-    def use(fake: FakeJobsAPI) -> None:
-        monkeypatch.setattr(runner, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
-
-    return use
 
 
 async def _until(condition, what: str) -> None:

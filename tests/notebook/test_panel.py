@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 
 import pytest
 
-from gridllm_nb.core import history
-from gridllm_nb.api import poller as poller_module
-from gridllm_nb.widgets.cardwidget import CardWidget
 from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.api.poller import Poller, PollSettings, use_poller
 from gridllm_nb.api.retry import RetryPolicy
-from gridllm_nb.api.jobs import JobState
-from gridllm_nb.notebook.panel import Panel, PromptBox, render_text, slug
-from gridllm_nb.api.poller import Poller, PollSettings
+from gridllm_nb.core import history
 from gridllm_nb.core.results import Result, Results
+from gridllm_nb.display.render import render_text
+from gridllm_nb.notebook.panel import Panel
 from gridllm_nb.service.launcher import free_port
+from gridllm_nb.widgets.card import CardWidget, slug
+from gridllm_nb.widgets.prompt import PromptBox
 from gridllm_nb.widgets.streamtext import StreamText, utf16_len
 
 from ..conftest import Wire
@@ -35,17 +35,10 @@ FAST = PollSettings(fast=0.02, slow=0.05)
 XSS = 'Look: <script>window.pwned=1</script> and <img src=x onerror="window.pwned=2"> done'
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(autouse=True)
-def history_file(tmp_path, monkeypatch: pytest.MonkeyPatch):
+def own_history(history_file):
     """Each test its own SQLite history: a new panel lists only what that test recorded."""
-    path = tmp_path / "history.sqlite3"
-    monkeypatch.setenv(history.HISTORY_ENV, str(path))
-    return path
+    return history_file
 
 
 def fake_panel(fake: FakeJobsAPI, models: list[str] | None = None, **kw) -> Panel:
@@ -77,7 +70,7 @@ async def test_checkboxes_come_from_the_models_endpoint() -> None:
     assert cb.description == "gemma3:270m"
     assert "gridllm-model-gemma3-270m" in cb._dom_classes
     assert panel.status.value == "" and hidden(panel.status)  # an empty status line takes no room
-    assert panel.widget is panel and "gridllm-panel" in panel._dom_classes
+    assert "gridllm-panel" in panel._dom_classes
 
 
 async def test_without_a_models_endpoint_the_status_line_says_so() -> None:
@@ -93,12 +86,12 @@ async def test_at_most_three_ticked_the_others_disabled_with_a_hint() -> None:
     cbs = panel.checkboxes
     for t in tags[:2]:
         cbs[t].value = True
-    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.picker.hint)
     cbs["c:1"].value = True
     assert cbs["d:1"].disabled and not any(cbs[t].disabled for t in tags[:3])
-    assert not hidden(panel.hint) and "At most 3" in panel.hint.value
+    assert not hidden(panel.picker.hint) and "At most 3" in panel.picker.hint.value
     cbs["b:1"].value = False
-    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.hint)
+    assert not any(cb.disabled for cb in cbs.values()) and hidden(panel.picker.hint)
     assert panel.chosen == ["a:1", "c:1"]
 
 
@@ -109,7 +102,7 @@ async def test_a_fourth_tick_set_in_code_is_undone_with_the_hint() -> None:
         panel.checkboxes[t].value = True
     assert panel.chosen == ["a:1", "b:1", "c:1"] and not panel.checkboxes["d:1"].value
     assert panel.checkboxes["d:1"].disabled
-    assert not hidden(panel.hint) and "At most 3 models" in panel.hint.value
+    assert not hidden(panel.picker.hint) and "At most 3 models" in panel.picker.hint.value
     panel.checkboxes["a:1"].value = False
     panel.checkboxes["d:1"].value = True  # room again: this one stays
     assert panel.chosen == ["b:1", "c:1", "d:1"]
@@ -125,7 +118,7 @@ async def test_a_fourth_tick_from_the_browser_is_undone_on_the_wire(wire: Wire) 
     late.set_state({"value": True})  # clicked before the disabling reached the browser
     assert not late.value and panel.chosen == ["a:1", "b:1"]
     assert wire.updates(late)[-1] == {"value": False}  # the browser is told
-    assert not hidden(panel.hint) and "At most 2 models" in panel.hint.value
+    assert not hidden(panel.picker.hint) and "At most 2 models" in panel.picker.hint.value
 
 
 async def test_process_is_disabled_without_model_or_prompt() -> None:
@@ -194,10 +187,40 @@ async def test_the_panels_results_can_be_retried_and_its_cards_follow() -> None:
     assert body["tag"] == "n:1" and json.loads(body["commandLine"])["options"] == {"max_tokens": 4}
 
 
+async def test_each_update_is_applied_once_and_each_card_reads_its_runs_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core applies every update to the run's Result; neither the panel nor a card applies it again."""
+    applied: list[tuple[Result, JobUpdate]] = []
+    apply = Result.apply
+
+    def counting(result: Result, update: JobUpdate) -> None:
+        applied.append((result, update))  # keeps every update alive: no id is reused
+        apply(result, update)
+
+    monkeypatch.setattr(Result, "apply", counting)
+    fake = FakeJobsAPI(models=["m:1", "n:1"], scripts={"n:1": words_script("cut short", final="error")})
+    panel = fake_panel(fake, ["m:1", "n:1"], prompt="hi")
+    for cb in panel.checkboxes.values():
+        cb.value = True
+    panel.process_button.click()
+    results = await panel.wait()
+    fake.scripts["n:1"] = words_script("second answer")
+    panel.retry_failed()  # a restart, then the new answer: into the same Results and cards
+    await panel.wait()
+    assert results.ok and len(applied) > 10
+    counts: dict[int, int] = {}
+    for _, update in applied:
+        counts[id(update)] = counts.get(id(update), 0) + 1
+    assert set(counts.values()) == {1}
+    assert {id(r) for r, _ in applied} == {id(results["m:1"]), id(results["n:1"])}  # the run's Results only
+    for tag, card in panel.cards.items():
+        assert card.result is results[tag] and card.text == results[tag].text == card.widget.value
+
+
 def fake_time() -> FakeClock:
     """The running loop's one poller on a fake clock: the jobs move per poll, with no real sleeps."""
     clock = FakeClock()
-    poller_module._POLLERS[asyncio.get_running_loop()] = Poller(FAST, clock=clock)
+    use_poller(Poller(FAST, clock=clock))
     return clock
 
 
@@ -308,98 +331,6 @@ async def test_without_a_run_there_is_nothing_to_retry() -> None:
     assert panel.retry_failed() is None and panel.status.value == "nothing to retry: no run yet"
 
 
-async def test_earlier_runs_go_to_the_collapsible_history() -> None:
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
-    panel.checkboxes["m:1"].value = True
-    panel.process_button.click()
-    first = await panel.wait()
-    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
-    panel.prompt.value = "second <b>bold</b>"
-    panel.process_button.click()
-    second = await panel.wait()
-    assert panel.results is second and second.prompt.startswith("second")
-    [earlier] = panel.history
-    assert earlier.prompt == "first" and earlier["m:1"].text == first["m:1"].text
-    assert panel.history_accordion.selected_index is None  # collapsed
-    assert panel.history_accordion.get_title(0) == "History (1 earlier run)"
-    entry = panel.history_box.children[0].value
-    assert "first" in entry and "Hello from the fake grid" in entry
-    assert "<summary>m:1 · completed · " in entry  # one line per model, expandable
-    panel.prompt.value = "third"
-    panel.process_button.click()
-    await panel.wait()
-    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
-    newest = panel.history_box.children[0].value
-    assert "second &lt;b&gt;bold&lt;/b&gt;" in newest and "<b>bold" not in newest
-
-
-def _run(prompt: str, **answers: tuple[str, str]) -> Results:
-    return Results(prompt, {tag: Result(tag=tag, text=text, state=JobState(state), elapsed=1.25)
-                            for tag, (state, text) in answers.items()})
-
-
-async def test_a_new_panel_lists_earlier_runs_from_the_sqlite_history(history_file) -> None:
-    long = "Red, orange and yellow. " + "More words here. " * 40 + "<img src=x onerror=alert(1)> THE END"
-    history.record(_run("Name three colours", **{"smollm2:135m": ("completed", long),
-                                                 "gemma3:270m": ("failed", "")}), "http://127.0.0.1:1/x")
-    history.record(_run("Say hi", **{"m:1": ("completed", "hi there")}), "http://127.0.0.1:1/x")
-    assert history_file.exists()
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
-    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
-    assert [r.prompt for r in panel.history] == ["Name three colours", "Say hi"]  # oldest first
-    newest, oldest = (w.value for w in panel.history_box.children)  # shown newest first
-    assert "Say hi" in newest and "<summary>m:1 · completed · 1.2 s · hi there</summary>" in newest
-    # one line per model: tag · state · time · first words; the full answer inside, as text
-    assert "<summary>smollm2:135m · completed · 1.2 s · Red, orange and yellow. More words" in oldest
-    assert "<summary>gemma3:270m · failed · 1.2 s</summary>" in oldest
-    assert oldest.count("<details") == 2 and "THE END" in oldest
-    assert "<img" not in oldest and "&lt;img src=x" in oldest  # render_text, never raw
-    # its own run is recorded too, and the next new panel lists it
-    panel.checkboxes["m:1"].value = True
-    panel.prompt.value = "third"
-    panel.process_button.click()
-    await panel.wait()
-    assert [r["prompt"] for r in history.recent(5)] == ["third", "Say hi", "Name three colours"]
-    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"  # the shown run is not "earlier"
-    later = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
-    assert later.history_accordion.get_title(0) == "History (3 earlier runs)"
-    assert later.history[-1].prompt == "third" and later.history[-1]["m:1"].text == "Hello from the fake grid"
-
-
-async def test_runs_made_elsewhere_meanwhile_join_the_history_on_the_next_run() -> None:
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first")
-    panel.checkboxes["m:1"].value = True
-    panel.process_button.click()
-    await panel.wait()
-    history.record(_run("from the magic", **{"x:1": ("completed", "magic answer")}), "http://h/x")
-    panel.prompt.value = "second"
-    panel.process_button.click()
-    await panel.wait()
-    assert [r.prompt for r in panel.history] == ["first", "from the magic"]
-    assert panel.history_accordion.get_title(0) == "History (2 earlier runs)"
-
-
-async def test_without_history_the_panel_lists_its_own_runs_and_records_nothing(history_file) -> None:
-    history.record(_run("old", **{"m:1": ("completed", "old answer")}), "http://h/x")
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first", history=False)
-    assert panel.history == [] and panel.history_accordion.get_title(0) == "History (0 earlier runs)"
-    panel.checkboxes["m:1"].value = True
-    for prompt in ("first", "second"):
-        panel.prompt.value = prompt
-        panel.process_button.click()
-        await panel.wait()
-    assert [r.prompt for r in panel.history] == ["first"]
-    assert [r["prompt"] for r in history.recent(5)] == ["old"]
-
-
-async def test_history_keeps_the_last_runs_only() -> None:
-    for i in range(5):
-        history.record(_run(f"run {i}", **{"m:1": ("completed", f"answer {i}")}), "http://h/x")
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], history_runs=3)
-    assert [r.prompt for r in panel.history] == ["run 2", "run 3", "run 4"]
-    assert panel.history_accordion.get_title(0) == "History (3 earlier runs)"
-
-
 # -- Ctrl+Enter -------------------------------------------------------------------------
 
 def browser_sends(widget, data: dict) -> None:
@@ -428,16 +359,6 @@ async def test_ctrl_enter_in_the_prompt_runs_process() -> None:
     panel.prompt.value = " "
     panel.prompt.submit()
     assert not panel.running and "write a prompt" in panel.status.value
-
-
-async def test_ctrl_enter_is_wired_in_the_front_end() -> None:
-    esm = PromptBox._esm
-    assert '"keydown"' in esm and "e.ctrlKey || e.metaKey" in esm and 'e.key !== "Enter"' in esm
-    assert "preventDefault" in esm and "stopPropagation" in esm  # not the notebook's run-cell
-    assert "model.send({ submit: ta.value })" in esm
-    assert "innerHTML" not in esm
-    # the box fills its row exactly: the right border is inside the panel
-    assert "box-sizing: border-box; width: 100%" in PromptBox._css
 
 
 async def test_a_model_that_runs_again_keeps_its_card_widget(wire: Wire) -> None:
@@ -603,10 +524,13 @@ async def test_switching_modes_brings_the_shown_view_up_to_date_once(wire: Wire)
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
     panel._prepare("p", ["m:1"])
     card = panel.cards["m:1"]
-    card.apply(JobState.RUNNING, "one **two**", None, 1.0)
+    card.result.apply(JobUpdate(tag="m:1", job_id="j", state=JobState.RUNNING, text="one **two**", elapsed=1.0))
+    card.show()
     panel.markdown_toggle.value = True
     assert "<strong>two</strong>" in card.html
-    card.apply(JobState.RUNNING, "one **two** three", None, 2.0)  # markdown only while shown
+    card.result.apply(JobUpdate(tag="m:1", job_id="j", state=JobState.RUNNING, text="one **two** three",
+                                elapsed=2.0))
+    card.show()  # markdown only while shown
     assert "three" in card.html and card.widget.value == "one **two**"
     panel.markdown_toggle.value = False
     assert card.widget.value == "one **two** three"
@@ -675,54 +599,3 @@ async def test_panel_lists_nothing_when_the_service_is_down() -> None:
     panel = Panel(url=url, retry=RetryPolicy(budget=0.3))
     await panel.loaded()
     assert panel.checkboxes == {} and "cannot reach" in panel.status.value
-
-
-# -- Compare: two answers word by word ------------------------------------------------
-
-async def test_compare_shows_an_escaped_word_diff_of_two_answers() -> None:
-    fake = FakeJobsAPI(models=["m:1", "n:1", "o:1"], scripts={
-        "m:1": words_script("the cat sat on the mat <script>window.pwned=1</script>"),
-        "n:1": words_script('the dog sat on the mat <img src=x onerror="window.pwned=2">'),
-        "o:1": words_script("something else entirely"),
-    })
-    panel = fake_panel(fake, ["m:1", "n:1", "o:1"], prompt="p")
-    assert "gridllm-compare" in panel.compare_toggle._dom_classes and panel.compare_toggle in panel.children[5].children
-    assert hidden(panel.diff_box) and panel.diff_box in panel.children
-    for t in ("m:1", "n:1", "o:1"):
-        panel.checkboxes[t].value = True
-    panel.process_button.click()
-    await panel.wait()
-    await until(lambda: not panel.running)
-    await asyncio.sleep(0.05)  # _after_run is scheduled right after the task
-    assert hidden(panel.diff_box)  # off: nothing computed, nothing shown
-    panel.compare_toggle.value = True
-    assert not hidden(panel.diff_box) and "gridllm-diff" in panel.diff_html._dom_classes
-    assert list(panel.diff_a.options) == ["m:1", "n:1", "o:1"]
-    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "n:1")
-    page = panel.diff_html.value
-    assert "m:1" in page and "n:1" in page and "similar" in page
-    assert "<script" not in page and "<img" not in page
-    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page and "&lt;img src=x" in page
-    assert re.search(r"<del [^>]*>cat</del>", page) and re.search(r"<ins [^>]*>dog</ins>", page)
-    assert page == panel.results.diff("m:1", "n:1")._repr_html_()
-    panel.diff_b.value = "o:1"  # a dropdown change brings the diff up to date
-    assert "o:1" in panel.diff_html.value and "something else entirely" in panel.diff_html.value
-    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
-    panel.process_button.click()  # a second run with Compare on: a note while it runs, the diff when it ends
-    assert panel.running and "when the run ends" in panel.diff_html.value
-    await panel.wait()
-    await until(lambda: "similar" in panel.diff_html.value)
-    assert (panel.diff_a.value, panel.diff_b.value) == ("m:1", "o:1")  # the choice is kept
-    assert panel.diff_html.value == panel.results.diff("m:1", "o:1")._repr_html_()
-    panel.compare_toggle.value = False
-    assert hidden(panel.diff_box)
-
-
-async def test_compare_with_one_model_says_it_needs_two() -> None:
-    panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="p")
-    panel.compare_toggle.value = True
-    assert not hidden(panel.diff_box) and hidden(panel.diff_pick) and "two answers" in panel.diff_html.value
-    panel.checkboxes["m:1"].value = True
-    panel.process_button.click()
-    await panel.wait()
-    assert hidden(panel.diff_pick) and "two answers" in panel.diff_html.value

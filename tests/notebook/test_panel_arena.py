@@ -19,7 +19,6 @@ import ipywidgets as widgets
 import pytest
 
 from gridllm_nb.core import history
-from gridllm_nb.api import poller as poller_module
 from gridllm_nb.core.arena import BAD, TIE, ArenaRound, Vote, deal, votes
 from gridllm_nb.widgets.votebar import ArenaOutput, VoteBar
 from gridllm_nb.widgets.card import slug
@@ -28,12 +27,11 @@ from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.notebook.panel import Panel
-from gridllm_nb.api.poller import Poller, PollSettings
+from gridllm_nb.api.poller import Poller, PollSettings, use_poller
 
 from ..conftest import Wire
 from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
-from .test_magic import CapturePub, cell, ip, one_line_error  # noqa: F401 - ip: the magic tests' shell
-from .test_panel import history_file  # noqa: F401 - autouse: each test its own SQLite history
+from .conftest import CapturePub, cell, one_line_error
 
 pytestmark = pytest.mark.anyio
 
@@ -41,9 +39,10 @@ BASE = "https://grid.invalid/remotejobs/v2"
 SMOL, GEMMA, QWEN = "smollm2:135m", "gemma3:270m", "qwen3:0.6b"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(autouse=True)
+def own_history(history_file):
+    """Each test its own SQLite history: a new panel lists only what that test recorded."""
+    return history_file
 
 
 def names(tags: list[str]) -> set[str]:
@@ -85,7 +84,7 @@ def fake_panel(fake: FakeJobsAPI, tags: list[str], clock: FakeClock, **kw: Any) 
 def fake_time() -> FakeClock:
     """The running loop's poller on a fake clock: time moves per tick, nothing sleeps."""
     clock = FakeClock()
-    poller_module._POLLERS[asyncio.get_running_loop()] = Poller(PollSettings(fast=0.1, slow=0.1), clock=clock)
+    use_poller(Poller(PollSettings(fast=0.1, slow=0.1), clock=clock))
     return clock
 
 
@@ -161,17 +160,6 @@ def test_a_round_needs_two_or_three_models(tags: list[str]) -> None:
         ArenaRound(tags)
 
 
-def test_a_vote_that_cannot_be_stored_says_so_and_can_be_cast_again(tmp_path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    bar = VoteBar(path=blocker / "votes.sqlite3")  # its folder is a file: nothing can be stored
-    blind = ArenaRound([SMOL, GEMMA])
-    bar.ask(blind)
-    bar.vote("A")
-    assert bar.line.value.startswith("vote not stored:") and not blind.voted
-    assert not any(b.disabled for b in bar.buttons.values())
-
-
 # -- the panel -------------------------------------------------------------------------------
 
 
@@ -182,7 +170,7 @@ async def test_nothing_sent_before_the_vote_names_a_model(wire: Wire, history_fi
     panel = fake_panel(fake, tags, fake_time_clock, rng=random.Random(5))
     for t in tags:
         panel.checkboxes[t].value = True
-    panel.compare_toggle.value = True
+    panel.compare.toggle.value = True
     panel.markdown_toggle.value = True
     before = len(wire.sent)
     assert leaks(json.dumps(wire.sent[:before]), tags) == names(tags)  # the scan sees the checkboxes' tags
@@ -204,12 +192,12 @@ async def test_nothing_sent_before_the_vote_names_a_model(wire: Wire, history_fi
     assert gemma.state is JobState.FAILED and gemma.widget.live("error").startswith(f"{blind.letter(GEMMA)} ran out")
     assert f"unknown model '{blind.letter(QWEN)}'" in qwen.widget.live("error")
     assert "2 of 3 model(s) did not complete" in panel.status.value
-    assert list(panel.diff_a.options) == ["A", "B", "C"]
+    assert list(panel.compare.a.options) == ["A", "B", "C"]
     assert list(panel.vote_bar.buttons) == ["A", "B", "C", TIE, BAD]
     assert panel.vote_bar.layout.display is None and not any(x.disabled for x in panel.vote_bar.buttons.values())
     # the real run is in the history, and not listed in the panel's
     assert [r["tag"] for r in history.recent(1)[0]["results"]] == [a, b, c]
-    assert panel.history_box.children == ()
+    assert panel.history_list.box.children == ()
 
     cut = len(wire.sent)
     panel.vote_bar.buttons["C"].click()
@@ -253,7 +241,7 @@ async def test_panel_vote_winner_and_a_new_round_with_a_new_deal(history_file) -
     panel.vote("tie")
     assert [v.winner for v in votes(history_file)] == [first.letters["A"], TIE]
     # the earlier rounds joined the history, named (the first voted on, the others left without a vote)
-    assert len(panel.history_box.children) == 6
+    assert len(panel.history_list.box.children) == 6
 
 
 async def test_no_history_lists_a_round_until_its_vote() -> None:
@@ -268,7 +256,7 @@ async def test_no_history_lists_a_round_until_its_vote() -> None:
 
     def listed(p: Panel) -> str:
         p._sync_history()  # what any refresh of its History would show
-        return json.dumps([e.value for e in p.history_box.children])
+        return json.dumps([e.value for e in p.history_list.box.children])
 
     other = Panel([SMOL, GEMMA], client=JobsClient(BASE, transport=fake.transport()))  # opened meanwhile
     assert listed(panel) == listed(other) == "[]"
@@ -322,7 +310,7 @@ def arena_fake() -> Any:
         yield served
 
 
-def test_magic_arena_sends_letters_only_until_the_vote(ip: Any, arena_fake: ServedFake, history_file,  # noqa: F811
+def test_magic_arena_sends_letters_only_until_the_vote(ip: Any, arena_fake: ServedFake, history_file,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     tags = ["alpha:1", "beta:2"]
     pub: CapturePub = ip.display_pub
@@ -355,14 +343,14 @@ def test_magic_arena_sends_letters_only_until_the_vote(ip: Any, arena_fake: Serv
     ("alpha:1 beta:2 --arena --no-wait", "--arena cannot be used with --over or --no-wait"),
     ("alpha:1 beta:2 --arena --over xs", "--arena cannot be used with --over or --no-wait"),
 ])
-def test_magic_arena_errors_are_one_line(ip: Any, arena_fake: ServedFake, line: str, needle: str,  # noqa: F811
+def test_magic_arena_errors_are_one_line(ip: Any, arena_fake: ServedFake, line: str, needle: str,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     ip.user_ns["xs"] = ["q"]
     assert needle in one_line_error(ip, f"%%gridllm {line} --url {arena_fake.url}\np", capsys)
     assert arena_fake.fake.posts() == []
 
 
-def test_magic_arena_needs_a_notebook(ip: Any, arena_fake: ServedFake,  # noqa: F811
+def test_magic_arena_needs_a_notebook(ip: Any, arena_fake: ServedFake,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     ip.magics_manager.registry["GridLLMMagics"].settings.output = "stream"
     assert "--arena needs a notebook" in one_line_error(ip, f"%%gridllm alpha:1 beta:2 --arena --url {arena_fake.url}\np",
@@ -370,7 +358,7 @@ def test_magic_arena_needs_a_notebook(ip: Any, arena_fake: ServedFake,  # noqa: 
     assert arena_fake.fake.posts() == []
 
 
-def test_line_arena_shows_the_panel_blind(ip: Any, arena_fake: ServedFake,  # noqa: F811
+def test_line_arena_shows_the_panel_blind(ip: Any, arena_fake: ServedFake,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[Any] = []
     monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))

@@ -1,13 +1,16 @@
-"""``CardWidget``: one message per change, holding only what changed; the clock stays in the browser."""
+"""The card: ``CardWidget`` sends one message per change, holding only what changed (the clock stays
+in the browser); ``Card`` shows its run's ``Result`` at a coalesced pace; ``CardRow`` holds them."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from gridllm_nb.widgets.cardwidget import CardWidget
-from gridllm_nb.api.jobs import JobState
-from gridllm_nb.core.results import RETRYABLE
+import pytest
+
+from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.core.results import RETRYABLE, Result, Results
+from gridllm_nb.widgets.card import Card, CardRow, CardWidget, slug
 
 from ..conftest import Wire
 
@@ -137,3 +140,85 @@ def test_the_retry_button_is_a_real_button_shown_by_state_and_offer() -> None:
     shown_on = re.search(r"const RETRYABLE = new Set\(\[(.*?)\]\)", esm)
     assert shown_on and set(json.loads(f"[{shown_on.group(1)}]")) == {s.value for s in RETRYABLE}
     assert ".gridllm-retry:focus-visible" in CardWidget._css
+
+
+# -- Card: the run's Result, shown ---------------------------------------------------------
+
+
+def update(tag: str, state: JobState, text: str, error: str | None = None, elapsed: float = 1.0,
+           **kw: object) -> JobUpdate:
+    return JobUpdate(tag=tag, job_id="j1", state=state, text=text, error=error, elapsed=elapsed, **kw)  # type: ignore[arg-type]
+
+
+def feed(result: Result, card: Card, u: JobUpdate) -> None:
+    """What the core and a front end do with one update: the Result takes it, the card is told."""
+    result.apply(u)
+    card.push(u)
+
+
+def test_a_card_shows_its_results_state_and_never_applies_an_update_itself(wire) -> None:
+    result = Result(tag="m")
+    card = Card(result, max_rate=0, byte_budget=None)  # every update shown at once
+    feed(result, card, update("m", JobState.RUNNING, "Hel", elapsed=0.5))
+    result.apply(update("m", JobState.RUNNING, "Hello", elapsed=0.9))  # applied, not yet told
+    assert card.widget.value == "Hel"
+    feed(result, card, update("m", JobState.COMPLETED, "Hello!", elapsed=2.04, finish="length", tokens=3))
+    assert (card.state, card.text, card.elapsed) == (JobState.COMPLETED, "Hello!", 2.04)
+    assert card.finish == "stopped at 3 tokens" == card.widget.live("finish")
+    assert card.widget.live("stats") == result.stats_line() != ""  # the Result's own times
+    assert [m.get("append") for m in wire.custom(card.widget)] == ["Hel", "lo!"]
+
+
+def test_a_card_counts_on_its_owner_to_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    applied: list[JobUpdate] = []
+    monkeypatch.setattr(Result, "apply", lambda self, u: applied.append(u))
+    card = Card(Result(tag="m"), max_rate=0, byte_budget=None)
+    card.push(update("m", JobState.RUNNING, "abc"))
+    card.flush()
+    assert applied == []
+
+
+def test_a_masked_card_never_sends_the_name_in_its_error(wire) -> None:
+    result = Result(tag="gemma3:270m")
+    card = Card(result, title="A", mask=lambda text: text.replace("gemma3:270m", "A"), max_rate=0)
+    feed(result, card, update("gemma3:270m", JobState.FAILED, "half", error="gemma3:270m\nran out of memory"))
+    assert card.error == "A ran out of memory" == card.widget.live("error")
+    assert result.error == "gemma3:270m\nran out of memory"  # the Result keeps the truth
+    assert "gemma3" not in json.dumps([wire.of(card.widget, "comm_open"), wire.custom(card.widget)])
+    assert card.widget.tag == "A" and "gridllm-card-a" in card.widget._dom_classes
+
+
+def test_a_restart_empties_the_card_at_once() -> None:
+    result = Result(tag="m")
+    card = Card(result, max_rate=1.0)  # no running loop: every flush is at once
+    feed(result, card, update("m", JobState.FAILED, "partial", error="boom"))
+    assert card.state is JobState.FAILED
+    restart = JobUpdate.restart("m")
+    feed(result, card, restart)
+    assert (card.state, card.text, card.widget.value, card.widget.live("error")) == (
+        JobState.SUBMITTED, "", "", "")
+
+
+def test_a_card_row_holds_one_card_per_result_in_the_order_asked(wire) -> None:
+    results = Results("p", {t: Result(tag=t) for t in ("a:1", "b:2", "c:3")})
+    row = CardRow(results, ["c:3", "a:1"], title=str.upper, max_rate=0)
+    assert list(row.cards) == ["c:3", "a:1"] and row.cards["a:1"].result is results["a:1"]
+    assert [c.widget.tag for c in row.cards.values()] == ["C:3", "A:1"] and "gridllm-cards" in row._dom_classes
+    u = update("a:1", JobState.COMPLETED, "done")
+    results["a:1"].apply(u)
+    row.push(u)
+    assert row.cards["a:1"].widget.value == "done" and row.cards["c:3"].widget.value == ""
+    ids = {c.widget.model_id for c in row.cards.values()} | {row.model_id}
+    row.close()
+    assert ids <= {cid for cid, kind, _ in wire.sent if kind == "comm_close"}
+    assert slug("Gemma3:270M") == "gemma3-270m" and slug("::") == "model"
+
+
+def test_the_front_end_lives_in_static_files_and_is_one_module() -> None:
+    from gridllm_nb.widgets.assets import STATIC
+
+    esm = CardWidget._esm
+    assert esm.count("export default") == 1 and "function initialize" in esm and "function textNode" in esm
+    assert "//" not in CardWidget._css and "/*" not in CardWidget._css  # compacted: no comments
+    for name in ("deltas.js", "card.js", "card.css"):
+        assert (STATIC / name).is_file()
