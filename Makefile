@@ -34,6 +34,7 @@ browser:
 	  || echo "warning: could not install chromium; browser tests will be skipped"; }
 
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 

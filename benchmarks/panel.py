@@ -62,8 +62,9 @@ class CountingComm(BaseComm):
 comm_pkg.create_comm = lambda *a, **k: CountingComm(*a, **k)
 
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.notebook.panel import BYTE_BUDGET, MAX_STALE, Panel
 from gridllm_nb.api.poller import PollSettings
+from gridllm_nb.notebook.panel import Panel
+from gridllm_nb.widgets.card import BYTE_BUDGET, MAX_STALE
 
 
 def tree_ids(widget: Any) -> set[str]:
@@ -125,7 +126,7 @@ class Rates:
 
 
 def card_pending(card: Any) -> bool:
-    return card._pending is not None
+    return card._pending
 
 
 async def measure(panel: Panel, tags: list[str], prompt: str) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ from gridllm_nb.errors import (
     TransportError,
 )
 from gridllm_nb.api.jobs import Job, JobState, JobUpdate, state_from_raw
-from gridllm_nb.api.poller import Poller, PollSettings, Watch
+from gridllm_nb.api.poller import Poller, PollSettings, Feed
 from gridllm_nb.service.launcher import free_port
 
 HERE = Path(__file__).resolve().parent
@@ -106,7 +106,7 @@ class StreamTimedClient(JobsClient):
     cpu: list[float]
 
     async def watch(self, ids: Any, known: Any, *, every: float = 0.3) -> Any:
-        inner = super().watch(ids, known, every=every)
+        inner = super().follow(ids, known, every=every)
         try:
             while True:
                 for _ in range(3):
@@ -237,8 +237,8 @@ class BaselineClient(JobsClient):
         return data
 
 
-class BaselineWatch(Watch):
-    """Watch with c63c32a's emit/compare/apply: a Job built for every changed answer."""
+class BaselineWatch(Feed):
+    """Feed with c63c32a's emit/compare/apply: a Job built for every changed answer."""
 
     job = None  # a plain attribute again (shadows the lazy property)
 
@@ -310,7 +310,7 @@ class BaselinePoller(Poller):
     """Poller with c63c32a's tick: groups and chunks every live job on every tick."""
 
     def watch(self, client: JobsClient, job_id: str, *, tag: str = "", hours: float | None = None,
-              started: float | None = None) -> Watch:
+              started: float | None = None) -> Feed:
         now = self.clock.monotonic()
         started = now if started is None else started
         limit = 1.0 if hours is None else hours
@@ -329,12 +329,12 @@ class BaselinePoller(Poller):
 
     async def tick(self) -> float:
         self.ticks += 1
-        groups: dict[int, list[Watch]] = defaultdict(list)
+        groups: dict[int, list[Feed]] = defaultdict(list)
         clients: dict[int, JobsClient] = {}
         for w in list(self._watches.values()):
             groups[id(w.client)].append(w)
             clients[id(w.client)] = w.client
-        batches: list[tuple[JobsClient, list[Watch]]] = []
+        batches: list[tuple[JobsClient, list[Feed]]] = []
         for key, watches in groups.items():
             client = clients[key]
             by_id = {w.job_id: w for w in watches}
@@ -416,7 +416,7 @@ async def ours(url: str, n: int, impl: str = "new") -> dict:
         start = time.perf_counter()
 
         async def follow(job_id: str) -> None:
-            watch = poller.watch(client, job_id, tag="bench")
+            watch = poller.follow(client, job_id, tag="bench")
             extra = {"created_ts": created[job_id]}
             async for update in watch:
                 if update.delta:

@@ -201,7 +201,7 @@ def _cmd_simple(args: argparse.Namespace) -> int:
 
         poller = get_poller()
         streamer = TextStream(out)
-        watches = [poller.watch(client, i, tag=i[:8]) for i in args.ids]
+        watches = [poller.follow(client, i, tag=i[:8]) for i in args.ids]
 
         async def follow(w: Any) -> bool:
             ok = False

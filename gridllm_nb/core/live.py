@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate
-from ..api.poller import Poller, PollSettings, Watch, get_poller
+from ..api.poller import Poller, PollSettings, Feed, get_poller
 from ..config import Endpoint
 from ..errors import ConfigError, GridLLMError, NotSupported, ServiceUnreachable, TransportError, UnknownModel
 from .local import ensure_service, unreachable
@@ -133,7 +133,7 @@ class LiveJobs:
         self.on_change = on_change
         self.started = poller.clock.monotonic()
         self._since: dict[int, float] = {}  # id(result) -> when its job was submitted, if not at ``started``
-        self._watches: set[Watch] = set()
+        self._watches: set[Feed] = set()
 
     def publish(self, result: Result, update: JobUpdate) -> None:
         result.apply(update)
@@ -178,7 +178,7 @@ class LiveJobs:
         again after a kernel restart (``attach``) shows everything it said.
         """
         assert result.job_id, "track follows a submitted job"
-        watch = self.poller.watch(self.client, result.job_id, tag=result.tag, hours=self.hours,
+        watch = self.poller.follow(self.client, result.job_id, tag=result.tag, hours=self.hours,
                                   started=self.started if started is None else started)
         self._watches.add(watch)
         try:

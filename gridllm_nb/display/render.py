@@ -50,7 +50,6 @@ __all__ = [
     "fence",
     "final_bundle",
     "header",
-    "live_bundle",
     "parse_json",
     "render_text",
 ]
@@ -300,12 +299,6 @@ def header(tag: str, state: str, elapsed: float, error: str | None = None) -> tu
 def _header_html(tag: str, state: str, elapsed: float, error: str | None) -> str:
     note = f" — {html.escape(' '.join(str(error).split()))}" if error else ""
     return f"<p><strong>{html.escape(tag)}</strong> · {html.escape(state)} · {elapsed:.1f}s{note}</p>"
-
-
-def live_bundle(tag: str, state: str, elapsed: float, text: str, error: str | None = None) -> dict[str, Any]:
-    """What a model's output shows while it streams: light, plain text only."""
-    plain, _ = header(tag, state, elapsed, error)
-    return {"text/plain": f"{plain}\n{text}" if text else plain}
 
 
 def final_bundle(

@@ -11,8 +11,8 @@ import argparse
 import shlex
 from typing import NoReturn
 
-from ..errors import ConfigError
 from ..display.render import FORMATS
+from ..errors import ConfigError
 
 __all__ = [
     "HelpShown",

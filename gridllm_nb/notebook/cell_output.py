@@ -48,7 +48,7 @@ from ..display.table import results_bundle
 from ..display.textstream import TextStream
 from ..errors import GridLLMError, Interrupted
 
-__all__ = ["CardsView", "StreamView", "View"]
+__all__ = ["CardsView", "StreamView", "View", "offer_retry"]
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -321,6 +321,32 @@ class CardsView(View):
         self._publish(error_bundle(message), update=self.opened)
         self.opened = True
         self.close()
+
+
+def offer_retry(events: Any, name: str | None, cards: Callable[[], CardsView]) -> None:
+    """Once a blocking cell's value is shown, under it: the models that did not answer, and a Retry button
+    (``cards()``, then its ``offer``); ``name`` is the variable that holds the value, if any.
+
+    The cell's value (the table) is displayed after the cell's code has
+    returned, so the offer waits for IPython's ``post_run_cell`` (``events``),
+    still within this cell (as inline plots do); a cell run some other way
+    (``run_cell_magic`` from code) has no such moment, and the next cell's
+    start drops the offer. The click runs the retry on the background loop,
+    into the same Results.
+    """
+    def done() -> None:
+        events.unregister("post_run_cell", show)
+        events.unregister("pre_run_cell", drop)
+
+    def show(cell: Any) -> None:  # IPython's ExecutionResult of this cell
+        done()
+        cards().offer(f"{name}.retry()" if name else f"Out[{cell.execution_count}].retry()")
+
+    def drop(_info: Any) -> None:
+        done()
+
+    events.register("post_run_cell", show)
+    events.register("pre_run_cell", drop)
 
 
 def _captioned(bundle: dict[str, Any], caption: str) -> dict[str, Any]:

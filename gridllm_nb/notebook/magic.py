@@ -32,7 +32,7 @@ from ..core.interpolate import interpolate
 from ..core.results import Results
 from ..errors import CellError, ConfigError, GridLLMError, Interrupted
 from .args import HelpShown, parse_cell_line, parse_line
-from .cell_output import CardsView, StreamView, View
+from .cell_output import CardsView, StreamView, View, offer_retry
 from .settings import GridLLM
 
 __all__ = ["CellError", "GridLLMMagics", "Interrupted", "load_ipython_extension", "unload_ipython_extension"]
@@ -106,14 +106,17 @@ class GridLLMMagics(Magics):
         """Run ``coro`` (a ``_live``) to the end in this cell; its value replaces the live cards.
 
         Models left without an answer get a Retry button under that value
-        (``_offer_retry``); ``name`` is the variable that holds the value, if any.
+        (``cell_output.offer_retry``); ``name`` is the variable that holds the value, if any.
         """
         results = view.wait(coro)
         if isinstance(view, CardsView) and view.opened and not view.ended:
             # The value replaces the live grid: one output, the picture and the data.
             self.shell.display_pub.clear_output(wait=True)
             view.close()
-            self._offer_retry(view, name)
+            results = view.results
+            if results.retryable and results.spec is not None:
+                offer_retry(self.shell.events, name,
+                            lambda: self._cards(results.prompt, results.retryable, view.fmt, results, retry=True))
         return results
 
     def _arena_round(self, args: Any, prompt: str, models: list[str], mode: str) -> ArenaRound:
@@ -128,36 +131,6 @@ class GridLLMMagics(Magics):
         if mode != "cards":
             raise ConfigError("--arena needs a notebook: the vote is a widget under the answers")
         return ArenaRound(models, prompt)
-
-    def _offer_retry(self, view: CardsView, name: str | None) -> None:
-        """Once this cell's value is shown, under it: the models that did not answer, and a Retry button.
-
-        The cell's value (the table) is displayed after the cell's code has
-        returned, so the offer waits for IPython's ``post_run_cell``, still
-        within this cell (as inline plots do); a cell run some other way
-        (``run_cell_magic`` from code) has no such moment, and the next
-        cell's start drops the offer. The click runs the retry in the
-        background, on the kernel's loop, into the same Results.
-        """
-        results = view.results
-        if not results.retryable or results.spec is None:
-            return
-        offer = self._cards(results.prompt, results.retryable, view.fmt, results, retry=True)
-        events = self.shell.events
-
-        def done() -> None:
-            events.unregister("post_run_cell", show)
-            events.unregister("pre_run_cell", drop)
-
-        def show(cell: Any) -> None:  # IPython's ExecutionResult of this cell
-            done()
-            offer.offer(f"{name}.retry()" if name else f"Out[{cell.execution_count}].retry()")
-
-        def drop(_info: Any) -> None:
-            done()
-
-        events.register("post_run_cell", show)
-        events.register("pre_run_cell", drop)
 
     # ------------------------------------------------------------- cell magic
 

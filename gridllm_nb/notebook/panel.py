@@ -1,34 +1,24 @@
 """The ipywidgets panel: the service's WebUI inside the notebook.
 
-``Panel()`` shows model checkboxes (at most three ticked), the prompt
-(``widgets.prompt.PromptBox``), a Process / Cancel pair and one card per
-chosen model (``widgets.card.Card``), side by side, with the answer
-streaming in; under them the Compare pane (``compare.py``) and the History
-(``history_list.py``); the checkboxes are ``model_picker.py``'s. Everything runs on ``arun``, the same core as the
-magic and the CLI, into the panel's ``results``: each card reads its
-model's Result, which the core fills, and the panel only tells the card
-when it changed.
+It composes the model checkboxes (``model_picker.py``), the prompt
+(``widgets.prompt``), Process / Cancel, one card per chosen model
+(``widgets.card``), the Compare pane (``compare.py``) and the History
+(``history_list.py``). Runs go through ``arun``, the core of the magic and
+the CLI too, into the panel's ``results``: each card reads its model's
+Result, which the core fills. It is driven from Python as from a browser:
+set ``Checkbox.value`` / ``panel.prompt.value``, call ``Button.click()``
+inside a running loop, then ``await panel.wait()``.
 
-The panel is driven from Python just as well as from a browser: set
-``Checkbox.value`` / ``panel.prompt.value`` and call ``Button.click()`` (or
-``panel.prompt.submit()``, what Ctrl+Enter does) inside a running asyncio
-loop, then ``await panel.wait()``.
+``Panel(arena=True)`` is the blind arena (``core.arena.ArenaRound``): the
+2 or 3 ticked models answer on cards titled "A", "B", "C" in a shuffled
+order, and until the vote nothing the browser is sent names them (titles,
+CSS classes, errors, status line, Compare: all lettered; no History lists
+the round). Once every answer has ended the vote bar asks which is better;
+the vote goes to the history DB and the cards get their names.
 
-``Panel(arena=True)`` is the blind arena (``arena.ArenaRound``): the 2 or 3
-ticked models answer on cards titled "A", "B", "C" in a shuffled order, and
-until the vote nothing the browser is sent names them: not the titles, CSS
-classes, errors, status line or Compare pane (all masked to the letters),
-nor any panel's History (a round on show is listed nowhere until its vote).
-Once every answer has ended the vote bar (``widgets.votebar.VoteBar``) asks
-which is better; the vote goes to the history DB and the cards get their
-names. Process starts a new round, with a new deal; a round left without a
-vote has none, and joins the History, names and all, as the next one starts.
-
-A card whose model ended without an answer (failed, lost, cancelled, timed
-out) shows a Retry button once the run is over: it asks that model again
-(``core.run.aretry``: the same prompt and options) into the same ``Results``
-and the same card, in the background like Process, with Cancel to stop it;
-the run's history rows are updated by the core.
+A card whose model ended without an answer offers Retry once the run is
+over: that model is asked again (``core.run.aretry``) into the same
+Results and card, in the background like Process, with Cancel to stop it.
 """
 
 from __future__ import annotations

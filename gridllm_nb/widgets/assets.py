@@ -2,7 +2,7 @@
 
 Every anywidget here sends its module and sheet in each comm_open (a card's
 travels once per model per run), so they are read compacted: no comments
-in the sheets, no indentation in the modules. A module may be several
+in the sheets, no indentation and no comment lines in the modules. A module may be several
 files joined in order (``esm("deltas", "card")``): the shared part first,
 the widget's own view, which ends with its ``export default``, last.
 """
@@ -22,8 +22,10 @@ def _read(name: str, suffix: str) -> str:
 
 
 def esm(*names: str) -> str:
-    """One ES module from ``static/<name>.js`` of each name, in order, without indentation."""
-    return "\n".join(line.strip() for name in names for line in _read(name, ".js").splitlines()) + "\n"
+    """One ES module from ``static/<name>.js`` of each name, in order, without indentation and
+    without its whole-line ``//`` comments."""
+    lines = (line.strip() for name in names for line in _read(name, ".js").splitlines())
+    return "\n".join(line for line in lines if not line.startswith("//")) + "\n"
 
 
 def css(*names: str) -> str:

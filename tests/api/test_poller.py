@@ -8,8 +8,6 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from gridllm_nb.api.client import JobsClient
 from gridllm_nb.api.jobs import JobState, JobUpdate
@@ -33,7 +31,7 @@ def setup(fake: FakeJobsAPI, clock: FakeClock, **settings) -> tuple[JobsClient, 
 
 
 async def collect(poller: Poller, client: JobsClient, job_id: str, **kw) -> list[JobUpdate]:
-    return [u async for u in poller.watch(client, job_id, **kw)]
+    return [u async for u in poller.follow(client, job_id, **kw)]
 
 
 async def test_deltas_add_up_to_the_final_log(clock: FakeClock) -> None:
@@ -53,7 +51,7 @@ async def test_gets_per_tick_are_ceil_n_over_100(clock: FakeClock) -> None:
     fake = FakeJobsAPI(default_script=words_script("a b c"))
     client, poller = setup(fake, clock)
     ids = await client.submit_many(["p"] * 250, "m")
-    watches = [poller.watch(client, i, tag=i) for i in ids]
+    watches = [poller.follow(client, i, tag=i) for i in ids]
     finals = await asyncio.gather(*(_last(w) for w in watches))
     assert all(u.state is JobState.COMPLETED for u in finals)
     assert poller.gets == 3 * poller.ticks
@@ -84,7 +82,7 @@ async def test_missing_for_several_polls_means_lost_with_text_kept(clock: FakeCl
     fake = FakeJobsAPI(default_script=[("running", "partial")] * 3 + [("running", "partial answer")] * 99)
     client, poller = setup(fake, clock, lost_after=3)
     job_id = await client.submit("p", "m")
-    watch = poller.watch(client, job_id, tag="m")
+    watch = poller.follow(client, job_id, tag="m")
     first = await watch.__anext__()
     assert first.text == "partial"
     fake.forget.add(job_id)
@@ -109,7 +107,7 @@ async def test_every_fault_is_survived_without_losing_a_byte(clock: FakeClock) -
     fake = FakeJobsAPI(default_script=words_script("alpha beta gamma delta"))
     client, poller = setup(fake, clock)
     job_id = await client.submit("p", "m")
-    watch = poller.watch(client, job_id, tag="m")
+    watch = poller.follow(client, job_id, tag="m")
     seen = [await watch.__anext__(), await watch.__anext__()]
     fake.inject(
         httpx.ConnectError("refused"),
@@ -133,7 +131,7 @@ async def test_backoff_grows_with_jitter_then_gives_up_as_lost(clock: FakeClock)
     fake = FakeJobsAPI(default_script=[("running", "kept text")] * 50)
     client, poller = setup(fake, clock, give_up_after=100)
     job_id = await client.submit("p", "m")
-    watch = poller.watch(client, job_id, tag="m")
+    watch = poller.follow(client, job_id, tag="m")
     assert (await watch.__anext__()).text == "kept text"
     fake.inject(*[httpx.ConnectError("down") for _ in range(1000)])
     clock.sleeps.clear()
@@ -163,7 +161,7 @@ async def test_interval_backs_off_while_quiet_and_snaps_back_on_change(clock: Fa
 async def test_closing_a_watch_stops_polling_and_leaves_no_task(clock: FakeClock) -> None:
     fake = FakeJobsAPI(default_script=[("running", "forever")])
     client, poller = setup(fake, clock)
-    watch = poller.watch(client, await client.submit("p", "m"), tag="m")
+    watch = poller.follow(client, await client.submit("p", "m"), tag="m")
     await watch.__anext__()
 
     async def consume():
@@ -265,7 +263,7 @@ async def test_orjson_and_the_stdlib_give_identical_updates(monkeypatch: pytest.
 async def test_a_job_whose_log_did_not_grow_yields_no_update_and_builds_no_job(
     clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gridllm_nb.api.poller as poller_module
+    import gridllm_nb.api.feed as poller_module
     from gridllm_nb.api.jobs import Job
 
     built: list[str] = []
@@ -288,7 +286,7 @@ async def test_a_job_whose_log_did_not_grow_yields_no_update_and_builds_no_job(
     fake = FakeJobsAPI(default_script=script)
     client, poller = setup(fake, clock, slow=0.3)
     job_id = await client.submit("p", "m")
-    watch = poller.watch(client, job_id, tag="m")
+    watch = poller.follow(client, job_id, tag="m")
     first, second = await watch.__anext__(), await watch.__anext__()
     assert (first.state, second.text) == (JobState.QUEUED, "same")
     assert built == [] and len(updates_made) == 2  # live updates build no Job
@@ -308,7 +306,7 @@ async def test_batches_are_planned_once_and_rebuilt_when_the_set_of_jobs_changes
     client, poller = setup(fake, clock)
     short = await client.submit_many(["p"] * 60, "short")
     long = await client.submit_many(["p"] * 90, "long")
-    watches = [poller.watch(client, i, tag="x") for i in short + long]
+    watches = [poller.follow(client, i, tag="x") for i in short + long]
     finals = await asyncio.gather(*(_last(w) for w in watches))
     assert all(u.state is JobState.COMPLETED for u in finals)
     assert poller.ticks >= 10
@@ -317,51 +315,6 @@ async def test_batches_are_planned_once_and_rebuilt_when_the_set_of_jobs_changes
     gets = [len(r.url.path.rsplit("/", 1)[1].split(",")) for r in fake.gets()]
     assert gets[:2] == [100, 50] and gets[-1] == 90
     await client.aclose()
-
-
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    st.lists(
-        st.one_of(
-            st.fixed_dictionaries(
-                {"vmStatus": st.sampled_from(["running", "completed", "", "queued"]),
-                 "states": st.fixed_dictionaries(
-                     {"default": st.fixed_dictionaries(
-                         {"status": st.sampled_from(["running", "RUNNING", "error", "cancelled", "done", "", "odd"]),
-                          "log": st.sampled_from(["", "a", "a b", "a b c", "x"]),
-                          "message": st.sampled_from(["", "why"])})})}),
-            st.recursive(st.none() | st.integers() | st.text(max_size=3),
-                         lambda inner: st.lists(inner, max_size=2) | st.dictionaries(
-                             st.sampled_from(["states", "default", "status", "log", "vmStatus", "other"]),
-                             inner, max_size=3), max_leaves=8),
-        ),
-        max_size=8,
-    )
-)
-def test_the_fast_path_and_the_job_path_see_every_answer_alike(entries: list) -> None:
-    """``Watch._poll`` (no Job) and ``_unchanged`` + ``_apply(Job.from_api(...))`` (the old path) agree."""
-    from gridllm_nb.api.jobs import Job
-    from gridllm_nb.api.poller import Watch, raw_status_and_log
-
-    poller = Poller(PollSettings(), clock=FakeClock())
-    fast = Watch(poller, None, "j", tag="t", started=0.0, deadline=None)  # type: ignore[arg-type]
-    slow = Watch(poller, None, "j", tag="t", started=0.0, deadline=None)  # type: ignore[arg-type]
-    for n, entry in enumerate(entries):
-        if entry is None:
-            continue  # the tick counts a null entry as a missing job
-        job = Job.from_api("j", entry)
-        assert raw_status_and_log(entry) == (job.raw_status, job.log)
-        if fast.done:
-            break
-        took = fast._poll(entry, float(n))
-        if not (slow.missing == 0 and slow._unchanged(entry)):
-            assert took == slow._apply(Job.from_api("j", entry, slow.state), float(n))
-        else:
-            assert took is False
-        for name in ("state", "text", "raw_status", "error"):
-            assert getattr(fast, name) == getattr(slow, name)
-        assert fast.job == slow.job
-    assert list(fast._updates) == list(slow._updates)
 
 
 LOCAL = "http://127.0.0.1:9/remotejobs/v2"
@@ -373,7 +326,7 @@ async def test_where_the_service_takes_bulk_requests_1000_jobs_cost_one_request_
     client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
     poller = Poller(PollSettings(), clock=clock)
     ids = await client.submit_many(["p"] * 1000, "m")
-    finals = await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+    finals = await asyncio.gather(*(_last(poller.follow(client, i, tag="m")) for i in ids))
     assert all(u.state is JobState.COMPLETED and u.text == "alpha beta gamma delta epsilon" for u in finals)
     bulk = fake.bulk_requests()
     assert not fake.gets() and client.ids_per_request == 1000
@@ -389,7 +342,7 @@ async def test_a_service_without_the_bulk_extension_is_asked_once_then_polled_wi
     client = JobsClient(LOCAL, transport=fake.transport(), clock=clock)
     poller = Poller(PollSettings(), clock=clock)
     ids = await client.submit_many(["p"] * 3, "m")
-    finals = await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+    finals = await asyncio.gather(*(_last(poller.follow(client, i, tag="m")) for i in ids))
     assert all(u.state is JobState.COMPLETED and u.text == "one two three" for u in finals)
     assert len(fake.bulk_requests()) == 1 and len(fake.gets()) == poller.ticks
     await client.aclose()
@@ -398,7 +351,7 @@ async def test_a_service_without_the_bulk_extension_is_asked_once_then_polled_wi
 async def test_a_remote_grid_is_never_sent_a_bulk_request(clock: FakeClock) -> None:
     fake = FakeJobsAPI(default_script=words_script("one two"))
     client, poller = setup(fake, clock)
-    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    await _last(poller.follow(client, await client.submit("p", "m"), tag="m"))
     assert not fake.bulk_requests() and fake.gets()
     await client.aclose()
 
@@ -464,7 +417,7 @@ async def test_closing_every_watch_of_a_stream_ends_the_stream(service_url) -> N
     async with JobsClient(service_url) as client:
         poller = Poller(PollSettings(fast=0.1))
         job_id = await client.submit("Count to a hundred.", "smollm2:135m", options={"max_tokens": 400})
-        watch = poller.watch(client, job_id, tag="smollm2:135m")
+        watch = poller.follow(client, job_id, tag="smollm2:135m")
         async for update in watch:
             if update.text:
                 break
@@ -524,11 +477,11 @@ async def test_after_a_failed_stream_the_client_polls_for_a_while_then_streams_a
     fake = FakeJobsAPI(default_script=words_script("one two"))
     client = JobsClient(LOCAL, transport=_breaking(fake, "refused"), clock=clock)
     poller = Poller(PollSettings(), clock=clock)
-    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
-    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    await _last(poller.follow(client, await client.submit("p", "m"), tag="m"))
+    await _last(poller.follow(client, await client.submit("p", "m"), tag="m"))
     assert len(_watch_requests(fake)) == 1  # within the pause: polled
     clock.now += STREAM_PAUSE
-    await _last(poller.watch(client, await client.submit("p", "m"), tag="m"))
+    await _last(poller.follow(client, await client.submit("p", "m"), tag="m"))
     assert len(_watch_requests(fake)) == 2  # (this fake has no streams: 404, and the client remembers)
     assert not client.may_watch()
     await client.aclose()
@@ -540,7 +493,7 @@ async def test_a_service_without_the_watch_extension_is_asked_once(clock: FakeCl
     poller = Poller(PollSettings(), clock=clock)
     for _ in range(3):
         ids = await client.submit_many(["p"] * 2, "m")
-        await asyncio.gather(*(_last(poller.watch(client, i, tag="m")) for i in ids))
+        await asyncio.gather(*(_last(poller.follow(client, i, tag="m")) for i in ids))
     assert len(_watch_requests(fake)) == 1 and fake.bulk_requests()
     await client.aclose()
 
@@ -561,7 +514,7 @@ async def test_when_the_service_dies_mid_stream_the_polls_say_so_and_the_text_is
             job_id = await client.submit("Write a long story about a dragon and a lighthouse.", "smollm2:135m",
                                          options={"max_tokens": 400})
             updates: list[JobUpdate] = []
-            async for update in poller.watch(client, job_id, tag="smollm2:135m"):
+            async for update in poller.follow(client, job_id, tag="smollm2:135m"):
                 updates.append(update)
                 if update.text and update.state is JobState.RUNNING and service.process.poll() is None:
                     os.killpg(service.process.pid, signal.SIGKILL)

@@ -7,8 +7,10 @@ Screenshots of both moments go to the test artifacts; with
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ def side_by_side(boxes: list[dict[str, float]]) -> bool:
     tops = [b["y"] for b in boxes]
     lefts = [b["x"] for b in boxes]
     return max(tops) - min(tops) < 5 and lefts == sorted(lefts) and all(
-        a["x"] + a["width"] <= b["x"] + 1 for a, b in zip(boxes, boxes[1:]))
+        a["x"] + a["width"] <= b["x"] + 1 for a, b in itertools.pairwise(boxes))
 
 
 def test_cards_side_by_side_while_streaming_then_a_saved_table(page: Any, lab: Any, fake_api: Any,
@@ -148,3 +150,75 @@ def test_a_grid_shows_its_progress_while_it_runs_then_its_summary(page: Any, lab
     expect()(output.locator("progress, .progress, [role=progressbar]")).to_have_count(0)
     assert len(fake.jobs) == 12 and len(fake.posts()) < 12  # the waves' submits went out together
     save_screenshot(output, artifacts, "grid-done.png")
+
+
+# -- --no-wait cells keep streaming while later cells run ----------------------------------------
+
+STEP = 0.25  # seconds per step of a timed job
+
+
+def timed_jobs(fake: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    """Make the fake's jobs advance with the clock (a step every ``STEP`` s from their submit), not with
+    the polls: a job then takes its own time whenever, and however often, the kernel looks.
+    Returns job id -> when it was submitted."""
+    from tests.fakes import FakeJob
+
+    submitted: dict[str, float] = {}
+    submit = fake._submit
+
+    def stamped(body: dict[str, Any]) -> Any:
+        response = submit(body)
+        for job_id in fake.jobs:
+            submitted.setdefault(job_id, time.monotonic())
+        return response
+
+    def by_the_clock(job: Any) -> tuple[str, str]:
+        if job.cancelled:
+            return ("cancelled", job.steps[min(job.position, len(job.steps) - 1)][1])
+        job.position = int((time.monotonic() - submitted[job.id]) / STEP)
+        return job.steps[min(job.position, len(job.steps) - 1)]
+
+    monkeypatch.setattr(fake, "_submit", stamped)
+    monkeypatch.setattr(FakeJob, "advance", by_the_clock)
+    return submitted
+
+
+def prompt_of(cell: Any) -> str:
+    return cell.locator(".jp-InputPrompt").inner_text().strip()
+
+
+def test_no_wait_cells_keep_streaming_while_later_cells_run(page: Any, lab: Any, fake_api: Any, artifacts: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: a --no-wait cell, a 15-second ``time.sleep`` cell, another --no-wait cell, a blocking
+    ``%%gridllm`` cell. Each --no-wait answer is whole on the page before the cell after it ends, and its
+    "completed · N s" is the job's own time (within 2 s)."""
+    fake, url = fake_api
+    fake.models += ["m:2", "m:3"]
+    words = " ".join(f"w{i}" for i in range(20))
+    for tag in ("m:1", "m:2"):
+        fake.scripts[tag] = words_script(f"{tag} {words} end")  # 23 steps: 5.5 s of the job's own
+    fake.scripts["m:3"] = words_script(" ".join(f"x{i}" for i in range(40)))  # ~10 s: the blocking cell
+    own = (len(fake.scripts["m:1"]) - 1) * STEP
+    timed_jobs(fake, monkeypatch)
+    write_notebook(lab.root / "interleaved.ipynb", "%load_ext gridllm_nb",
+                   f"%%gridllm m:1 --url {url} --no-wait\nfirst",
+                   "import time\ntime.sleep(15)",
+                   f"%%gridllm m:2 --url {url} --no-wait\nsecond",
+                   f"%%gridllm m:3 --url {url}\nthird")
+    open_and_run(page, lab, "interleaved.ipynb")
+    cells = page.locator(".jp-CodeCell")
+
+    for no_wait, after, tag in ((1, 2, "m:1"), (3, 4, "m:2")):
+        output = cells.nth(no_wait).locator(".jp-OutputArea")
+        done = re.compile(rf"{re.escape(tag)} · completed · (\d+\.\d)s")
+        expect()(output).to_contain_text(done, timeout=60_000)
+        expect()(output).to_contain_text(f"{tag} {words} end")
+        # ...while the cell after it still runs (a cell that has ended shows its number, not "*")
+        assert prompt_of(cells.nth(after)) == "[*]:", f"{tag} ended only after cell {after} had"
+        shown = float(done.search(output.inner_text()).group(1))  # type: ignore[union-attr]
+        assert abs(shown - own) <= 2.0, f"{tag} says {shown} s, its job took {own} s"
+        if no_wait == 1:
+            save_screenshot(page.locator(".jp-Notebook"), artifacts, "no-wait-during-sleep.png")
+    save_screenshot(page.locator(".jp-Notebook"), artifacts, "no-wait-during-blocking-cell.png")
+    expect()(cells.nth(4).locator(".jp-OutputArea table")).to_contain_text("x39", timeout=60_000)
+    expect()(cells.nth(4).locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"))

@@ -138,10 +138,12 @@ for i, p in list(enumerate(payloads))[START:END]:
 SHOW_CARDS = """\
 import ipywidgets as widgets
 from gridllm_nb.api.jobs import JobState
-from gridllm_nb.notebook.panel import Card
-cards = [Card(f"m:{i}", markdown=True) for i in range(len(payloads))]
-for card, p in zip(cards, payloads):
-    card.apply(JobState.COMPLETED, p, p, 1.0)
+from gridllm_nb.core.results import Result
+from gridllm_nb.widgets.card import Card
+cards = [Card(Result(tag=f"m:{i}", state=JobState.COMPLETED, text=p, error=p, elapsed=1.0), markdown=True)
+         for i, p in enumerate(payloads)]
+for card in cards:
+    card.show()
 widgets.VBox([card.widget for card in cards])
 """
 

@@ -36,7 +36,7 @@ async def test_reconnecting_while_the_service_is_away_then_the_answer_resumes() 
     clock = FakeClock()
     fake = FakeJobsAPI(default_script=words_script("alpha beta gamma delta"))
     client = JobsClient(BASE, transport=fake.transport(), clock=clock)
-    watch = Poller(PollSettings(), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
+    watch = Poller(PollSettings(), clock=clock).follow(client, await client.submit("p", "m"), tag="m")
     seen = [await watch.__anext__(), await watch.__anext__()]
     _down(fake, 6)
     seen += [u async for u in watch]
@@ -54,7 +54,7 @@ async def test_a_service_that_never_comes_back_ends_lost_with_the_text_kept() ->
     clock = FakeClock()
     fake = FakeJobsAPI(default_script=[("running", "kept text")] * 50)
     client = JobsClient(BASE, transport=fake.transport(), clock=clock)
-    watch = Poller(PollSettings(give_up_after=60), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
+    watch = Poller(PollSettings(give_up_after=60), clock=clock).follow(client, await client.submit("p", "m"), tag="m")
     assert (await watch.__anext__()).text == "kept text"
     _down(fake)
     rest = [u async for u in watch]
@@ -104,7 +104,7 @@ async def test_the_default_service_is_started_again_once_and_the_run_resumes(
     calls = _fake_launcher(monkeypatch, start, died)
     client = revivable(JobsClient(transport=fake.transport(), clock=clock))
     assert client.endpoint.is_default
-    watch = Poller(PollSettings(), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
+    watch = Poller(PollSettings(), clock=clock).follow(client, await client.submit("p", "m"), tag="m")
     seen = [await watch.__anext__()]
     _down(fake)
     seen += [u async for u in watch]
@@ -127,7 +127,7 @@ async def test_when_the_default_service_cannot_start_again_the_job_ends_lost_say
 
     calls = _fake_launcher(monkeypatch, start, died)
     client = revivable(JobsClient(transport=fake.transport(), clock=clock))
-    watch = Poller(PollSettings(), clock=clock).watch(client, await client.submit("p", "m"), tag="m")
+    watch = Poller(PollSettings(), clock=clock).follow(client, await client.submit("p", "m"), tag="m")
     assert (await watch.__anext__()).text == "half an answer"
     _down(fake)
     rest = [u async for u in watch]
@@ -153,7 +153,7 @@ async def test_jobs_the_new_service_does_not_know_end_lost_with_their_text(
     _fake_launcher(monkeypatch, start, "the local service at X (pid 1) exited with SIGSEGV (log /x: empty)")
     client = revivable(JobsClient(transport=fake.transport(), clock=clock))
     job_ids.append(await client.submit("p", "m"))
-    watch = Poller(PollSettings(lost_after=3), clock=clock).watch(client, job_ids[0], tag="m")
+    watch = Poller(PollSettings(lost_after=3), clock=clock).follow(client, job_ids[0], tag="m")
     assert (await watch.__anext__()).text == "before the crash"
     _down(fake)
     rest = [u async for u in watch]

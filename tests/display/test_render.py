@@ -27,7 +27,6 @@ from gridllm_nb.display.render import (
     fence,
     final_bundle,
     header,
-    live_bundle,
     parse_json,
     render_text,
 )
@@ -264,11 +263,6 @@ def test_json_format() -> None:
     assert json.loads(b["text/plain"].split("\n", 1)[1]) == {"a": [1, 2]}
     bad = final_bundle("m", "completed", 0, "not json at all", None, "json")
     assert "application/json" not in bad and "not valid JSON" in bad["text/plain"]
-
-
-def test_live_bundle_is_light() -> None:
-    assert live_bundle("m", "running", 0.5, "abc") == {"text/plain": "m · running · 0.5s\nabc"}
-    assert live_bundle("m", "queued", 0.0, "") == {"text/plain": "m · queued · 0.0s"}
 
 
 def test_error_bundle_one_line() -> None:

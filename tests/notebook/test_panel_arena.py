@@ -18,16 +18,16 @@ from typing import Any
 import ipywidgets as widgets
 import pytest
 
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.api.poller import Poller, PollSettings, use_poller
+from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.core import history
 from gridllm_nb.core.arena import BAD, TIE, ArenaRound, Vote, deal, votes
-from gridllm_nb.widgets.votebar import ArenaOutput, VoteBar
-from gridllm_nb.widgets.card import slug
-from gridllm_nb.api.client import JobsClient
-from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.errors import ConfigError
-from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.notebook.panel import Panel
-from gridllm_nb.api.poller import Poller, PollSettings, use_poller
+from gridllm_nb.widgets.card import slug
+from gridllm_nb.widgets.votebar import ArenaOutput
 
 from ..conftest import Wire
 from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script
@@ -182,7 +182,7 @@ async def test_nothing_sent_before_the_vote_names_a_model(wire: Wire, history_fi
     during = json.dumps(wire.sent[before:])
     assert leaks(during, tags) == set(), during
     # ...and every state a front end could ask for, the model checkboxes aside
-    assert leaks(states(tree(panel, skip=(panel.model_box,))), tags) == set()
+    assert leaks(states(tree(panel, skip=(panel.picker.box,))), tags) == set()
 
     # What was shown instead: letters everywhere.
     assert [card.widget.tag for card in panel.cards.values()] == ["A", "B", "C"]
@@ -191,6 +191,9 @@ async def test_nothing_sent_before_the_vote_names_a_model(wire: Wire, history_fi
     gemma, qwen = panel.cards[GEMMA], panel.cards[QWEN]
     assert gemma.state is JobState.FAILED and gemma.widget.live("error").startswith(f"{blind.letter(GEMMA)} ran out")
     assert f"unknown model '{blind.letter(QWEN)}'" in qwen.widget.live("error")
+    # each card reads the run's real Result (the core's, by tag) and masks what it shows of it
+    assert all(card.result is panel.results[tag] for tag, card in panel.cards.items())
+    assert GEMMA in panel.results[GEMMA].error and GEMMA not in gemma.error
     assert "2 of 3 model(s) did not complete" in panel.status.value
     assert list(panel.compare.a.options) == ["A", "B", "C"]
     assert list(panel.vote_bar.buttons) == ["A", "B", "C", TIE, BAD]
@@ -255,7 +258,7 @@ async def test_no_history_lists_a_round_until_its_vote() -> None:
     assert run_id is not None and history.recent(1)[0]["run_id"] == run_id  # recorded, by tag
 
     def listed(p: Panel) -> str:
-        p._sync_history()  # what any refresh of its History would show
+        p.history_list.sync()  # what any refresh of its History would show
         return json.dumps([e.value for e in p.history_list.box.children])
 
     other = Panel([SMOL, GEMMA], client=JobsClient(BASE, transport=fake.transport()))  # opened meanwhile

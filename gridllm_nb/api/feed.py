@@ -1,0 +1,275 @@
+"""One job followed by the poller: its updates, in order, as an async iterator.
+
+The poller (a poll's answer) and the watch stream (a streamed row) both feed
+a ``Feed`` through the same few methods, so a job's text, state and notices
+change the same way whichever carried them; the consumer (``core.live``)
+only iterates it. Nothing is built for a job whose log did not grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ProtocolError
+from .client import JobsClient
+from .jobs import Job, JobState, JobUpdate, read_entry, state_from_raw
+
+if TYPE_CHECKING:
+    from .stream import WatchStream
+
+__all__ = ["RECONNECTING", "Feed", "raw_status_and_log"]
+
+RECONNECTING = "reconnecting…"
+_BRIEF = object()  # Feed._entry of a streamed row: the job is its status and log, built on demand
+
+
+class Feed:
+    """One job followed by the poller; iterate it for its updates, close it to stop."""
+
+    def __init__(
+        self,
+        forget: Callable[[Feed], None],
+        client: JobsClient,
+        job_id: str,
+        *,
+        tag: str,
+        started: float,
+        deadline: float | None,
+    ) -> None:
+        self._forget = forget  # the poller's: stop following me
+        self.client = client
+        self.job_id = job_id
+        self.tag = tag
+        self.started = started
+        self.deadline = deadline
+        self.state = JobState.SUBMITTED
+        self.raw_status = ""
+        self.text = ""
+        self.error: str | None = None
+        # The latest entry, made into a Job only when someone reads ``job``: a
+        # poll tick builds no Job for the hundreds of answers that merely grew.
+        self._job: Job | None = None
+        self._entry: Any = None
+        self._entry_previous = JobState.SUBMITTED
+        self.missing = 0
+        self.failing_since: float | None = None
+        self.notice: str | None = None  # shown while live, e.g. "reconnecting…"
+        self.outage: str | None = None  # what happened to a local service that was started again
+        # Updates not yet read (None: the end), and the reader's future while it waits: what
+        # asyncio.Queue does, without its task accounting, for a tick that feeds a thousand readers.
+        self._updates: deque[JobUpdate | None] = deque()
+        self._reader: asyncio.Future[None] | None = None
+        self._closed = False
+        self._stream: WatchStream | None = None  # the watch stream that carries this job, if one does
+
+    @property
+    def done(self) -> bool:
+        return self.state.terminal or self._closed
+
+    @property
+    def job(self) -> Job | None:
+        """The job as last reported (built from its latest entry on first read)."""
+        if self._job is None and self._entry is not None:
+            entry = self._entry
+            if entry is _BRIEF:
+                entry = {"vmStatus": self.raw_status, "states": {"default": {"status": self.raw_status,
+                                                                             "log": self.text}}}
+            self._job = Job.from_api(self.job_id, entry, self._entry_previous)
+        return self._job
+
+    @job.setter
+    def job(self, job: Job | None) -> None:
+        self._job = job
+        self._entry = None
+
+    def close(self) -> None:
+        """Stop following this job (the consumer went away, e.g. a kernel interrupt)."""
+        if not self._closed:
+            self._closed = True
+            self._forget(self)
+            self._put(None)
+
+    def __aiter__(self) -> AsyncIterator[JobUpdate]:
+        return self
+
+    async def __anext__(self) -> JobUpdate:
+        while not self._updates:
+            if self._closed:
+                raise StopAsyncIteration
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        update = self._updates.popleft()
+        if update is None:
+            raise StopAsyncIteration
+        return update
+
+    def _put(self, update: JobUpdate | None) -> None:
+        self._updates.append(update)
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    # -- called by the poller and the watch stream --------------------------------------------
+
+    def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
+        state = self.state
+        if not state.terminal:  # a live update builds no Job
+            self._put(JobUpdate(self.tag, self.job_id, state, self.text, delta, reset, self.error or self.notice,
+                                now - self.started, self.raw_status))
+            return
+        job = self.job
+        self._put(
+            JobUpdate(
+                tag=self.tag,
+                job_id=self.job_id,
+                state=state,
+                text=self.text,
+                delta=delta,
+                reset=reset,
+                error=self.error,
+                elapsed=now - self.started,
+                raw_status=self.raw_status,
+                finish=job.finish if job is not None else None,
+                tokens=job.tokens if job is not None else None,
+            )
+        )
+        self.close()
+
+    def _unchanged(self, entry: Any) -> bool:
+        """Cheap check before parsing: same log and same status as last time."""
+        try:
+            inner = entry["states"]["default"]
+            status = inner.get("status") or entry.get("vmStatus") or ""
+            return (
+                inner.get("log") == self.text
+                and status == self.raw_status
+                and (self._entry is not None or self._job is not None)
+            )
+        except (KeyError, TypeError, AttributeError):
+            return False
+
+    def _poll(self, entry: Any, now: float) -> bool:
+        """One answer for this job, as the tick sees it: ``_unchanged`` then ``_take``, each field read once.
+
+        A job whose log and status did not change costs a few lookups; one that
+        changed costs one JobUpdate, and a Job only when someone reads ``job``.
+        """
+        try:
+            states = entry["states"]
+            inner = states["default"]
+            status = inner.get("status")
+            log = inner.get("log")
+            if (
+                self.missing == 0
+                and log == self.text
+                and (status or entry.get("vmStatus") or "") == self.raw_status
+                and (self._entry is not None or self._job is not None)
+            ):
+                return False
+            # The shape every service sends: read as Job.from_api reads it, without the detour.
+            fast = type(entry) is dict and type(states) is dict and type(inner) is dict
+        except (KeyError, TypeError, AttributeError):
+            fast = False
+        if fast and isinstance(status, str) and status:
+            raw = status
+            log = log if isinstance(log, str) else ""
+        else:
+            raw, log = raw_status_and_log(entry)
+        self._job = None
+        self._entry = entry
+        self._entry_previous = self.state
+        return self._update(raw, log, now)
+
+    def _grow(self, status: Any, start: Any, tail: Any, now: float) -> bool:
+        """One ``live`` row of a watch stream: the log from character ``start`` on, and the status."""
+        have = self.text
+        self._job = None
+        self._entry = _BRIEF
+        self._entry_previous = self.state
+        if status == self.raw_status and start == len(have) and type(tail) is str and tail and not self.missing:
+            # The usual row, a thousand times a line: the same status, new characters after the old.
+            self.text = have + tail
+            self._emit(now, delta=tail)
+            return True
+        if not (isinstance(status, str) and status and type(start) is int and isinstance(tail, str)
+                and 0 <= start <= len(have)):
+            raise ProtocolError(f"a malformed watch row for job {self.job_id}")
+        if start == len(have):  # only new characters: no comparing of what came before
+            return self._update(status, have + tail, now, tail)
+        return self._update(status, have[:start] + tail, now)
+
+    def _take(self, entry: Any, now: float) -> bool:
+        """Take a fresh raw entry (see ``_apply``) without building a Job unless one is needed."""
+        raw, log = raw_status_and_log(entry)
+        self._job = None
+        self._entry = entry
+        self._entry_previous = self.state
+        return self._update(raw, log, now)
+
+    def _apply(self, job: Job, now: float) -> bool:
+        """Take a fresh status; returns whether the text changed."""
+        self.job = job
+        return self._update(job.raw_status, job.log, now)
+
+    def _update(self, raw_status: str, log: str, now: float, grown: str | None = None) -> bool:
+        """Take a status and log; ``grown`` says the log is the old one plus exactly that."""
+        self.missing = 0
+        state = self.state if raw_status == self.raw_status else state_from_raw(raw_status, self.state)
+        reset = False
+        if grown is not None:
+            delta = grown
+        elif log == self.text:
+            delta = ""
+        elif log.startswith(self.text):
+            delta = log[len(self.text):]
+        else:
+            # The job restarted elsewhere: the new log replaces the old one.
+            delta, reset = log, True
+        changed = bool(delta) or reset
+        if not changed and state is self.state and raw_status == self.raw_status:
+            return False
+        self.text = log
+        self.raw_status = raw_status
+        if state is JobState.FAILED and not self.error:
+            self.error = self._message() or f"the job ended with status '{raw_status}'"
+            if self.outage:
+                self.error += f" ({self.outage})"
+        if state is JobState.CANCELLED and not self.error:
+            self.error = self._message() or "cancelled"
+        self.state = state
+        self._emit(now, delta=delta, reset=reset)
+        return changed
+
+    def _message(self) -> str:
+        job = self.job
+        return job.message if job is not None else ""
+
+    def _answered(self, now: float) -> None:
+        """The service answered for this job: no longer failing, and any "reconnecting…" notice cleared."""
+        self.failing_since = None
+        if self.notice is not None:
+            self.notice = None
+            self._emit(now)
+
+    def _set_notice(self, notice: str | None, now: float) -> None:
+        """Show (or clear, with None) a live notice; emits only on a change."""
+        if notice != self.notice and not self.done:
+            self.notice = notice
+            self._emit(now)
+
+    def _end(self, state: JobState, error: str, now: float) -> None:
+        self.state = state
+        self.error = error
+        self._emit(now)
+
+
+def raw_status_and_log(entry: Any) -> tuple[str, str]:
+    """``(raw_status, log)`` of one ``jobs`` entry, read exactly as ``Job.from_api`` reads them."""
+    _inner, _vm, raw, log = read_entry(entry if isinstance(entry, Mapping) else {})
+    return raw, log
