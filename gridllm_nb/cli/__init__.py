@@ -111,8 +111,10 @@ def _live_columns_wanted() -> bool:
     return sys.stdout.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
-def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Results], as_json: bool) -> int:
-    """Run ``go(on_update, announce)`` with the terminal's live output, then print the answers.
+def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Results], as_json: bool,
+          results: Results) -> int:
+    """Run ``go(on_update, announce)``, which fills ``results``, with the terminal's live output, then
+    print the answers.
 
     On a terminal the models stream live (side-by-side columns where the
     cursor can move, labelled lines elsewhere); piped, the answers are
@@ -121,10 +123,10 @@ def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Result
     live = sys.stdout.isatty() and not as_json
     if live and _live_columns_wanted():
         # One column per model, redrawn in place; the full answers are printed when it ends.
-        from .live import live_grid
+        from .live import live_columns
 
-        with live_grid(tags) as grid:
-            results = go(grid, grid.notice)
+        with live_columns(tags, results=results) as columns:
+            results = go(columns, columns.notice)
         return 0 if results.ok else 1
     results = go(TextStream(sys.stdout) if live else None, lambda line: print(line, file=sys.stderr))
     if as_json:
@@ -140,45 +142,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     options = parse_assignments(args.option, what="--option", json_values=True) or None
+    results = Results(prompt)
     return _show(args.models, lambda on_update, announce: run(
         prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout, system=args.system,
-        options=options, on_update=on_update, announce=announce), args.json)
-
-
-def _stored(args: argparse.Namespace) -> Results:
-    """The history run ``args.run`` names, with ``--url`` in place of its stored URL if given."""
-    from dataclasses import replace
-
-    from ..core.history import load_run
-
-    results = load_run(args.run)
-    if args.url and results.spec is not None:
-        results.spec = replace(results.spec, url=args.url)
-    return results
+        options=options, on_update=on_update, announce=announce, results=results), args.json, results)
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
+    from ..core.commands import stored
     from ..core.run import aattach
     from ..core.sync import run_sync
 
-    results = _stored(args)
+    results = stored(args.run, url=args.url)
     return _show(list(results), lambda on_update, announce: run_sync(aattach(
-        results, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+        results, on_update=on_update, timeout=args.timeout, announce=announce)), args.json, results)
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
+    from ..core.commands import stored
     from ..core.history import short_id
     from ..core.run import aretry
     from ..core.sync import run_sync
 
-    results = _stored(args)
+    results = stored(args.run, url=args.url)
     tags = results.retryable
     if not tags:
         print(f"gridllm-nb: nothing to retry in run {short_id(results.run_id or '')}: "
               "no model failed, was lost, cancelled or timed out", file=sys.stderr)
         return 0 if results.ok else 1
     return _show(tags, lambda on_update, announce: run_sync(aretry(
-        results, tags, on_update=on_update, timeout=args.timeout, announce=announce)), args.json)
+        results, tags, on_update=on_update, timeout=args.timeout, announce=announce)), args.json, results)
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """The terminal's live view: one column per model, side by side, redrawn in place.
 
 ``gridllm-nb run`` on a terminal feeds every ``JobUpdate`` from
-``runner.arun`` to a ``LiveGrid`` and shows it with rich's ``Live``:
+``core.run.arun`` to a ``LiveColumns`` and shows it with rich's ``Live``:
 
 - one column per model: its tag, its state and a ticking clock, a notice
   line (``reconnecting…``) or a one-line error, then the text so far,
@@ -10,7 +10,7 @@
   updates (updates only change state; they never draw);
 - while live, each column shows the *tail* of its text that fits the
   terminal's height (``… 12 lines above`` marks what scrolled away); when the
-  run ends (or Ctrl-C cancels it) the live view is erased and the grid is
+  run ends (or Ctrl-C cancels it) the live view is erased and the columns are
   printed once more in full, so the scrollback keeps every word;
 - when the terminal is too narrow for a readable column per model
   (fewer than ``MIN_COLUMN`` characters each) the models are stacked as
@@ -40,9 +40,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..api.jobs import JobState, JobUpdate
-from ..core.results import Result
+from ..core.results import Result, Results
 
-__all__ = ["MIN_COLUMN", "REFRESH_PER_SECOND", "LiveGrid", "clean", "live_grid"]
+__all__ = ["MIN_COLUMN", "REFRESH_PER_SECOND", "LiveColumns", "clean", "live_columns"]
 
 REFRESH_PER_SECOND = 8
 MIN_COLUMN = 24  # characters of text per column; below this the models are stacked
@@ -90,17 +90,23 @@ def _clock_text(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s"
 
 
-class LiveGrid:
+class LiveColumns:
     """State of the live view; call it with each ``JobUpdate``; rich renders it.
 
-    Updates arrive on the runner's thread while rich's refresh thread
-    renders, so both hold ``_lock``. ``clock`` is injectable for tests.
+    ``results`` are the run's, which the core brings up to date (``arun(results=...)``):
+    the columns only read them. Without, the columns keep their own and apply
+    each update themselves. Updates arrive on the runner's thread while rich's
+    refresh thread renders, so both hold ``_lock``. ``clock`` is injectable for tests.
     """
 
-    def __init__(self, tags: Sequence[str], *, clock: Callable[[], float] = time.monotonic,
-                 min_column: int = MIN_COLUMN) -> None:
-        tags = [t.strip() for t in tags if t and t.strip()]
-        self.results: dict[str, Result] = {t: Result(tag=t) for t in dict.fromkeys(tags)}
+    def __init__(self, tags: Sequence[str], *, results: Results | None = None,
+                 clock: Callable[[], float] = time.monotonic, min_column: int = MIN_COLUMN) -> None:
+        self._applies = results is None
+        self.results = Results() if results is None else results
+        self.tags = list(dict.fromkeys(t.strip() for t in tags if t and t.strip()))  # the columns, in order
+        for tag in self.tags:
+            if tag not in self.results:
+                self.results._set(Result(tag=tag))
         self.restarted: set[str] = set()
         self.clock = clock
         self.min_column = min_column
@@ -113,8 +119,12 @@ class LiveGrid:
 
     def __call__(self, update: JobUpdate) -> None:
         with self._lock:
-            result = self.results.setdefault(update.tag, Result(tag=update.tag))
-            result.apply(update)
+            if update.tag not in self.results:
+                self.results._set(Result(tag=update.tag))
+            if update.tag not in self.tags:
+                self.tags.append(update.tag)
+            if self._applies:
+                self.results[update.tag].apply(update)
             if update.reset:
                 self.restarted.add(update.tag)
             self._seen[update.tag] = self.clock()
@@ -137,9 +147,9 @@ class LiveGrid:
         return self.render(console, console.width, None)
 
     def render(self, console: Console, width: int, height: int | None) -> RenderableType:
-        """The grid at ``width``; ``height`` None means uncropped (the final print)."""
+        """The columns at ``width``; ``height`` None means uncropped (the final print)."""
         with self._lock:
-            tags = list(self.results)
+            tags = list(self.tags)
             if not tags:
                 return Text("")
             n = len(tags)
@@ -258,22 +268,22 @@ def _share(needs: dict[str, int], total: int) -> dict[str, int]:
 
 
 @contextmanager
-def live_grid(tags: Sequence[str], console: Console | None = None, **kwargs: Any) -> Iterator[LiveGrid]:
-    """Show a ``LiveGrid`` while the block runs, then print it in full.
+def live_columns(tags: Sequence[str], console: Console | None = None, **kwargs: Any) -> Iterator[LiveColumns]:
+    """Show a ``LiveColumns`` while the block runs, then print it in full.
 
     The live frame is transient: on the way out (normal end or Ctrl-C) it is
-    erased and the uncropped grid is printed in its place. When the block
+    erased and the uncropped columns are printed in its place. When the block
     raises anything else (a usage or configuration error) nothing is
     printed, so that error stays the one line it is.
     """
     console = console or Console()
-    grid = LiveGrid(tags, **kwargs)
-    live = Live(grid, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=True)
-    grid.console = console
+    columns = LiveColumns(tags, **kwargs)
+    live = Live(columns, console=console, refresh_per_second=REFRESH_PER_SECOND, transient=True)
+    columns.console = console
     show_final = False
     with live:
         try:
-            yield grid
+            yield columns
             show_final = True
         except KeyboardInterrupt:
             show_final = True
@@ -281,4 +291,4 @@ def live_grid(tags: Sequence[str], console: Console | None = None, **kwargs: Any
         finally:
             live.stop()
             if show_final:
-                console.print(grid.final(console))
+                console.print(columns.final(console))

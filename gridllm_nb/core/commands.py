@@ -15,8 +15,11 @@ from typing import Any, TextIO, TypeVar
 from ..api.client import JobsClient
 from ..api.jobs import Job
 from ..api.poller import PollSettings
+from ..api.poller import PollSettings
 from ..errors import NotSupported
+from .history import history_path, load_run, local_time, recent, short_id
 from .local import open_client
+from .results import Results
 from .results import Results
 from .sync import run_sync
 
@@ -87,8 +90,6 @@ async def cancel(client: JobsClient, ids: Sequence[str], out: TextIO) -> int:
 def history(n: int, out: TextIO) -> int:
     """The last ``n`` runs of the history, newest first: a line with the run's short id (what
     ``attach`` and ``retry`` take), when it started and its prompt, then one line per model."""
-    from .history import history_path, local_time, recent, short_id
-
     runs = recent(n)
     if not runs:
         out.write(f"no runs recorded yet ({history_path()})\n")
@@ -112,5 +113,22 @@ def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None
     results = load_run(run)
     if results.spec is not None:
         changes = {k: v for k, v in (("url", url), ("poll", poll)) if v is not None}
+        results.spec = replace(results.spec, **changes)
+    return results
+
+
+def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results:
+    """The history run ``run`` names (default: the newest), ready to attach or retry.
+
+    ``url`` replaces the URL stored with the run (``--url``); ``poll`` sets
+    the pace its jobs are followed at. The CLI and ``%gridllm attach|retry``
+    both start here.
+    """
+    results = load_run(run)
+    assert results.spec is not None  # load_run gives every run its spec
+    changes: dict[str, Any] = {"poll": poll} if poll is not None else {}
+    if url:
+        changes["url"] = url
+    if changes:
         results.spec = replace(results.spec, **changes)
     return results

@@ -7,26 +7,18 @@ words are never ignored), ``ops`` the opcodes over those word lists. Words are
 compared without their whitespace, and each side is shown with its own
 whitespace, so line breaks and indentation survive.
 
-The rich display is a two-column ``<table>`` like ``sidebyside``'s, with
-inline styles only (it survives GitHub's and nbviewer's sanitizing): A's text
-with the words only A has on a red background, B's with the words only B has
-on a green one, ``white-space:pre-wrap``. Model text is untrusted: every
-piece of it is ``html.escape``d, nothing is ever copied in as HTML.
-
-Cost: two 4 KB answers (about 840 words each, half of them different) take
-3.4 ms for the ratio and 5.3 ms for ratio plus HTML (timeit, best of 3 x 20,
-on a shared 2-core box), so ``to_pandas()`` computes ``sim_<tag>`` for every
-pair without a second thought.
+How a ``Diff`` looks in a notebook is the display layer's (``Diff.picture``,
+set by ``gridllm_nb.display``): this module gives it each side as runs of
+text marked "only on this side" (``Diff.runs``), never HTML.
 """
 
 from __future__ import annotations
 
 import difflib
-import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ..errors import ConfigError
 
@@ -36,12 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Diff", "diff_results", "diff_texts", "similarities", "similarity", "similarity_columns"]
 
 _WORD = re.compile(r"(\S+)(\s*)")
-_DEL = '<del style="background:#fdd;text-decoration:none">'
-_INS = '<ins style="background:#dfd;text-decoration:none">'
-_CELL = 'style="text-align:left;vertical-align:top;width:50%" width="50%"'
-_PRE = ('<pre style="white-space:pre-wrap;overflow-wrap:break-word;margin:0;'
-        'font-family:inherit;background:none">{}</pre>')
-
 Op = tuple[str, int, int, int, int]
 
 
@@ -66,20 +52,6 @@ def similarity(a_text: str, b_text: str) -> float:
     return _matcher(_split(a_text)[1], _split(b_text)[1]).ratio()
 
 
-def _side(text: str, spans: Sequence[tuple[int, int, bool]], mark: str, close: str) -> str:
-    """One side's text, escaped, with the marked word runs wrapped in ``mark``…``close``."""
-    lead, words, gaps = _split(text)
-    out = [html.escape(lead)]
-    for start, end, marked in spans:
-        if start == end:
-            continue
-        inner = "".join(html.escape(w) + html.escape(g) for w, g in zip(words[start:end - 1], gaps[start:end - 1]))
-        inner += html.escape(words[end - 1])
-        tail = html.escape(gaps[end - 1])
-        out.append(f"{mark}{inner}{close}{tail}" if marked else inner + tail)
-    return "".join(out)
-
-
 @dataclass(frozen=True)
 class Diff:
     """A word-level comparison of answer ``a`` with answer ``b``."""
@@ -90,6 +62,9 @@ class Diff:
     ops: tuple[Op, ...]
     a_text: str = field(default="", repr=False)
     b_text: str = field(default="", repr=False)
+
+    # Injected from above, never imported: ``gridllm_nb.display`` sets the HTML picture of a diff.
+    picture: ClassVar[Callable[[Diff], str] | None] = None
 
     @property
     def only_a(self) -> int:
@@ -121,24 +96,26 @@ class Diff:
         body = self.inline()
         return f"{head}\n{body}" if body else head
 
-    def _repr_html_(self) -> str:
-        a_spans = [(i1, i2, tag != "equal") for tag, i1, i2, _, _ in self.ops]
-        b_spans = [(j1, j2, tag != "equal") for tag, _, _, j1, j2 in self.ops]
-        left = _side(self.a_text, a_spans, _DEL, "</del>") or "<em>(no text)</em>"
-        right = _side(self.b_text, b_spans, _INS, "</ins>") or "<em>(no text)</em>"
+    def runs(self, side: str) -> list[tuple[str, bool]]:
+        """Side ``"a"`` or ``"b"`` as (piece, only on this side) runs that join back into its text.
 
-        def head(tag: str, only: int, other: str) -> str:
-            return (f"<strong>{html.escape(tag)}</strong> · {only} word{'' if only == 1 else 's'} "
-                    f"not in {html.escape(other)}")
+        A marked run is whole words; the whitespace after it is a run of its own, unmarked.
+        """
+        text = self.a_text if side == "a" else self.b_text
+        lead, words, gaps = _split(text)
+        runs = [(lead, False)] if lead else []
+        for tag, i1, i2, j1, j2 in self.ops:
+            start, end = (i1, i2) if side == "a" else (j1, j2)
+            if start == end:
+                continue
+            inner = "".join(w + g for w, g in zip(words[start:end - 1], gaps[start:end - 1])) + words[end - 1]
+            runs.append((inner, tag != "equal"))
+            if gaps[end - 1]:
+                runs.append((gaps[end - 1], False))
+        return runs
 
-        from ..display.render import NO_MATH_CLASS
-
-        return (f'<div class="{NO_MATH_CLASS}"><table style="width:100%">'
-                f'<tr><th colspan="2" style="text-align:left">{self.ratio:.0%} similar (word level)</th></tr>'
-                f"<tr><th {_CELL}>{head(self.a, self.only_a, self.b)}</th>"
-                f"<th {_CELL}>{head(self.b, self.only_b, self.a)}</th></tr>"
-                f"<tr><td {_CELL}>{_PRE.format(left)}</td><td {_CELL}>{_PRE.format(right)}</td></tr>"
-                "</table></div>")
+    def _repr_html_(self) -> str | None:
+        return None if Diff.picture is None else Diff.picture(self)
 
 
 def diff_texts(a_text: str, b_text: str, a: str = "A", b: str = "B") -> Diff:

@@ -211,14 +211,25 @@ def _sanitize(fragment: str) -> str:
     )
 
 
-def answer_html(text: str) -> str:
+# In a column of a table, a code block or a table of the answer's own scrolls sideways rather than
+# run over the next column. Both come out of nh3 with no attribute (none is allowed on them), text
+# there is escaped and the attributes nh3 keeps are double-quoted: these tags occur only as markup.
+_SCROLLS = re.compile(r"<(pre|table)>")
+_SCROLL_STYLE = {"pre": "white-space:pre;overflow-x:auto", "table": "display:block;overflow-x:auto"}
+
+
+def answer_html(text: str, *, in_column: bool = False) -> str:
     """A model's Markdown answer as HTML that is safe to put in a page.
 
     Parsed by markdown-it (raw HTML off, images as text), then cleaned by
     nh3 against ``ALLOWED_TAGS``/``ALLOWED_ATTRIBUTES``: the parser decides
     what is markup, the sanitizer guarantees what markup can be.
+    ``in_column``: its code blocks and tables scroll sideways inside a narrow column.
     """
-    return _sanitize(_parser().render(text))
+    clean = _sanitize(_parser().render(text))
+    if in_column:
+        clean = _SCROLLS.sub(lambda m: f"<{m[1]} style='{_SCROLL_STYLE[m[1]]}'>", clean)
+    return clean
 
 
 def render_text(text: str, *, markdown: bool = False) -> str:

@@ -8,6 +8,15 @@ those front ends, so the answers sit in table columns, at most three to a
 row, and the inline styles only refine what the table already does
 (left-aligned, top-aligned text, where JupyterLab would right-align cells).
 
+A column keeps its width whatever its answer holds: the table's layout is
+fixed (JupyterLab's stylesheet fixes every output table; the inline style
+does it in the other front ends that keep it) and a word longer than its column (a
+URL, a hash, an identifier) breaks inside it. A code block scrolls sideways
+in its column instead, keeping its lines whole; so does a table of the
+answer's own. Each style is written once per table or block, never per word,
+and only with values JupyterLab's sanitizer keeps for an untrusted notebook
+(it drops ``overflow-wrap:anywhere``, hence ``break-word`` under a fixed layout).
+
 The bundle has ``text/html`` (each answer rendered by ``render``, so
 sanitized, under a header with its stats line) and ``text/plain`` (every
 front end that cannot show HTML, a terminal, nbval, shows this: each answer
@@ -37,7 +46,9 @@ PER_ROW = 3  # answers side by side in one row; more wrap to the next
 # A column's width is set once, in its header cell; GitHub keeps the attribute, Jupyter both.
 _ALIGN = "style='text-align:left;vertical-align:top'"
 _HEAD = _ALIGN + " width='{w}%'"
+_TABLE = "<table style='width:100%;table-layout:fixed;overflow-wrap:break-word'>"
 _PRE = "<pre style='white-space:pre-wrap;overflow-wrap:break-word;margin:0'>{}</pre>"
+_CODE = "<pre style='white-space:pre;overflow-x:auto;margin:0'><code>{}</code></pre>"
 
 
 def _head_html(r: Result) -> str:
@@ -55,10 +66,10 @@ def _body_html(r: Result, fmt: str) -> str:
     if not text:
         body = "<em>(no text)</em>"
     elif fmt == "markdown":
-        body = render.answer_html(text)
+        body = render.answer_html(text, in_column=True)
     elif fmt == "code":
         code, _ = render.extract_code(text)
-        body = _PRE.format(f"<code>{html.escape(code)}</code>")
+        body = _CODE.format(html.escape(code))
     elif fmt == "json":
         ok, value = render.parse_json(text)
         shown = json.dumps(value, indent=2, ensure_ascii=False) if ok else f"(not valid JSON)\n{text}"
@@ -83,7 +94,7 @@ def results_html(results: Sequence[Result], fmt: str = "markdown") -> str:
         rows.append("<tr>" + "".join(f"<th {head}>{_head_html(r)}</th>" for r in group) + "</tr>")
         rows.append("<tr>" + "".join(f"<td {_ALIGN}>{_body_html(r, fmt)}</td>" for r in group) + "</tr>")
     # render's wrapper: a "$" in an answer is a price, not the start of LaTeX.
-    return f"<div class='{render.NO_MATH_CLASS}'><table style='width:100%'>{''.join(rows)}</table></div>"
+    return f"<div class='{render.NO_MATH_CLASS}'>{_TABLE}{''.join(rows)}</table></div>"
 
 
 def results_bundle(results: Sequence[Result], fmt: str = "markdown") -> dict[str, Any]:

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from gridllm_nb.api.jobs import JobState, JobUpdate
-from gridllm_nb.cli.live import REFRESH_PER_SECOND, LiveGrid, clean, live_grid
+from gridllm_nb.cli.live import REFRESH_PER_SECOND, LiveColumns, clean, live_columns
 
 from ..fakes import FakeJobsAPI, ServedFake, words_script
 
@@ -49,8 +49,8 @@ def up(tag: str, state: JobState, text: str = "", **kw) -> JobUpdate:
     return JobUpdate(tag, f"id-{tag}", state, text, **kw)
 
 
-def two_models(clock: Tick | None = None) -> LiveGrid:
-    grid = LiveGrid(["smollm2:135m", "gemma3:270m"], clock=clock or Tick())
+def two_models(clock: Tick | None = None) -> LiveColumns:
+    grid = LiveColumns(["smollm2:135m", "gemma3:270m"], clock=clock or Tick())
     grid(up("smollm2:135m", JobState.RUNNING, "1. Bananas\n2. Apples", delta="1. Bananas\n2. Apples", elapsed=1.25))
     grid(up("gemma3:270m", JobState.QUEUED, elapsed=0.5))
     return grid
@@ -89,7 +89,7 @@ def test_reconnecting_notice_shows_in_the_header() -> None:
 
 
 def test_rich_markup_in_an_answer_is_shown_literally() -> None:
-    grid = LiveGrid(["m"])
+    grid = LiveColumns(["m"])
     answer = "[bold red]x[/] and [link=http://x]y[/link] and :smile:"
     grid(up("m", JobState.COMPLETED, answer, elapsed=1.0))
     c = console()
@@ -100,7 +100,7 @@ def test_rich_markup_in_an_answer_is_shown_literally() -> None:
 
 
 def test_terminal_escapes_in_an_answer_are_neutralised() -> None:
-    grid = LiveGrid(["m"])
+    grid = LiveColumns(["m"])
     evil = ("safe\x1b[2J\x1b[Hstart\x1b]0;pwned title\x07 mid\x1b]8;;http://evil\x1b\\click\x1b]8;;\x1b\\"
             " \x9b31mred\x1bc\x1b7\x1bPq#0;2;0;0;0\x1b\\end\x07\x08\rline")
     grid(up("m", JobState.RUNNING, evil, delta=evil))
@@ -136,14 +136,14 @@ def test_narrow_terminal_stacks_panels() -> None:
     assert top < bottom and "running" in lines[top] and "queued" in lines[bottom]
     assert max(len(ln) for ln in lines) <= 44
     # Four models do not fit side by side in 100 columns either (under 24 characters each).
-    four = LiveGrid(["a1", "b2", "c3", "d4"])
+    four = LiveColumns(["a1", "b2", "c3", "d4"])
     assert not any("a1" in ln and "b2" in ln for ln in shown(console(width=100), four).splitlines())
-    assert any("a1" in ln and "c3" in ln for ln in shown(console(width=120), LiveGrid(["a1", "b2", "c3"])).splitlines())
+    assert any("a1" in ln and "c3" in ln for ln in shown(console(width=120), LiveColumns(["a1", "b2", "c3"])).splitlines())
 
 
 def test_live_frame_shows_the_tail_and_the_final_print_everything() -> None:
     words = " ".join(f"w{i:03d}" for i in range(300))
-    grid = LiveGrid(["long", "short"])
+    grid = LiveColumns(["long", "short"])
     grid(up("long", JobState.RUNNING, words, delta=words))
     grid(up("short", JobState.COMPLETED, "done", elapsed=1.0))
     c = console(height=15)
@@ -159,7 +159,7 @@ def test_live_frame_shows_the_tail_and_the_final_print_everything() -> None:
 
 def test_live_grid_prints_the_full_grid_at_the_end_and_on_ctrl_c_but_not_on_errors() -> None:
     c = console()
-    with live_grid(["a", "b"], console=c) as grid:
+    with live_columns(["a", "b"], console=c) as grid:
         grid.notice("started the local service")
         grid(up("a", JobState.COMPLETED, "alpha answer", elapsed=1.0))
         grid(up("b", JobState.COMPLETED, "beta answer", elapsed=1.0))
@@ -169,13 +169,13 @@ def test_live_grid_prints_the_full_grid_at_the_end_and_on_ctrl_c_but_not_on_erro
     assert REFRESH_PER_SECOND == 8
 
     c = console()
-    with pytest.raises(KeyboardInterrupt), live_grid(["a"], console=c) as grid:
+    with pytest.raises(KeyboardInterrupt), live_columns(["a"], console=c) as grid:
         grid(up("a", JobState.CANCELLED, "partial", elapsed=1.0, error="interrupted"))
         raise KeyboardInterrupt
     assert "partial" in c.file.getvalue().split("\x1b[2K")[-1]
 
     c = console()
-    with pytest.raises(ValueError), live_grid(["a"], console=c):
+    with pytest.raises(ValueError), live_columns(["a"], console=c):
         raise ValueError("unknown model")
     assert "╭" not in c.file.getvalue().split("\x1b[2K")[-1]
 

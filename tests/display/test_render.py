@@ -39,9 +39,10 @@ SAFE_TAGS = {
 }
 SAFE_SCHEMES = ("http:", "https:", "mailto:", "#")
 WRAPPER_CLASS = "tex2jax_ignore mathjax_ignore"
-# The side-by-side table's own layout (``sidebyside``), never taken from model text.
-OWN_STYLE = re.compile(r"width:100%|text-align:left;vertical-align:top"
-                       r"|white-space:pre-wrap;overflow-wrap:break-word;margin:0|color:#a00")
+# The side-by-side table's own layout (``display.table``), never taken from model text.
+OWN_STYLE = re.compile(r"width:100%;table-layout:fixed;overflow-wrap:break-word|text-align:left;vertical-align:top"
+                       r"|white-space:pre-wrap;overflow-wrap:break-word;margin:0|color:#a00"
+                       r"|white-space:pre;overflow-x:auto(;margin:0)?|display:block;overflow-x:auto")
 
 
 class Inspector(HTMLParser):
