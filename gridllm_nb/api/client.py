@@ -11,30 +11,45 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import httpx
 
 from ..__version__ import __version__
-from ..config import APP, TOKEN_ENV, Endpoint, Secret, mask_credentials, resolve_endpoint
+from ..config import (
+    APP,
+    Endpoint,
+    Secret,
+    mask_credentials,
+    resolve_endpoint,
+)
 from ..errors import (
     APIError,
-    AuthError,
-    ConfigError,
     GridLLMError,
     NotSupported,
     ProtocolError,
-    RateLimited,
-    ServiceUnreachable,
-    TransportError,
 )
+from .answers import failure, parse_answer
 from .clock import Clock, SystemClock
 from .jobs import Job
-from .retry import Retryable, RetryPolicy, retry_after, retrying
+from .retry import Retryable, RetryPolicy, retrying
 from .submits import SubmitBatcher
-from .wire import MAX_IDS_PER_GET, chunk_ids, dumps_json, encode_command_line, join_log, loads_json
-
+from .wire import (
+    MAX_IDS_PER_GET,
+    chunk_ids,
+    dumps_json,
+    encode_command_line,
+    join_log,
+    loads_json,
+)
 
 __all__ = ["MAX_IDS_PER_BULK", "JobsClient"]
 
@@ -404,70 +419,11 @@ class JobsClient:
         return self._parse(method, url, response, feature)
 
     def _failure(self, method: str, url: str, exc: httpx.HTTPError) -> Retryable:
-        """An httpx failure as one of ours (token scrubbed), with whether the request may be repeated."""
-        if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-            # Nothing reached the server: safe to repeat, even a POST.
-            return Retryable(ServiceUnreachable(self._scrub(f"cannot reach {self.base_url}: {exc}")),
-                              safe_for_post=True, connect=True)
-        if isinstance(exc, httpx.TimeoutException):
-            return Retryable(TransportError(self._scrub(f"{method} {url} timed out")), safe_for_post=False)
-        return Retryable(TransportError(self._scrub(f"{method} {url} failed: {exc or type(exc).__name__}")),
-                          safe_for_post=False)
+        return failure(method, url, exc, base_url=self.base_url, scrub=self._scrub)
 
-    def _parse(
-        self, method: str, url: str, response: httpx.Response, feature: str | None
-    ) -> dict[str, Any]:
-        code = response.status_code
-        if code in (401, 403):
-            hint = (
-                f"set {TOKEN_ENV}" if not self.endpoint.token else f"check the token in {TOKEN_ENV}"
-            )
-            raise AuthError(f"the service refused the request ({code}): {hint}")
-        if code == 429:
-            after = retry_after(response)
-            raise Retryable(
-                RateLimited(f"rate limited by {self.base_url} (429)", retry_after=after),
-                safe_for_post=True,
-                retry_after=after,
-            )
-        if feature and code in (404, 405, 501):
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            # A JSON 404 from our own service is "no such id", not "no such endpoint".
-            if not (isinstance(body, dict) and "success" in body and code == 404 and feature == "cancel"):
-                self._features[feature] = False
-                raise NotSupported(f"{self.base_url} does not offer '{feature}'")
-        try:
-            data = loads_json(response.content)
-        except ValueError:
-            error = ProtocolError(f"{method} {url} answered {code} with non-JSON text")
-            if code >= 500:
-                raise Retryable(APIError(f"server error {code} from {url}", status_code=code),
-                                 safe_for_post=code == 503) from None
-            raise Retryable(error, safe_for_post=False) from None
-        if not isinstance(data, dict):
-            raise Retryable(
-                ProtocolError(f"{method} {url} answered JSON that is not an object"), safe_for_post=False
-            )
-        if code >= 500:
-            message = data.get("error") or f"server error {code}"
-            raise Retryable(
-                APIError(f"{self._scrub(message)} ({code})", status_code=code),
-                safe_for_post=code == 503,
-                retry_after=retry_after(response),
-            )
-        if data.get("success") is False or code >= 400:
-            message = data.get("error") or data.get("message") or f"request failed ({code})"
-            error = APIError(self._scrub(str(message)), status_code=code)
-            if code == 200:
-                # success:false with 200 on a read: treat as transient.
-                raise Retryable(error, safe_for_post=False)
-            raise error
-        if feature:
-            self._features[feature] = True
-        return data
+    def _parse(self, method: str, url: str, response: httpx.Response, feature: str | None) -> dict[str, Any]:
+        return parse_answer(method, url, response, feature, base_url=self.base_url, features=self._features,
+                            has_token=bool(self.endpoint.token), scrub=self._scrub)
 
     def _scrub(self, text: object) -> str:
         """Remove the token, and any password in a URL, from text that may reach a user."""

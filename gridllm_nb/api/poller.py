@@ -18,25 +18,20 @@ next answer; the embedded default service is started again once per outage.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Mapping
+from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from .client import MAX_IDS_PER_BULK, JobsClient
-from .clock import Clock, SystemClock
 from ..errors import (
     AuthError,
     ConfigError,
     GridLLMError,
-    NotSupported,
-    ProtocolError,
     RateLimited,
     ServiceUnreachable,
     TransportError,
 )
+from .client import MAX_IDS_PER_BULK, JobsClient
+from .clock import Clock, SystemClock
 from .feed import RECONNECTING, Feed
 from .jobs import JobState
 from .retry import RetryPolicy

@@ -38,7 +38,8 @@ HASH = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 IDENT = "load_the_configuration_from_the_environment_or_the_defaults_and_validate_it"
 CODE = f"settings = {IDENT}(path='{URL}', digest='{HASH}')"
 ANSWERS = {
-    "a:1": f"See {URL} for the car.\n\nThe commit is {HASH}, and `{IDENT}` reads it.",
+    "a:1": f"See {URL} for the car.\n\nThe commit is {HASH}, and `{IDENT}` reads it.\n\n"
+           f"| link | commit |\n|---|---|\n| {URL} | {HASH} |",
     "b:1": f"Run this:\n\n```python\n{CODE}\n```\n\n- {URL}\n- `{HASH}`",
     "c:1": json.dumps({"url": URL, "sha256": HASH, "call": CODE}),
 }

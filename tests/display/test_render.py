@@ -290,6 +290,14 @@ FRAGMENTS = [
 model_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=30).map("".join)
 
 
+def test_in_a_column_only_the_answers_own_code_blocks_and_tables_scroll() -> None:
+    text = "`<pre>` and `<table>`, [a](https://e.com/<pre>) <https://e.com/<table>>\n\n```\ncode\n```"
+    assert "style" not in answer_html(text)  # a card's answer: the widget's stylesheet lays it out
+    styled = answer_html(text, in_column=True)
+    assert styled.count("style=") == 1 and "<pre style='white-space:pre;overflow-x:auto'><code>code" in styled
+    assert_safe_html(styled)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=model_text, error=st.one_of(st.none(), model_text), tag=model_text, fmt=st.sampled_from(FORMATS))
 def test_any_text_renders_only_allowed_markup(text: str, error: str | None, tag: str, fmt: str) -> None:

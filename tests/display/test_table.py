@@ -74,3 +74,16 @@ def test_any_answers_render_safely(answers: list[tuple[str, str, str]], fmt: str
     r = Results("p", {f"{tag}#{i}": Result(tag=f"{tag}#{i}", text=text, state=JobState.FAILED, error=error)
                       for i, (tag, text, error) in enumerate(answers)})
     assert_safe_bundle(results_bundle(list(r.values()), fmt))
+
+
+def test_long_words_break_in_their_column_and_code_scrolls_in_it() -> None:
+    long = "x" * 300
+    r = results(("a:1", f"{long} {long}\n\n```\n{long}\n```\n\n| head |\n|---|\n| {long} |"), ("b:1", long))
+    page = results_bundle(list(r.values()))["text/html"]
+    assert page.count("table-layout:fixed;overflow-wrap:break-word") == 1  # once per table, never per word
+    assert page.count("<pre style='white-space:pre;overflow-x:auto'><code>") == 1
+    assert page.count("<table style='display:block;overflow-x:auto'>\n<thead>") == 1  # the answer's own table
+    code = results_bundle(list(r.values()), "code")["text/html"]
+    assert code.count("<pre style='white-space:pre;overflow-x:auto;margin:0'><code>") == 2
+    text = results_bundle(list(r.values()), "text")["text/html"]
+    assert text.count("white-space:pre-wrap;overflow-wrap:break-word") == 2
