@@ -106,7 +106,7 @@ class StreamTimedClient(JobsClient):
     cpu: list[float]
 
     async def watch(self, ids: Any, known: Any, *, every: float = 0.3) -> Any:
-        inner = super().follow(ids, known, every=every)
+        inner = super().watch(ids, known, every=every)
         try:
             while True:
                 for _ in range(3):
@@ -237,7 +237,7 @@ class BaselineClient(JobsClient):
         return data
 
 
-class BaselineWatch(Feed):
+class BaselineFeed(Feed):
     """Feed with c63c32a's emit/compare/apply: a Job built for every changed answer."""
 
     job = None  # a plain attribute again (shadows the lazy property)
@@ -309,7 +309,7 @@ class BaselineWatch(Feed):
 class BaselinePoller(Poller):
     """Poller with c63c32a's tick: groups and chunks every live job on every tick."""
 
-    def watch(self, client: JobsClient, job_id: str, *, tag: str = "", hours: float | None = None,
+    def follow(self, client: JobsClient, job_id: str, *, tag: str = "", hours: float | None = None,
               started: float | None = None) -> Feed:
         now = self.clock.monotonic()
         started = now if started is None else started
@@ -319,7 +319,7 @@ class BaselinePoller(Poller):
         existing = self._watches.get(key)
         if existing is not None and not existing.done:
             existing.close()
-        w = BaselineWatch(self, client, job_id, tag=tag, started=started, deadline=deadline)
+        w = BaselineFeed(self._forget, client, job_id, tag=tag, started=started, deadline=deadline)
         self._watches[key] = w
         self.interval = self.settings.fast
         self._wake()

@@ -33,10 +33,12 @@ from ..config import (
 )
 from ..errors import (
     APIError,
+    ConfigError,
     GridLLMError,
     NotSupported,
     ProtocolError,
 )
+from . import checks
 from .answers import failure, parse_answer
 from .clock import Clock, SystemClock
 from .jobs import Job
@@ -78,21 +80,25 @@ class JobsClient:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.endpoint: Endpoint = resolve_endpoint(base_url, token)
-        self.app = app
-        self.input_key = input_key
-        self.retry = retry or RetryPolicy()
-        self.clock = clock or SystemClock()
+        self.endpoint: Endpoint = resolve_endpoint(checks.optional_text(base_url, "url"), token)
+        self.app = checks.text(app, "app")
+        self.input_key = checks.text(input_key, "input_key")
+        self.retry = checks.instance(retry, "retry", RetryPolicy, "a RetryPolicy") or RetryPolicy()
+        self.clock = checks.instance(clock, "clock", Clock, "a Clock") or SystemClock()
+        checks.instance(transport, "transport", httpx.AsyncBaseTransport, "an httpx transport")
         headers = {"User-Agent": f"gridllm_nb/{__version__}", "Accept": "application/json"}
         if self.endpoint.token:
             headers["Authorization"] = f"Bearer {self.endpoint.token.reveal()}"
-        self._http = httpx.AsyncClient(
-            base_url=self.endpoint.url + "/",
-            headers=headers,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
+        try:
+            self._http = httpx.AsyncClient(
+                base_url=self.endpoint.url + "/",
+                headers=headers,
+                timeout=checks.number(timeout, "timeout"),
+                transport=transport,
+                follow_redirects=False,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ConfigError(f"cannot use the URL {self.endpoint.display!r}: {self._scrub(exc)}") from None
         self._features: dict[str, bool] = {}
         # Requests on the wire at once: a grid's thousand submits wait here, in a plain FIFO,
         # rather than in httpcore's pool, whose queue costs O(waiting x connections) per event.
@@ -147,6 +153,7 @@ class JobsClient:
         POSTs, not a thousand. Elsewhere each job is its own POST, as the
         API's pages show it.
         """
+        prompt, tag, hours, system, options = self._job_arguments(prompt, tag, hours, system, options)
         if self._is_ours():
             key = (tag, hours, system, None if options is None else json.dumps(options, sort_keys=True))
             return await self._submits.submit(prompt, key, tag=tag, hours=hours, system=system, options=options)
@@ -165,6 +172,10 @@ class JobsClient:
         options: dict[str, Any] | None = None,
     ) -> list[str]:
         """Create one job per prompt in one POST (the API takes a list of inputs)."""
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise ConfigError(f"prompts must be a list of prompts (str), not {type(prompts).__name__}")
+        for prompt in prompts:
+            self._job_arguments(prompt, tag, hours, system, options)
         if not prompts:
             return []
         body: dict[str, Any] = {
@@ -176,11 +187,18 @@ class JobsClient:
         }
         if hours is not None:
             body["hours"] = hours
-        data = await self._call("POST", "jobs", json_body=body)
+        data = await self._call("POST", "jobs", json_body=dumps_json(body))
         ids = data.get("ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             raise ProtocolError("the service accepted the job but sent no ids")
         return ids
+
+    @staticmethod
+    def _job_arguments(prompt: Any, tag: Any, hours: Any, system: Any,
+                       options: Any) -> tuple[str, str, float | None, str | None, dict[str, Any] | None]:
+        """A job's arguments, checked before anything is sent (``checks``)."""
+        return (checks.text(prompt, "prompt"), checks.text(tag, "model tag"), checks.number(hours, "hours"),
+                checks.optional_text(system, "system"), checks.options(options))
 
     async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:
         """Latest state of each id; ids the service does not know are left out."""
@@ -226,7 +244,7 @@ class JobsClient:
         ids then go in one request and each answer carries only what its log
         grew by; the entries returned hold the whole log either way.
         """
-        wanted = list(dict.fromkeys(ids))
+        wanted = checks.id_list(ids)
         if known is not None and len(wanted) <= MAX_IDS_PER_BULK and self._may_bulk():
             try:
                 return await self._bulk_entries(wanted, known, retry)
@@ -276,6 +294,8 @@ class JobsClient:
         the client's usual errors when the stream cannot start or breaks off.
         Close the iterator (``contextlib.aclosing``) to stop early.
         """
+        ids = checks.id_list(ids)
+        checks.number(every, "every")
         body = dumps_json({"ids": list(ids), "every": every,
                            "logFrom": {i: len(known[i]) for i in ids if known.get(i)}})
         url = f"{self.base_url}/jobs/watch"
@@ -308,7 +328,7 @@ class JobsClient:
     async def cancel(self, ids: Iterable[str]) -> list[str]:
         """Cancel jobs (a local-service extension; NotSupported on the real grid)."""
         cancelled: list[str] = []
-        for chunk in chunk_ids(list(ids), base_len=len(self.base_url)):
+        for chunk in chunk_ids(checks.id_list(ids), base_len=len(self.base_url)):
             try:
                 data = await self._call("DELETE", "jobs/" + ",".join(chunk), feature="cancel")
             except APIError as exc:
@@ -331,6 +351,7 @@ class JobsClient:
 
     async def supports(self, feature: str) -> bool:
         """Whether a local extension ("models", "cancel") answered on this endpoint."""
+        checks.text(feature, "feature")
         if feature not in self._features and feature == "models":
             try:
                 await self.models()
@@ -357,8 +378,8 @@ class JobsClient:
     def _jobs_url(self, ids: tuple[str, ...]) -> tuple[str, httpx.URL]:
         """``{base}/jobs/{ids}``, parsed by httpx once per batch shape rather than once per GET.
 
-        The same text as before goes through the same ``httpx.URL`` parser (all of its
-        checks), only not again on every tick while the set of live jobs stays the same.
+        The URL text goes through ``httpx.URL``'s parser (all of its checks) once,
+        not again on every tick while the set of live jobs stays the same.
         """
         cached = self._urls.get(ids)
         if cached is None:
@@ -405,6 +426,8 @@ class JobsClient:
             target: str | httpx.URL = url
         else:
             url, target = prepared
+        if self._http.is_closed:
+            raise ConfigError("this JobsClient is closed: make a new one (or use it inside `async with`)")
         try:
             # An absolute URL: httpx then parses a 3 KB id list once, not three times
             # (and not at all when the batch's URL was prepared on an earlier tick).
@@ -415,6 +438,8 @@ class JobsClient:
                     response = await self._http.request(method, target, json=json_body)
         except httpx.HTTPError as exc:
             raise self._failure(method, url, exc) from None
+        except httpx.InvalidURL as exc:
+            raise ConfigError(f"cannot ask {self._scrub(url)!r}: {self._scrub(exc)}") from None
         self._revive_tried = False  # it answered: a later outage may start the service again
         return self._parse(method, url, response, feature)
 

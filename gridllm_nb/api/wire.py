@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import ProtocolError
+from ..errors import ConfigError, ProtocolError
 
 try:  # optional: ``pip install gridllm_nb[fast]``; the stdlib decodes the same answers otherwise
     import orjson as _orjson
@@ -59,8 +59,8 @@ def loads_json(body: bytes) -> Any:
     What orjson refuses (not UTF-8, a BOM, NaN, 1e400, lone surrogates) goes to
     ``json.loads``; the one thing it accepts differently, an integer beyond 64 bits
     (a float to orjson, an int to the stdlib), is kept away by a scan for a number of
-    19 digits or more. Every answer thus decodes exactly as ``httpx.Response.json()`` did,
-    and a body neither takes raises ``ValueError`` as before.
+    19 digits or more. Every answer thus decodes exactly as ``httpx.Response.json()`` would,
+    and a body neither takes raises ``ValueError``.
     """
     if _orjson is not None and not _may_hold_a_long_integer(body):
         try:
@@ -70,10 +70,29 @@ def loads_json(body: bytes) -> Any:
     return json.loads(body)
 
 def dumps_json(value: dict[str, Any]) -> bytes:
-    """Encode a request body of plain strings and small integers (orjson where installed)."""
+    """Encode a request body as standard JSON (orjson where installed).
+
+    Never ``NaN``/``Infinity`` nor a lone surrogate: what standard JSON in UTF-8
+    cannot carry is a ``ConfigError`` here, before anything is sent.
+    """
     if _orjson is not None:
-        return _orjson.dumps(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        try:
+            return _orjson.dumps(value)
+        except _orjson.JSONEncodeError as exc:
+            raise ConfigError(f"cannot send this as JSON: {_why(exc)}") from None
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError, UnicodeError) as exc:
+        raise ConfigError(f"cannot send this as JSON: {_why(exc)}") from None
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, UnicodeError) or "surrogate" in str(exc):
+        return "it holds text that is not valid Unicode (a lone surrogate)"
+    if "float" in str(exc) or "nan" in str(exc).lower():
+        return "it holds a number that is not finite (NaN or Infinity)"
+    return str(exc)[:80]
+
 
 def encode_command_line(
     prompt: str | Sequence[str],
@@ -85,7 +104,8 @@ def encode_command_line(
     """The ``commandLine`` string: JSON inside JSON, built by an encoder, never by formatting.
 
     ``system`` and ``options`` are extensions that the embedded local service
-    honours; the real grid ignores unknown keys.
+    honours; the real grid ignores unknown keys. Standard JSON only: a NaN,
+    an Infinity or a lone surrogate is a ``ConfigError``.
     """
     inputs = [prompt] if isinstance(prompt, str) else list(prompt)
     payload: dict[str, Any] = {key: inputs}
@@ -93,7 +113,12 @@ def encode_command_line(
         payload["system"] = system
     if options:
         payload["options"] = dict(options)
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        encoded.encode("utf-8")
+    except (TypeError, ValueError, UnicodeError, RecursionError) as exc:
+        raise ConfigError(f"cannot send this job: {_why(exc)}") from None
+    return encoded
 
 
 def decode_command_line(command_line: str) -> tuple[str, str | None, str | None]:
