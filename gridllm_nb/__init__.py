@@ -4,10 +4,10 @@ The public surface is small and imported lazily, so ``import gridllm_nb`` and
 ``%load_ext gridllm_nb`` stay fast: httpx, ipywidgets and the service load
 only when first used.
 
-This module is also where the layers meet: core draws nothing itself, so the
-first public name asked for brings in the display layer, which tells core
-how its values look in a notebook (``_compose``). Nothing inside the package
-imports this module, so the layers' import contract holds.
+This module is also where the layers meet (``_wire``): core draws nothing and
+imports nothing above itself, so what it needs from the layers above is given
+to it here. Nothing inside the package imports this module, so the layers'
+import contract holds.
 """
 
 from __future__ import annotations
@@ -72,26 +72,51 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import GridLLMError
     from .notebook.panel import Panel
 
-_composed = False
+def _results_picture(results: Any, fmt: str) -> dict[str, Any]:
+    from .display.table import results_bundle
+
+    return results_bundle(results, fmt)
 
 
-def _compose() -> None:
-    """Wire what the layers above give core (injected, never imported by core): the display
-    layer's pictures of Results, grids and diffs, and the widget progress bar."""
-    global _composed
-    if not _composed:
-        _composed = True
-        importlib.import_module(".display", __name__)
-        importlib.import_module(".core.run", __name__)  # Results.retry's runner
-        if "ipykernel" in sys.modules:  # a notebook: progress="widget", and "auto" picks it
-            importlib.import_module(".widgets.progress", __name__)
+def _diff_picture(diff: Any) -> str:
+    from .display.diff import diff_html
+
+    return diff_html(diff)
+
+
+async def _retry(results: Any, *args: Any, **kwargs: Any) -> Any:
+    from .core.run import aretry
+
+    return await aretry(results, *args, **kwargs)
+
+
+def _widget_progress(total: int, **kwargs: Any) -> Any:
+    from .widgets.progress import WidgetProgress
+
+    return WidgetProgress(total, **kwargs)
+
+
+def _wire() -> None:
+    """Tell core how the layers above serve it: core imports nothing above itself, so what it
+    needs from them (the pictures of Results and diffs, the retry of a Results, the progress bar
+    in a notebook) is given here, at import, as functions that load their layer on first use."""
+    from .core.diff import Diff
+    from .core.progress import register_progress
+    from .core.results import Results
+
+    Results.picture = _results_picture
+    Results.retrier = _retry
+    Diff.picture = _diff_picture
+    register_progress("widget", _widget_progress)
+
+
+_wire()
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gridllm_nb' has no attribute {name!r}")
-    _compose()
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
@@ -99,7 +124,6 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext gridllm_nb``: register ``%%gridllm`` and ``%gridllm``."""
-    _compose()
     importlib.import_module(".notebook.magic", __name__).load_ipython_extension(ipython)
 
 

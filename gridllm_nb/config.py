@@ -111,13 +111,49 @@ def load_file_config() -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(
-            f"not an http(s) URL: {url!r}; give the API base, e.g. {GRIDREPUBLIC_URL}"
-        )
-    return url.rstrip("/")
+def _check_url(url: object) -> str:
+    """The API base URL, checked once for every front end: http(s), a host, a port in range,
+    printable characters only. Messages show it with any password masked."""
+    if not isinstance(url, str):
+        raise ConfigError(f"the URL must be text (a str), not {type(url).__name__}")
+    shown = mask_credentials(url)
+    try:
+        url.encode("utf-8")
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises for a port out of range or not a number
+        host = parts.hostname
+    except (ValueError, UnicodeError) as exc:
+        raise ConfigError(f"cannot parse the URL {shown!r} ({_reason(exc)}); "
+                          f"give the API base, e.g. {GRIDREPUBLIC_URL}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigError(f"not an http(s) URL: {shown!r}; give the API base, e.g. {GRIDREPUBLIC_URL}")
+    if any(not c.isprintable() or c.isspace() for c in url.strip()):
+        raise ConfigError(f"the URL {shown!r} holds a space or a control character")
+    if port == 0:
+        raise ConfigError(f"the URL {shown!r} names port 0; ports are 1 to 65535")
+    return url.strip().rstrip("/")
+
+
+def _reason(exc: Exception) -> str:
+    """Why ``urlsplit`` refused a URL, without echoing any part of it."""
+    message = str(exc)
+    if isinstance(exc, UnicodeError):
+        return "not valid Unicode text"
+    if message.startswith("Port out of range"):
+        return "its port is not in 1-65535"
+    if message.startswith("Port could not be cast"):
+        return "its port is not a number"
+    if "IPv6" in message:
+        return "an IPv6 host needs both of its brackets"
+    return "unreadable"
+
+
+def _check_token(token: str) -> str:
+    """A token an HTTP header can carry: printable ASCII, no spaces. Its value is never shown."""
+    if not all(" " < c < "\x7f" for c in token):
+        raise ConfigError("the API token holds characters an HTTP header cannot carry "
+                          "(only printable ASCII without spaces): check GRIDLLM_API_TOKEN or the token argument")
+    return token
 
 
 def is_loopback(url_or_host: str) -> bool:
@@ -150,7 +186,8 @@ class Endpoint:
         return mask_credentials(self.url)
 
 
-_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@\s:]*:)[^/@\s]*@")
+# The password runs to the last ``@`` before the path (as ``urlsplit`` reads it), so it may hold an ``@``.
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/?#@\s:]*:)[^/?#\s]*@")
 
 
 def mask_credentials(text: str) -> str:
@@ -171,7 +208,12 @@ def resolve_endpoint(base_url: str | None = None, token: str | Secret | None = N
             url, is_default = DEFAULT_LOCAL_URL, True
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
-    return Endpoint(url=_check_url(url), token=Secret.of(token) or None, is_default=is_default)
+    if not (token is None or isinstance(token, (str, Secret))):
+        raise ConfigError(f"the token must be text (a str) or None, not {type(token).__name__}")
+    secret = Secret.of(token) or None
+    if secret is not None:
+        _check_token(secret.reveal())
+    return Endpoint(url=_check_url(url), token=secret, is_default=is_default)
 
 
 def parse_assignments(pairs: Iterable[str], *, what: str, json_values: bool = False) -> dict[str, Any]:
@@ -192,5 +234,9 @@ def parse_assignments(pairs: Iterable[str], *, what: str, json_values: bool = Fa
                 out[key.strip()] = json.loads(value)
             except ValueError:
                 out[key.strip()] = value
+            try:
+                json.dumps(out[key.strip()], allow_nan=False)
+            except ValueError:
+                raise ConfigError(f"{what} {key.strip()}: {value.strip()!r} is not a finite number") from None
     return out
 

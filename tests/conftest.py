@@ -49,13 +49,16 @@ def history_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def over_fake(monkeypatch: pytest.MonkeyPatch):
     """``over_fake(fake)``: the clients the core makes for itself (a retry's, an attach's, a run
     given only a URL) talk to ``fake`` (a ``tests.fakes.FakeJobsAPI``) instead of the network."""
-    import functools
-
     from gridllm_nb.api.client import JobsClient
-    from gridllm_nb.core import results
+    from gridllm_nb.core.results import RunSpec
 
     def use(fake) -> None:
-        monkeypatch.setattr(results, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
+        def open_client(spec: RunSpec) -> tuple[JobsClient, bool]:
+            if spec.client is not None and not spec.client.closed:
+                return spec.client, False
+            return JobsClient(spec.url, spec.token, transport=fake.transport()), True
+
+        monkeypatch.setattr(RunSpec, "open_client", open_client)
 
     return use
 

@@ -197,7 +197,7 @@ class JobsClient:
     def _job_arguments(prompt: Any, tag: Any, hours: Any, system: Any,
                        options: Any) -> tuple[str, str, float | None, str | None, dict[str, Any] | None]:
         """A job's arguments, checked before anything is sent (``checks``)."""
-        return (checks.text(prompt, "prompt"), checks.text(tag, "model tag"), checks.number(hours, "hours"),
+        return (checks.text(prompt, "prompt", empty=True), checks.text(tag, "model tag"), checks.number(hours, "hours"),
                 checks.optional_text(system, "system"), checks.options(options))
 
     async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:

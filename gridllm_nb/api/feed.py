@@ -4,6 +4,16 @@ The poller (a poll's answer) and the watch stream (a streamed row) both feed
 a ``Feed`` through the same few methods, so a job's text, state and notices
 change the same way whichever carried them; the consumer (``core.live``)
 only iterates it. Nothing is built for a job whose log did not grow.
+
+What was shown is never taken back. When the service's log stops continuing
+it (the service restarted and replays less, or the job restarted elsewhere
+and says something else), the updates keep every character already shown:
+a log that is still a start of it is waited out (it may catch up and go on,
+seamlessly); one that says something else follows it after ``RESTART_MARK``.
+Either way the updates say ``restarted`` from then on. The updates' text
+therefore only grows within one job (no ``reset``), while ``Feed.text``
+stays the service's log, which the poll requests and the stream's rows count
+from.
 """
 
 from __future__ import annotations
@@ -20,9 +30,10 @@ from .jobs import Job, JobState, JobUpdate, read_entry, state_from_raw
 if TYPE_CHECKING:
     from .stream import WatchStream
 
-__all__ = ["RECONNECTING", "Feed", "raw_status_and_log"]
+__all__ = ["RECONNECTING", "RESTART_MARK", "Feed", "raw_status_and_log"]
 
 RECONNECTING = "reconnecting…"
+RESTART_MARK = "\n\n(restarted)\n\n"  # between what was shown and a restarted job's new log
 _BRIEF = object()  # Feed._entry of a streamed row: the job is its status and log, built on demand
 
 
@@ -47,7 +58,12 @@ class Feed:
         self.deadline = deadline
         self.state = JobState.SUBMITTED
         self.raw_status = ""
-        self.text = ""
+        self.text = ""  # the service's log as last seen
+        # What the updates show is ``_before + text``, or ``_before + _held`` while the service's log is
+        # behind what was shown (``_held``, its log then); ``_before`` ends in RESTART_MARK, or is empty.
+        self._before = ""
+        self._held: str | None = None
+        self.restarted = False
         self.error: str | None = None
         # The latest entry, made into a Job only when someone reads ``job``: a
         # poll tick builds no Job for the hundreds of answers that merely grew.
@@ -117,11 +133,18 @@ class Feed:
 
     # -- called by the poller and the watch stream --------------------------------------------
 
-    def _emit(self, now: float, *, delta: str = "", reset: bool = False) -> None:
+    @property
+    def shown(self) -> str:
+        """The text the updates carry: all that was ever shown, then what the service added since."""
+        if self._held is None and not self._before:
+            return self.text
+        return self._before + (self.text if self._held is None else self._held)
+
+    def _emit(self, now: float, *, delta: str = "") -> None:
         state = self.state
         if not state.terminal:  # a live update builds no Job
-            self._put(JobUpdate(self.tag, self.job_id, state, self.text, delta, reset, self.error or self.notice,
-                                now - self.started, self.raw_status))
+            self._put(JobUpdate(self.tag, self.job_id, state, self.shown, delta, False, self.error or self.notice,
+                                now - self.started, self.raw_status, restarted=self.restarted))
             return
         job = self.job
         self._put(
@@ -129,14 +152,14 @@ class Feed:
                 tag=self.tag,
                 job_id=self.job_id,
                 state=state,
-                text=self.text,
+                text=self.shown,
                 delta=delta,
-                reset=reset,
                 error=self.error,
                 elapsed=now - self.started,
                 raw_status=self.raw_status,
                 finish=job.finish if job is not None else None,
                 tokens=job.tokens if job is not None else None,
+                restarted=self.restarted,
             )
         )
         self.close()
@@ -192,7 +215,8 @@ class Feed:
         self._job = None
         self._entry = _BRIEF
         self._entry_previous = self.state
-        if status == self.raw_status and start == len(have) and type(tail) is str and tail and not self.missing:
+        if (status == self.raw_status and start == len(have) and type(tail) is str and tail and not self.missing
+                and self._held is None):
             # The usual row, a thousand times a line: the same status, new characters after the old.
             self.text = have + tail
             self._emit(now, delta=tail)
@@ -221,7 +245,6 @@ class Feed:
         """Take a status and log; ``grown`` says the log is the old one plus exactly that."""
         self.missing = 0
         state = self.state if raw_status == self.raw_status else state_from_raw(raw_status, self.state)
-        reset = False
         if grown is not None:
             delta = grown
         elif log == self.text:
@@ -229,10 +252,12 @@ class Feed:
         elif log.startswith(self.text):
             delta = log[len(self.text):]
         else:
-            # The job restarted elsewhere: the new log replaces the old one.
-            delta, reset = log, True
-        changed = bool(delta) or reset
+            delta = None  # the log went back or says something else: the service restarted the job
+        if delta is None or self._held is not None:
+            delta = self._restarted(log)
+        changed = bool(delta)
         if not changed and state is self.state and raw_status == self.raw_status:
+            self.text = log  # the service's log moved on behind what is shown: nothing new to show
             return False
         self.text = log
         self.raw_status = raw_status
@@ -243,8 +268,24 @@ class Feed:
         if state is JobState.CANCELLED and not self.error:
             self.error = self._message() or "cancelled"
         self.state = state
-        self._emit(now, delta=delta, reset=reset)
+        self._emit(now, delta=delta)
         return changed
+
+    def _restarted(self, log: str) -> str:
+        """What the updates add when the service's ``log`` does not simply continue its last one:
+        nothing while it is behind what was shown, the rest once it goes on from there, else
+        ``RESTART_MARK`` and the whole new log (the module's rule)."""
+        self.restarted = True
+        held = self.text if self._held is None else self._held
+        if log.startswith(held):  # caught up with what was shown: it goes on from there
+            self._held = None
+            return log[len(held):]
+        if held.startswith(log):  # behind what was shown: keep showing that
+            self._held = held
+            return ""
+        self._held = None
+        self._before += held + RESTART_MARK
+        return RESTART_MARK + log
 
     def _message(self) -> str:
         job = self.job

@@ -185,6 +185,7 @@ class JobUpdate:
     raw_status: str = ""
     finish: str | None = None
     tokens: int | None = None
+    restarted: bool = False  # the service's log once failed to continue what was shown (``api.feed``)
 
     @classmethod
     def restart(cls, tag: str) -> JobUpdate:

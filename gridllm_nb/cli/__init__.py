@@ -28,6 +28,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def _port(text: str) -> int:
+    """A TCP port, 1-65535 (argparse's ``type``: anything else is a usage error)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is not in 1-65535")
+    return port
+
+
 def _add_endpoint(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="API base, e.g. https://api.gridrepublic.services/remotejobs/v2")
 
@@ -74,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("local", help="the background local service: start, stop or status")
     p.add_argument("action", choices=("start", "stop", "status"))
-    p.add_argument("--port", type=int, default=None, help="its port (default: the local URL's, 8765)")
+    p.add_argument("--port", type=_port, default=None, help="its port (default: the local URL's, 8765)")
 
     p = sub.add_parser("history", help="the last runs of the local history, with the ids attach and retry take")
     p.add_argument("n", nargs="?", type=int, default=10, help="how many runs (default 10)")
@@ -90,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the votes in the history file")
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--port", type=_port, default=8866)
     _add_endpoint(p)
     return parser
 
@@ -140,12 +151,19 @@ def _show(tags: Sequence[str], go: Callable[[Any, Callable[[str], None]], Result
 def _cmd_run(args: argparse.Namespace) -> int:
     from ..core.run import run
 
-    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    prompt = _stdin_prompt() if args.prompt == "-" else args.prompt
     options = parse_assignments(args.option, what="--option", json_values=True) or None
     results = Results(prompt)
     return _show(args.models, lambda on_update, announce: run(
         prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout, system=args.system,
         options=options, on_update=on_update, announce=announce, results=results), args.json, results)
+
+
+def _stdin_prompt() -> str:
+    try:
+        return sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"the prompt on stdin is not UTF-8 text (byte {exc.start})") from None
 
 
 def _cmd_attach(args: argparse.Namespace) -> int:
@@ -181,9 +199,14 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_simple(args: argparse.Namespace) -> int:
+    from ..api import checks
     from ..core import commands
 
     out = sys.stdout
+    if args.command in ("status", "watch", "cancel"):
+        args.ids = checks.job_ids(args.ids)
+        if not args.ids:
+            raise ConfigError("no job id given")
 
     async def submit(client: JobsClient) -> int:
         out.write(await client.submit(args.prompt, args.model, hours=args.hours) + "\n")

@@ -31,6 +31,7 @@ model that names itself gives itself away as it would in any blind arena.
 from __future__ import annotations
 
 import html
+import os
 import random
 import re
 import sqlite3
@@ -41,8 +42,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..api import checks
 from ..api.jobs import JobUpdate
+from ..errors import ConfigError
 from ..private_files import private_file
 from .results import Result, Results
 
@@ -248,16 +250,24 @@ def record_vote(vote: Vote, *, path: Path | str | None = None) -> None:
 
 
 def votes(path: Path | str | None = None) -> list[Vote]:
-    """All stored votes, oldest first; none for a missing file or an old DB without the table."""
+    """All stored votes, oldest first; none for a missing file or an old DB without the table.
+
+    A file that is no history (garbage, a folder) is a one-line ``ConfigError``.
+    """
+    from .history import unreadable
+
     file = _path(path)
     if not file.exists():
         return []
-    with closing(sqlite3.connect(str(file), timeout=5.0)) as conn:
-        try:
+    try:
+        with closing(sqlite3.connect(str(file), timeout=5.0)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "votes" not in tables:  # history written before the arena existed
+                return []
             rows = conn.execute("SELECT created, run_id, prompt, models, winner FROM votes ORDER BY id").fetchall()
-        except sqlite3.OperationalError:  # history written before the arena existed
-            return []
-    return [Vote(tuple(m.split("\n")), w, p, r, c) for c, r, p, m, w in rows]
+        return [Vote(tuple(str(m).split("\n")), str(w), str(p), r, c) for c, r, p, m, w in rows]
+    except (sqlite3.Error, OSError) as exc:
+        raise ConfigError(unreadable(file, exc)) from None
 
 
 def _games(vs: Iterable[Vote]) -> list[tuple[str, str, float]]:
@@ -363,4 +373,11 @@ class Leaderboard:
 
 def leaderboard(path: Path | str | None = None, *, rounds: int = 200, seed: int = 0) -> Leaderboard:
     """The arena's ranking from the votes in the history DB (or ``path``)."""
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"path must be a file path (str or Path) or None, not {type(path).__name__}")
+    if isinstance(path, str):
+        checks.unicode(path, "path")
+    for name, value in (("rounds", rounds), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a whole number ≥ 0, not {value!r:.40}")
     return Leaderboard(votes(path), rounds=rounds, seed=seed)

@@ -15,11 +15,9 @@ from typing import Any, TextIO, TypeVar
 from ..api.client import JobsClient
 from ..api.jobs import Job
 from ..api.poller import PollSettings
-from ..api.poller import PollSettings
 from ..errors import NotSupported
 from .history import history_path, load_run, local_time, recent, short_id
 from .local import open_client
-from .results import Results
 from .results import Results
 from .sync import run_sync
 
@@ -103,18 +101,6 @@ def history(n: int, out: TextIO) -> int:
             snippet = first[0][:60] if first else ""
             out.write(f"    {r['tag']}  {r['state'].replace('_', ' ')}  {r['elapsed'] or 0:.1f}s  {snippet}\n")
     return 0
-
-
-def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results:
-    """The history run ``run`` names (its id or a unique start of one; None: the newest), ready for
-    ``attach`` and ``retry``: its spec's URL replaced by ``url`` when given, polled at ``poll``."""
-    from .history import load_run
-
-    results = load_run(run)
-    if results.spec is not None:
-        changes = {k: v for k, v in (("url", url), ("poll", poll)) if v is not None}
-        results.spec = replace(results.spec, **changes)
-    return results
 
 
 def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results:

@@ -26,7 +26,8 @@ from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError
 from .interpolate import interpolate
-from .live import LiveJobs, follow, normalise_models, ready
+from ..api import checks
+from .live import LiveJobs, check_arguments, follow, normalise_models, ready
 from .progress import Counts, make_progress
 from .results import Result, Results, RunSpec
 from .sync import run_sync
@@ -163,14 +164,18 @@ def _prompt_list(prompts: Prompts) -> tuple[list[str], list[str] | None]:
     if isinstance(prompts, Mapping):
         names: list[str] | None = [str(k) for k in prompts]
         texts = list(prompts.values())
-    else:
+    elif isinstance(prompts, Sequence) and not isinstance(prompts, (bytes, bytearray)):
         names, texts = None, list(prompts)
+    else:
+        raise ConfigError(f"prompts must be a list of prompts (or a mapping name → prompt), "
+                          f"not {type(prompts).__name__}")
     if not texts:
         raise ConfigError("no prompts: give at least one")
     for i, text in enumerate(texts):
+        which = repr(names[i]) if names is not None else str(i)
         if not isinstance(text, str) or not text.strip():
-            which = repr(names[i]) if names is not None else str(i)
             raise ConfigError(f"prompt {which} is {'empty' if isinstance(text, str) else 'not text'}")
+        checks.unicode(text, f"prompt {which}")
     return texts, names
 
 
@@ -212,8 +217,9 @@ async def agrid(
     """
     texts, names = _prompt_list(prompts)
     tags = normalise_models(models)
-    if not isinstance(max_live, int) or max_live < 1:
-        raise ConfigError(f"max_live must be a whole number ≥ 1, not {max_live!r}")
+    check_arguments(max_live=max_live, url=url, token=token, client=client, system=system, options=options,
+                    hours=hours, timeout=timeout, on_update=on_update, on_progress=on_progress, poll=poll,
+                    progress=progress, validate=validate, unknown=unknown, announce=announce)
     if client is not None:  # its endpoint is the grid's
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec("", system=system, options=options, hours=hours, url=url, token=Secret.of(token), poll=poll,

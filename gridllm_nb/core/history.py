@@ -21,8 +21,8 @@ import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from .results import Result, Results, RunSpec
 
 
 __all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "load_run",
-           "local_time", "new_run_id", "recent", "record", "results_from_run", "short_id"]
+           "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "unreadable"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
 
@@ -104,6 +104,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn.executescript(_SCHEMA)
     _migrate(conn)
     return conn
+
+
+@contextmanager
+def reading(file: Path) -> Iterator[sqlite3.Connection]:
+    """The history open for reading (rows as ``sqlite3.Row``); a file that is not one (garbage, a
+    folder, another program's database) is a one-line ``ConfigError`` saying what to do."""
+    try:
+        with closing(_connect(file)) as conn:
+            conn.row_factory = sqlite3.Row
+            yield conn
+    except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
+        raise ConfigError(unreadable(file, exc)) from None
+
+
+def unreadable(file: Path, exc: BaseException) -> str:
+    """The one line for a history file that cannot be read."""
+    return (f"cannot read the history {file} ({exc}): move it aside (a new one is then started) "
+            f"or name another with ${HISTORY_ENV}")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -308,8 +326,7 @@ def recent(n: int = 10, *, path: Path | str | None = None) -> list[dict[str, Any
     file = Path(path) if path else history_path()
     if not file.exists():
         return []
-    with closing(_connect(file)) as conn:
-        conn.row_factory = sqlite3.Row
+    with reading(file) as conn:
         run_ids = [row["run_id"] for row in conn.execute(
             "SELECT run_id, MIN(id) AS first FROM responses GROUP BY run_id ORDER BY first DESC LIMIT ?",
             (max(0, int(n)),))]
@@ -346,10 +363,9 @@ def load_run(run: str | None = None, *, path: Path | str | None = None) -> Resul
     file = Path(path) if path else history_path()
     if not file.exists():
         raise ConfigError(f"no runs in the history yet ({file})")
-    with closing(_connect(file)) as conn:
-        conn.row_factory = sqlite3.Row
+    with reading(file) as conn:
         [stored] = _rows_by_run(conn, [_find(conn, run, file)])
-    return results_from_run(stored, with_spec=True)
+        return results_from_run(stored, with_spec=True)
 
 
 def _state(value: Any) -> JobState:

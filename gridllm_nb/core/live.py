@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ..api import checks
 from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate
 from ..api.poller import Poller, PollSettings, Feed, get_poller
-from ..config import Endpoint
+from ..config import Endpoint, Secret
 from ..errors import ConfigError, GridLLMError, NotSupported, ServiceUnreachable, TransportError, UnknownModel
 from .local import ensure_service, unreachable
 from .results import Result, RunSpec
@@ -28,19 +29,50 @@ from .results import Result, RunSpec
 if TYPE_CHECKING:
     from .history import RunRecorder
 
-__all__ = ["LiveJobs", "UpdateCallback", "check_models", "default_poll_settings", "follow", "normalise_models",
-           "ready", "suggest", "wait_or_cancel"]
+__all__ = ["LiveJobs", "UpdateCallback", "check_arguments", "check_models", "default_poll_settings", "follow",
+           "normalise_models", "ready", "suggest", "wait_or_cancel"]
 
 UpdateCallback = Callable[[JobUpdate], Any]
 Check = Callable[[JobsClient], Awaitable[Mapping[str, GridLLMError]]]
 
 
 def normalise_models(models: Sequence[str] | str) -> list[str]:
-    tags = [models] if isinstance(models, str) else list(models)
-    tags = [t.strip() for t in tags if t and t.strip()]
-    if not tags:
-        raise ConfigError("no model given: name at least one, e.g. smollm2:135m")
-    return list(dict.fromkeys(tags))
+    """The tags asked for: stripped, each once, at least one (a ``ConfigError`` otherwise)."""
+    return checks.models(models)
+
+
+def _max_live(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"max_live must be a whole number ≥ 1, not {value!r:.40}")
+    return value
+
+
+_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
+    "url": lambda v: checks.optional_text(v, "url"),
+    "token": lambda v: checks.instance(v, "token", (str, Secret), "text or a Secret"),
+    "client": lambda v: checks.instance(v, "client", JobsClient, "a JobsClient"),
+    "hours": lambda v: checks.number(v, "hours"),
+    "timeout": lambda v: checks.number(v, "timeout", positive=False),
+    "system": lambda v: checks.optional_text(v, "system"),
+    "options": checks.options,
+    "poll": lambda v: checks.instance(v, "poll", PollSettings, "PollSettings"),
+    "validate": lambda v: checks.flag(v, "validate"),
+    "history": lambda v: checks.flag(v, "history"),
+    "unknown": lambda v: checks.choice(v, "unknown", ("raise", "fail")),
+    "max_live": _max_live,
+    "progress": lambda v: v if v is None or isinstance(v, bool) else checks.choice(
+        v, "progress", ("auto", "widget", "text", "none")),
+}
+
+
+def check_arguments(**arguments: Any) -> None:
+    """The public entry points' keyword arguments, each checked once (``api.checks``); a callback
+    (any name starting ``on_``, and ``announce``) must be callable or None."""
+    for name, value in arguments.items():
+        if name.startswith("on_") or name == "announce":
+            checks.callback(value, name)
+        else:
+            _ARGUMENTS[name](value)
 
 
 def suggest(tag: str, available: Sequence[str]) -> str | None:

@@ -119,6 +119,7 @@ def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
         is_running,
         read_state,
         stop_background_service,
+        unreadable_state,
     )
 
     port = urlsplit(url).port or 80
@@ -142,7 +143,11 @@ def local(action: str, url: str, out: TextIO, token: str | None = None) -> int:
     state = read_state(port)
     running = is_running(url, token)
     if state is None:
-        how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
+        problem = unreadable_state(port)
+        if problem:
+            how = f"{'running' if running else 'not running'}, but {problem}"
+        else:
+            how = "running (not a background service: a foreground `gridllm-nb serve`?)" if running else "not running"
         out.write(f"local service at {url}: {how}\n")
         return 0 if running else 1
     out.write(f"local service: {'running' if running else 'NOT answering'}\n{state.describe()}\n")

@@ -14,14 +14,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate, finish_note
-from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError
 from .sync import run_sync
 
 if typing.TYPE_CHECKING:
+    from ..api.client import JobsClient
+    from ..api.poller import PollSettings
     from .diff import Diff
 
 __all__ = ["RETRYABLE", "Result", "Results", "RunSpec"]
@@ -49,6 +49,7 @@ class Result:
     started_s: float | None = None  # first RUNNING, or first text when running was never seen
     first_token_s: float | None = None
     ended_s: float | None = None
+    restarted: bool = False  # the service restarted the job: ``text`` keeps all that was shown (``api.feed``)
 
     @property
     def ok(self) -> bool:
@@ -157,6 +158,7 @@ class Result:
             self.finish_raw = update.finish
         if update.tokens is not None:
             self.service_tokens = update.tokens
+        self.restarted = self.restarted or update.restarted
 
     def as_update(self) -> JobUpdate:
         """This result as it stands, as one update to a view that shows nothing of it yet (``delta`` is
@@ -216,6 +218,8 @@ class RunSpec:
         """The run's own client while it is open, else a new one for the same endpoint; True: close it after."""
         if self.client is not None and not self.client.closed:
             return self.client, False
+        from ..api.client import JobsClient  # httpx loads with the first run, not with the package
+
         return JobsClient(self.url, self.token), True
 
 

@@ -20,7 +20,8 @@ from ..config import Secret
 from ..errors import ConfigError, GridLLMError, TransportError
 from ..api.wire import decode_command_line
 from .history import RunRecorder, load_run, new_run_id
-from .live import LiveJobs, UpdateCallback, follow, normalise_models, ready
+from ..api import checks
+from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
 from .results import Result, Results, RunSpec
 from .sync import run_sync
@@ -90,9 +91,12 @@ async def arun(
     end's, on screen before the run starts); by default a new one. Either
     way it is returned, with ``spec`` set, so ``Results.retry`` can ask again.
     """
+    prompt = checks.text(prompt, "prompt", what="write the prompt in the cell body or pass it as text")
     tags = normalise_models(models)
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ConfigError("empty prompt: write the prompt in the cell body or pass it as text")
+    check_arguments(url=url, token=token, client=client, hours=hours, timeout=timeout, system=system,
+                    options=options, on_update=on_update, poll=poll, validate=validate, unknown=unknown,
+                    announce=announce, history=history)
+    checks.instance(results, "results", Results, "Results")
     if client is not None:  # its endpoint is the run's, for a retry once it is closed
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec(prompt, system=system, options=options, hours=hours, url=url,
@@ -127,6 +131,10 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
     ``JobUpdate.restart`` (its card clears), then the updates of its new job.
     A run in the history (``results.run_id``) has its rows updated.
     """
+    checks.instance(results, "results", Results, "Results")
+    check_arguments(on_update=on_update, timeout=timeout, announce=announce)
+    if tags is not None and (isinstance(tags, str) or tags):
+        checks.models(tags)
     spec = results.spec
     if spec is None:
         raise ConfigError("these Results do not say how they were made (no spec): retry a run returned by "
@@ -172,14 +180,18 @@ async def aattach(
     token. ``on_update`` first gets every model as it stands, then the live
     updates; the Results can be retried like a run's.
     """
+    check_arguments(url=url, token=token, on_update=on_update, timeout=timeout, poll=poll, announce=announce)
     secret = Secret.of(token)
     if isinstance(run, Results):
         results = run
     elif run is None or isinstance(run, str):
-        results = load_run(run)
-    else:
-        return await _attach_jobs(list(run), url=url, token=secret, on_update=on_update, timeout=timeout,
+        results = load_run(None if run is None else checks.unicode(run, "run"))
+    elif isinstance(run, Sequence) and not isinstance(run, (bytes, bytearray)):
+        return await _attach_jobs(checks.job_ids(run), url=url, token=secret, on_update=on_update, timeout=timeout,
                                   poll=poll, announce=announce)
+    else:
+        raise ConfigError(f"run must be a history run id (str), a list of job ids, Results or None, "
+                          f"not {type(run).__name__}")
     if results.spec is None:
         raise ConfigError("these Results say nowhere where their jobs run (no spec): attach a history run id")
     changes = {k: v for k, v in (("url", url), ("token", secret), ("poll", poll)) if v is not None}
@@ -264,5 +276,3 @@ def attach(run: str | Sequence[str] | Results | None = None, **kwargs: Any) -> R
     """Blocking ``aattach``: follow a history run's (or job ids') jobs again, to their end."""
     return run_sync(aattach(run, **kwargs))
 
-
-Results.retrier = aretry  # Results.retry asks again through this module (injected: results sits below it)

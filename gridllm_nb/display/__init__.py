@@ -1,15 +1,5 @@
-"""What a person sees that needs no widget: untrusted text made safe, the saved side-by-side picture.
+"""What a person sees that needs no widget: untrusted text made safe, the saved pictures, text streams.
 
-Importing this package tells core how its values look in a notebook
-(``Results.picture``, ``Diff.picture``): core sits below and never imports it.
+Core sits below and never imports this layer; the package root gives core
+its pictures (``Results.picture``, ``Diff.picture``) from here.
 """
-
-from __future__ import annotations
-
-from ..core.diff import Diff
-from ..core.results import Results
-from .diff import diff_html
-from .table import results_bundle
-
-Results.picture = results_bundle
-Diff.picture = diff_html

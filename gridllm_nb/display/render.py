@@ -211,11 +211,14 @@ def _sanitize(fragment: str) -> str:
     )
 
 
-# In a column of a table, a code block or a table of the answer's own scrolls sideways rather than
-# run over the next column. Both come out of nh3 with no attribute (none is allowed on them), text
-# there is escaped and the attributes nh3 keeps are double-quoted: these tags occur only as markup.
-_SCROLLS = re.compile(r"<(pre|table)>")
-_SCROLL_STYLE = {"pre": "white-space:pre;overflow-x:auto", "table": "display:block;overflow-x:auto"}
+# In a column of a table, a code block scrolls sideways rather than run over the next column (the
+# code's own style too: JupyterLab wraps every <code>), and a table of the answer's own takes the
+# column's width, its long words breaking in its cells. These tags come out of nh3 with no attribute
+# (none is allowed on them), text there is escaped and the attributes nh3 keeps are double-quoted:
+# these strings occur only as markup.
+_IN_COLUMN = re.compile(r"<pre><code>|<table>")
+_IN_COLUMN_STYLE = {"<pre><code>": "<pre style='overflow-x:auto'><code style='white-space:pre'>",
+                    "<table>": "<table style='width:100%;table-layout:fixed'>"}
 
 
 def answer_html(text: str, *, in_column: bool = False) -> str:
@@ -224,11 +227,11 @@ def answer_html(text: str, *, in_column: bool = False) -> str:
     Parsed by markdown-it (raw HTML off, images as text), then cleaned by
     nh3 against ``ALLOWED_TAGS``/``ALLOWED_ATTRIBUTES``: the parser decides
     what is markup, the sanitizer guarantees what markup can be.
-    ``in_column``: its code blocks and tables scroll sideways inside a narrow column.
+    ``in_column``: styled to stay inside a narrow column (code blocks scroll, tables fit).
     """
     clean = _sanitize(_parser().render(text))
     if in_column:
-        clean = _SCROLLS.sub(lambda m: f"<{m[1]} style='{_SCROLL_STYLE[m[1]]}'>", clean)
+        clean = _IN_COLUMN.sub(lambda m: _IN_COLUMN_STYLE[m[0]], clean)
     return clean
 
 

@@ -11,9 +11,9 @@ row, and the inline styles only refine what the table already does
 A column keeps its width whatever its answer holds: the table's layout is
 fixed (JupyterLab's stylesheet fixes every output table; the inline style
 does it in the other front ends that keep it) and a word longer than its column (a
-URL, a hash, an identifier) breaks inside it. A code block scrolls sideways
-in its column instead, keeping its lines whole; so does a table of the
-answer's own. Each style is written once per table or block, never per word,
+URL, a hash, an identifier) breaks inside it; a table of the answer's own
+is laid out the same way inside its column. A code block scrolls sideways in
+its column instead, keeping its lines whole. Each style is written once per table or block, never per word,
 and only with values JupyterLab's sanitizer keeps for an untrusted notebook
 (it drops ``overflow-wrap:anywhere``, hence ``break-word`` under a fixed layout).
 
@@ -48,7 +48,7 @@ _ALIGN = "style='text-align:left;vertical-align:top'"
 _HEAD = _ALIGN + " width='{w}%'"
 _TABLE = "<table style='width:100%;table-layout:fixed;overflow-wrap:break-word'>"
 _PRE = "<pre style='white-space:pre-wrap;overflow-wrap:break-word;margin:0'>{}</pre>"
-_CODE = "<pre style='white-space:pre;overflow-x:auto;margin:0'><code>{}</code></pre>"
+_CODE = "<pre style='overflow-x:auto;margin:0'><code style='white-space:pre'>{}</code></pre>"
 
 
 def _head_html(r: Result) -> str:

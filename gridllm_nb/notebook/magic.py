@@ -220,7 +220,6 @@ class GridLLMMagics(Magics):
               kwargs: dict[str, Any]) -> Any:
         """``--over NAME``: a prompt × model grid (``grid.over``), a progress bar, a ``GridResults``."""
         from ..core.grid import over
-        from ..widgets import progress  # noqa: F401 - registers progress="widget"
 
         if args.no_wait:
             raise ConfigError("--no-wait cannot be used with --over")

@@ -49,6 +49,7 @@ from .state import (
     locked,
     read_state,
     service_log_path,
+    unreadable_state,
     write_state,
 )
 
@@ -65,6 +66,7 @@ __all__ = [
     "read_state",
     "start_service",
     "stop_background_service",
+    "unreadable_state",
 ]
 
 IDLE_ENV = "GRIDLLM_IDLE_TIMEOUT"
@@ -355,7 +357,11 @@ def stop_background_service(port: int, timeout: float = 10.0) -> str | None:
     with locked(port):
         state = read_state(port)
         if state is None:
-            return None
+            problem = unreadable_state(port)
+            if problem is None:
+                return None
+            return (f"cannot stop the background local service on port {port}: {problem}; if one still "
+                    f"answers there, end its process by hand, then remove that file")
         if not (_alive(state.pid) and _is_service(state.pid)):
             forget_state(port)
             return f"the local service at {state.url} (pid {state.pid}) was not running; its state file is removed"

@@ -27,6 +27,7 @@ __all__ = [
     "read_state",
     "service_log_path",
     "state_dir",
+    "unreadable_state",
     "write_state",
 ]
 
@@ -84,15 +85,35 @@ class ServiceState:
 
 
 def read_state(port: int) -> ServiceState | None:
-    """The state file of the background service on ``port``; None if absent or unreadable."""
+    """The state file of the background service on ``port``; None if absent or unreadable
+    (``unreadable_state`` says which)."""
     try:
-        data = json.loads(_state_path(port).read_text())
-        idle = data.get("idle_timeout")
-        return ServiceState(pid=int(data["pid"]), url=str(data["url"]), port=int(data["port"]),
-                            log=str(data["log"]), started=str(data.get("started", "")),
-                            idle_timeout=float(idle) if idle else None)
+        return _parse(_state_path(port).read_text())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def unreadable_state(port: int) -> str | None:
+    """Why the state file of ``port`` exists but cannot be read (garbled, not ours); None when it is
+    absent or reads well. A stopper says it, rather than "no background service"."""
+    path = _state_path(port)
+    try:
+        _parse(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = "not UTF-8 text" if isinstance(exc, UnicodeError) else type(exc).__name__ if isinstance(
+            exc, (KeyError, TypeError, AttributeError)) else str(exc).split(":")[0]
+        return f"its state file {path} is unreadable ({why})"
+    return None
+
+
+def _parse(text: str) -> ServiceState:
+    data = json.loads(text)
+    idle = data.get("idle_timeout")
+    return ServiceState(pid=int(data["pid"]), url=str(data["url"]), port=int(data["port"]),
+                        log=str(data["log"]), started=str(data.get("started", "")),
+                        idle_timeout=float(idle) if idle else None)
 
 
 def write_state(state: ServiceState) -> None:

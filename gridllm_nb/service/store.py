@@ -17,6 +17,7 @@ rows it left unfinished, and it is emptied whenever no job is live.
 from __future__ import annotations
 
 import fcntl
+import os
 import json
 import sqlite3
 import threading
@@ -156,7 +157,8 @@ class JobStore:
         from ..errors import ConfigError
 
         if self.path != ":memory:":
-            self.path = str(Path(self.path).expanduser())
+            # The real path: a second service reaching the same file through a symlink takes the same lock.
+            self.path = os.path.realpath(Path(self.path).expanduser())
             for suffix in ("", ".lock", ".logs"):
                 private_file(self.path + suffix)
             if exclusive:
@@ -249,6 +251,8 @@ class JobStore:
                 job_id, at, text = json.loads(line)
             except (ValueError, TypeError):
                 continue  # a line cut short by a crash
+            if not (type(job_id) is str and type(at) is int and type(text) is str):
+                continue  # not a line this store wrote ([id, offset, text]): skipped like a cut one
             job = pending.get(job_id)
             if job is not None and at == len(job.log):
                 job.log += text

@@ -1,16 +1,15 @@
-"""A grid's progress bar in a notebook, registered with core as ``progress="widget"``.
+"""A grid's progress bar in a notebook: core's ``progress="widget"``.
 
-Core counts and throttles (``core/progress.py``) and draws no widget: this
-module gives it one on import (``register_progress``). The package root
-imports it when it runs in a kernel, and so does the magic's ``--over``, so
-``progress="auto"`` picks the bar wherever a notebook shows it.
+Core counts and throttles (``core/progress.py``) and draws no widget; the
+package root registers this bar with it (``register_progress``), loaded on
+first use, so ``progress="auto"`` picks it wherever a kernel shows it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..core.progress import Counts, Progress, progress_line, register_progress
+from ..core.progress import Counts, Progress, progress_line
 
 __all__ = ["WidgetProgress"]
 
@@ -49,5 +48,3 @@ class WidgetProgress(Progress):
             self.bar.bar_style = "warning"
         self.label.value = line
 
-
-register_progress("widget", WidgetProgress)

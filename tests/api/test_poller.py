@@ -11,6 +11,7 @@ import pytest
 
 from gridllm_nb.api.client import JobsClient
 from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.api.feed import RESTART_MARK
 from gridllm_nb.api.poller import Poller, PollSettings, get_poller
 
 from ..fakes import FakeClock, FakeJobsAPI, words_script
@@ -66,15 +67,40 @@ async def _last(watch) -> JobUpdate:
     return last
 
 
-async def test_a_log_that_restarts_is_a_reset_and_the_final_text_is_the_new_log(clock: FakeClock) -> None:
+async def test_a_log_that_says_something_else_follows_what_was_shown_after_a_mark(clock: FakeClock) -> None:
     fake = FakeJobsAPI(default_script=[("running", "old host says"), ("running", "old host says hi"),
                                        ("running", "new"), ("completed", "new host answer")])
     client, poller = setup(fake, clock)
     updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
-    resets = [u for u in updates if u.reset]
-    assert len(resets) == 1 and resets[0].text == "new" and resets[0].delta == "new"
-    assert updates[-1].text == "new host answer"
-    assert updates[-1].delta == " host answer"
+    assert not any(u.reset for u in updates)  # nothing shown is ever taken back
+    assert "".join(u.delta for u in updates) == updates[-1].text
+    assert updates[-1].text == "old host says hi" + RESTART_MARK + "new host answer"
+    assert updates[-1].restarted and not updates[0].restarted
+    await client.aclose()
+
+
+async def test_a_log_that_goes_back_keeps_what_was_shown_and_goes_on_seamlessly(clock: FakeClock) -> None:
+    # A restarted service replays less than was shown, then generates on from there.
+    fake = FakeJobsAPI(default_script=[("running", "plants absorb carbon dioxide"), ("running", "plants absorb carbon"),
+                                       ("running", "plants absorb carbon dioxide and"),
+                                       ("completed", "plants absorb carbon dioxide and water")])
+    client, poller = setup(fake, clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert [u.text for u in updates if u.delta] == ["plants absorb carbon dioxide", "plants absorb carbon dioxide and",
+                                                    "plants absorb carbon dioxide and water"]
+    assert "".join(u.delta for u in updates) == updates[-1].text and updates[-1].restarted
+    await client.aclose()
+
+
+async def test_a_job_that_ends_on_a_shorter_log_keeps_all_that_was_shown(clock: FakeClock) -> None:
+    # What the issue saw: "…absorb carbon dioxide (reconnecting…)", then the restarted service ended
+    # the job "interrupted" with the shorter log it had journaled.
+    fake = FakeJobsAPI(default_script=[("running", "plants absorb carbon dioxide"),
+                                       ("error", "plants absorb carbon")])
+    client, poller = setup(fake, clock)
+    updates = await collect(poller, client, await client.submit("p", "m"), tag="m")
+    assert updates[-1].state is JobState.FAILED and updates[-1].restarted
+    assert updates[-1].text == "plants absorb carbon dioxide"
     await client.aclose()
 
 

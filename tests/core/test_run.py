@@ -256,15 +256,10 @@ async def test_a_retry_that_fails_to_submit_fails_from_a_clean_slate() -> None:
     assert "unknown model 'a'" in a.error
 
 
-def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(monkeypatch) -> None:
-    import functools
-
-    from gridllm_nb.core import results as results_module
-
+def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(over_fake) -> None:
     secret = "tok_S3CRET_value"
     fake = FakeJobsAPI(scripts={"a": words_script("no", final="failed")}, token=secret)
-    # No client given: the run (and its retry) make their own, here over the fake.
-    monkeypatch.setattr(results_module, "JobsClient", functools.partial(JobsClient, transport=fake.transport()))
+    over_fake(fake)  # no client given: the run (and its retry) make their own, here over the fake
     results = run("hi", ["a"], url=BASE, token=secret, poll=FAST, announce=None)
     assert results["a"].state is JobState.FAILED
     assert secret not in repr(results.spec) and secret not in repr(results)

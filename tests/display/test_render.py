@@ -42,7 +42,7 @@ WRAPPER_CLASS = "tex2jax_ignore mathjax_ignore"
 # The side-by-side table's own layout (``display.table``), never taken from model text.
 OWN_STYLE = re.compile(r"width:100%;table-layout:fixed;overflow-wrap:break-word|text-align:left;vertical-align:top"
                        r"|white-space:pre-wrap;overflow-wrap:break-word;margin:0|color:#a00"
-                       r"|white-space:pre;overflow-x:auto(;margin:0)?|display:block;overflow-x:auto")
+                       r"|overflow-x:auto(;margin:0)?|white-space:pre|width:100%;table-layout:fixed")
 
 
 class Inspector(HTMLParser):
@@ -98,7 +98,7 @@ def assert_safe_html(fragment: str) -> None:
                 assert value.isdigit(), (value, fragment)
             elif tag == "div" and name == "class":
                 assert value == WRAPPER_CLASS
-            elif name == "style" and tag in ("table", "th", "td", "pre", "p"):  # sidebyside's layout
+            elif name == "style" and tag in ("table", "th", "td", "pre", "code", "p"):  # sidebyside's layout
                 assert OWN_STYLE.fullmatch(value), (value, fragment)
             elif name == "width" and tag in ("th", "td"):
                 assert re.fullmatch(r"\d+%", value), (value, fragment)
@@ -290,11 +290,11 @@ FRAGMENTS = [
 model_text = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.text(max_size=4)), max_size=30).map("".join)
 
 
-def test_in_a_column_only_the_answers_own_code_blocks_and_tables_scroll() -> None:
+def test_in_a_column_only_the_answers_own_code_blocks_and_tables_are_styled() -> None:
     text = "`<pre>` and `<table>`, [a](https://e.com/<pre>) <https://e.com/<table>>\n\n```\ncode\n```"
     assert "style" not in answer_html(text)  # a card's answer: the widget's stylesheet lays it out
     styled = answer_html(text, in_column=True)
-    assert styled.count("style=") == 1 and "<pre style='white-space:pre;overflow-x:auto'><code>code" in styled
+    assert styled.count("style=") == 2 and "<pre style='overflow-x:auto'><code style='white-space:pre'>code" in styled
     assert_safe_html(styled)
 
 

@@ -81,9 +81,9 @@ def test_long_words_break_in_their_column_and_code_scrolls_in_it() -> None:
     r = results(("a:1", f"{long} {long}\n\n```\n{long}\n```\n\n| head |\n|---|\n| {long} |"), ("b:1", long))
     page = results_bundle(list(r.values()))["text/html"]
     assert page.count("table-layout:fixed;overflow-wrap:break-word") == 1  # once per table, never per word
-    assert page.count("<pre style='white-space:pre;overflow-x:auto'><code>") == 1
-    assert page.count("<table style='display:block;overflow-x:auto'>\n<thead>") == 1  # the answer's own table
+    assert page.count("<pre style='overflow-x:auto'><code style='white-space:pre'>") == 1
+    assert page.count("<table style='width:100%;table-layout:fixed'>\n<thead>") == 1  # the answer's own table
     code = results_bundle(list(r.values()), "code")["text/html"]
-    assert code.count("<pre style='white-space:pre;overflow-x:auto;margin:0'><code>") == 2
+    assert code.count("<pre style='overflow-x:auto;margin:0'><code style='white-space:pre'>") == 2
     text = results_bundle(list(r.values()), "text")["text/html"]
     assert text.count("white-space:pre-wrap;overflow-wrap:break-word") == 2
