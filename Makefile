@@ -13,7 +13,7 @@ LLAMA_CPP   ?= 0.3.36
 STAMP       := $(VENV)/.gridllm-installed
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test setup browser bench clean
+.PHONY: demo test setup browser bench clean docs screenshots
 
 setup: $(STAMP)
 
@@ -35,11 +35,21 @@ browser:
 
 test: setup browser
 	$(BIN)/lint-imports
+	$(BIN)/python -m sphinx -b html -W --keep-going -n -q -d docs/_build/doctrees docs docs/_build/html
 	$(BIN)/python -m pytest tests -p no:cacheprovider
 	$(BIN)/python -m pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 
 demo: setup
 	@$(BIN)/python scripts/demo.py
+
+# The documentation site: docs/_build/html/index.html (make test builds it with warnings as errors).
+docs: setup
+	@$(BIN)/python -m sphinx -b html -q -d docs/_build/doctrees docs docs/_build/html
+	@echo "docs/_build/html/index.html"
+
+# Every picture in the README and the docs, from the built-in models answering for real.
+screenshots: setup browser
+	$(BIN)/python scripts/screenshots.py
 
 bench: setup
 	$(BIN)/python benchmarks/poller.py

@@ -46,6 +46,7 @@ for _nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
 
 nb_execution_mode = "off"
 nb_output_stderr = "show"
+nb_ipywidgets_js: dict = {}  # no widget manager from a CDN: a saved notebook shows its widgets' saved pictures
 nb_render_markdown_format = "myst"
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -64,7 +65,7 @@ autodoc_mock_imports = ["llama_cpp"]
 # A broken cross-reference fails the build (-n), but names from other projects have no
 # inventory offline (no intersphinx: the build reaches no network), so only ours are checked.
 nitpicky = True
-nitpick_ignore_regex = [(r"py:.*", r"(?!gridllm_nb\b).*")]
+nitpick_ignore_regex = [(r"py:.*", r"(?!gridllm_nb\b).*"), (r"py:class", r"gridllm_nb\..*\.[A-Z]")]  # and type variables
 
 html_theme = "furo"
 html_title = "gridllm_nb"

@@ -10,7 +10,6 @@ the embedded local service. The token comes from the argument or
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -23,10 +22,6 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 __all__ = [
     "API_PREFIX",
@@ -97,15 +92,26 @@ def config_path() -> Path:
     return Path(base) / "gridllm_nb" / "config.toml"
 
 
+def _toml() -> Any:
+    """The TOML reader, loaded when a config file is read, not with the package."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    import tomli  # pragma: no cover - Python 3.10 only
+
+    return tomli  # pragma: no cover
+
+
 def load_file_config() -> dict[str, Any]:
     """The ``[gridllm]`` table of the config file, or {} when there is none."""
     path = config_path()
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            data = _toml().load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, _toml().TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     section = data.get("gridllm", data)
     return section if isinstance(section, dict) else {}
@@ -163,6 +169,8 @@ def is_loopback(url_or_host: str) -> bool:
     if host == "localhost":
         return True
     try:
+        import ipaddress  # loaded with the first URL, not with %load_ext
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

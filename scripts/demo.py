@@ -37,12 +37,16 @@ def run_cli(url: str) -> int:
 
 def execute_quickstart(url: str) -> int:
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     nb = nbformat.read(ROOT / "notebooks" / "01-quickstart.ipynb", as_version=4)
     os.environ["GRIDLLM_API_URL"] = url
+    # The kernel talks to us over Unix sockets, not TCP: nothing listens on a port, and the
+    # kernel has no "running over TCP without encryption" warning to print between the answers.
+    km = KernelManager(kernel_name="python3", transport="ipc")
     with tempfile.TemporaryDirectory() as tmp:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp}}).execute()
+        NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": tmp}}).execute()
     print("\n== notebooks/01-quickstart.ipynb executed; answers ==")
     found = 0
     for cell in nb.cells:

@@ -15,6 +15,7 @@ from typing import Any, TextIO, TypeVar
 from ..api.client import JobsClient
 from ..api.jobs import Job
 from ..api.poller import PollSettings
+from ..config import resolve_endpoint
 from ..errors import NotSupported
 from .history import history_path, load_run, local_time, recent, short_id
 from .local import open_client
@@ -110,6 +111,8 @@ def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None
     the pace its jobs are followed at. The CLI and ``%gridllm attach|retry``
     both start here.
     """
+    if url:
+        resolve_endpoint(url)  # a URL that cannot be used is said now, even for a run with nothing left to follow
     results = load_run(run)
     assert results.spec is not None  # load_run gives every run its spec
     changes: dict[str, Any] = {"poll": poll} if poll is not None else {}

@@ -7,14 +7,13 @@ words are never ignored), ``ops`` the opcodes over those word lists. Words are
 compared without their whitespace, and each side is shown with its own
 whitespace, so line breaks and indentation survive.
 
-How a ``Diff`` looks in a notebook is the display layer's (``Diff.picture``,
-set by ``gridllm_nb.display``): this module gives it each side as runs of
-text marked "only on this side" (``Diff.runs``), never HTML.
+How a ``Diff`` looks in a notebook is the display layer's (``display.diff``,
+given to core as ``Diff.picture`` by the package root): this module gives it
+each side as runs of text marked "only on this side" (``Diff.runs``), never HTML.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,8 @@ def _split(text: str) -> tuple[str, list[str], list[str]]:
 
 
 def _matcher(a_words: Sequence[str], b_words: Sequence[str]) -> difflib.SequenceMatcher[str]:
+    import difflib  # loaded with the first comparison, not with the package
+
     return difflib.SequenceMatcher(None, a_words, b_words, autojunk=False)
 
 
@@ -63,7 +64,7 @@ class Diff:
     a_text: str = field(default="", repr=False)
     b_text: str = field(default="", repr=False)
 
-    # Injected from above, never imported: ``gridllm_nb.display`` sets the HTML picture of a diff.
+    # Injected from above, never imported: the package root sets the HTML picture (``display.diff``).
     picture: ClassVar[Callable[[Diff], str] | None] = None
 
     @property

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..api.clock import Clock, SystemClock
+if TYPE_CHECKING:
+    from ..api.clock import Clock
+
 
 __all__ = ["Counts", "Progress", "TextProgress", "make_progress", "progress_line", "register_progress"]
 
@@ -58,7 +60,11 @@ class Progress:
     def __init__(self, total: int, *, clock: Clock | None = None, min_interval: float = 0.25,
                  refresh: float = 1.0) -> None:
         self.total = total
-        self.clock = clock or SystemClock()
+        if clock is None:
+            from ..api.clock import SystemClock  # asyncio loads with the first grid, not with the package
+
+            clock = SystemClock()
+        self.clock = clock
         self.min_interval = min_interval
         self.refresh = refresh
         self.started = self.clock.monotonic()

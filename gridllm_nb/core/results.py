@@ -15,12 +15,11 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ..api.jobs import JobState, JobUpdate, finish_note
-from ..config import Secret
 from ..errors import ConfigError
-from .sync import run_sync
 
 if typing.TYPE_CHECKING:
     from ..api.client import JobsClient
+    from ..config import Secret
     from ..api.poller import PollSettings
     from .diff import Diff
 
@@ -291,6 +290,8 @@ class Results(Mapping[str, Result]):
               on_update: Callable[[JobUpdate], Any] | None = None,
               timeout: float | None = None) -> Results:
         """Blocking ``aretry`` for scripts and notebooks (works inside Jupyter's running loop)."""
+        from .sync import run_sync
+
         return run_sync(self.aretry(tags, on_update=on_update, timeout=timeout))
 
     def to_list(self) -> list[dict[str, Any]]:

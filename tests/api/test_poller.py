@@ -573,9 +573,9 @@ async def test_stream_rows_grow_restart_and_end_a_job_as_polls_would(clock: Fake
     poller = Poller(PollSettings(), clock=clock)
     job_id = await client.submit("p", "m")
     updates = await collect(poller, client, job_id, tag="m")
-    assert [(u.state, u.delta, u.reset) for u in updates] == [
+    assert [(u.state, u.delta, u.restarted) for u in updates] == [
         (JobState.QUEUED, "", False), (JobState.RUNNING, "one", False), (JobState.RUNNING, " two", False),
-        (JobState.RUNNING, "uno", True), (JobState.COMPLETED, " dos", False)]
-    assert updates[-1].text == "uno dos" and updates[-1].finish == "stop" and updates[-1].tokens == 2
+        (JobState.RUNNING, RESTART_MARK + "uno", True), (JobState.COMPLETED, " dos", True)]
+    assert updates[-1].text == "one two" + RESTART_MARK + "uno dos" and updates[-1].finish == "stop" and updates[-1].tokens == 2
     assert not fake.gets() and poller.streams == 1
     await client.aclose()

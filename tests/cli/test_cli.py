@@ -129,3 +129,90 @@ def test_history_retry_and_attach_from_the_command_line(grid, capsys, tmp_path, 
     assert [r["text"] for r in json.loads(capsys.readouterr().out)] == ["a fine answer", "fixed this time"]
     assert main(["retry", "beef"]) == 2
     assert capsys.readouterr().err.strip().startswith("gridllm-nb: no run beef in the history")
+
+
+def _one_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("garbage", ["bytes", "folder", "foreign"])
+def test_the_history_commands_on_a_broken_history_file_say_so_in_one_line(garbage, tmp_path, monkeypatch,
+                                                                          capsys) -> None:
+    # issue 22, case 1: a raw sqlite3.DatabaseError traceback from history, leaderboard and attach
+    import sqlite3
+
+    path = tmp_path / "history.sqlite3"
+    if garbage == "bytes":
+        path.write_bytes(b"this is not a database\x00" * 100)
+    elif garbage == "folder":
+        path.mkdir()
+    else:
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE responses (x TEXT)")
+            conn.execute("CREATE TABLE votes (y TEXT)")
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(path))
+    for argv in (["history"], ["leaderboard"], ["attach"], ["retry", "abc"]):
+        assert main(argv) == 2, argv
+        assert _one_line(capsys).startswith(f"gridllm-nb: cannot read the history {path}"), argv
+
+
+def test_a_prompt_that_is_not_valid_unicode_is_refused_before_anything_is_sent(grid, capsys, monkeypatch) -> None:
+    # issue 22, case 2: a lone surrogate (argv is decoded with surrogateescape) ended in httpx's UnicodeEncodeError
+    import io
+
+    posts = len(grid.fake.posts())
+    for argv in (["run", "caf\udce9", "-m", "good"], ["submit", "caf\udce9", "-m", "good"],
+                 ["run", "hi", "-m", "good", "--system", "\ud800"], ["run", "hi", "-m", "go\udcffod"]):
+        assert main([*argv, "--url", grid.url]) == 2
+        assert "is not valid Unicode text: a lone surrogate" in _one_line(capsys)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait"), encoding="utf-8"))
+    assert main(["run", "-", "-m", "good", "--url", grid.url]) == 2
+    assert _one_line(capsys) == "gridllm-nb: the prompt on stdin is not UTF-8 text (byte 3)"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9"), encoding="utf-8",
+                                                       errors="surrogateescape"))
+    assert main(["run", "-", "-m", "good", "--url", grid.url]) == 2
+    assert _one_line(capsys).endswith("prompt is not valid Unicode text: a lone surrogate ('\\udce9') at character 3")
+    assert len(grid.fake.posts()) == posts
+
+
+@pytest.mark.parametrize("argv", [["--hours", "nan"], ["--hours", "inf"], ["--timeout", "nan"],
+                                  ["--option", "temperature=NaN"], ["--option", "t=Infinity"],
+                                  ["--option", "t=1e400"], ["--hours", "-1"]])
+def test_a_number_that_is_not_finite_is_one_line(grid, capsys, argv) -> None:
+    # issue 22, case 3: --hours nan was a ValueError traceback; Infinity went out as non-standard JSON
+    posts = len(grid.fake.posts())
+    assert main(["run", "hi", "-m", "good", "--url", grid.url, *argv]) == 2
+    line = _one_line(capsys)
+    assert "finite number" in line or "hours must be more than 0" in line
+    assert main(["submit", "hi", "-m", "good", "--url", grid.url, "--hours", "nan"]) == 2
+    assert "hours must be a finite number" in _one_line(capsys)
+    assert len(grid.fake.posts()) == posts
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/x", "http://127.0.0.1:ab/x", "http://[::1/x",
+                                 "ftp://user:secret@host/x", "http://user:secret@127.0.0.1:70000/x"])
+def test_a_url_that_cannot_be_parsed_is_one_line_without_the_password(capsys, url, history_file) -> None:
+    # issue 22, case 4
+    for argv in (["run", "hi", "-m", "good"], ["models"], ["status", "f" * 32], ["attach"]):
+        assert main([*argv, "--url", url]) == 2, argv
+        line = _one_line(capsys)
+        assert "secret" not in line and ("URL" in line or "history" in line)
+
+
+def test_watch_refuses_a_malformed_job_id_at_once(grid, capsys) -> None:
+    # issue 22, case 9: `watch nonexistent` retried for 122 s before saying "malformed job id"
+    requests = len(grid.fake.requests)
+    for command in ("watch", "status", "cancel"):
+        assert main([command, "nonexistent", "--url", grid.url]) == 2
+        assert _one_line(capsys) == "gridllm-nb: malformed job id 'nonexistent': expected 32 hex digits"
+    assert len(grid.fake.requests) == requests  # refused before anything was asked
+
+
+def test_a_port_out_of_range_is_a_usage_error(capsys) -> None:
+    for argv in (["local", "status", "--port", "99999"], ["webui", "--port", "0"], ["local", "stop", "--port", "x"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err

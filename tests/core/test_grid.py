@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import re
 
 import httpx
 import pytest
@@ -263,26 +262,6 @@ def test_the_throttle_draws_new_counts_after_min_interval_and_the_same_ones_afte
     bar.close(Counts(100, 0, 100))
     bar.update(Counts(100, 0, 100))
     assert bar.draws == 15
-
-
-@pytest.mark.anyio
-async def test_the_widget_bar_of_200_jobs_sends_a_bounded_number_of_messages(wire) -> None:
-    clock = fake_time()
-    fake = FakeJobsAPI(default_script=words_script("a b c d e f"))
-    start = clock.now
-    result = await agrid([f"p{i}" for i in range(200)], ["m"], client=client_for(fake, clock=clock), progress="widget")
-    assert result.counts.done == 200
-    updates = [state for _, kind, data in wire.sent if kind == "comm_msg" and data.get("method") == "update"
-               for state in [data["state"]] if {"value"} & set(state)]
-    seconds = clock.now - start
-    # at most one redraw per 0.25 s of (fake) time, each a bar and a label message, plus the end
-    assert len(updates) <= 2 * (seconds / 0.25 + 2)
-    assert len(updates) < 200 / 4  # far fewer than one per job (1400 job updates went through it)
-    labels = [state["value"] for state in updates if isinstance(state["value"], str)]
-    assert labels and all(re.match(r"\d+/200 done · 0 failed · \d:\d\d elapsed", line) for line in labels)
-    closed = {cid for cid, kind, _ in wire.sent if kind == "comm_close"}
-    opened = {cid for cid, kind, _ in wire.sent if kind == "comm_open"}
-    assert opened and opened <= closed  # every widget of the bar is gone at the end
 
 
 # -- %%gridllm --over ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,23 @@ def test_a_stored_run_carries_what_retrying_it_needs_but_no_token(monkeypatch: p
     # local service is started on demand as for a new run.
     history.record(_results("q"), "http://127.0.0.1:8765/remotejobs/v2", path=db)
     assert history.load_run(path=db).spec.url is None
+
+
+@pytest.mark.parametrize("garbage", ["bytes", "folder", "foreign"])
+def test_a_file_that_is_no_history_is_one_config_error_for_every_reader(garbage: str, tmp_path: Path) -> None:
+    # issue 22, case 1: a raw sqlite3.DatabaseError from recent, load_run (attach) and leaderboard
+    from gridllm_nb.core.arena import leaderboard
+
+    path = tmp_path / "history.sqlite3"
+    if garbage == "bytes":
+        path.write_bytes(b"SQLite format 2\x00 garbage" * 50)
+    elif garbage == "folder":
+        path.mkdir()
+    else:
+        with closing(sqlite3.connect(path)) as conn, conn:
+            conn.execute("CREATE TABLE responses (x TEXT)")
+            conn.execute("CREATE TABLE votes (y TEXT)")
+    for read in (lambda: history.recent(path=path), lambda: history.load_run(path=path),
+                 lambda: leaderboard(path)):
+        with pytest.raises(ConfigError, match=f"cannot read the history {path}"):
+            read()

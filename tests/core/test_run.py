@@ -12,7 +12,7 @@ import pytest
 from gridllm_nb.api.client import JobsClient
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import PollSettings
-from gridllm_nb.core.run import arun, run
+from gridllm_nb.core.run import arun, attach, run
 from gridllm_nb.core.sync import run_sync
 from gridllm_nb.errors import ConfigError, UnknownModel
 
@@ -519,3 +519,27 @@ def test_retry_and_attach_on_the_real_service(service_url: str, history_file) ->
     assert first.ok and r.text.strip() and r.first_token_s is not None
     again = attach(history.short_id(first.run_id), announce=None)  # every job ended: shown as stored
     assert again["smollm2:135m"].text == r.text and again["smollm2:135m"].job_id == r.job_id
+
+
+@pytest.mark.parametrize(("call", "says"), [
+    (lambda: run("hi", [123]), "models must be tags (str); got int"),
+    (lambda: run("hi", "m", options="max_tokens=8"), "options must be a dict"),
+    (lambda: run("hi", "m", options={"stop": object()}), "options must be standard JSON values"),
+    (lambda: run("hi", "m", options={"t": float("nan")}), "no NaN or Infinity"),
+    (lambda: run("hi", "m", timeout="x"), "timeout must be a number"),
+    (lambda: run("hi", "m", hours=float("inf")), "hours must be a finite number"),
+    (lambda: run(123, "m"), "prompt must be text (a str), not int"),
+    (lambda: run("caf\udce9", "m"), "prompt is not valid Unicode text: a lone surrogate ('\\udce9') at character 3"),
+    (lambda: run("hi", "m", system=b"x"), "system must be text"),
+    (lambda: run("hi", "m", on_update=3), "on_update must be a function"),
+    (lambda: run("hi", "m", unknown="ignore"), "unknown must be one of 'raise', 'fail'"),
+    (lambda: run("hi", "m", token=42), "token must be text or a Secret"),
+    (lambda: run("hi", "m", url=5), "url must be text"),
+    (lambda: attach(123), "run must be a history run id (str), a list of job ids, Results or None, not int"),
+    (lambda: attach(["nonexistent"]), "malformed job id 'nonexistent': expected 32 hex digits"),
+])
+def test_misuse_of_the_python_api_is_a_config_error_naming_the_argument(call, says) -> None:
+    # issue 22, case 11: AttributeError, ValueError, TypeError, and "empty prompt" for run(123, ...)
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert says in str(info.value)

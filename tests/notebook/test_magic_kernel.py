@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-NOTEBOOK = Path(__file__).parent / "notebooks" / "magic_smoke.ipynb"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "tests" / "notebooks" / "magic_smoke.ipynb"
 
 pytestmark = pytest.mark.models
 

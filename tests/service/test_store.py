@@ -73,3 +73,39 @@ def test_database_files_and_folder_are_private(tmp_path: Path) -> None:
     assert {p.name for p in files} >= {"jobs.sqlite3", "jobs.sqlite3-wal", "jobs.sqlite3-shm", "jobs.sqlite3.logs"}
     assert all((p.stat().st_mode & 0o777) == 0o600 for p in files), {p.name: oct(p.stat().st_mode) for p in files}
     store.close()
+
+
+def test_journal_lines_of_the_wrong_shape_are_skipped_like_cut_ones(tmp_path: Path) -> None:
+    # issue 22, case 6: [id, offset, 12345] made every restart crash with a TypeError
+    db = tmp_path / "jobs.sqlite3"
+    store = JobStore(db)
+    record = job(log="The sky")
+    store.save([record])
+    jid = record.id
+    with open(store.journal_path, "a", encoding="utf-8") as journal:
+        for line in (f'["{jid}",7,12345]', f'["{jid}","7"," x"]', f'["{jid}",true," y"]', '[["a"],7," z"]',
+                     '{"a":1,"b":2,"c":3}', f'["{jid}",7.0," w"]', "[1,2]", "null", f'["{jid}",7," is blue"]'):
+            journal.write(line + "\n")
+    store.close()
+
+    again = JobStore(db)
+    assert again.recover(time.time()) == 1
+    assert again.get([jid])[jid].log == "The sky is blue"
+    again.close()
+
+
+def test_a_second_store_on_the_same_file_through_a_symlink_is_refused(tmp_path: Path) -> None:
+    # issue 22, case 7: the lock beside the symlink was another lock, so both services wrote one database
+    import pytest
+
+    from gridllm_nb.errors import ConfigError
+
+    db = tmp_path / "real" / "jobs.sqlite3"
+    db.parent.mkdir()
+    first = JobStore(db)
+    (tmp_path / "link.sqlite3").symlink_to(db)
+    (tmp_path / "dir-link").symlink_to(db.parent)
+    for other in (tmp_path / "link.sqlite3", tmp_path / "dir-link" / "jobs.sqlite3"):
+        with pytest.raises(ConfigError, match="is in use by another gridllm_nb service"):
+            JobStore(other)
+    first.close()
