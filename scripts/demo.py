@@ -44,8 +44,8 @@ def execute_quickstart(url: str) -> int:
     os.environ["GRIDLLM_API_URL"] = url
     # The kernel talks to us over Unix sockets, not TCP: nothing listens on a port, and the
     # kernel has no "running over TCP without encryption" warning to print between the answers.
-    km = KernelManager(kernel_name="python3", transport="ipc")
     with tempfile.TemporaryDirectory() as tmp:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(tmp) / "kernel"))
         NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": tmp}}).execute()
     print("\n== notebooks/01-quickstart.ipynb executed; answers ==")
     found = 0

@@ -52,6 +52,7 @@ def build(out: Path, *extra: str) -> subprocess.CompletedProcess:
 def run_page(text: str, url: str, workdir: Path) -> None:
     """Run every example of one page; raise on the first that fails."""
     import nbformat
+    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
     blocks = fences(text)
@@ -60,8 +61,8 @@ def run_page(text: str, url: str, workdir: Path) -> None:
     if cells:
         nb = nbformat.v4.new_notebook(cells=cells)
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(workdir / "kernel"))
+        NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(workdir)}}).execute()
     env = dict(os.environ, GRIDLLM_API_URL=url,
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     for lang, code in blocks:

@@ -8,22 +8,24 @@ and in a notebook its rich display is the saved side-by-side picture.
 from __future__ import annotations
 
 import typing
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from ..api.jobs import JobState, JobUpdate, finish_note
 from ..errors import ConfigError
+from ..text import shorten
 
 if typing.TYPE_CHECKING:
     from ..api.client import JobsClient
-    from ..config import Secret
     from ..api.poller import PollSettings
+    from ..config import Secret
+    from .checks import Verdict
     from .diff import Diff
 
-__all__ = ["RETRYABLE", "Result", "Results", "RunSpec"]
+__all__ = ["RETRYABLE", "Result", "Results", "RunSpec", "verdict_columns"]
 
 # The ends worth another try: the model did not answer (completed is not among them).
 RETRYABLE = frozenset({JobState.FAILED, JobState.LOST, JobState.CANCELLED, JobState.TIMED_OUT})
@@ -49,6 +51,7 @@ class Result:
     first_token_s: float | None = None
     ended_s: float | None = None
     restarted: bool = False  # the service restarted the job: ``text`` keeps all that was shown (``api.feed``)
+    checks: list[Verdict] = field(default_factory=list)  # set when the job ends (``core.checks``, ``core.judge``)
 
     @property
     def ok(self) -> bool:
@@ -121,6 +124,19 @@ class Result:
         return " · ".join(parts)
 
     @property
+    def passed(self) -> bool | None:
+        """Every check and judge passed; None without any, or while one is pending."""
+        if not self.checks or any(v.pending for v in self.checks):
+            return None
+        return all(v.passed for v in self.checks)
+
+    @property
+    def score(self) -> float | None:
+        """The mean score of the verdicts that have one (0-1); None without any."""
+        scores = [v.score for v in self.checks if v.score is not None]
+        return sum(scores) / len(scores) if scores else None
+
+    @property
     def finish_note(self) -> str:
         return finish_note(self.state, self.finish_raw, self.service_tokens)
 
@@ -133,7 +149,7 @@ class Result:
         if update.restarts:
             for f in fields(self):
                 if f.name != "tag":
-                    setattr(self, f.name, f.default)
+                    setattr(self, f.name, f.default_factory() if f.default_factory is not MISSING else f.default)
             return
         if update.job_id:
             self.job_id = update.job_id
@@ -182,7 +198,26 @@ class Result:
             "tokens_estimated": self.tokens_estimated,
             "tokens_per_s": _round(self.tokens_per_s, 1),
             "finish": self.finish,
+            **({"checks": [v.to_dict() for v in self.checks], "passed": self.passed, "score": _round(self.score)}
+               if self.checks else {}),
         }
+
+
+def verdict_columns(results: Iterable[Result]) -> dict[str, list[Any]]:
+    """A column per check or judge (True/False, None where it gave no verdict), then ``passed`` and
+    ``score``: none at all when no result has a verdict."""
+    results = list(results)
+    names = list(dict.fromkeys(v.name for r in results for v in r.checks))
+    if not names:
+        return {}
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    for r in results:
+        by_name = {v.name: v.passed for v in r.checks}
+        for name in names:
+            columns[name].append(by_name.get(name))
+    columns["passed"] = [r.passed for r in results]
+    columns["score"] = [r.score for r in results]
+    return columns
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -207,6 +242,7 @@ class RunSpec:
     token: Secret | None = field(default=None, repr=False)
     poll: PollSettings | None = field(default=None, repr=False)
     client: JobsClient | None = field(default=None, repr=False, compare=False)
+    checks: tuple[Any, ...] = field(default=(), repr=False, compare=False)  # ``core.checks.Check``, judges
 
     def __post_init__(self) -> None:
         # A copy nobody can change: the caller's dict may be edited after the run.
@@ -217,7 +253,9 @@ class RunSpec:
         """The run's own client while it is open, else a new one for the same endpoint; True: close it after."""
         if self.client is not None and not self.client.closed:
             return self.client, False
-        from ..api.client import JobsClient  # httpx loads with the first run, not with the package
+        from ..api.client import (
+            JobsClient,  # httpx loads with the first run, not with the package
+        )
 
         return JobsClient(self.url, self.token), True
 
@@ -308,7 +346,7 @@ class Results(Mapping[str, Result]):
             row["prompt"] = self.prompt
         return pd.DataFrame(rows, columns=["tag", "id", "state", "elapsed_s", "queued_s", "ttft_s", "gen_s",
                                            "tokens", "tokens_per_s", "finish", "error", "text", "prompt"]
-                            ).assign(**similarity_columns(self))  # sim_<tag> per model
+                            ).assign(**similarity_columns(self), **verdict_columns(self.values()))
 
     def diff(self, a: str, b: str) -> Diff:
         """Model ``a``'s answer against ``b``'s, word by word (``diff.Diff``; ConfigError on an unknown tag)."""
@@ -321,9 +359,7 @@ class Results(Mapping[str, Result]):
         rows = [("model", "state", "time", "answer")]
         for r in self._by_tag.values():
             first = (r.error if r.error and not r.text else r.text).strip().splitlines()
-            snippet = first[0] if first else ""
-            if len(snippet) > width:
-                snippet = snippet[: width - 1] + "…"
+            snippet = shorten(first[0], width) if first else ""
             rows.append((r.tag, r.state.label, f"{r.elapsed:.1f}s", snippet))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         return "\n".join(

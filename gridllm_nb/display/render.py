@@ -34,6 +34,8 @@ import re
 import string
 from typing import TYPE_CHECKING, Any
 
+from ..text import one_line
+
 if TYPE_CHECKING:  # the parser and the sanitizer load on first use: ``%load_ext`` stays fast
     from markdown_it import MarkdownIt
 
@@ -164,7 +166,7 @@ def _no_math_markdown(md: str) -> str:
 
 def escape_markdown_inline(text: str) -> str:
     """Escape a short label (a model tag, a state, an error message) for one line of Markdown."""
-    return _escape_chars(" ".join(str(text).split()))
+    return _escape_chars(one_line(text))
 
 
 # -- HTML: a real parser, then an allow-list sanitizer --------------------------------
@@ -302,7 +304,7 @@ def header(tag: str, state: str, elapsed: float, error: str | None = None) -> tu
     The Markdown is escaped like model text: the tag comes from the user or
     the service and the error from the service, and neither is markup.
     """
-    note = f" — {' '.join(str(error).split())}" if error else ""
+    note = f" — {one_line(error)}" if error else ""
     plain = f"{tag} · {state} · {elapsed:.1f}s{note}"
     md_tag = escape_markdown_inline(tag)
     md_note = f" — {escape_markdown_inline(error)}" if error else ""
@@ -311,7 +313,7 @@ def header(tag: str, state: str, elapsed: float, error: str | None = None) -> tu
 
 
 def _header_html(tag: str, state: str, elapsed: float, error: str | None) -> str:
-    note = f" — {html.escape(' '.join(str(error).split()))}" if error else ""
+    note = f" — {html.escape(one_line(error))}" if error else ""
     return f"<p><strong>{html.escape(tag)}</strong> · {html.escape(state)} · {elapsed:.1f}s{note}</p>"
 
 
@@ -358,5 +360,5 @@ def final_bundle(
 
 def error_bundle(message: str) -> dict[str, Any]:
     """A one-line error shown in place of a model's output (``--no-wait`` runs)."""
-    line = "gridllm: " + " ".join(str(message).split())
+    line = "gridllm: " + one_line(message)
     return {"text/plain": line, "text/markdown": _no_math_markdown(escape_markdown_inline(line))}

@@ -58,7 +58,7 @@ def test_magic_notebook_runs(local_service: Any, tmp_path: Path, monkeypatch: py
 
     # --format code
     (code_out,) = _outputs(nb.cells[8])
-    assert "<code>" in code_out.data["text/html"] and code_out.data["text/plain"].split("\n", 1)[1].strip()
+    assert "<code" in code_out.data["text/html"] and code_out.data["text/plain"].split("\n", 1)[1].strip()
 
     history = "".join(o.get("text", "") for o in _outputs(nb.cells[9]))
     assert "smollm2:135m" in history

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 
+from ...text import one_line
 from ..store import JobRecord
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ WATCH_HEARTBEAT = 5.0  # seconds of silence after which a watch stream sends an 
 
 def error_answer(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """``{"success": false, "error": "<one line>"}``, the shape of every error this service answers."""
-    return JSONResponse({"success": False, "error": " ".join(message.split())[:500]}, status_code=status, headers=headers)
+    return JSONResponse({"success": False, "error": one_line(message)[:500]}, status_code=status, headers=headers)
 
 
 def job_view(job: JobRecord, now: float) -> dict[str, Any]:
