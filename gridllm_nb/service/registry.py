@@ -3,48 +3,17 @@
 A tag (Ollama style, ``smollm2:135m``) maps to a backend name and its
 settings. The built-ins cover the models that PyPI packages ship as GGUF
 files, so nothing is ever fetched from a model hub; a user's TOML file adds
-entries or overrides built-ins (``enabled = false`` removes one)::
+entries or overrides built-ins (``enabled = false`` removes one): a local
+GGUF file (``backend = "llama_cpp"``), an Ollama server (``"ollama"``) or
+any OpenAI-compatible engine (``"openai"``: vLLM, llama.cpp's server). The
+file's keys, with examples, are in the docs' local service page.
 
-    [models."mistral:7b"]
-    backend = "llama_cpp"
-    path = "~/models/mistral-7b-instruct.Q4_K_M.gguf"
-    mode = "chat"            # or "completion" for base models
-    n_ctx = 4096
-    repeat_penalty = 1.1     # sampling defaults; a job's options override them
-    temperature = 0.2
-    max_tokens = 512         # default when a job gives none
-    concurrency = 1          # jobs generating at once for this tag
-
-    [models."llama3:8b"]
-    backend = "ollama"
-    url = "http://127.0.0.1:11434"
-    model = "llama3:8b"
-
-    [models."qwen:vllm"]
-    backend = "openai"
-    url = "http://gpu-box:8000/v1"
-    model = "Qwen/Qwen2.5-7B-Instruct"
-    api_key_env = "VLLM_API_KEY"   # the key itself never lives in the file
-
-One tag can fan out over several engines (``openai`` and ``ollama`` backends):
-``urls`` instead of ``url``, and ``concurrency_per_url`` instead of
-``concurrency`` -- one integer for every URL, or a list with one integer per
-URL (hosts of different sizes). The tag then runs the *sum* of them at once::
-
-    [models."qwen:pool"]
-    backend = "openai"
-    model = "Qwen/Qwen2.5-7B-Instruct"
-    urls = ["http://gpu1:8000/v1", "http://gpu2:8000/v1", "http://gpu3:8000/v1"]
-    concurrency_per_url = 8        # or [8, 8, 2]; the tag's concurrency is 24
-    health_interval = 10.0         # seconds between probes of idle/down engines
-    health_timeout = 2.0           # seconds a probe may take
-
-Each job goes to the least-busy healthy URL (busy / its concurrency). A URL
-that refuses connections, drops a stream, or fails its probe (``GET
-/v1/models``, Ollama: ``GET /api/tags``) is skipped until a probe answers
-again. A job that could not connect anywhere may try the next URL (nothing was
-sent); a job whose engine dies mid-stream ends ``error`` naming that URL, with
-its partial text kept, and is never re-run elsewhere (that would repeat text).
+One tag can fan out over several engines (``urls`` and
+``concurrency_per_url``): each job goes to the least-busy healthy URL; a URL
+that refuses connections, drops a stream or fails its health probe is
+skipped until a probe answers again. A job whose engine dies mid-stream ends
+``error`` naming that URL, its partial text kept, and is never re-run
+elsewhere (that would repeat text).
 """
 
 from __future__ import annotations
