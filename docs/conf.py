@@ -15,8 +15,8 @@ sys.path[:0] = [str(HERE / "_ext"), str(ROOT)]
 
 project = "gridllm_nb"
 author = "the gridllm_nb developers"
-copyright = "the gridllm_nb developers"  # noqa: A001
-from gridllm_nb.__version__ import __version__ as release  # noqa: E402
+copyright = "the gridllm_nb developers"
+from gridllm_nb.__version__ import __version__ as release
 
 version = release
 
@@ -56,6 +56,7 @@ exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store", "**.ipynb_checkp
 suppress_warnings = ["mystnb.unknown_mime_type"]  # the live widgets' view: a saved notebook has no kernel
 
 autosummary_generate = True
+autosummary_ignore_module_all = False  # a module's __all__ is its documented surface, as for autodoc
 autodoc_default_options = {"members": True, "undoc-members": True, "member-order": "bysource"}
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"

@@ -96,15 +96,22 @@ def _widget_progress(total: int, **kwargs: Any) -> Any:
     return WidgetProgress(total, **kwargs)
 
 
+def _save_report(value: Any, path: Any) -> Any:
+    from .display.report import save_html
+
+    return save_html(value, path)
+
+
 def _wire() -> None:
     """Tell core how the layers above serve it: core imports nothing above itself, so what it
-    needs from them (the pictures of Results and diffs, the retry of a Results, the progress bar
-    in a notebook) is given here, at import, as functions that load their layer on first use."""
+    needs from them (the pictures of Results and diffs, the report file, the retry of a Results, the
+    progress bar in a notebook) is given here, at import, as functions that load their layer on first use."""
     from .core.diff import Diff
     from .core.progress import register_progress
     from .core.results import Results
 
     Results.picture = _results_picture
+    Results.reporter = _save_report
     Results.retrier = _retry
     Diff.picture = _diff_picture
     register_progress("widget", _widget_progress)

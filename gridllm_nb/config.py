@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-
 __all__ = [
     "API_PREFIX",
     "DEFAULT_HOST",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.conftest import (  # noqa: E402  (the browser tests' own set-up, not a copy)
+from tests.browser.conftest import (  # the browser tests' own set-up, not a copy
     CHROMIUM,
     CHROMIUM_ARGS,
     TOKEN,
@@ -35,16 +36,22 @@ IMAGES = ROOT / "docs" / "images"
 MODELS = ["smollm2:135m", "gemma3:270m"]
 CELLS = [
     "import os\nos.environ['GRIDLLM_HISTORY'] = {history!r}\n%load_ext gridllm_nb",
-    "%%gridllm smollm2:135m gemma3:270m --option max_tokens=96\n"
-    "Explain recursion to a five-year-old in two sentences.",
-    "questions = ['Name a colour.', 'Name a fruit.', 'Name a city.', 'Name a planet.', 'Name a river.',\n"
-    "             'Name a tree.', 'Name a bird.', 'Name a metal.']",
-    "%%gridllm smollm2:135m gemma3:270m --over questions --option max_tokens=24 --out g\n"
-    "Answer in one short sentence: {item}",
-    "%%gridllm smollm2:135m gemma3:270m --arena --option max_tokens=48\nWhy is the sky blue?",
-    "from gridllm_nb import Panel\n"
-    "Panel(['smollm2:135m', 'gemma3:270m'], options={'max_tokens': 96})",
+    ("%%gridllm smollm2:135m gemma3:270m --option max_tokens=96\n"
+     "Explain recursion to a five-year-old in two sentences."),
+    ("questions = ['Name a colour.', 'Name a fruit.', 'Name a city.', 'Name a planet.', 'Name a river.',\n"
+     "             'Name a tree.', 'Name a bird.', 'Name a metal.']"),
+    ("%%gridllm smollm2:135m gemma3:270m --over questions --option max_tokens=24 --out g\n"
+     "Answer in one short sentence: {item}"),
+    ("from gridllm_nb import Panel\n"
+     "Panel(['smollm2:135m', 'gemma3:270m'], options={'max_tokens': 96})"),
 ]
+# The arena in a notebook of its own: its cell blocks the kernel until the answers are in.
+ARENA_CELLS = [CELLS[0], "%%gridllm smollm2:135m gemma3:270m --arena --option max_tokens=48\nWhy is the sky blue?"]
+
+
+def slug(tag: str) -> str:
+    """A tag as the widgets' CSS classes spell it."""
+    return re.sub(r"[^a-z0-9_-]+", "-", tag.lower()).strip("-")
 
 
 def expect() -> Any:
@@ -92,48 +99,57 @@ def wait_until(check: Any, timeout: float = 120, every: float = 0.1) -> None:
         time.sleep(every)
 
 
-def notebook_pictures(page: Any, lab_url: str) -> None:
-    import re
-
-    page.goto(f"{lab_url}/lab/tree/shots.ipynb?reset&token={TOKEN}")
+def open_and_run(page: Any, lab_url: str, name: str) -> Any:
+    """Open ``name`` in JupyterLab, Run All, and return its code cells."""
+    page.goto(f"{lab_url}/lab/tree/{name}?reset&token={TOKEN}")
     page.wait_for_selector(".jp-Notebook")
     expect()(page.get_by_text("Python 3 (ipykernel) | Idle")).to_be_visible(timeout=90_000)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-    cells = page.locator(".jp-CodeCell")
+    return page.locator(".jp-CodeCell")
 
-    magic = cells.nth(1).locator(".jp-OutputArea")
+
+def notebook_pictures(page: Any, lab_url: str) -> None:
+    cells = open_and_run(page, lab_url, "shots.ipynb")
+
+    magic = cells.nth(1)
     texts = magic.locator(".gridllm-card .gridllm-text")
     expect()(texts).to_have_count(2, timeout=180_000)
     wait_until(lambda: all(len(texts.nth(i).inner_text().split()) >= 6 for i in range(2)))
     shoot(magic, "magic-live.png")
-    expect()(magic.locator("table")).to_be_visible(timeout=180_000)
-    shoot(magic, "magic-saved.png")
+    expect()(magic.locator(".jp-OutputArea table")).to_be_visible(timeout=180_000)
+    shoot(magic.locator(".jp-OutputArea"), "magic-saved.png")
 
-    grid = cells.nth(3).locator(".jp-OutputArea")
+    grid = cells.nth(3)
     bar = grid.locator("progress, .progress, [role=progressbar]").first
     expect()(bar).to_be_visible(timeout=180_000)
     wait_until(lambda: re.search(r"\b([4-9]|1[0-2])/16 done", grid.inner_text()) is not None
                or grid.locator("table").count() > 0)
     shoot(grid, "grid.png")
 
-    arena = cells.nth(4).locator(".jp-OutputArea")
+    panel = cells.nth(4).locator(".gridllm-panel").first
+    expect()(panel).to_be_visible(timeout=120_000)
+    for tag in MODELS:
+        box = panel.locator(f".gridllm-model-{slug(tag)} input[type=checkbox]")
+        expect()(box).to_be_enabled(timeout=60_000)
+        box.check()
+    panel.locator(".gridllm-prompt textarea").press_sequentially("What makes a good cup of tea?")
+    panel.locator("button.gridllm-process").click()
+    for tag in MODELS:
+        card = panel.locator(f".gridllm-card-{slug(tag)}")
+        expect()(card.locator(".gridllm-badge")).to_have_text("completed", timeout=240_000)
+    expect()(panel.locator("button.gridllm-cancel")).to_be_hidden()
+    shoot(panel, "panel.png")
+
+
+def arena_pictures(page: Any, lab_url: str) -> None:
+    arena = open_and_run(page, lab_url, "arena.ipynb").nth(1)
     vote = arena.locator("button.gridllm-vote-a")
     expect()(vote).to_be_enabled(timeout=240_000)
     shoot(arena, "arena-before.png")
     vote.click()
     expect()(arena.locator(".gridllm-vote-line")).to_contain_text("Your vote", timeout=30_000)
     shoot(arena, "arena-after.png")
-
-    panel = cells.nth(5).locator(".gridllm-panel").first
-    expect()(panel).to_be_visible(timeout=120_000)
-    panel.locator(".gridllm-prompt textarea").press_sequentially("What makes a good cup of tea?")
-    panel.locator("button.gridllm-process").click()
-    for tag in MODELS:
-        card = panel.locator(f".gridllm-card-{re.sub(r'[^a-z0-9_-]+', '-', tag.lower()).strip('-')}")
-        expect()(card.locator(".gridllm-badge")).to_have_text("completed", timeout=240_000)
-    expect()(panel.locator("button.gridllm-cancel")).to_be_hidden()
-    shoot(panel, "panel.png")
 
 
 async def terminal_picture(url: str) -> None:
@@ -158,7 +174,9 @@ async def terminal_picture(url: str) -> None:
                options={"max_tokens": 128}, on_update=on_update, history=False, announce=None)
     if not shot:
         raise RuntimeError("the answers ended before both columns had text")
-    shot[0].save_svg(str(IMAGES / "terminal.svg"), title="gridllm-nb run")
+    # rich's template fetches Fira Code from a CDN: the picture uses the reader's own monospace font.
+    svg = re.sub(r"@font-face\s*\{[^}]*\}", "", shot[0].export_svg(title="gridllm-nb run"))
+    (IMAGES / "terminal.svg").write_text(svg, encoding="utf-8")
     print("  docs/images/terminal.svg", flush=True)
 
 
@@ -171,28 +189,40 @@ def main() -> int:
         print(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium", file=sys.stderr)
         return 2
     IMAGES.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
+
+    def attempt(what: str, take: Any, *args: Any) -> None:
+        """One set of pictures; a failure is reported and the others are still taken."""
+        try:
+            take(*args)
+        except Exception as exc:  # noqa: BLE001 -- reported below, and the exit code says so
+            failed.append(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         print("starting the local service with the built-in models...", flush=True)
         with start_service(db=base / "jobs.sqlite3", timeout=180.0) as service:
-            asyncio.run(terminal_picture(service.url))
+            attempt("the terminal", lambda: asyncio.run(terminal_picture(service.url)))
             lab, lab_url, root = start_lab(base, service.url)
             try:
                 history = str(base / "history.sqlite3")
-                write_notebook(root / "shots.ipynb", *[c.format(history=history) if "{history" in c else c
-                                                       for c in CELLS])
+                for name, cells in (("shots.ipynb", CELLS), ("arena.ipynb", ARENA_CELLS)):
+                    write_notebook(root / name, *[c.format(history=history) if "{history" in c else c
+                                                  for c in cells])
                 with sync_playwright() as p:
                     browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
                     try:
-                        page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-                        page.set_default_timeout(60_000)
-                        notebook_pictures(page, lab_url)
+                        for what, take in (("the notebook", notebook_pictures), ("the arena", arena_pictures)):
+                            page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
+                            page.set_default_timeout(60_000)
+                            attempt(what, take, page, lab_url)
                     finally:
                         browser.close()
             finally:
                 stop_group(lab)
-    return 0
-
+    for line in failed:
+        print(f"not taken: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,7 @@ from ..errors import (
     NotSupported,
     ProtocolError,
 )
-from . import checks
+from . import arguments
 from .answers import failure, parse_answer
 from .clock import Clock, SystemClock
 from .jobs import Job
@@ -80,12 +80,12 @@ class JobsClient:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.endpoint: Endpoint = resolve_endpoint(checks.optional_text(base_url, "url"), token)
-        self.app = checks.text(app, "app")
-        self.input_key = checks.text(input_key, "input_key")
-        self.retry = checks.instance(retry, "retry", RetryPolicy, "a RetryPolicy") or RetryPolicy()
-        self.clock = checks.instance(clock, "clock", Clock, "a Clock") or SystemClock()
-        checks.instance(transport, "transport", httpx.AsyncBaseTransport, "an httpx transport")
+        self.endpoint: Endpoint = resolve_endpoint(arguments.optional_text(base_url, "url"), token)
+        self.app = arguments.text(app, "app")
+        self.input_key = arguments.text(input_key, "input_key")
+        self.retry = arguments.instance(retry, "retry", RetryPolicy, "a RetryPolicy") or RetryPolicy()
+        self.clock = arguments.instance(clock, "clock", Clock, "a Clock") or SystemClock()
+        arguments.instance(transport, "transport", httpx.AsyncBaseTransport, "an httpx transport")
         headers = {"User-Agent": f"gridllm_nb/{__version__}", "Accept": "application/json"}
         if self.endpoint.token:
             headers["Authorization"] = f"Bearer {self.endpoint.token.reveal()}"
@@ -93,7 +93,7 @@ class JobsClient:
             self._http = httpx.AsyncClient(
                 base_url=self.endpoint.url + "/",
                 headers=headers,
-                timeout=checks.number(timeout, "timeout"),
+                timeout=arguments.number(timeout, "timeout"),
                 transport=transport,
                 follow_redirects=False,
             )
@@ -196,9 +196,9 @@ class JobsClient:
     @staticmethod
     def _job_arguments(prompt: Any, tag: Any, hours: Any, system: Any,
                        options: Any) -> tuple[str, str, float | None, str | None, dict[str, Any] | None]:
-        """A job's arguments, checked before anything is sent (``checks``)."""
-        return (checks.text(prompt, "prompt", empty=True), checks.text(tag, "model tag"), checks.number(hours, "hours"),
-                checks.optional_text(system, "system"), checks.options(options))
+        """A job's arguments, checked before anything is sent (``arguments``)."""
+        return (arguments.text(prompt, "prompt", empty=True), arguments.text(tag, "model tag"), arguments.number(hours, "hours"),
+                arguments.optional_text(system, "system"), arguments.options(options))
 
     async def status(self, ids: Iterable[str], *, retry: bool = True) -> dict[str, Job]:
         """Latest state of each id; ids the service does not know are left out."""
@@ -244,7 +244,7 @@ class JobsClient:
         ids then go in one request and each answer carries only what its log
         grew by; the entries returned hold the whole log either way.
         """
-        wanted = checks.id_list(ids)
+        wanted = arguments.id_list(ids)
         if known is not None and len(wanted) <= MAX_IDS_PER_BULK and self._may_bulk():
             try:
                 return await self._bulk_entries(wanted, known, retry)
@@ -294,8 +294,8 @@ class JobsClient:
         the client's usual errors when the stream cannot start or breaks off.
         Close the iterator (``contextlib.aclosing``) to stop early.
         """
-        ids = checks.id_list(ids)
-        checks.number(every, "every")
+        ids = arguments.id_list(ids)
+        arguments.number(every, "every")
         body = dumps_json({"ids": list(ids), "every": every,
                            "logFrom": {i: len(known[i]) for i in ids if known.get(i)}})
         url = f"{self.base_url}/jobs/watch"
@@ -328,7 +328,7 @@ class JobsClient:
     async def cancel(self, ids: Iterable[str]) -> list[str]:
         """Cancel jobs (a local-service extension; NotSupported on the real grid)."""
         cancelled: list[str] = []
-        for chunk in chunk_ids(checks.id_list(ids), base_len=len(self.base_url)):
+        for chunk in chunk_ids(arguments.id_list(ids), base_len=len(self.base_url)):
             try:
                 data = await self._call("DELETE", "jobs/" + ",".join(chunk), feature="cancel")
             except APIError as exc:
@@ -351,7 +351,7 @@ class JobsClient:
 
     async def supports(self, feature: str) -> bool:
         """Whether a local extension ("models", "cancel") answered on this endpoint."""
-        checks.text(feature, "feature")
+        arguments.text(feature, "feature")
         if feature not in self._features and feature == "models":
             try:
                 await self.models()

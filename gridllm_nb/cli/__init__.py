@@ -16,9 +16,10 @@ from typing import Any, TextIO
 
 from ..api.client import JobsClient
 from ..config import parse_assignments
-from ..errors import ConfigError, GridLLMError
 from ..core.results import Results
 from ..display.textstream import TextStream
+from .grid import add_assessment_arguments, add_grid_parser, assessments, cmd_grid
+from ..errors import ConfigError, GridLLMError
 
 __all__ = ["build_parser", "main"]
 
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="generation option, e.g. max_tokens=64 (local-service extension)")
     p.add_argument("--json", action="store_true", help="print a JSON array of results")
+    add_assessment_arguments(p)
+    add_grid_parser(sub)
 
     p = sub.add_parser("submit", help="submit a job and print its id")
     p.add_argument("prompt")
@@ -99,7 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
         p.add_argument("--json", action="store_true", help="print a JSON array of results")
 
-    sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the votes in the history file")
+    p = sub.add_parser("leaderboard", help="the blind arena's ranking (Bradley–Terry) from the votes in the history")
+    p.add_argument("--method", choices=("bt", "elo"), default="bt", help="bt: Bradley–Terry (default); elo: Elo")
+    p.add_argument("--mine", action="store_true", help="count only the votes cast by this user")
+    p = sub.add_parser("votes", help="the arena's votes as CSV on stdout, or --export FILE (.csv or .json)")
+    p.add_argument("--export", metavar="FILE", help="write them to FILE: .csv or .json by its extension")
+    p.add_argument("--mine", action="store_true", help="only the votes cast by this user")
+    p = sub.add_parser("report", help="write a history run as one self-contained HTML file, safe to mail")
+    p.add_argument("run", nargs="?", metavar="RUN",
+                   help="a run id, or its first characters, from `gridllm-nb history` (default: the newest run)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
     p.add_argument("--port", type=_port, default=8866)
     _add_endpoint(p)
@@ -156,7 +168,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     results = Results(prompt)
     return _show(args.models, lambda on_update, announce: run(
         prompt, args.models, url=args.url, hours=args.hours, timeout=args.timeout, system=args.system,
-        options=options, on_update=on_update, announce=announce, results=results), args.json, results)
+        options=options, on_update=on_update, announce=announce, results=results, **assessments(args)),
+        args.json, results)
 
 
 def _stdin_prompt() -> str:
@@ -199,12 +212,12 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_simple(args: argparse.Namespace) -> int:
-    from ..api import checks
+    from ..api import arguments
     from ..core import commands
 
     out = sys.stdout
     if args.command in ("status", "watch", "cancel"):
-        args.ids = checks.job_ids(args.ids)
+        args.ids = arguments.job_ids(args.ids)
         if not args.ids:
             raise ConfigError("no job id given")
 
@@ -264,7 +277,26 @@ def _cmd_webui(args: argparse.Namespace) -> int:
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from ..core.arena import leaderboard
 
-    print(repr(leaderboard()))
+    print(repr(leaderboard(method=args.method, mine=args.mine)))
+    return 0
+
+
+def _cmd_votes(args: argparse.Namespace) -> int:
+    from ..core.votes import export, votes, write_csv
+
+    found = votes(mine=args.mine)
+    if args.export is None:
+        write_csv(found, sys.stdout)
+        return 0
+    path = export(found, args.export)
+    print(f"{len(found)} vote{'' if len(found) == 1 else 's'} written to {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ..core.commands import stored
+
+    print(f"report written to {stored(args.run).save_html(args.output)}")
     return 0
 
 
@@ -272,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": _cmd_run, "serve": _cmd_serve, "webui": _cmd_webui, "local": _cmd_local,
                 "leaderboard": _cmd_leaderboard, "history": _cmd_history, "attach": _cmd_attach,
-                "retry": _cmd_retry}
+                "retry": _cmd_retry, "votes": _cmd_votes, "report": _cmd_report,
+                "grid": cmd_grid}
     try:
         return handlers.get(args.command, _cmd_simple)(args)
     except KeyboardInterrupt:
@@ -283,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except GridLLMError as exc:
         print(f"gridllm-nb: {exc}", file=sys.stderr)
-        return 2 if args.command in ("run", "retry", "attach") else 1
+        return 2 if args.command in ("run", "retry", "attach", "grid") else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

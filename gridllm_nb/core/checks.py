@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +25,8 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from .results import Result
 
-__all__ = ["BUILT_INS", "Check", "Verdict", "evaluate", "parse_check", "parse_checks", "summary_line"]
+__all__ = ["BUILT_INS", "Check", "Verdict", "evaluate_checks", "evaluator", "is_judge", "judged", "parse_all",
+           "parse_check", "parse_checks", "summary_line", "with_judges"]
 
 _FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
 _REASON_WIDTH = 160
@@ -256,7 +257,7 @@ def _verdict(name: str, outcome: Outcome) -> Verdict:
     raise TypeError(f"a check returns bool, a number or (bool, reason), not {type(outcome).__name__}")
 
 
-def evaluate(checks: Sequence[Check], result: Result, row: Mapping[str, Any] | None = None) -> list[Verdict]:
+def evaluate_checks(checks: Sequence[Check], result: Result, row: Mapping[str, Any] | None = None) -> list[Verdict]:
     """Every check's verdict on ``result`` (ended): an answer that did not complete fails them all."""
     if not result.ok:
         why = f"no answer: {result.state.label}"
@@ -276,3 +277,61 @@ def summary_line(verdicts: Sequence[Verdict]) -> str:
     if not done:
         return ""
     return f"{sum(1 for v in done if v.passed)}/{len(done)} checks passed"
+
+
+def is_judge(item: Any) -> bool:
+    """A judge (``core.judge.Judge``) grades asynchronously: it has ``grade(jobs, result, row)``."""
+    return hasattr(item, "grade")
+
+
+def parse_all(checks: Any = None, judge: Any = None) -> tuple[Any, ...]:
+    """``checks=`` and ``judge=`` of a run or grid, as one tuple of ``Check`` and judges (ConfigError if bad)."""
+    judges: list[Any] = [] if judge is None else list(judge) if isinstance(judge, (list, tuple)) else [judge]
+    if any(isinstance(j, str) for j in judges):
+        from .judge import parse_judge_spec  # ``MODEL[:RUBRIC]``, as on the command line
+
+        judges = [parse_judge_spec(j) if isinstance(j, str) else j for j in judges]
+    for j in judges:
+        if not is_judge(j):
+            raise ConfigError(f"judge= takes judge(model, rubric), not {type(j).__name__}")
+    return parse_checks(checks) + tuple(judges)
+
+
+RowOf = Callable[["Result"], "Mapping[str, Any] | None"]
+
+
+def evaluator(items: Sequence[Any], row_of: RowOf | None = None) -> Callable[[Any, Result], None] | None:
+    """``LiveJobs.evaluate`` for ``items``: as a job ends, its checks' verdicts, and a pending one per judge
+    (the card shows "judging…" until ``judged`` has the judge's own)."""
+    if not items:
+        return None
+    plain = [c for c in items if not is_judge(c)]
+    judges = [j for j in items if is_judge(j)]
+
+    def evaluate(_jobs: Any, result: Result) -> None:
+        verdicts = evaluate_checks(plain, result, row_of(result) if row_of else None)
+        if result.ok:
+            verdicts += [Verdict(j.name, None, kind="judge") for j in judges]
+        else:
+            verdicts += [Verdict(j.name, False, 0.0, f"no answer: {result.state.label}", kind="judge")
+                         for j in judges]
+        result.checks = verdicts
+    return evaluate
+
+
+async def judged(step: Awaitable[None], jobs: Any, result: Result, items: Sequence[Any], question: str,
+                 row_of: RowOf | None = None) -> None:
+    """``step`` (a job followed to its end), then each judge's grading of its answer, one after the other."""
+    await step
+    for judge in [j for j in items if is_judge(j)]:
+        if result.ok:
+            await judge.grade(jobs, result, question, row_of(result) if row_of else None)
+
+
+def with_judges(items: Sequence[Any], question_of: Callable[[Result], str], row_of: RowOf | None = None
+                ) -> Callable[[Awaitable[None], Any, Result], Awaitable[None]]:
+    """Wraps a job's coroutine so its judging follows in the same slot (so ``max_live`` bounds both);
+    ``question_of(result)`` is the prompt it answered."""
+    if not any(is_judge(i) for i in items):
+        return lambda step, _jobs, _result: step
+    return lambda step, jobs, result: judged(step, jobs, result, items, question_of(result), row_of)

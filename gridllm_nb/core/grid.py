@@ -17,6 +17,9 @@ from __future__ import annotations
 import asyncio
 import html
 from collections import ChainMap, deque
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -26,10 +29,12 @@ from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError
 from .interpolate import interpolate
-from ..api import checks
+from ..api import arguments
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
-from .progress import Counts, make_progress
-from .results import Result, Results, RunSpec
+from .checks import evaluator, parse_all, with_judges
+from .progress import Counts, PassCounts, make_progress
+from .scores import has_scores, score_rows, scores_html, scores_table
+from .results import Result, Results, RunSpec, save_report
 from .sync import run_sync
 
 __all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts"]
@@ -56,6 +61,10 @@ class GridResults:
         results = [r for run in self.runs for r in run.values()]
         self._done = sum(1 for r in results if r.ok)
         self._failed = sum(1 for r in results if r.state.terminal and not r.ok)
+        self._passing = PassCounts(self.models)  # the running pass rate per model, as verdicts arrive
+        self.rows_given: list[Mapping[str, Any]] | None = None  # the prompts' rows, where they came as rows
+        self.spec: RunSpec | None = None  # what made the grid (``agrid`` sets it): the report's header
+        self.started_at: datetime | None = None
 
     def __getitem__(self, key: int | str) -> Results:
         if isinstance(key, str):
@@ -78,8 +87,14 @@ class GridResults:
 
     @property
     def counts(self) -> Counts:
-        """``Counts(done, failed, total)``: completed jobs, jobs that ended otherwise, all jobs."""
-        return Counts(self._done, self._failed, len(self.runs) * len(self.models))
+        """``Counts(done, failed, total)``: completed jobs, jobs that ended otherwise, all jobs (and,
+        with checks, the running pass rate per model)."""
+        return Counts(self._done, self._failed, len(self.runs) * len(self.models), self._passing.line())
+
+    def scores(self) -> list[dict[str, Any]]:
+        """One row per model: answers, passed, pass rate and its 95% Wilson interval, mean score and
+        its interval, median TTFT and tokens/s, and which models it cannot be told apart from (``core.scores``)."""
+        return score_rows({tag: [run[tag] for run in self.runs if tag in run] for tag in self.models})
 
     @property
     def done(self) -> bool:
@@ -106,7 +121,10 @@ class GridResults:
         """A DataFrame with one row per prompt × model (pandas is imported only here)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows())
+        from .results import verdict_columns
+
+        columns = verdict_columns(r for run in self.runs for r in run.values())
+        return pd.DataFrame(self.rows()).drop(columns=["checks"] if columns else []).assign(**columns)
 
     def summary(self) -> list[dict[str, Any]]:
         """Per model: jobs completed and failed, the success rate, the mean time of a completed job."""
@@ -136,7 +154,15 @@ class GridResults:
         for s in self.summary():
             mean = f"{s['mean_s']:.1f}s" if s["mean_s"] is not None else "-"
             lines.append(f"  {s['model']}  {s['completed']}/{s['total']} completed  mean {mean}")
+        scores = self.scores()
+        if has_scores(scores):
+            lines.append(scores_table(scores))
         return "\n".join(lines)
+
+    def save_html(self, path: Path | str) -> Path:
+        """Write the grid as one self-contained HTML report to ``path`` (``display.report``): the score
+        table, then each prompt with its answers side by side and their checks. Returns the path."""
+        return save_report(self, path)
 
     def _repr_html_(self) -> str:
         """A summary, whatever the grid's size: counts and, per model, its success rate and
@@ -152,9 +178,25 @@ class GridResults:
             f"<div><p><strong>GridResults</strong>: {html.escape(self._headline())}</p>"
             f"<table><thead><tr><th {cell}>model</th><th>completed</th><th>failed</th><th>total</th>"
             f"<th>success</th><th>mean time</th></tr></thead><tbody>{rows}</tbody></table>"
+            f"{scores_html(scores) if has_scores(scores := self.scores()) else ''}"
             "<p><code>grid[i]</code>: prompt <em>i</em>'s answers side by side; "
             "<code>.to_pandas()</code>: one row per prompt × model.</p></div>"
         )
+
+
+def _prompt_rows(prompts: Any) -> tuple[Any, list[Mapping[str, Any]] | None]:
+    """Prompts given as rows (a DataFrame, or a list of dicts, each with a ``prompt``): the prompts,
+    and the rows whose other columns a check's ``{column}`` fields read."""
+    if hasattr(prompts, "to_dict") and hasattr(prompts, "columns"):
+        prompts = prompts.to_dict("records")
+    if (isinstance(prompts, Sequence) and not isinstance(prompts, (str, bytes, bytearray)) and prompts
+            and all(isinstance(p, Mapping) for p in prompts)):
+        rows = [dict(p) for p in prompts]
+        for i, row in enumerate(rows):
+            if "prompt" not in row:
+                raise ConfigError(f"prompt row {i} has no 'prompt' column (it has: {', '.join(map(str, row))})")
+        return [row["prompt"] for row in rows], rows
+    return prompts, None
 
 
 def _prompt_list(prompts: Prompts) -> tuple[list[str], list[str] | None]:
@@ -175,7 +217,7 @@ def _prompt_list(prompts: Prompts) -> tuple[list[str], list[str] | None]:
         which = repr(names[i]) if names is not None else str(i)
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"prompt {which} is {'empty' if isinstance(text, str) else 'not text'}")
-        checks.unicode(text, f"prompt {which}")
+        arguments.unicode(text, f"prompt {which}")
     return texts, names
 
 
@@ -198,6 +240,10 @@ async def agrid(
     validate: bool = True,
     unknown: str = "raise",
     announce: Callable[[str], None] | None = print,
+    checks: Any = None,
+    judge: Any = None,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    estimate: bool = False,
 ) -> GridResults:
     """Send every prompt to every model, ``max_live`` jobs at a time, and follow them to the end.
 
@@ -214,8 +260,21 @@ async def agrid(
     not sent yet end TIMED_OUT with nothing. Cancelling (Ctrl-C) ends them
     CANCELLED the same way, asks the service to cancel the live ones, and
     re-raises.
+
+    ``checks`` and ``judge`` as for ``arun``; prompts given as rows (a
+    DataFrame or a list of dicts with a ``prompt`` column, or ``rows``
+    alongside the prompts) fill a check's ``{column}`` fields per prompt
+    (``contains:{expected}``). The progress shows each model's running pass
+    rate. ``estimate`` submits nothing: it prints what the grid would cost,
+    from the history (``core.estimate``), and returns an empty GridResults;
+    a grid of more than 200 jobs prints that estimate's one line first.
     """
+    prompts, given_rows = _prompt_rows(prompts)
+    rows = given_rows if rows is None else list(rows)
     texts, names = _prompt_list(prompts)
+    if rows is not None and len(rows) != len(texts):
+        raise ConfigError(f"{len(rows)} rows for {len(texts)} prompts: give one row per prompt")
+    assessors = parse_all(checks, judge)
     tags = normalise_models(models)
     check_arguments(max_live=max_live, url=url, token=token, client=client, system=system, options=options,
                     hours=hours, timeout=timeout, on_update=on_update, on_progress=on_progress, poll=poll,
@@ -224,15 +283,37 @@ async def agrid(
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec("", system=system, options=options, hours=hours, url=url, token=Secret.of(token), poll=poll,
                    client=client)
+    if estimate or len(texts) * len(tags) > 200:
+        from .estimate import estimate_grid
+
+        guess = estimate_grid(texts, tags, max_live=max_live, options=options)
+        if estimate:
+            if announce is not None:
+                announce(str(guess))
+            return GridResults([], tags, [] if names is not None else None)
+        if announce is not None:
+            announce(guess.line())
+    spec = replace(spec, checks=assessors)
     result = GridResults([Results(text, {tag: Result(tag=tag) for tag in tags}) for text in texts], tags, names)
+    result.spec, result.started_at = spec, datetime.now(timezone.utc)
+    result.rows_given = rows
     where = {id(r): i for i, run in enumerate(result) for r in run.values()}
     bar = make_progress(None, 0)
+
+    def row_of(r: Result) -> Mapping[str, Any] | None:
+        return rows[where[id(r)]] if rows is not None else None
+
+    then = with_judges(assessors, lambda r: texts[where[id(r)]], row_of)
+    ended: set[int] = set()  # a judge's verdict comes as the same end again: counted once
 
     def on_change(r: Result, update: JobUpdate) -> None:
         if on_update is not None:
             on_update(where[id(r)], update)
         if update.state.terminal:
-            result._ended(update.state)
+            if id(r) not in ended:
+                ended.add(id(r))
+                result._ended(update.state)
+            result._passing.saw(r)
             if on_progress is not None:
                 on_progress(result)
         bar.update(result.counts)
@@ -252,13 +333,14 @@ async def agrid(
             while queue:
                 prompt, r = queue.popleft()
                 if not r.state.terminal:  # an unknown model's column has already failed
-                    await jobs.follow(prompt, r, own_clock=True)
+                    await then(jobs.follow(prompt, r, own_clock=True), jobs, r)
 
         return [worker() for _ in range(min(max_live, len(queue)))]
 
     try:
         await follow([r for run in result for r in run.values()], spec, client=client, check=check, work=work,
-                     on_change=on_change, timeout=timeout, queued=True)
+                     on_change=on_change, timeout=timeout, queued=True,
+                     evaluate=evaluator(assessors, row_of))
     finally:
         bar.close(result.counts)
     return result
@@ -304,6 +386,20 @@ def over_prompts(template: str, items: Any, namespace: Mapping[str, Any], *,
     return dict(zip(names, prompts)) if names is not None else prompts
 
 
+def _over_rows(items: Any) -> list[Mapping[str, Any]] | None:
+    """The elements of an ``--over`` list as rows for the checks' ``{column}`` fields (dict elements
+    and a DataFrame's rows; other elements are ``{item}``)."""
+    if hasattr(items, "to_dict") and hasattr(items, "columns"):
+        items = items.to_dict("records")
+    if isinstance(items, Mapping):
+        values = list(items.values())
+    elif isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
+        values = list(items)
+    else:
+        return None  # an iterator, read once already by ``over_prompts``
+    return [{**(dict(v) if isinstance(v, Mapping) else {}), "item": v} for v in values]
+
+
 def over(namespace: MutableMapping[str, Any], name: str, template: str, models: Sequence[str], *,
          substitute: bool = True, out: str | None = None, fmt: str = "markdown",
          **kwargs: Any) -> GridResults:
@@ -316,6 +412,7 @@ def over(namespace: MutableMapping[str, Any], name: str, template: str, models: 
     if name not in namespace:
         raise ConfigError(f"--over {name}: no variable named {name!r} in the notebook")
     prompts = over_prompts(template, namespace[name], namespace, substitute=substitute)
+    kwargs.setdefault("rows", _over_rows(namespace[name]))
     seen: list[GridResults] = []
 
     def keep(partial: GridResults) -> None:

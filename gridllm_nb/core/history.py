@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..api.jobs import JobState, JobUpdate
 from ..config import TOKEN_ENV, Secret, resolve_endpoint
 from ..errors import ConfigError
-from ..api.jobs import JobState, JobUpdate
 from ..private_files import private_file
+from .checks import Verdict
 from .results import Result, Results, RunSpec
-
 
 __all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "load_run",
            "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "unreadable"]
@@ -64,12 +64,13 @@ CREATE INDEX IF NOT EXISTS responses_run ON responses (run_id);
 _ADDED: tuple[tuple[tuple[str, str], ...], ...] = (
     (("hours", "REAL"), ("submitted_s", "REAL"), ("started_s", "REAL"), ("first_token_s", "REAL"),
      ("ended_s", "REAL"), ("finish", "TEXT"), ("tokens", "INTEGER")),
+    (("checks", "TEXT"),),  # the verdicts of checks and judges, JSON (``core.checks.Verdict``)
 )
 SCHEMA_VERSION = len(_ADDED)
 
 _RUN_COLUMNS = ("run_id", "created", "url", "prompt", "system", "options", "hours")
 _RESULT_COLUMNS = ("job_id", "state", "elapsed", "error", "text", "submitted_s", "started_s", "first_token_s",
-                   "ended_s", "finish", "tokens")
+                   "ended_s", "finish", "tokens", "checks")
 _INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('tag',) + _RESULT_COLUMNS)})"
            f" VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 1 + len(_RESULT_COLUMNS)))})")
 _UPDATE = (f"UPDATE responses SET {', '.join(f'{c} = ?' for c in _RESULT_COLUMNS)}"
@@ -168,7 +169,8 @@ def _result_values(r: Result) -> tuple[Any, ...]:
         return None if value is None else round(float(value), 3)
 
     return (r.job_id, r.state.value, rounded(r.elapsed), r.error, r.text, rounded(r.submitted_s),
-            rounded(r.started_s), rounded(r.first_token_s), rounded(r.ended_s), r.finish_raw, r.service_tokens)
+            rounded(r.started_s), rounded(r.first_token_s), rounded(r.ended_s), r.finish_raw, r.service_tokens,
+            json.dumps([v.to_dict() for v in r.checks], ensure_ascii=False) if r.checks else None)
 
 
 def _now() -> str:
@@ -240,6 +242,7 @@ class RunRecorder:
         self._rows: set[str] = set(results) if stored else set()  # tags with a row in the file
         self._job = {tag: r.job_id for tag, r in results.items()}  # the job each row holds
         self._ended = {tag for tag, r in results.items() if r.state.terminal}
+        self._verdicts = {tag: list(r.checks) for tag, r in results.items()}  # as last written
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # rows written so far (inserts and updates)
@@ -258,6 +261,10 @@ class RunRecorder:
             self._queue(result)
         if update.state.terminal and tag not in self._ended:
             self._ended.add(tag)
+            self._verdicts[tag] = list(result.checks)
+            self._queue(result)
+        elif update.state.terminal and result.checks != self._verdicts.get(tag, result.checks):
+            self._verdicts[tag] = list(result.checks)  # a judge's verdict, after the end
             self._queue(result)
 
     def _queue(self, result: Result) -> None:
@@ -383,12 +390,20 @@ def results_from_run(run: Mapping[str, Any], *, with_spec: bool = False) -> Resu
             tag=r["tag"], job_id=r.get("job_id"), text=r.get("text") or "", state=_state(r.get("state")),
             error=r.get("error"), elapsed=float(r.get("elapsed") or 0.0), finish_raw=r.get("finish"),
             service_tokens=r.get("tokens"), submitted_s=r.get("submitted_s"), started_s=r.get("started_s"),
-            first_token_s=r.get("first_token_s"), ended_s=r.get("ended_s"),
+            first_token_s=r.get("first_token_s"), ended_s=r.get("ended_s"), checks=_verdicts(r.get("checks")),
         ))
     if with_spec:
         results.spec = RunSpec(results.prompt, system=run.get("system"), options=run.get("options"),
                                hours=run.get("hours"), url=_endpoint_url(str(run.get("url") or "")))
     return results
+
+
+def _verdicts(stored: Any) -> list[Verdict]:
+    """The stored verdicts (none where the column is empty or unreadable)."""
+    try:
+        return [Verdict.from_dict(v) for v in json.loads(stored)] if stored else []
+    except (ValueError, TypeError, AttributeError):
+        return []
 
 
 def _endpoint_url(stored: str) -> str | None:

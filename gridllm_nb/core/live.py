@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..api import checks
+from ..api import arguments
 from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate
 from ..api.poller import Poller, PollSettings, Feed, get_poller
@@ -38,7 +38,7 @@ Check = Callable[[JobsClient], Awaitable[Mapping[str, GridLLMError]]]
 
 def normalise_models(models: Sequence[str] | str) -> list[str]:
     """The tags asked for: stripped, each once, at least one (a ``ConfigError`` otherwise)."""
-    return checks.models(models)
+    return arguments.models(models)
 
 
 def _max_live(value: object) -> int:
@@ -48,29 +48,29 @@ def _max_live(value: object) -> int:
 
 
 _ARGUMENTS: dict[str, Callable[[Any], Any]] = {
-    "url": lambda v: checks.optional_text(v, "url"),
-    "token": lambda v: checks.instance(v, "token", (str, Secret), "text or a Secret"),
-    "client": lambda v: checks.instance(v, "client", JobsClient, "a JobsClient"),
-    "hours": lambda v: checks.number(v, "hours"),
-    "timeout": lambda v: checks.number(v, "timeout", positive=False),
-    "system": lambda v: checks.optional_text(v, "system"),
-    "options": checks.options,
-    "poll": lambda v: checks.instance(v, "poll", PollSettings, "PollSettings"),
-    "validate": lambda v: checks.flag(v, "validate"),
-    "history": lambda v: checks.flag(v, "history"),
-    "unknown": lambda v: checks.choice(v, "unknown", ("raise", "fail")),
+    "url": lambda v: arguments.optional_text(v, "url"),
+    "token": lambda v: arguments.instance(v, "token", (str, Secret), "text or a Secret"),
+    "client": lambda v: arguments.instance(v, "client", JobsClient, "a JobsClient"),
+    "hours": lambda v: arguments.number(v, "hours"),
+    "timeout": lambda v: arguments.number(v, "timeout", positive=False),
+    "system": lambda v: arguments.optional_text(v, "system"),
+    "options": arguments.options,
+    "poll": lambda v: arguments.instance(v, "poll", PollSettings, "PollSettings"),
+    "validate": lambda v: arguments.flag(v, "validate"),
+    "history": lambda v: arguments.flag(v, "history"),
+    "unknown": lambda v: arguments.choice(v, "unknown", ("raise", "fail")),
     "max_live": _max_live,
-    "progress": lambda v: v if v is None or isinstance(v, bool) else checks.choice(
+    "progress": lambda v: v if v is None or isinstance(v, bool) else arguments.choice(
         v, "progress", ("auto", "widget", "text", "none")),
 }
 
 
 def check_arguments(**arguments: Any) -> None:
-    """The public entry points' keyword arguments, each checked once (``api.checks``); a callback
+    """The public entry points' keyword arguments, each checked once (``api.arguments``); a callback
     (any name starting ``on_``, and ``announce``) must be callable or None."""
     for name, value in arguments.items():
         if name.startswith("on_") or name == "announce":
-            checks.callback(value, name)
+            arguments.callback(value, name)
         else:
             _ARGUMENTS[name](value)
 
@@ -170,8 +170,9 @@ class LiveJobs:
         self._watches: set[Feed] = set()
 
     def publish(self, result: Result, update: JobUpdate) -> None:
+        ended = result.state.terminal
         result.apply(update)
-        if self.evaluate is not None and update.state.terminal:
+        if self.evaluate is not None and update.state.terminal and not ended:
             self.evaluate(self, result)
         if self.on_change is not None:
             self.on_change(result, update)

@@ -13,14 +13,15 @@ always draws the final counts.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..api.clock import Clock
+    from .results import Result
 
 
-__all__ = ["Counts", "Progress", "TextProgress", "make_progress", "progress_line", "register_progress"]
+__all__ = ["Counts", "PassCounts", "Progress", "TextProgress", "make_progress", "progress_line", "register_progress"]
 
 
 class Counts(NamedTuple):
@@ -29,6 +30,7 @@ class Counts(NamedTuple):
     done: int
     failed: int
     total: int
+    passing: str = ""  # the running pass rate per model, with checks (``PassCounts.line``)
 
     @property
     def finished(self) -> int:
@@ -51,7 +53,40 @@ def progress_line(counts: Counts, elapsed: float) -> str:
     parts = [f"{counts.done}/{counts.total} done", f"{counts.failed} failed", f"{_duration(elapsed)} elapsed"]
     if counts.live and counts.finished:
         parts.append(f"ETA {_duration(elapsed / counts.finished * counts.live)}")
+    if counts.passing:
+        parts.append(counts.passing)
     return " · ".join(parts)
+
+
+class PassCounts:
+    """Each model's answers with a verdict and those that passed, kept as verdicts arrive (a
+    judge's comes after the answer's checks: an answer seen again replaces what it counted)."""
+
+    def __init__(self, models: Sequence[str]) -> None:
+        self._judged = dict.fromkeys(models, 0)
+        self._passed = dict.fromkeys(models, 0)
+        self._seen: dict[int, tuple[str, bool | None]] = {}
+
+    def saw(self, result: Result) -> None:
+        """Count ``result``'s verdict (``Result.passed``) in place of what it counted before."""
+        if not result.checks or result.tag not in self._judged:
+            return
+        before = self._seen.get(id(result))
+        if before is not None:
+            self._count(before[0], before[1], -1)
+        self._seen[id(result)] = (result.tag, result.passed)
+        self._count(result.tag, result.passed, 1)
+
+    def _count(self, tag: str, passed: bool | None, sign: int) -> None:
+        if passed is not None:
+            self._judged[tag] += sign
+            self._passed[tag] += sign * passed
+
+    def line(self) -> str:
+        """``passed: qwen 8/10 · smollm 5/10`` (empty before the first verdict)."""
+        if not any(self._judged.values()):
+            return ""
+        return "passed: " + " · ".join(f"{tag} {self._passed[tag]}/{n}" for tag, n in self._judged.items() if n)
 
 
 class Progress:

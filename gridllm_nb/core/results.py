@@ -19,6 +19,8 @@ from ..errors import ConfigError
 from ..text import shorten
 
 if typing.TYPE_CHECKING:
+    from pathlib import Path
+
     from ..api.client import JobsClient
     from ..api.poller import PollSettings
     from ..config import Secret
@@ -273,6 +275,8 @@ class Results(Mapping[str, Result]):
     # (its ``aretry``) and ``display.table`` sets ``picture`` (the saved side-by-side bundle).
     retrier: ClassVar[Callable[..., Awaitable[Results]] | None] = None
     picture: ClassVar[Callable[[Sequence[Result], str], dict[str, Any]] | None] = None
+    # ``display.report.save_html``, for this and ``GridResults``: the report file is drawn above core.
+    reporter: ClassVar[Callable[[Any, Path | str], Path] | None] = None
 
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
                  format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None,
@@ -376,3 +380,16 @@ class Results(Mapping[str, Result]):
         if Results.picture is None:
             return {"text/plain": repr(self)}
         return Results.picture(list(self._by_tag.values()), self.format)
+
+    def save_html(self, path: Path | str) -> Path:
+        """Write the run as one self-contained HTML report to ``path`` (``display.report``): the prompt,
+        the answers side by side, stats, checks and judges, the endpoint (masked) and the options.
+        No script, nothing loaded, model text sanitized: safe to mail. Returns the path."""
+        return save_report(self, path)
+
+
+def save_report(value: Any, path: Path | str) -> Path:
+    """``value``'s report (a ``Results`` or a ``GridResults``) through the injected ``Results.reporter``."""
+    if Results.reporter is None:
+        raise ConfigError("save_html needs gridllm_nb's display layer: import gridllm_nb first")
+    return Results.reporter(value, path)

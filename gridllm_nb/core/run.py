@@ -20,7 +20,8 @@ from ..config import Secret
 from ..errors import ConfigError, GridLLMError, TransportError
 from ..api.wire import decode_command_line
 from .history import RunRecorder, load_run, new_run_id
-from ..api import checks
+from ..api import arguments
+from .checks import evaluator, parse_all, with_judges
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
 from .results import Result, Results, RunSpec
@@ -38,6 +39,7 @@ async def _follow(results: Results, tags: Sequence[str], spec: RunSpec, *, clien
     write nothing ends with ``run_id`` None."""
     chosen = [results[tag] for tag in tags]
     recorders: list[RunRecorder] = []
+    then = with_judges(spec.checks, lambda _result: spec.prompt)  # a model's judging follows its answer
 
     def make_recorder(live: JobsClient) -> RunRecorder:
         recorders.append(RunRecorder(results, spec, live.endpoint.url, stored=record == "stored", warn=announce))
@@ -46,8 +48,8 @@ async def _follow(results: Results, tags: Sequence[str], spec: RunSpec, *, clien
     try:
         await follow(chosen, spec, client=client, check=check, timeout=timeout, restart=restart, since=since,
                      on_change=None if on_update is None else lambda _result, update: on_update(update),
-                     work=lambda jobs: [job(jobs, r) for r in chosen if not r.state.terminal],
-                     record=make_recorder if record is not None else None)
+                     work=lambda jobs: [then(job(jobs, r), jobs, r) for r in chosen if not r.state.terminal],
+                     record=make_recorder if record is not None else None, evaluate=evaluator(spec.checks))
     finally:
         if record == "new" and recorders and not recorders[0].written:
             results.run_id = None  # nothing of it reached the history
@@ -72,6 +74,8 @@ async def arun(
     announce: Callable[[str], None] | None = print,
     history: bool = True,
     results: Results | None = None,
+    checks: Any = None,
+    judge: Any = None,
 ) -> Results:
     """Send ``prompt`` to every model at once and follow the jobs to the end.
 
@@ -90,18 +94,23 @@ async def arun(
     ``results.run_id``. ``results`` is the ``Results`` to fill (a front
     end's, on screen before the run starts); by default a new one. Either
     way it is returned, with ``spec`` set, so ``Results.retry`` can ask again.
+
+    ``checks`` (specs such as ``contains:Paris``, callables, ``core.checks``) and ``judge``
+    (``judge(model, rubric)``, ``core.judge``) give each answer its verdicts the moment it ends
+    (``Result.checks``); a retry keeps them.
     """
-    prompt = checks.text(prompt, "prompt", what="write the prompt in the cell body or pass it as text")
+    assessors = parse_all(checks, judge)
+    prompt = arguments.text(prompt, "prompt", what="write the prompt in the cell body or pass it as text")
     tags = normalise_models(models)
     check_arguments(url=url, token=token, client=client, hours=hours, timeout=timeout, system=system,
                     options=options, on_update=on_update, poll=poll, validate=validate, unknown=unknown,
                     announce=announce, history=history)
-    checks.instance(results, "results", Results, "Results")
+    arguments.instance(results, "results", Results, "Results")
     if client is not None:  # its endpoint is the run's, for a retry once it is closed
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec(prompt, system=system, options=options, hours=hours, url=url,
                    token=Secret.of(token),
-                   poll=poll, client=client)
+                   poll=poll, client=client, checks=assessors)
     results = results if results is not None else Results(prompt)
     for tag in tags:
         if tag not in results:
@@ -131,10 +140,10 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
     ``JobUpdate.restart`` (its card clears), then the updates of its new job.
     A run in the history (``results.run_id``) has its rows updated.
     """
-    checks.instance(results, "results", Results, "Results")
+    arguments.instance(results, "results", Results, "Results")
     check_arguments(on_update=on_update, timeout=timeout, announce=announce)
-    if tags is not None and (isinstance(tags, str) or tags):
-        checks.models(tags)
+    if tags is not None and not (isinstance(tags, (list, tuple)) and not tags):  # an empty list retries nothing
+        tags = arguments.models(tags)
     spec = results.spec
     if spec is None:
         raise ConfigError("these Results do not say how they were made (no spec): retry a run returned by "
@@ -185,9 +194,9 @@ async def aattach(
     if isinstance(run, Results):
         results = run
     elif run is None or isinstance(run, str):
-        results = load_run(None if run is None else checks.unicode(run, "run"))
+        results = load_run(None if run is None else arguments.unicode(run, "run"))
     elif isinstance(run, Sequence) and not isinstance(run, (bytes, bytearray)):
-        return await _attach_jobs(checks.job_ids(run), url=url, token=secret, on_update=on_update, timeout=timeout,
+        return await _attach_jobs(arguments.job_ids(run), url=url, token=secret, on_update=on_update, timeout=timeout,
                                   poll=poll, announce=announce)
     else:
         raise ConfigError(f"run must be a history run id (str), a list of job ids, Results or None, "

@@ -123,6 +123,14 @@ def cell_parser() -> argparse.ArgumentParser:
     p.add_argument("--arena", action="store_true",
                    help="blind arena: 2 or 3 models shown as A, B, C in a shuffled order; vote under the "
                         "answers to see the names (votes feed %%gridllm leaderboard)")
+    p.add_argument("--check", action="append", default=[], metavar="SPEC",
+                   help="check every answer as it ends: contains:TEXT, icontains:TEXT, not-contains:TEXT, "
+                        "equals:TEXT, regex:PATTERN, json, json-schema:FILE, max-words:N; with --over, "
+                        "{column} reads the element's own value (contains:{expected})")
+    p.add_argument("--judge", action="append", default=[], metavar="MODEL[:RUBRIC]",
+                   help="a model grades every answer 0-10 by the rubric, as a job on the same service")
+    p.add_argument("--estimate", action="store_true",
+                   help="with --over: send nothing, print the grid's jobs, tokens and time from the history")
     return p
 
 
@@ -170,7 +178,7 @@ def line_parser() -> argparse.ArgumentParser:
                        help="stop waiting after S seconds; jobs still going end 'timed out'")
     sub.add_parser("panel", help="the interactive widget panel")
     sub.add_parser("arena", help="the panel as a blind arena: models shown as A, B, C until you vote")
-    sub.add_parser("leaderboard", help="the blind arena's Elo ranking from the stored votes")
+    sub.add_parser("leaderboard", help="the blind arena's ranking (Bradley–Terry, shared ranks) from the stored votes")
     sub.add_parser("help", help="this help")
     return p
 

@@ -39,7 +39,7 @@ import html
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..api.jobs import JobState, JobUpdate
 from ..core.results import RETRYABLE, Result, Results
@@ -47,6 +47,9 @@ from ..display.render import error_bundle
 from ..display.table import results_bundle
 from ..display.textstream import TextStream
 from ..errors import GridLLMError, Interrupted
+
+if TYPE_CHECKING:
+    from ..core.arena import ArenaRound
 
 __all__ = ["CardsView", "StreamView", "View", "offer_retry"]
 
@@ -57,8 +60,8 @@ class View:
     """What every view holds: the live ``Results``, which the core fills (``arun(results=...)``).
 
     ``on_update(u)`` shows ``u``, whose Result is already up to date;
-    ``record(u)`` is for an update nobody applied yet (a lettered arena
-    update, an error of the view's own).
+    ``record(u)`` is for an update nobody applied yet (an error of the
+    view's own).
     """
 
     def __init__(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None) -> None:
@@ -134,6 +137,11 @@ class View:
 class CardsView(View):
     """A cell's live output: one grid of cards, one per model, in one display.
 
+    ``blind`` (``%%gridllm --arena``) is the round the run belongs to: the
+    cards are titled by its letters and mask the names in their errors, and
+    whatever else the view sends (its text line, a picture after an
+    interrupt) is lettered, until the vote.
+
     With ``retry`` a model that ended without an answer can be asked again
     from its card once the run is over (``retry``); ``on_task`` is told of
     each retry's background run (the magic keeps them, to cancel them with
@@ -142,9 +150,10 @@ class CardsView(View):
 
     def __init__(self, shell: Any, prompt: str, tags: Sequence[str], fmt: str, *, results: Results | None = None,
                  retry: bool = False, on_task: Callable[[concurrent.futures.Future[Any]], Any] | None = None,
-                 **card_options: Any) -> None:
+                 blind: ArenaRound | None = None, **card_options: Any) -> None:
         super().__init__(prompt, tags, fmt, results)
         self.shell = shell
+        self.blind = blind
         self.card_options = card_options
         self.display_id = f"gridllm-{uuid.uuid4().hex}"
         self.grid: Any = None
@@ -177,9 +186,12 @@ class CardsView(View):
             return
         from ..widgets.card import CardRow
 
+        blind = self.blind
         self.grid = CardRow(self.results, self.tags, on_retry=self._retry_card if self.retry_enabled else None,
-                             **self.card_options)
-        self._publish({"text/plain": f"gridllm: {', '.join(self.tags)} (live)", WIDGET_MIME: _view_of(self.grid)},
+                            title=blind.title if blind is not None else None,
+                            mask=blind.mask if blind is not None else None, **self.card_options)
+        titles = [blind.title(tag) for tag in self.tags] if blind is not None else self.tags
+        self._publish({"text/plain": f"gridllm: {', '.join(titles)} (live)", WIDGET_MIME: _view_of(self.grid)},
                       update=self.opened)
         self.opened = True
 
@@ -203,7 +215,7 @@ class CardsView(View):
             card.flush()
             if r.state.terminal or note:
                 card.show()
-        shown = [self.results[tag] for tag in self.tags]
+        shown = self._shown()
         bundle = _captioned(results_bundle(shown, self.fmt), self.caption)
         if self.retry_enabled and note is None and any(r.state in RETRYABLE for r in shown):
             # Models to ask again: the cards stay live, offering Retry; the picture rides along
@@ -219,6 +231,12 @@ class CardsView(View):
         if self.retry_enabled:
             self.grid.offer_retry(False)  # ...without a Retry that would do nothing now
         self._close_offer()
+
+    def _shown(self) -> list[Result]:
+        """The Results this view shows, as the browser may see them: an arena round's lettered until the vote."""
+        if self.blind is not None:
+            return list(self.blind.shown(self.results).values())
+        return [self.results[tag] for tag in self.tags]
 
     def _close_offer(self) -> None:
         """Close ``offer``'s widgets once the picture has taken the output: not before, as JupyterLab
@@ -318,7 +336,8 @@ class CardsView(View):
 
     def fail(self, message: str) -> None:
         """A run that failed before any job (``--no-wait``): the error, once, in place."""
-        self._publish(error_bundle(message), update=self.opened)
+        self._publish(error_bundle(self.blind.mask(message) if self.blind is not None else message),
+                      update=self.opened)
         self.opened = True
         self.close()
 

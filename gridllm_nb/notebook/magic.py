@@ -10,7 +10,9 @@ cards, or under a blocking cell's value.
 
 A blocking cell runs to its end in the cell (``core.sync.run_sync``); a
 ``--no-wait`` run, and every retry, on the process's background loop
-(``core.sync.submit``), so it keeps streaming while later cells run.
+(``core.sync.submit``), so it keeps streaming while later cells run. The
+two cells that are more than one run have their own module: ``--arena``
+(``arena_cell``) and ``--over`` (``grid_cell``).
 
 Configuration: ``settings`` (``c.GridLLM.*``, ``%gridllm config KEY=VALUE``)
 and the environment (``GRIDLLM_API_URL``, ``GRIDLLM_API_TOKEN``,
@@ -27,7 +29,6 @@ from typing import Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from ..core.arena import ArenaRound
 from ..core.interpolate import interpolate
 from ..core.results import Results
 from ..errors import CellError, ConfigError, GridLLMError, Interrupted
@@ -53,9 +54,6 @@ class GridLLMMagics(Magics):
 
     # ---------------------------------------------------------------- helpers
 
-    def _url(self, explicit: str | None = None) -> str | None:
-        return explicit or self.settings.url or None
-
     def _mode(self) -> str:
         """``cards`` in a kernel (or when asked for), else ``stream``."""
         mode = self.settings.output
@@ -63,33 +61,24 @@ class GridLLMMagics(Magics):
             return "stream" if getattr(self.shell, "kernel", None) is None else "cards"
         return mode
 
-    def _poll(self, url: str | None) -> Any:
-        """The poll pace for ``url``, with the session's ``poll_interval`` / ``poll_max_interval``."""
-        from ..config import resolve_endpoint
-        from ..core.live import default_poll_settings
-
-        s = self.settings
-        return default_poll_settings(resolve_endpoint(url), fast=s.poll_interval, slow=s.poll_max_interval)
-
     def _view(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None, *,
-              retry: bool = False) -> View:
+              retry: bool = False, blind: Any = None) -> View:
         """A run's live output: cards side by side in a kernel, text on a terminal (``_mode``).
 
         ``retry``: the cards offer Retry once the run is over (they stay live: a ``--no-wait`` cell's).
+        ``blind``: an arena round, whose cards show letters (``CardsView``).
         """
         if self._mode() == "stream":
             view: View = StreamView(prompt, tags, fmt, results=results)
         else:
-            view = self._cards(prompt, tags, fmt, results, retry=retry)
+            view = self._cards(prompt, tags, fmt, results, retry=retry, blind=blind)
         self.last_view = view
         return view
 
     def _cards(self, prompt: str, tags: Sequence[str], fmt: str, results: Results | None = None, *,
-               retry: bool = False) -> CardsView:
-        s = self.settings
-        rate = 1.0 / s.update_interval if s.update_interval > 0 else 0.0
+               retry: bool = False, blind: Any = None) -> CardsView:
         return CardsView(self.shell, prompt, tags, fmt, results=results, retry=retry, on_task=self._keep,
-                         max_rate=rate, byte_budget=s.byte_budget, max_stale=s.max_stale)
+                         blind=blind, **self.settings.card_options())
 
     def _keep(self, run: concurrent.futures.Future[Any]) -> None:
         """A background run of this kernel's (``--no-wait``, a retry): cancelled with the extension."""
@@ -106,7 +95,8 @@ class GridLLMMagics(Magics):
         """Run ``coro`` (a ``_live``) to the end in this cell; its value replaces the live cards.
 
         Models left without an answer get a Retry button under that value
-        (``cell_output.offer_retry``); ``name`` is the variable that holds the value, if any.
+        (``cell_output.offer_retry``), but for an arena round's, whose offer would name them;
+        ``name`` is the variable that holds the value, if any.
         """
         results = view.wait(coro)
         if isinstance(view, CardsView) and view.opened and not view.ended:
@@ -114,23 +104,10 @@ class GridLLMMagics(Magics):
             self.shell.display_pub.clear_output(wait=True)
             view.close()
             results = view.results
-            if results.retryable and results.spec is not None:
+            if results.retryable and results.spec is not None and view.blind is None:
                 offer_retry(self.shell.events, name,
                             lambda: self._cards(results.prompt, results.retryable, view.fmt, results, retry=True))
         return results
-
-    def _arena_round(self, args: Any, prompt: str, models: list[str], mode: str) -> ArenaRound:
-        """``--arena``: the round's deal, once the cell is known to be one that can be voted on.
-
-        The vote is a widget under the finished answers, so the cell must be
-        a blocking one in a kernel: not ``--no-wait`` (its answers end after
-        the cell), not ``--over`` (a grid is many rounds), not a terminal.
-        """
-        if args.over or args.no_wait:
-            raise ConfigError("--arena cannot be used with --over or --no-wait: the vote needs the finished answers")
-        if mode != "cards":
-            raise ConfigError("--arena needs a notebook: the vote is a widget under the answers")
-        return ArenaRound(models, prompt)
 
     # ------------------------------------------------------------- cell magic
 
@@ -145,19 +122,11 @@ class GridLLMMagics(Magics):
             raise CellError(str(exc)) from None
 
     def _cell(self, line: str, cell: str) -> Any:
-        from ..config import parse_assignments
         from ..core.run import arun
 
         args = parse_cell_line(line)
         s = self.settings
-        models = list(dict.fromkeys(args.models or s.default_models))
-        if not models:
-            raise ConfigError(
-                "no model given: name at least one, e.g. %%gridllm smollm2:135m "
-                "(or set c.GridLLM.default_models / %gridllm config default_models=...)"
-            )
-        if len(models) > s.max_models:
-            raise ConfigError(f"{len(models)} models asked, at most {s.max_models} (c.GridLLM.max_models)")
+        models = s.models_for(args.models)
         # IPython ends a cell body with the newline the user did not type
         # before the cell's end; the prompt is what they wrote.
         prompt = cell.removesuffix("\n")
@@ -165,70 +134,49 @@ class GridLLMMagics(Magics):
             prompt = interpolate(prompt, self.shell.user_ns)
         if not prompt.strip():
             raise ConfigError("empty prompt: write the prompt in the cell body")
-        options = dict(s.options)
-        options.update(parse_assignments(args.option, what="--option", json_values=True))
-        kwargs = {
-            "url": self._url(args.url),
-            "hours": args.hours if args.hours is not None else s.hours,
-            "timeout": args.timeout if args.timeout is not None else s.timeout,
-            "system": args.system if args.system is not None else s.system,
-            "options": options or None,
-            "poll": self._poll(self._url(args.url)),
-        }
+        kwargs = s.run_options(args)
         fmt = args.format or s.default_format
         mode = self._mode()
-        arena = self._arena_round(args, prompt, models, mode) if args.arena else None
+        if args.arena:
+            from ..widgets.votebar import ArenaOutput
+            from . import arena_cell
+
+            arena = arena_cell.deal(args, prompt, models, mode)
+            view = self._view(prompt, list(arena.tags), fmt, arena.results, blind=arena)
+            self._show(view, self._live(view, arena_cell.run(arena, view, history=s.history, **kwargs)))
+            return self._value(args.out, ArenaOutput(arena, fmt))  # the lettered picture, the vote under it
+        kwargs.update(checks=args.check or None, judge=args.judge or None)
+        if args.estimate and not args.over:
+            raise ConfigError("--estimate goes with --over: it estimates a grid")
         if args.over:
-            return self._over(args, prompt, models, fmt, mode, kwargs)
+            from .grid_cell import over
+
+            return over(self.shell.user_ns, args, prompt, models, fmt, mode,
+                        substitute=s.interpolate and not args.no_interpolate, **kwargs)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
         # A --no-wait cell's cards stay live after its run: they offer Retry themselves.
-        view = self._view(prompt, list(arena.letters) if arena is not None else models, fmt,
-                          retry=args.no_wait and loop is not None)
-        if args.out:
-            self.shell.user_ns[args.out] = view.results
-
+        view = self._view(prompt, models, fmt, retry=args.no_wait and loop is not None)
+        self._value(args.out, view.results)
         # The view's own Results are the run's: they carry its spec (so they can be retried) and
         # its history run id from the start; the core writes the history as the jobs go.
-        if arena is None:
-            run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
-                       history=s.history, **kwargs)
-        else:  # --arena: the view is dealt the letters, never the tags; the history gets the real run
-            run = arun(prompt, models, on_update=lambda u: view.record(arena.take(u)),
-                       announce=lambda m: print(arena.mask(m)), results=arena.results, history=s.history, **kwargs)
+        run = arun(prompt, models, on_update=view.on_update, announce=print, results=view.results,
+                   history=s.history, **kwargs)
         if args.no_wait and loop is not None:  # a kernel: the run goes on after the cell
             from ..core.sync import submit
 
             view.open()  # the output must belong to this cell, not to a later one
             self._keep(submit(view.keep_live(run), name="gridllm-cell"))
             return None
-        coro = self._live(view, run)
-        if arena is None:
-            return self._show(view, coro, args.out)
-        from ..widgets.votebar import ArenaOutput
+        return self._show(view, self._live(view, run), args.out)
 
-        self._show(view, coro)  # lettered Results without a spec: no Retry offer that would name a model
-        arena.run_id = arena.results.run_id  # the vote points to the run
-        value = ArenaOutput(arena, fmt)  # the lettered picture with the vote under it
-        if args.out:
-            self.shell.user_ns[args.out] = value
+    def _value(self, name: str | None, value: Any) -> Any:
+        """``--out NAME``: the notebook's ``NAME`` holds ``value`` (a run's Results from its start)."""
+        if name:
+            self.shell.user_ns[name] = value
         return value
-
-    def _over(self, args: Any, template: str, models: list[str], fmt: str, mode: str,
-              kwargs: dict[str, Any]) -> Any:
-        """``--over NAME``: a prompt × model grid (``grid.over``), a progress bar, a ``GridResults``."""
-        from ..core.grid import over
-
-        if args.no_wait:
-            raise ConfigError("--no-wait cannot be used with --over")
-        try:
-            return over(self.shell.user_ns, args.over, template, models, out=args.out, fmt=fmt,
-                        substitute=self.settings.interpolate and not args.no_interpolate, max_live=args.max_live,
-                        progress="widget" if mode == "cards" else "auto", **kwargs)
-        except KeyboardInterrupt as stop:
-            raise Interrupted(str(stop) or "interrupted") from None
 
     def cancel_background(self, wait: float = 5.0) -> int:
         """Cancel every background run of this kernel (``--no-wait``, retries), and give them up
@@ -259,7 +207,7 @@ class GridLLMMagics(Magics):
 
         action = getattr(commands, args.command)
         ids = () if args.command == "models" else (args.ids,)
-        commands.with_client(self._url(args.url), lambda client: action(client, *ids, sys.stdout))
+        commands.with_client(self.settings.endpoint(args.url), lambda client: action(client, *ids, sys.stdout))
 
     _cmd_status = _cmd_cancel = _cmd_models
 
@@ -273,8 +221,8 @@ class GridLLMMagics(Magics):
         from ..config import resolve_endpoint
         from ..core.local import local, local_url
 
-        token = resolve_endpoint(self._url()).token
-        local(args.action, local_url(self._url(), args.port), sys.stdout, token.reveal() if token else None)
+        token = resolve_endpoint(self.settings.endpoint()).token
+        local(args.action, local_url(self.settings.endpoint(), args.port), sys.stdout, token.reveal() if token else None)
 
     def _cmd_history(self, args: Any) -> None:
         """``%gridllm history [N]``: the last runs, each with the id that attach and retry take."""
@@ -290,7 +238,7 @@ class GridLLMMagics(Magics):
 
         results = stored(args.run, url=args.url)
         assert results.spec is not None  # a history run says where it ran
-        results.spec = replace(results.spec, poll=self._poll(results.spec.url))
+        results.spec = replace(results.spec, poll=self.settings.poll_for(results.spec.url))
         return results
 
     def _cmd_attach(self, args: Any) -> Results:
@@ -340,7 +288,7 @@ class GridLLMMagics(Magics):
         except ImportError as exc:
             raise ConfigError(f"the panel is not available: {exc}") from None
         s = self.settings
-        display(Panel(s.default_models or None, url=self._url(), options=dict(s.options) or None,
+        display(Panel(s.default_models or None, url=self.settings.endpoint(), options=dict(s.options) or None,
                       hours=s.hours, arena=args.command == "arena"))
         return None
 

@@ -19,23 +19,25 @@ the vote goes to the history DB and the cards get their names.
 A card whose model ended without an answer offers Retry once the run is
 over: that model is asked again (``core.run.aretry``) into the same
 Results and card, in the background like Process, with Cancel to stop it.
+
+Where a run goes (in a kernel, the background loop, so the cards keep
+streaming while later cells run) and how its end is told: ``panel_run``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
+import threading
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import ipywidgets as widgets
 
 from ..api.client import JobsClient, RetryPolicy
-from ..api.jobs import JobState, JobUpdate
+from ..api.jobs import JobUpdate
 from ..core.arena import ArenaRound
 from ..core.results import Result, Results
-from ..errors import ConfigError, GridLLMError
+from ..errors import ConfigError
 from ..text import one_line
 from ..widgets.card import BYTE_BUDGET, DEFAULT_RATE, MAX_STALE, Card
 from ..widgets.prompt import PromptBox
@@ -43,6 +45,7 @@ from ..widgets.sheet import PanelSheet
 from .compare import ComparePane
 from .history_list import HISTORY_RUNS, HistoryList
 from .model_picker import ModelPicker
+from .panel_run import PanelRuns, Running, join, spawn
 
 __all__ = ["MAX_MODELS", "Panel"]
 
@@ -105,8 +108,9 @@ class Panel(widgets.VBox):
         self.use_history = history
         self.available: list[str] | None = None  # what GET /models said, if it answered
         self.cards: dict[str, Card] = {}
-        self.task: asyncio.Task[Any] | None = None
-        self._load_task: asyncio.Future[Any] | None = None
+        self.runs = PanelRuns(self._say, self._after_run)
+        self._refreshing = threading.RLock()
+        self._load_task: Running | None = None
         self._card_layout = widgets.Layout()  # one for every card: opened once, not per card
         self.arena = arena
         self.arena_round: ArenaRound | None = None  # the round on show (arena mode)
@@ -179,8 +183,13 @@ class Panel(widgets.VBox):
         return self.history_list.runs
 
     @property
+    def task(self) -> Running | None:
+        """The run or retry on show: a task on the running loop, or (in a kernel) on the background loop."""
+        return self.runs.task
+
+    @property
     def running(self) -> bool:
-        return self.task is not None and not self.task.done()
+        return self.runs.running
 
     # -- models ---------------------------------------------------------------
 
@@ -205,15 +214,14 @@ class Panel(widgets.VBox):
         return JobsClient(self._url, self._token, retry=self.retry), True
 
     def _start_loading(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
+        loading = self.load_models()
+        self._load_task = spawn(loading, "gridllm-models")
+        if self._load_task is None:
             from ..core.sync import run_sync
 
-            run_sync(self.load_models())
-            return
-        self.status.value = "loading the model list…"
-        self._load_task = loop.create_task(self.load_models())
+            run_sync(loading)
+        else:
+            self.status.value = "loading the model list…"
 
     async def load_models(self) -> list[str] | None:
         """Ask the service which models it serves; the answer fills the checkboxes."""
@@ -229,7 +237,7 @@ class Panel(widgets.VBox):
     async def loaded(self) -> None:
         """Wait until the model list has arrived (or failed)."""
         if self._load_task is not None:
-            await asyncio.shield(self._load_task)
+            await join(self._load_task)
 
     def _show_status(self, change: dict[str, Any]) -> None:
         self.status.layout.display = None if change["new"] else "none"
@@ -242,18 +250,24 @@ class Panel(widgets.VBox):
         return self.arena_round.mask(text) if self.arena_round is not None else text
 
     def _refresh_buttons(self, _change: Any = None) -> None:
-        busy = self.running
-        can = bool(self.chosen) and bool(self.prompt.value.strip()) and not busy
-        self.process_button.disabled = not can
-        self.cancel_button.layout.display = None if busy else "none"
-        self.prompt.disabled = busy
-        self.picker.hold(busy)
-        for card in self.cards.values():  # one thing at a time: no Retry while a run or a retry goes
-            card.widget.offer_retry(not busy)
+        # One refresh at a time: a run's end refreshes on its own thread (``panel_run``), and the
+        # last to write must be the last to have looked.
+        with self._refreshing:
+            busy = self.running
+            can = bool(self.chosen) and bool(self.prompt.value.strip()) and not busy
+            self.process_button.disabled = not can
+            self.cancel_button.layout.display = None if busy else "none"
+            self.prompt.disabled = busy
+            self.picker.hold(busy)
+            for card in self.cards.values():  # one thing at a time: no Retry while a run or a retry goes
+                card.widget.offer_retry(not busy)
 
     def _on_markdown(self, change: dict[str, Any]) -> None:
-        for card in self.cards.values():
-            card.set_markdown(bool(change["new"]))
+        def restyle() -> None:
+            for card in self.cards.values():
+                card.set_markdown(bool(change["new"]))
+
+        self.runs.call(restyle)  # where a live run sends its cards their updates
 
     def _compared(self) -> Results | None:
         """What the Compare pane may show: the run on show, lettered until the arena's vote."""
@@ -263,7 +277,7 @@ class Panel(widgets.VBox):
 
     # -- runs -----------------------------------------------------------------
 
-    def process(self) -> asyncio.Task[Any] | None:
+    def process(self) -> Running | None:
         """What the Process button does: start a run of the prompt on the ticked models."""
         if self.running:
             return self.task
@@ -283,9 +297,9 @@ class Panel(widgets.VBox):
             tags = list(blind.tags)  # cards in letter order
             self.vote_bar.hide()
         self._prepare(prompt, tags)
-        return self._start(self._run(prompt, tags))
+        return self._start(tags, self._run(prompt, tags))
 
-    def retry_failed(self, tags: Sequence[str] | None = None) -> asyncio.Task[Any] | None:
+    def retry_failed(self, tags: Sequence[str] | None = None) -> Running | None:
         """What a card's Retry button does: ask ``tags`` (default: every model of the run on show that
         ended without an answer) again, with the run's prompt and options, into the same Results and cards.
 
@@ -304,43 +318,30 @@ class Panel(widgets.VBox):
             self._say("nothing to retry: every model answered")
             return None
         self._say("")
-        return self._start(self._retry(tags))
+        return self._start(tags, self._retry(tags))
 
-    def _start(self, work: Coroutine[Any, Any, Results]) -> asyncio.Task[Any] | None:
-        """Run ``work`` (a run or a retry) as the panel's task on the running loop (the kernel's, so the
-        widgets stay live); without a loop, to its end here."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            from ..core.sync import run_sync
-
-            try:
-                run_sync(work)
-            finally:
-                self._after_run()
-            return None
-        self.task = loop.create_task(work)
+    def _start(self, tags: list[str], work: Coroutine[Any, Any, Results]) -> Running | None:
+        assert self.results is not None
+        running = self.runs.start(self.runs.follow(self.results, self.cards, tags, work))
         self._refresh_buttons()
-        return self.task
+        return running
 
     def cancel(self) -> None:
         """What the Cancel button does: cancel the run (live jobs end CANCELLED, text kept)."""
-        if self.running:
-            self._say("cancelling…")
-            self.task.cancel()
+        self.runs.cancel()
 
     async def wait(self) -> Results | None:
         """Wait for the current run to end; returns ``panel.results``."""
-        if self.task is not None:
-            await asyncio.gather(self.task, return_exceptions=True)
+        await self.runs.wait()
         return self.results
 
     def _prepare(self, prompt: str, tags: list[str]) -> None:
         """Cards for this run (a model that ran before keeps its widget), the previous run into the history."""
         if self.results is not None:
             self.history_list.archive(self.results)
-        self.results = Results(prompt, {t: Result(tag=t) for t in tags})
         blind = self.arena_round
+        # An arena's run is its round's: the Results it is dealt, by tag in letter order.
+        self.results = blind.results if blind is not None else Results(prompt, {t: Result(tag=t) for t in tags})
         title = blind.title if blind is not None else str
         previous = {card.title: card.widget for card in self.cards.values()}
         # A model that ran before keeps its card widget: no second set-up on the wire. (An arena
@@ -358,71 +359,27 @@ class Panel(widgets.VBox):
 
     def _on_update(self, update: JobUpdate) -> None:
         """A run's or a retry's update: its Result (filled by the core) changed, its card shows it."""
-        blind = self.arena_round
-        if blind is not None and blind.run_id is None and self.results is not None and self.results.run_id:
-            blind.run_id = self.results.run_id  # in the history from its first submit: no History lists it
         self.cards[update.tag].push(update)
 
     async def _run(self, prompt: str, tags: list[str]) -> Results:
         from ..core.run import arun
 
-        async def run() -> Results:
-            client, own = self._make_client()
-            try:
-                # Unknown tags fail their own card; the other models still run.
-                return await arun(prompt, tags, client=client, on_update=self._on_update, unknown="fail",
-                                  announce=self._say, results=self.results, history=self.use_history,
-                                  **self._run_kwargs)
-            finally:
-                if own:  # closed before the run counts as over (``_follow``)
-                    await client.aclose()
-
-        return await self._follow(tags, run())
+        client, own = self._make_client()
+        try:
+            # Unknown tags fail their own card; the other models still run.
+            return await arun(prompt, tags, client=client, on_update=self._on_update, unknown="fail",
+                              announce=self._say, results=self.results, history=self.use_history,
+                              **self._run_kwargs)
+        finally:
+            if own:  # closed before the run counts as over
+                await client.aclose()
 
     async def _retry(self, tags: list[str]) -> Results:
         from ..core.run import aretry
 
         assert self.results is not None
         # The run's own endpoint, prompt and options (its spec); its history rows are updated.
-        return await self._follow(tags, aretry(self.results, tags, on_update=self._on_update, announce=self._say))
-
-    async def _follow(self, tags: list[str], work: Coroutine[Any, Any, Results]) -> Results:
-        """Await a run or a retry of ``tags``, saying on the status line how it ended (one line, never a trace)."""
-        live = self.results
-        assert live is not None
-        started = time.monotonic()
-
-        def fail(tag: str, message: str) -> None:
-            r = live[tag]
-            r.apply(JobUpdate(tag=tag, job_id=r.job_id, state=JobState.FAILED, text=r.text, error=message,
-                              elapsed=time.monotonic() - started))
-            self.cards[tag].show()  # an arena card masks the names itself
-
-        try:
-            await work
-            # The run on show as it stands (after a retry too: the models not retried count as well).
-            failed = [t for t, r in live.items() if r.state is not JobState.COMPLETED]
-            if failed:
-                self._say(f"{len(failed)} of {len(live)} model(s) did not complete: {', '.join(failed)}")
-            return live
-        except asyncio.CancelledError:
-            self._say("cancelled")  # the core has ended the live jobs CANCELLED, text kept
-            raise
-        except GridLLMError as exc:  # ConfigError, TransportError, UnknownModel: one line
-            for tag in tags:
-                if tag in live and not live[tag].state.terminal:
-                    fail(tag, str(exc))
-            self._say(str(exc))
-            return live
-        except Exception as exc:  # a bug: show it rather than die silently in a callback
-            self._say(f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            for card in self.cards.values():
-                card.flush()
-            # The task is done only after this returns; refresh once it is.
-            if self.task is not None:
-                asyncio.get_running_loop().call_soon(self._after_run)
+        return await aretry(self.results, tags, on_update=self._on_update, announce=self._say)
 
     def _after_run(self) -> None:
         self._refresh_buttons()
@@ -436,7 +393,6 @@ class Panel(widgets.VBox):
         blind = self.arena_round
         if blind is None or blind.voted or self.results is None or not self.results.done:
             return
-        blind.run_id = self.results.run_id
         self.vote_bar.ask(blind)
 
     def vote(self, choice: str) -> None:

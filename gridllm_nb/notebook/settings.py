@@ -2,7 +2,10 @@
 
 Traitlets live here, in the notebook layer, and nowhere below it: the
 foundation (``config``) reads endpoints and ``KEY=VALUE`` text, and this
-module turns that text into each setting's type (``trait_value``).
+module turns that text into each setting's type (``trait_value``). What a
+cell asks for (its models, its ``--url``, ``--hours``...) wins over the
+session's setting, which wins over the default: ``GridLLM.models_for``,
+``run_options`` and ``card_options`` say so once.
 """
 
 from __future__ import annotations
@@ -59,6 +62,41 @@ class GridLLM(Configurable):
     @default("default_models")
     def _models_from_env(self) -> list[str]:
         return [m.strip() for m in os.environ.get(MODELS_ENV, "").split(",") if m.strip()]
+
+    def endpoint(self, explicit: str | None = None) -> str | None:
+        """The URL a command uses: ``explicit`` (``--url``), else ``url``; None is the default service."""
+        return explicit or self.url or None
+
+    def models_for(self, asked: Sequence[str]) -> list[str]:
+        """The models a cell runs: the ones it names (each once), else ``default_models``; at most ``max_models``."""
+        models = list(dict.fromkeys(asked or self.default_models))
+        if not models:
+            raise ConfigError("no model given: name at least one, e.g. %%gridllm smollm2:135m "
+                              "(or set c.GridLLM.default_models / %gridllm config default_models=...)")
+        if len(models) > self.max_models:
+            raise ConfigError(f"{len(models)} models asked, at most {self.max_models} (c.GridLLM.max_models)")
+        return models
+
+    def poll_for(self, url: str | None) -> Any:
+        """The poll pace for ``url``, with the session's ``poll_interval`` / ``poll_max_interval``."""
+        from ..core.live import default_poll_settings
+
+        return default_poll_settings(resolve_endpoint(url), fast=self.poll_interval, slow=self.poll_max_interval)
+
+    def run_options(self, args: Any) -> dict[str, Any]:
+        """``arun``'s keywords for a cell whose parsed line is ``args``: each of its options over the setting."""
+        options = dict(self.options)
+        options.update(parse_assignments(args.option, what="--option", json_values=True))
+        url = self.endpoint(args.url)
+        return {"url": url, "hours": args.hours if args.hours is not None else self.hours,
+                "timeout": args.timeout if args.timeout is not None else self.timeout,
+                "system": args.system if args.system is not None else self.system,
+                "options": options or None, "poll": self.poll_for(url)}
+
+    def card_options(self) -> dict[str, Any]:
+        """How a cell's cards pace their updates (``widgets.card.Card``)."""
+        rate = 1.0 / self.update_interval if self.update_interval > 0 else 0.0
+        return {"max_rate": rate, "byte_budget": self.byte_budget, "max_stale": self.max_stale}
 
 
 # What ``%gridllm config`` may set, in the order it shows them.

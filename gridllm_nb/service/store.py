@@ -17,8 +17,8 @@ rows it left unfinished, and it is emptied whenever no job is live.
 from __future__ import annotations
 
 import fcntl
-import os
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence

@@ -405,3 +405,67 @@ def test_retry_asks_a_timed_out_model_again_in_the_same_card(page: Any, lab: Any
             expect()(cards[t].locator("button.gridllm-retry")).to_be_visible()
     expect()(page.locator(f".gridllm-card-{slug(tag)}")).to_have_count(1)  # the same card, not a new one
     save_screenshot(panel, artifacts, "panel-retry-done.png", also=RETRY_SHOTS / "panel-retry-done.png")
+
+
+def test_cards_keep_streaming_while_a_later_cell_sleeps(page: Any, lab: Any, fake_api: Any, artifacts: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 25: the panel keeps working while a later cell holds the kernel (``time.sleep(12)``).
+
+    Run All: while the second cell sleeps, the model list arrives; tick two models, Process, and both
+    cards stream to their end before that cell does. Then Process again, run the sleeping cell again:
+    the cards of the new run also end while it sleeps. (JupyterLab 4.6 sends widget messages to a
+    subshell of the kernel, so a click alone is not held up by the sleeping cell; the model list, loaded
+    by the panel's own cell, is, unless it loads on the background loop.)
+    """
+    from tests.fakes import words_script
+
+    from .test_magic_browser import prompt_of, timed_jobs
+
+    fake, url = fake_api
+    fake.models = ["m:1", "n:1"]
+    words = " ".join(f"w{i}" for i in range(12))
+    for tag in fake.models:
+        fake.scripts[tag] = words_script(f"{tag} {words} end")  # 15 steps: 3.75 s of the job's own
+    timed_jobs(fake, monkeypatch)
+    write_notebook(lab.root / "panel-sleep.ipynb",
+                   "from gridllm_nb import Panel\nfrom gridllm_nb.api.poller import PollSettings\n"
+                   f"panel = Panel(url={url!r}, poll=PollSettings(fast=0.1, slow=0.1))\npanel",
+                   "import time\ntime.sleep(12)")
+    open_and_run(page, lab, "panel-sleep.ipynb")
+    cells = page.locator(".jp-CodeCell")
+    sleeping = cells.nth(1).locator(".jp-InputPrompt")
+    expect()(sleeping).to_have_text("[*]:")
+    panel = page.locator(".gridllm-panel").first
+    for tag in fake.models:
+        box = panel.locator(f".gridllm-model-{slug(tag)} input[type=checkbox]")
+        expect()(box).to_be_enabled(timeout=10_000)
+        box.check()
+    assert prompt_of(cells.nth(1)) == "[*]:", "the model list arrived only once the sleeping cell had ended"
+    prompt = panel.locator(".gridllm-prompt textarea")
+    prompt.press_sequentially("count")
+    panel.locator("button.gridllm-process").click()
+    cards = [panel.locator(f".gridllm-card-{slug(tag)}") for tag in fake.models]
+    for tag, card in zip(fake.models, cards):
+        expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=10_000)
+        expect()(card.locator(".gridllm-text")).to_have_text(f"{tag} {words} end")
+    assert prompt_of(cells.nth(1)) == "[*]:", "the cards completed only once the sleeping cell had ended"
+    expect()(sleeping).to_have_text(re.compile(r"\[\d+\]"), timeout=30_000)
+
+    # Process first, then the sleeping cell again.
+    for tag in fake.models:
+        fake.scripts[tag] = words_script(f"{tag} again {words} end")
+    prompt.fill("again")
+    panel.locator("button.gridllm-process").click()
+    expect()(cards[0]).to_have_class(re.compile(r"gridllm-state-(queued|running)"), timeout=10_000)
+    cells.nth(1).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect()(sleeping).to_have_text("[*]:")
+    expect()(cards[0].locator(".gridllm-text")).to_contain_text(re.compile(r"\bw5\b"), timeout=10_000)
+    save_screenshot(page.locator(".jp-Notebook"), artifacts, "panel-during-sleep.png",
+                    also=Path("/tmp/panel-shots/panel-during-sleep.png"))
+    for tag, card in zip(fake.models, cards):
+        expect()(card).to_have_class(re.compile(r"gridllm-state-completed"), timeout=10_000)
+        expect()(card.locator(".gridllm-text")).to_have_text(f"{tag} again {words} end")
+    assert prompt_of(cells.nth(1)) == "[*]:", "the cards completed only once the sleeping cell had ended"
+    expect()(sleeping).to_have_text(re.compile(r"\[\d+\]"), timeout=30_000)
+    expect()(panel.locator("button.gridllm-process")).to_be_enabled()

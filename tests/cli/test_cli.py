@@ -216,3 +216,50 @@ def test_a_port_out_of_range_is_a_usage_error(capsys) -> None:
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+def test_report_writes_a_history_run_as_one_html_file(tmp_path, monkeypatch, capsys) -> None:
+    from gridllm_nb.api.jobs import JobState
+    from gridllm_nb.core import history
+    from gridllm_nb.core.results import Result, Results
+
+    monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "h.sqlite3"))
+    results = Results("Capital of France?", {"a:1": Result(tag="a:1", text="**Paris**", state=JobState.COMPLETED),
+                                             "b:1": Result(tag="b:1", text="<img src=x onerror=alert(1)>",
+                                                           state=JobState.FAILED, error="boom")})
+    run_id = history.record(results, "http://127.0.0.1:9/remotejobs/v2", options={"max_tokens": 8})
+    out = tmp_path / "report.html"
+    assert main(["report", run_id[:8], "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    page = out.read_text(encoding="utf-8")
+    assert "<strong>Paris</strong>" in page and "&lt;img src=x onerror=alert(1)&gt;" in page and "<img" not in page
+    assert "Capital of France?" in page and "max_tokens" in page and "127.0.0.1:9/remotejobs/v2" in page
+    with pytest.raises(SystemExit) as info:
+        main(["report", run_id])  # -o is required: a report never lands anywhere unasked
+    assert info.value.code == 2
+    assert main(["report", "beef", "-o", str(out)]) == 2 and "no run beef" in capsys.readouterr().err
+    assert main(["report", "-o", str(tmp_path / "nowhere" / "r.html")]) == 2
+    assert "cannot write the report" in capsys.readouterr().err
+
+
+def test_votes_export_and_the_leaderboards_options(tmp_path, monkeypatch, capsys) -> None:
+    from gridllm_nb.core.arena import TIE, Vote, record_vote
+
+    monkeypatch.setenv("GRIDLLM_HISTORY", str(tmp_path / "h.sqlite3"))
+    monkeypatch.setenv("USER", "ada")
+    monkeypatch.setenv("LOGNAME", "ada")
+    record_vote(Vote(("m:1", "n:1"), "n:1", prompt="why?"))
+    record_vote(Vote(("m:1", "n:1"), TIE, owner="grace"))
+    assert main(["votes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "created,model_a,model_b,winner,prompt,run_id,owner" and len(lines) == 3
+    assert lines[1].endswith(",m:1,n:1,n:1,why?,,ada")
+    out = tmp_path / "votes.json"
+    assert main(["votes", "--mine", "--export", str(out)]) == 0 and "1 vote written" in capsys.readouterr().out
+    assert [v["owner"] for v in json.loads(out.read_text())] == ["ada"]
+    assert main(["votes", "--export", str(tmp_path / "votes.txt")]) == 2
+    assert ".csv or .json" in capsys.readouterr().err
+    assert main(["leaderboard", "--mine"]) == 0
+    mine = capsys.readouterr().out
+    assert "your votes only" in mine and "Bradley–Terry" in mine
+    assert main(["leaderboard", "--method", "elo"]) == 0 and "Elo ratings" in capsys.readouterr().out

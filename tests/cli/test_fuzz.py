@@ -59,7 +59,7 @@ def _url_with_secret() -> str:
 
 
 SUBCOMMANDS = ("run", "submit", "status", "watch", "cancel", "models", "serve", "local", "history", "attach", "retry",
-               "leaderboard", "webui")
+               "leaderboard", "votes", "report", "webui", "grid")
 anything = st.text(alphabet=st.characters(exclude_categories=()), max_size=30)  # lone surrogates included
 numbers = st.one_of(st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e400", "0.5", "1", "abc", "", "1e-300"]),
                     st.floats(allow_nan=True, allow_infinity=True).map(repr), anything)
@@ -98,13 +98,22 @@ def _argv(draw: st.DrawFn) -> list[str]:
         argv += [draw(st.one_of(st.sampled_from(["", "beef", "0"]), st.just(None), st.just(None), anything))]
         argv = [a for a in argv if a is not None]
         argv += ["--timeout", draw(st.sampled_from(["5", "5", "nan", "-1", "x"]))]
+    if command == "grid":
+        argv += [draw(st.one_of(st.sampled_from(["missing.jsonl", "x.txt", "", "-"]), anything))]
+        for _ in range(draw(st.integers(0, 2))):
+            argv += ["-m", draw(models)]
+        for flag, values in (("--check", anything), ("--min-pass", numbers), ("--max-live", numbers)):
+            if draw(st.booleans()):
+                argv += [flag, draw(values)]
     if command == "local":
         argv += [draw(st.sampled_from(["start", "stop", "status", "restart"]))]
     if command in ("local", "webui", "serve") and draw(st.booleans()):
         argv += ["--port", draw(st.one_of(st.sampled_from(["0", "99999", "-1", "8765", "x"]), anything))]
     if command == "history" and draw(st.booleans()):
         argv += [draw(st.one_of(st.sampled_from(["3", "-1", str(2**70), "x"]), anything))]
-    if command not in ("local", "history", "leaderboard", "serve") and draw(st.booleans()):
+    if command in ("leaderboard", "votes") and draw(st.booleans()):
+        argv.append(draw(st.sampled_from(["--mine", "--method", "--export"])))  # report: without -o, a usage error
+    if command not in ("local", "history", "leaderboard", "votes", "serve") and draw(st.booleans()):
         url = draw(st.one_of(st.just("served"), st.just("secret"), urls))
         argv += ["--url", {"served": _served.url, "secret": _url_with_secret()}.get(url, url) if _served else url]
     if command in ("run", "status", "attach", "retry") and draw(st.booleans()):

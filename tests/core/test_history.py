@@ -43,7 +43,8 @@ def test_record_and_recent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert [r["tag"] for r in runs[0]["results"]] == ["a:1", "b:2"]
     assert runs[0]["results"][1] == {"tag": "b:2", "job_id": "j2", "state": "failed", "elapsed": 0.5,
                                      "error": "boom", "text": "fo", "submitted_s": None, "started_s": None,
-                                     "first_token_s": None, "ended_s": None, "finish": None, "tokens": None}
+                                     "first_token_s": None, "ended_s": None, "finish": None, "tokens": None,
+                                     "checks": None}
     assert len(history.recent(1)) == 1
 
 

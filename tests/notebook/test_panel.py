@@ -331,6 +331,92 @@ async def test_without_a_run_there_is_nothing_to_retry() -> None:
     assert panel.retry_failed() is None and panel.status.value == "nothing to retry: no run yet"
 
 
+# -- in a kernel: the background loop -----------------------------------------------------
+
+def held(cond, timeout: float = 20.0) -> None:
+    """Wait for ``cond`` without yielding to the running loop, as a cell's ``time.sleep`` holds the kernel's."""
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture()
+def in_kernel(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The panel believes it lives in an IPython kernel; returns the names of the threads its cards are
+    shown from (``Card.show``: every flush, pacing timers included)."""
+    import threading
+
+    from gridllm_nb.notebook import panel_run
+    from gridllm_nb.widgets.card import Card
+
+    monkeypatch.setattr(panel_run, "in_kernel", lambda: True)
+    threads: list[str] = []
+    show = Card.show
+
+    def recorded(card: Card) -> None:
+        threads.append(threading.current_thread().name)
+        show(card)
+
+    monkeypatch.setattr(Card, "show", recorded)
+    return threads
+
+
+async def test_in_a_kernel_a_run_streams_to_its_end_while_the_kernels_loop_is_held(in_kernel: list[str]) -> None:
+    """Issue 25: Process, then a cell that holds the kernel's loop (here: this test's loop, held by
+    synchronous waits): the run goes on, on the background loop, and its cards are sent every update
+    (paced, and the Markdown toggle's redraw) from that loop's thread; ``await panel.wait()`` still works."""
+    from gridllm_nb.core.sync import Background
+
+    from ..fakes import ServedFake
+
+    words = " ".join(f"w{i}" for i in range(40))
+    fake = FakeJobsAPI(models=["m:1", "n:1"])
+    fake.scripts["m:1"] = words_script(words)
+    fake.scripts["n:1"] = words_script("alpha beta gamma")
+    with ServedFake(fake) as served:
+        # paced at 20 updates a second; the model list, too, loads in the background
+        panel = Panel(url=served.url, poll=FAST, max_rate=20, byte_budget=None)
+        held(lambda: bool(panel.checkboxes))
+        for tag in ("m:1", "n:1"):
+            panel.checkboxes[tag].value = True
+        panel.prompt.value = "count"
+        panel.process_button.click()
+        assert isinstance(panel.task, Background) and panel.running and panel.process_button.disabled
+        held(lambda: "w3 " in panel.cards["m:1"].text)
+        assert panel.running, "the run ended before it could be watched streaming"
+        panel.markdown_toggle.value = True  # from this thread: redrawn where the run sends its updates
+        held(lambda: not panel.running)
+        assert not panel.running, "the run did not go on while the loop that started it was held"
+        results = await panel.wait()
+    assert results is not None and results.ok
+    assert panel.cards["m:1"].text == words
+    assert panel.cards["m:1"].markdown and panel.cards["m:1"].html == f"<p>{words}</p>\n"
+    assert in_kernel and set(in_kernel) == {"gridllm-background"}, set(in_kernel)
+    assert not panel.process_button.disabled and hidden(panel.cancel_button)  # the run's end, on its thread
+
+
+async def test_in_a_kernel_cancel_and_retry_reach_the_background_run(in_kernel: list[str]) -> None:
+    from ..fakes import ServedFake
+
+    fake = FakeJobsAPI(models=["m:1"], cancel_supported=True)
+    fake.scripts["m:1"] = [("queued", ""), ("running", "never"), ("running", "never ends")]  # until cancelled
+    with ServedFake(fake) as served:
+        panel = Panel(["m:1"], url=served.url, poll=FAST, prompt="go")
+        panel.checkboxes["m:1"].value = True
+        panel.process_button.click()
+        held(lambda: panel.cards["m:1"].text == "never ends")
+        panel.cancel_button.click()
+        held(lambda: not panel.running)
+        results = await panel.wait()
+        assert results is not None and results["m:1"].state is JobState.CANCELLED
+        assert panel.status.value == "cancelled" and panel.cards["m:1"].widget.retryable
+        fake.scripts["m:1"] = words_script("back again")
+        panel.cards["m:1"].widget.click_retry()
+        held(lambda: not panel.running)
+        assert (await panel.wait()).ok and panel.cards["m:1"].widget.value == "back again"
+    assert set(in_kernel) == {"gridllm-background"}
+
+
 # -- Ctrl+Enter -------------------------------------------------------------------------
 
 def browser_sends(widget, data: dict) -> None:

@@ -19,11 +19,11 @@ import ipywidgets as widgets
 import pytest
 
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.api.jobs import JobState, JobUpdate
+from gridllm_nb.api.jobs import JobState
 from gridllm_nb.api.poller import Poller, PollSettings, use_poller
 from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.core import history
-from gridllm_nb.core.arena import BAD, TIE, ArenaRound, Vote, deal, votes
+from gridllm_nb.core.arena import BAD, TIE, deal, votes
 from gridllm_nb.errors import ConfigError
 from gridllm_nb.notebook.panel import Panel
 from gridllm_nb.widgets.card import slug
@@ -101,63 +101,6 @@ def failing_fake() -> FakeJobsAPI:
     fake.scripts[SMOL] = words_script("Blue, because the sky is blue")
     fake.scripts[GEMMA] = [("queued", ""), ("running", "Green is"), ("error", "Green is")]
     return fake
-
-
-# -- the round: deal, masking, lettered results, the vote -----------------------------------
-
-
-def test_a_round_deals_letters_masks_names_and_stores_one_vote(history_file) -> None:
-    blind = ArenaRound([SMOL, GEMMA, QWEN], "p", rng=random.Random(1))
-    assert blind.letters == deal([SMOL, GEMMA, QWEN], random.Random(1))
-    a, b, c = blind.tags
-    assert blind.mask(f"unknown model '{c}'; did you mean {a}? ({b.upper()})") == \
-        "unknown model 'C'; did you mean A? (B)"
-    assert blind.mask("qwen3 and gemma3 failed, smollm2 too") == "{} and {} failed, {} too".format(
-        *(blind.letter(t) for t in (QWEN, GEMMA, SMOL)))
-    assert blind.mask("photographs") == "photographs"  # whole names only
-    update = blind.take(JobUpdate(tag=c, job_id="j", state=JobState.FAILED, text="t", error=f"{c} crashed"))
-    assert (update.tag, update.error) == ("C", "C crashed") and blind.results[c].error == f"{c} crashed"
-    shown = blind.shown()
-    assert list(shown) == ["A", "B", "C"] and shown["C"].error == "C crashed" and shown["C"].text == "t"
-    assert [label for label, _ in blind.choices()] == ["A better", "B better", "C better", "Tie", "All bad"]
-    assert blind.title(a) == "A" and blind.reveal() == ""
-
-    vote = blind.cast("C")
-    assert vote == Vote((a, b, c), c, prompt="p") and votes(history_file)[0].winner == c
-    assert blind.title(a) == f"A · {a}" and list(blind.shown()) == [blind.title(t) for t in blind.tags]
-    assert blind.mask(f"{a} crashed") == f"{a} crashed"  # the blind is lifted
-    assert blind.reveal() == f"A was {a} · B was {b} · C was {c}"
-    with pytest.raises(ConfigError, match="has its vote already"):
-        blind.cast("A")
-    assert len(votes(history_file)) == 1
-
-
-@pytest.mark.parametrize("choice, winner", [("tie", TIE), ("bad", BAD)])
-def test_tie_and_all_bad_are_stored_as_such(history_file, choice: str, winner: str) -> None:
-    blind = ArenaRound([SMOL, GEMMA, QWEN])
-    assert blind.cast(choice).winner == winner and votes(history_file)[0].models == blind.tags
-
-
-def test_three_way_votes_on_the_leaderboard(history_file) -> None:
-    """"C better" is two wins and no game between A and B; "All bad" is a vote each and no game."""
-    from gridllm_nb.core.arena import leaderboard
-
-    ArenaRound([SMOL, GEMMA, QWEN], rng=random.Random(2)).cast("C")
-    rows = {r["model"]: r for r in leaderboard(history_file).rows}
-    c = votes(history_file)[0].winner
-    assert (rows[c]["wins"], rows[c]["losses"]) == (2, 0)
-    assert sorted((r["wins"], r["losses"], r["ties"]) for m, r in rows.items() if m != c) == [(0, 1, 0)] * 2
-    before = {m: r["rating"] for m, r in rows.items()}
-    ArenaRound([SMOL, GEMMA, QWEN]).cast("bad")
-    after = {r["model"]: r for r in leaderboard(history_file).rows}
-    assert {m: r["rating"] for m, r in after.items()} == before
-    assert {r["votes"] for r in after.values()} == {2}
-
-
-@pytest.mark.parametrize("tags", [[SMOL], [SMOL, SMOL], [SMOL, GEMMA, QWEN, "x:1"]])
-def test_a_round_needs_two_or_three_models(tags: list[str]) -> None:
-    with pytest.raises(ConfigError, match="compares 2 or 3 models"):
-        ArenaRound(tags)
 
 
 # -- the panel -------------------------------------------------------------------------------

@@ -83,9 +83,8 @@ def test_journal_lines_of_the_wrong_shape_are_skipped_like_cut_ones(tmp_path: Pa
     store.save([record])
     jid = record.id
     with open(store.journal_path, "a", encoding="utf-8") as journal:
-        for line in (f'["{jid}",7,12345]', f'["{jid}","7"," x"]', f'["{jid}",true," y"]', '[["a"],7," z"]',
-                     '{"a":1,"b":2,"c":3}', f'["{jid}",7.0," w"]', "[1,2]", "null", f'["{jid}",7," is blue"]'):
-            journal.write(line + "\n")
+        journal.writelines(line + "\n" for line in (f'["{jid}",7,12345]', f'["{jid}","7"," x"]', f'["{jid}",true," y"]', '[["a"],7," z"]',
+                     '{"a":1,"b":2,"c":3}', f'["{jid}",7.0," w"]', "[1,2]", "null", f'["{jid}",7," is blue"]'))
     store.close()
 
     again = JobStore(db)

@@ -1,4 +1,4 @@
-"""The public entry points' argument checks: a wrong argument is one ``ConfigError`` naming it.
+"""The public entry points' arguments, checked: a wrong argument is one ``ConfigError`` naming it.
 
 Python callers pass whatever they have (a number for a prompt, a string for
 options, NaN for hours), and so does a terminal through argparse. Each public
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError

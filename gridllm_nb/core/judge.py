@@ -1,0 +1,158 @@
+"""Judges: a model grades each answer, as a job like any other, on the same service.
+
+``judge(model, rubric)`` goes wherever ``checks`` go. When an answer ends,
+its card shows "judging…" (a pending ``Verdict``); the judging job is then
+sent to ``model`` through the run's own client and poller, in the answer's
+own slot (so a grid's ``max_live`` bounds answers and judgements together).
+The judge is asked for a score on a fixed scale and one line of reason;
+``parse_score`` reads the score robustly (``SCORE: 7``, ``7/10``, ``7 out
+of 10``...). A reply with no score in it is a failed judgement that keeps
+the judge's raw text. The rubric may name the prompt row's columns
+(``The right answer is {expected}.``), as checks do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from ..api.jobs import JobState
+from ..errors import ConfigError
+from .checks import Verdict
+
+if TYPE_CHECKING:
+    from .live import LiveJobs
+    from .results import Result
+
+__all__ = ["DEFAULT_RUBRIC", "Judge", "judge", "judge_prompt", "parse_judge_spec", "parse_score"]
+
+DEFAULT_RUBRIC = "Is the answer correct, complete and to the point?"
+_FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_PATTERNS = (
+    re.compile(rf"score\W{{0,4}}{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.I),
+    re.compile(rf"score\W{{0,4}}{_NUMBER}", re.I),
+    re.compile(rf"{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.I),
+    re.compile(rf"^\W*{_NUMBER}\b"),
+)
+
+
+@dataclass(frozen=True)
+class Judge:
+    """``model`` grades each answer by ``rubric`` on 0..``scale``; ``pass_mark`` (0-1) is the pass."""
+
+    model: str
+    rubric: str = DEFAULT_RUBRIC
+    scale: int = 10
+    pass_mark: float = 0.5
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"max_tokens": 48,
+                                                                                 "temperature": 0}))
+
+    @property
+    def name(self) -> str:
+        return f"judge:{self.model}"
+
+    def prompt(self, question: str, answer: str, row: Mapping[str, Any] | None = None) -> str:
+        rubric = _FIELD.sub(lambda m: str(row[m.group(1)]) if row and m.group(1) in row else m.group(0),
+                            self.rubric)
+        return judge_prompt(rubric, question, answer, self.scale)
+
+    async def grade(self, jobs: LiveJobs, result: Result, question: str,
+                    row: Mapping[str, Any] | None = None) -> Verdict:
+        """Send the judging job for ``result`` (its answer to ``question`` ended), wait for it, and put the verdict in
+        place of the pending one on ``result`` (published as the same end again, for the views)."""
+        from .live import LiveJobs
+        from .results import Result
+
+        side = LiveJobs(jobs.client, jobs.poller, hours=jobs.hours, options=dict(self.options))
+        graded = Result(tag=self.model)
+        try:
+            await side.follow(self.prompt(question, result.text, row), graded, own_clock=True)
+        except asyncio.CancelledError:
+            verdict = Verdict(self.name, False, 0.0, "interrupted", kind="judge")
+            _replace(jobs, result, verdict)
+            await asyncio.shield(side.cancel(side.end_live([graded], JobState.CANCELLED, "interrupted")))
+            raise
+        finally:
+            side.close()
+        verdict = self.verdict(graded)
+        _replace(jobs, result, verdict)
+        return verdict
+
+    def verdict(self, graded: Result) -> Verdict:
+        """The verdict of a judging job that ended."""
+        if not graded.ok:
+            return Verdict(self.name, False, 0.0, f"the judge's job {graded.state.label}: {graded.error or ''}"
+                           .rstrip(": "), kind="judge", raw=graded.text or None)
+        score, reason = parse_score(graded.text, self.scale)
+        if score is None:
+            return Verdict(self.name, False, None, "no score in the judge's reply", kind="judge", raw=graded.text)
+        return Verdict(self.name, score >= self.pass_mark, score, reason, kind="judge", raw=graded.text)
+
+
+def _replace(jobs: LiveJobs, result: Result, verdict: Verdict) -> None:
+    result.checks = [verdict if v.name == verdict.name else v for v in result.checks]
+    jobs.publish(result, replace(result.as_update(), delta=""))  # the same end, with its verdict
+
+
+def judge_prompt(rubric: str, question: str, answer: str, scale: int = 10) -> str:
+    """What the judge is asked: the rubric, the question and the answer, and the reply's two lines."""
+    return (f"You grade an answer to a question. {rubric}\n\n"
+            f"Question:\n<<<\n{question}\n>>>\n\nAnswer:\n<<<\n{answer}\n>>>\n\n"
+            f"Reply with exactly two lines:\nSCORE: a whole number from 0 to {scale}\nREASON: one short sentence")
+
+
+def parse_score(text: str, scale: int = 10) -> tuple[float | None, str]:
+    """The score in a judge's reply, scaled to 0-1 (None when there is none on the scale), and its reason."""
+    score = None
+    for pattern in _PATTERNS:
+        match = pattern.search(text.strip())
+        if match is None:
+            continue
+        value = float(match.group(1))
+        top = float(match.group(2)) if match.lastindex == 2 else float(scale)
+        if top > 0 and 0 <= value <= top:
+            score = value / top
+            break
+    reason_match = re.search(r"reason\W{0,3}(.+)", text, re.I)
+    if reason_match:
+        reason = reason_match.group(1)
+    else:
+        lines = [ln for ln in text.strip().splitlines() if ln.strip() and not re.search(r"score", ln, re.I)]
+        reason = lines[0] if lines else ""
+    reason = " ".join(reason.split())
+    return score, reason[:159] + "…" if len(reason) > 160 else reason
+
+
+def judge(model: str, rubric: str = DEFAULT_RUBRIC, *, scale: int = 10, pass_mark: float = 0.5,
+          options: Mapping[str, Any] | None = None) -> Judge:
+    """A judge for ``checks``/``judge=``: ``model`` grades every answer by ``rubric``, 0..``scale``."""
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("judge needs a model tag, e.g. judge('smollm2:135m')")
+    if not isinstance(rubric, str) or not rubric.strip():
+        raise ConfigError("judge's rubric must be text")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ConfigError(f"judge's scale must be a whole number ≥ 1, not {scale!r}")
+    if not 0 <= pass_mark <= 1:
+        raise ConfigError(f"judge's pass_mark is a fraction of the scale, 0-1, not {pass_mark!r}")
+    chosen = dict(Judge.__dataclass_fields__["options"].default_factory())  # type: ignore[misc]
+    chosen.update(options or {})
+    return Judge(model.strip(), rubric.strip(), scale, pass_mark, MappingProxyType(chosen))
+
+
+def parse_judge_spec(spec: str) -> Judge:
+    """``--judge MODEL[:RUBRIC]``. A tag holds at most one colon (``smollm2:135m``), so the text after a
+    second colon is the rubric, and so is the text after the first when it holds a space
+    (``judge-model:Is it polite?``)."""
+    parts = spec.split(":")
+    if len(parts) >= 3:
+        model, rubric = ":".join(parts[:2]), ":".join(parts[2:])
+    elif len(parts) == 2 and " " in parts[1].strip():
+        model, rubric = parts
+    else:
+        model, rubric = spec, ""
+    return judge(model, rubric.strip() or DEFAULT_RUBRIC)

@@ -1,0 +1,111 @@
+"""Judges on the fake API: the judging job, robust scores, failures, and max_live over both."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gridllm_nb.api.jobs import JobUpdate
+from gridllm_nb.api.poller import Poller, PollSettings, use_poller
+from gridllm_nb.core.grid import agrid
+from gridllm_nb.core.judge import judge, parse_judge_spec, parse_score
+from gridllm_nb.core.results import Results
+from gridllm_nb.core.run import arun
+from gridllm_nb.errors import ConfigError
+
+from ..fakes import FakeClock, FakeJobsAPI, client_for, words_script
+
+FAST = PollSettings(fast=0.001, slow=0.01)
+
+
+@pytest.mark.parametrize(("text", "score", "reason"), [
+    ("SCORE: 8\nREASON: right and short", 0.8, "right and short"),
+    ("Score: 7/10. Reason - mostly right", 0.7, "mostly right"),
+    ("I'd give it 3 out of 5.", 0.6, "I'd give it 3 out of 5."),
+    ("**Score**: 10", 1.0, ""), ("9", 0.9, "9"),
+    ("SCORE: 12", None, ""), ("It is fine.", None, "It is fine."),
+])
+def test_parse_score_reads_the_usual_shapes(text: str, score: float | None, reason: str) -> None:
+    got, why = parse_score(text)
+    assert (got if got is None else round(got, 3)) == score and why == reason
+
+
+def test_judge_specs_and_arguments() -> None:
+    assert parse_judge_spec("smollm2:135m") == judge("smollm2:135m")
+    assert parse_judge_spec("smollm2:135m:Is it polite?").rubric == "Is it polite?"
+    assert parse_judge_spec("grader:Is it polite?").model == "grader"
+    assert judge("j").name == "judge:j" and judge("j").options["max_tokens"] == 48
+    for bad in ({"model": ""}, {"model": "j", "scale": 0}, {"model": "j", "pass_mark": 2}):
+        with pytest.raises(ConfigError):
+            judge(**bad)
+
+
+def _prompts_to(fake: FakeJobsAPI, tag: str) -> list[str]:
+    return [json.loads(json.loads(r.content)["commandLine"])["inputs"][0] for r in fake.posts()
+            if json.loads(r.content)["tag"] == tag]
+
+
+@pytest.mark.anyio
+async def test_a_judge_grades_each_answer_with_a_job_of_its_own() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "b": words_script("Rome"),
+                                "j": words_script("SCORE: 9 REASON: correct")})
+    results = Results()
+    states: list[str] = []
+
+    def on_update(update: JobUpdate) -> None:
+        if update.state.terminal and update.tag == "a":
+            states.append(results["a"].checks[-1].line())
+
+    await arun("capital of France?", ["a", "b"], client=client_for(fake), poll=FAST, results=results,
+               judge=judge("j", "The right answer is Paris."), checks="contains:Paris", on_update=on_update)
+    [first, *_] = _prompts_to(fake, "j")
+    assert "The right answer is Paris." in first and "capital of France?" in first and "SCORE:" in first
+    assert len(_prompts_to(fake, "j")) == 2
+    assert states[0] == "… judge:j judging…" and states[-1] == "✓ judge:j 0.90: correct"
+    verdict = results["a"].checks[1]
+    assert verdict.passed and verdict.score == 0.9 and verdict.raw == "SCORE: 9 REASON: correct"
+    assert results["b"].passed is False and results["b"].checks[1].passed  # the check failed, the judge did not
+    assert list(results) == ["a", "b"]  # the judge is no model of the run
+
+
+@pytest.mark.anyio
+async def test_an_unparseable_verdict_is_a_failed_judgement_that_keeps_the_raw_text(history_file) -> None:
+    from gridllm_nb.core import history
+
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "j": words_script("I cannot say")})
+    results = await arun("q", ["a"], client=client_for(fake), poll=FAST, judge="j")
+    [v] = results["a"].checks
+    assert not v.passed and v.score is None and v.reason == "no score in the judge's reply"
+    assert v.raw == "I cannot say"
+    assert history.load_run(results.run_id)["a"].checks == [v]  # the late verdict reached the history
+
+
+@pytest.mark.anyio
+async def test_a_failed_judging_job_fails_the_judgement() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "j": words_script("half", final="failed")})
+    results = await arun("q", ["a"], client=client_for(fake), poll=FAST, judge=judge("j"), history=False)
+    [v] = results["a"].checks
+    assert not v.passed and v.reason.startswith("the judge's job failed")
+
+
+@pytest.mark.anyio
+async def test_in_a_grid_judging_jobs_count_against_max_live_and_templates_read_the_row() -> None:
+    clock = FakeClock()
+    use_poller(Poller(PollSettings(fast=0.1, slow=0.1), clock=clock))
+    fake = FakeJobsAPI(scripts={"a": words_script("one two three four"), "j": words_script("SCORE: 4")})
+    peak = 0
+
+    def watch(_i: int, _u: JobUpdate) -> None:
+        nonlocal peak
+        peak = max(peak, sum(1 for j in fake.jobs.values() if j.position < len(j.steps)))
+
+    rows = [{"prompt": f"q{i}", "expected": str(i)} for i in range(6)]
+    result = await agrid(rows, ["a"], client=client_for(fake, clock=clock), progress=None, max_live=2,
+                         judge=judge("j", "Expect {expected}."), on_update=watch)
+    assert len(_prompts_to(fake, "j")) == 6 and "Expect 5." in _prompts_to(fake, "j")[-1]
+    assert peak == 2  # answers and judgements share the two slots
+    assert [run["a"].checks[0].score for run in result] == [0.4] * 6 and not result[0]["a"].passed
+    assert result.counts.passing == "passed: a 0/6" and result.counts.done == 6
+    [row] = result.scores()
+    assert row["score"] == pytest.approx(0.4) and row["checked"] == 6
