@@ -34,7 +34,9 @@ __all__ = [
     "agrid",
     "arun",
     "attach",
+    "estimate",
     "grid",
+    "judge",
     "leaderboard",
     "load_ipython_extension",
     "run",
@@ -56,6 +58,8 @@ _LAZY = {
     "agrid": "core.grid",
     "GridResults": "core.grid",
     "Diff": "core.diff",
+    "judge": "core.judge",
+    "estimate": "core.estimate",
     "leaderboard": "core.arena",
     "Panel": "notebook.panel",
     "GridLLMError": "errors",
@@ -66,7 +70,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api.jobs import Job, JobState, JobUpdate
     from .core.arena import leaderboard
     from .core.diff import Diff
+    from .core.estimate import estimate
     from .core.grid import GridResults, agrid, grid
+    from .core.judge import judge
     from .core.results import Result, Results
     from .core.run import aattach, arun, attach, run
     from .errors import GridLLMError

@@ -15,18 +15,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from ..api.client import JobsClient
-from ..config import parse_assignments
+from ..config import mask_credentials, parse_assignments
 from ..core.results import Results
 from ..display.textstream import TextStream
-from .grid import add_assessment_arguments, add_grid_parser, assessments, cmd_grid
 from ..errors import ConfigError, GridLLMError
+from .grid import add_assessment_arguments, add_grid_parser, assessments, cmd_grid
 
 __all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, like every usage error
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message: str) -> None:  # one line, exit 2, like every usage error; a URL's password masked
+        self.exit(2, f"{self.prog}: error: {mask_credentials(message)}\n")
 
 
 def _port(text: str) -> int:

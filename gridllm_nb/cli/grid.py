@@ -101,7 +101,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise ConfigError("--min-pass needs --check or --judge: without them nothing passes or fails")
     rows = read_prompt_file(args.file)
     options = parse_assignments(args.option, what="--option", json_values=True) or None
-    said = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    def said(line: str) -> None:
+        print(line, file=sys.stderr)
+
     result = grid(rows, args.models, url=args.url, max_live=args.max_live, hours=args.hours, timeout=args.timeout,
                   system=args.system, options=options, estimate=args.estimate,
                   progress="text" if sys.stderr.isatty() else None,

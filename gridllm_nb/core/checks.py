@@ -25,7 +25,7 @@ from ..errors import ConfigError
 if TYPE_CHECKING:
     from .results import Result
 
-__all__ = ["BUILT_INS", "Check", "Verdict", "evaluate_checks", "evaluator", "is_judge", "judged", "parse_all",
+__all__ = ["BUILT_INS", "Check", "Verdict", "evaluate_checks", "evaluator", "is_judge", "judged",
            "parse_check", "parse_checks", "summary_line", "with_judges"]
 
 _FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -186,8 +186,9 @@ def _json_schema(file: str) -> Test:
         except ValueError as exc:
             return False, f"not JSON: {exc}"
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
-        return (True if error is None else (False, f"{'/'.join(map(str, error.absolute_path)) or 'value'}: "
-                                                    f"{error.message}"))
+        if error is None:
+            return True
+        return False, f"{'/'.join(map(str, error.absolute_path)) or 'value'}: {error.message}"
     return test
 
 
@@ -282,19 +283,6 @@ def summary_line(verdicts: Sequence[Verdict]) -> str:
 def is_judge(item: Any) -> bool:
     """A judge (``core.judge.Judge``) grades asynchronously: it has ``grade(jobs, result, row)``."""
     return hasattr(item, "grade")
-
-
-def parse_all(checks: Any = None, judge: Any = None) -> tuple[Any, ...]:
-    """``checks=`` and ``judge=`` of a run or grid, as one tuple of ``Check`` and judges (ConfigError if bad)."""
-    judges: list[Any] = [] if judge is None else list(judge) if isinstance(judge, (list, tuple)) else [judge]
-    if any(isinstance(j, str) for j in judges):
-        from .judge import parse_judge_spec  # ``MODEL[:RUBRIC]``, as on the command line
-
-        judges = [parse_judge_spec(j) if isinstance(j, str) else j for j in judges]
-    for j in judges:
-        if not is_judge(j):
-            raise ConfigError(f"judge= takes judge(model, rubric), not {type(j).__name__}")
-    return parse_checks(checks) + tuple(judges)
 
 
 RowOf = Callable[["Result"], "Mapping[str, Any] | None"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from .history import history_path, reading
 
-__all__ = ["Estimate", "ModelEstimate", "estimate_grid", "model_history"]
+__all__ = ["Estimate", "ModelEstimate", "estimate", "estimate_grid", "model_history"]
 
 RECENT = 200  # past answers per model the figures come from, at most
 
@@ -163,3 +163,12 @@ def estimate_grid(prompts: Sequence[str], models: Sequence[str], *, max_live: in
     max_tokens = (options or {}).get("max_tokens")
     max_tokens = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
     return Estimate(tuple(_model_estimate(m, jobs, past[m], share, max_tokens) for m in models), max_live)
+
+
+def estimate(prompts: Sequence[str] | int, models: Sequence[str] | str, *, max_live: int = 32,
+             options: Mapping[str, Any] | None = None) -> Estimate:
+    """What ``grid(prompts, models, max_live=...)`` would cost, from the history; nothing is sent.
+    ``prompts`` may be their number."""
+    texts = [""] * prompts if isinstance(prompts, int) else list(prompts)
+    return estimate_grid(texts, [models] if isinstance(models, str) else list(models), max_live=max_live,
+                         options=options)

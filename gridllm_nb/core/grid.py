@@ -31,7 +31,8 @@ from ..errors import ConfigError, GridLLMError
 from .interpolate import interpolate
 from ..api import arguments
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
-from .checks import evaluator, parse_all, with_judges
+from .checks import evaluator, with_judges
+from .judge import parse_all
 from .progress import Counts, PassCounts, make_progress
 from .scores import has_scores, score_rows, scores_html, scores_table
 from .results import Result, Results, RunSpec, save_report

@@ -22,21 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.jobs import JobState
 from ..errors import ConfigError
-from .checks import Verdict
+from .checks import Verdict, is_judge, parse_checks
 
 if TYPE_CHECKING:
     from .live import LiveJobs
     from .results import Result
 
-__all__ = ["DEFAULT_RUBRIC", "Judge", "judge", "judge_prompt", "parse_judge_spec", "parse_score"]
+__all__ = ["DEFAULT_RUBRIC", "Judge", "judge", "judge_prompt", "parse_all", "parse_judge_spec", "parse_score"]
 
 DEFAULT_RUBRIC = "Is the answer correct, complete and to the point?"
 _FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _PATTERNS = (
-    re.compile(rf"score\W{{0,4}}{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.I),
-    re.compile(rf"score\W{{0,4}}{_NUMBER}", re.I),
-    re.compile(rf"{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.I),
+    re.compile(rf"score\W{{0,4}}{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.IGNORECASE),
+    re.compile(rf"score\W{{0,4}}{_NUMBER}", re.IGNORECASE),
+    re.compile(rf"{_NUMBER}\s*(?:/|out of)\s*{_NUMBER}", re.IGNORECASE),
     re.compile(rf"^\W*{_NUMBER}\b"),
 )
 
@@ -103,7 +103,8 @@ def judge_prompt(rubric: str, question: str, answer: str, scale: int = 10) -> st
     """What the judge is asked: the rubric, the question and the answer, and the reply's two lines."""
     return (f"You grade an answer to a question. {rubric}\n\n"
             f"Question:\n<<<\n{question}\n>>>\n\nAnswer:\n<<<\n{answer}\n>>>\n\n"
-            f"Reply with exactly two lines:\nSCORE: a whole number from 0 to {scale}\nREASON: one short sentence")
+            f"Give a score from 0 to {scale} and one short reason, in this form:\n"
+            f"SCORE: 7\nREASON: the answer is right but long")
 
 
 def parse_score(text: str, scale: int = 10) -> tuple[float | None, str]:
@@ -118,11 +119,11 @@ def parse_score(text: str, scale: int = 10) -> tuple[float | None, str]:
         if top > 0 and 0 <= value <= top:
             score = value / top
             break
-    reason_match = re.search(r"reason\W{0,3}(.+)", text, re.I)
+    reason_match = re.search(r"reason\W{0,3}(.+)", text, re.IGNORECASE)
     if reason_match:
         reason = reason_match.group(1)
     else:
-        lines = [ln for ln in text.strip().splitlines() if ln.strip() and not re.search(r"score", ln, re.I)]
+        lines = [ln for ln in text.strip().splitlines() if ln.strip() and not re.search(r"score", ln, re.IGNORECASE)]
         reason = lines[0] if lines else ""
     reason = " ".join(reason.split())
     return score, reason[:159] + "…" if len(reason) > 160 else reason
@@ -156,3 +157,13 @@ def parse_judge_spec(spec: str) -> Judge:
     else:
         model, rubric = spec, ""
     return judge(model, rubric.strip() or DEFAULT_RUBRIC)
+
+
+def parse_all(checks: Any = None, judge: Any = None) -> tuple[Any, ...]:
+    """``checks=`` and ``judge=`` of a run or grid, as one tuple of ``Check`` and judges (ConfigError if bad)."""
+    judges: list[Any] = [] if judge is None else list(judge) if isinstance(judge, (list, tuple)) else [judge]
+    judges = [parse_judge_spec(j) if isinstance(j, str) else j for j in judges]  # ``MODEL[:RUBRIC]``
+    for j in judges:
+        if not is_judge(j):
+            raise ConfigError(f"judge= takes judge(model, rubric) or 'MODEL[:RUBRIC]', not {type(j).__name__}")
+    return parse_checks(checks) + tuple(judges)

@@ -20,9 +20,16 @@ from typing import TYPE_CHECKING, Any
 from ..api import arguments
 from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate
-from ..api.poller import Poller, PollSettings, Feed, get_poller
+from ..api.poller import Feed, Poller, PollSettings, get_poller
 from ..config import Endpoint, Secret
-from ..errors import ConfigError, GridLLMError, NotSupported, ServiceUnreachable, TransportError, UnknownModel
+from ..errors import (
+    ConfigError,
+    GridLLMError,
+    NotSupported,
+    ServiceUnreachable,
+    TransportError,
+    UnknownModel,
+)
 from .local import ensure_service, unreachable
 from .results import Result, RunSpec
 
@@ -65,10 +72,10 @@ _ARGUMENTS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def check_arguments(**arguments: Any) -> None:
+def check_arguments(**given: Any) -> None:
     """The public entry points' keyword arguments, each checked once (``api.arguments``); a callback
     (any name starting ``on_``, and ``announce``) must be callable or None."""
-    for name, value in arguments.items():
+    for name, value in given.items():
         if name.startswith("on_") or name == "announce":
             arguments.callback(value, name)
         else:

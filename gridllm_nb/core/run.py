@@ -21,7 +21,8 @@ from ..errors import ConfigError, GridLLMError, TransportError
 from ..api.wire import decode_command_line
 from .history import RunRecorder, load_run, new_run_id
 from ..api import arguments
-from .checks import evaluator, parse_all, with_judges
+from .checks import evaluator, with_judges
+from .judge import parse_all
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
 from .results import Result, Results, RunSpec

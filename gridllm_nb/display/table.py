@@ -58,6 +58,9 @@ def _head_html(r: Result) -> str:
     head = " · ".join(parts)
     if stats := r.stats_line():
         head += f"<br>{html.escape(stats)}"  # plain: the saved table keeps only allow-listed tags
+    for v in r.checks:  # a line per verdict, coloured as on the card
+        colour = "#14541a" if v.passed else "#666" if v.pending else "#a00"
+        head += f"<br><span style='color:{colour}'>{html.escape(v.line())}</span>"
     return head
 
 
@@ -116,6 +119,8 @@ def _state_line(r: Result) -> str:
     """The plain text's header after the tag: the state, and why it stopped early.
 
     The stats line (queued, first token, tok/s) is in the picture only: this fallback is what
-    nbval compares and a terminal shows, where figures that differ on every run are noise.
+    nbval compares and a terminal shows, where figures that differ on every run are noise; so are
+    a judge's scores, while the checks' verdicts are the answer's own.
     """
-    return " · ".join(part for part in (r.state.label, r.finish_note) if part)
+    checks = [v.line() for v in r.checks if v.kind == "check"]
+    return " · ".join(part for part in (r.state.label, r.finish_note, *checks) if part)

@@ -67,7 +67,7 @@ class CardWidget(StreamText):
 
     _esm = esm("deltas", "card")
     _css = css("card")
-    live_fields = ("state", "elapsed", "error", "finish", "stats", "markdown", "html", "can_retry")
+    live_fields = ("state", "elapsed", "error", "finish", "stats", "markdown", "html", "can_retry", "checks")
 
     tag = traitlets.Unicode("").tag(sync=True)
     state = traitlets.Unicode(JobState.SUBMITTED.value).tag(sync=True)
@@ -78,6 +78,7 @@ class CardWidget(StreamText):
     markdown = traitlets.Bool(False).tag(sync=True)
     html = traitlets.Unicode("").tag(sync=True)  # sanitized; only sent while ``markdown``
     can_retry = traitlets.Bool(False).tag(sync=True)  # the owner takes a retry now
+    checks = traitlets.Unicode("").tag(sync=True)  # a line per verdict: "✓ contains:Paris", "… judge:m judging…"
 
     def __init__(self, tag: str, text: str = "", **kwargs: Any) -> None:
         self._retry_hook: Callable[[str], Any] | None = None
@@ -118,10 +119,10 @@ class CardWidget(StreamText):
     def restart(self, *, markdown: bool = False) -> None:
         """Make the card ready for a new answer (empty, submitted, clock at zero), in one message."""
         self.show("", state=JobState.SUBMITTED.value, elapsed=0.0, error="", finish="", stats="",
-                  markdown=markdown, html="")
+                  markdown=markdown, html="", checks="")
 
     def show_answer(self, state: JobState, text: str, error: str | None, elapsed: float,
-                    *, html: str | None = None, finish: str = "", stats: str = "") -> None:
+                    *, html: str | None = None, finish: str = "", stats: str = "", checks: str = "") -> None:
         """Show one moment of a model's answer, in one message of only what changed.
 
         The elapsed time and the stats go along only once the answer has
@@ -129,7 +130,8 @@ class CardWidget(StreamText):
         ``html`` (sanitized markdown of ``text``) the card shows that
         instead, and the text waits until the card is back in plain mode.
         """
-        fields: dict[str, Any] = {"state": state.value, "error": one_line(error) if error else "", "finish": finish}
+        fields: dict[str, Any] = {"state": state.value, "error": one_line(error) if error else "", "finish": finish,
+                                  "checks": checks}
         if state.terminal:
             fields["elapsed"] = round(elapsed, 1)
             fields["stats"] = stats
@@ -298,7 +300,11 @@ class Card:
         self.error, self._error_shown = (one_line(error) if error else None), r.error
         html = render_text(r.text, markdown=True) if self._markdown else None
         stats = r.stats_line() if r.state.terminal else ""
-        self.widget.show_answer(r.state, r.text, self.error, r.elapsed, html=html, finish=self.finish, stats=stats)
+        checks = "\n".join(v.line() for v in r.checks)
+        if checks and self.mask is not None:
+            checks = self.mask(checks)
+        self.widget.show_answer(r.state, r.text, self.error, r.elapsed, html=html, finish=self.finish, stats=stats,
+                                checks=checks)
 
 
 class CardRow(widgets.Box):

@@ -32,14 +32,11 @@ def test_three_pages_through_the_navigation(page: Any, site: Path) -> None:
     page.goto((site / "index.html").as_uri())
     expect(page.locator("h1").first).to_have_text(re.compile("gridllm_nb"))
     nav = page.locator(".sidebar-tree")
-    for title, heading in [("The magic", "The %%gridllm magic"),
-                           ("Compare and recover runs", "Compare and recover runs"),
-                           ("Architecture", "Architecture")]:
-        nav.get_by_role("link", name=re.compile(title)).first.click()
-        expect(page.locator("article h1").first).to_contain_text(heading)
+    for title in ("The %%gridllm magic", "Compare and recover runs", "Architecture"):
+        nav.get_by_role("link", name=title, exact=True).click()
+        expect(page.locator("article h1").first).to_contain_text(title)
     assert page.url.endswith("architecture.html")
-    expect(page.locator("article pre").filter(has_text="core/")).to_have_count(1)
-    expect(page.locator("article")).to_contain_text("The one door from the client side")
+    expect(page.locator("article pre").filter(has_text="The one door from the client side")).to_have_count(1)
     page.go_back()
     expect(page.locator("article h1").first).to_contain_text("Compare and recover runs")
     # Everything the pages showed came from the built files: nothing from the network.

@@ -263,3 +263,11 @@ def test_votes_export_and_the_leaderboards_options(tmp_path, monkeypatch, capsys
     mine = capsys.readouterr().out
     assert "your votes only" in mine and "Bradley–Terry" in mine
     assert main(["leaderboard", "--method", "elo"]) == 0 and "Elo ratings" in capsys.readouterr().out
+
+
+def test_a_usage_error_never_echoes_a_password(capsys) -> None:
+    # found by the fuzz: argparse echoed a stray URL argument whole
+    with pytest.raises(SystemExit):
+        main(["models", "--url", "http://127.0.0.1:1/x", "http://user:secret@127.0.0.1:1/x"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: http://user:***@127.0.0.1:1/x" in err and "secret" not in err

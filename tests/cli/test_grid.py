@@ -43,7 +43,6 @@ def test_min_pass_guards_a_model_change(served, suite, capsys, history_file) -> 
     argv = ["grid", str(suite), "-m", "right", "-m", "wrong", "--url", served.url, "--check", "contains:{expected}"]
     assert main([*argv, "--min-pass", "0.8"]) == 1
     assert "gridllm-nb: wrong passed 0%, under --min-pass 0.8" in capsys.readouterr().err
-    assert main([*argv[:-4], "-m", "right", *argv[-4:], "--min-pass", "0.8"]) == 0 or True
     assert main(["grid", str(suite), "-m", "right", "--url", served.url, "--check", "contains:4",
                  "--min-pass", "0.8"]) == 0
 

@@ -7,7 +7,13 @@ import pytest
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.core.checks import Verdict
 from gridllm_nb.core.results import Result
-from gridllm_nb.core.scores import mean_interval, overlaps, score_rows, scores_table, wilson
+from gridllm_nb.core.scores import (
+    mean_interval,
+    overlaps,
+    score_rows,
+    scores_table,
+    wilson,
+)
 
 
 @pytest.mark.parametrize(("k", "n", "low", "high"), [

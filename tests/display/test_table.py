@@ -87,3 +87,17 @@ def test_long_words_break_in_their_column_and_code_scrolls_in_it() -> None:
     assert code.count("<pre style='overflow-x:auto;margin:0'><code style='white-space:pre'>") == 2
     text = results_bundle(list(r.values()), "text")["text/html"]
     assert text.count("white-space:pre-wrap;overflow-wrap:break-word") == 2
+
+
+def test_verdicts_are_in_the_header_escaped_and_the_checks_in_the_plain_text() -> None:
+    from gridllm_nb.core.checks import Verdict
+
+    r = Result(tag="m", text="hi", state=JobState.COMPLETED, checks=[
+        Verdict("contains:<b>", False, 0.0, "no '<b>' in the answer"),
+        Verdict("judge:j", True, 0.7, "fine", kind="judge")])
+    bundle = results_bundle([r], "text")
+    assert "<span style='color:#a00'>✗ contains:&lt;b&gt;: no &#x27;&lt;b&gt;&#x27; in the answer</span>" in \
+        bundle["text/html"]
+    assert "✓ judge:j 0.70: fine" in bundle["text/html"]
+    assert "✗ contains:<b>: no '<b>' in the answer" in bundle["text/plain"]
+    assert "judge" not in bundle["text/plain"]  # a judge's score differs from run to run

@@ -71,7 +71,7 @@ def test_state_asked_for_later_is_current_and_a_lost_front_end_gets_everything(w
     card._handle_custom_msg({"have": 0}, [])  # a view that loaded after the first message
     assert wire.custom(card)[-1] == {"reset": "abcd", "set": {"state": "completed", "elapsed": 1.2, "error": "",
                                                               "finish": "", "stats": "", "markdown": False, "html": "",
-                                                              "can_retry": False}}
+                                                              "can_retry": False, "checks": ""}}
 
 
 def test_restart_clears_the_card_for_a_new_answer_in_one_message(wire: Wire) -> None:
@@ -222,3 +222,31 @@ def test_the_front_end_lives_in_static_files_and_is_one_module() -> None:
     assert "//" not in CardWidget._css and "/*" not in CardWidget._css  # compacted: no comments
     for name in ("deltas.js", "card.js", "card.css"):
         assert (STATIC / name).is_file()
+
+
+# -- verdicts ---------------------------------------------------------------------------
+
+
+def test_verdicts_ride_in_one_small_live_field_and_a_judge_shows_judging_first(wire) -> None:
+    from gridllm_nb.core.checks import Verdict
+
+    result = Result(tag="m")
+    card = Card(result, max_rate=0, byte_budget=None)
+    feed(result, card, update("m", JobState.RUNNING, "Paris", elapsed=0.5))
+    assert card.widget.live("checks") == ""
+    result.apply(update("m", JobState.COMPLETED, "Paris", elapsed=1.0))
+    result.checks = [Verdict("contains:Paris", True, 1.0), Verdict("json", False, 0.0, "not JSON: Expecting value"),
+                     Verdict("judge:j", None, kind="judge")]
+    card.push(update("m", JobState.COMPLETED, "Paris", elapsed=1.0))
+    assert card.widget.live("checks") == "✓ contains:Paris\n✗ json: not JSON: Expecting value\n… judge:j judging…"
+    result.checks = [*result.checks[:2], Verdict("judge:j", True, 0.8, "right", kind="judge")]
+    card.push(update("m", JobState.COMPLETED, "Paris", elapsed=1.0))
+    last = wire.custom(card.widget)[-1]
+    assert last == {"set": {"checks": "✓ contains:Paris\n✗ json: not JSON: Expecting value\n✓ judge:j 0.80: right"}}
+    card.restart()
+    assert card.widget.live("checks") == ""
+
+
+def test_verdicts_are_text_nodes_in_the_browser() -> None:
+    esm = CardWidget._esm
+    assert "row.textContent = row.title = line" in esm and esm.count("innerHTML") == 1

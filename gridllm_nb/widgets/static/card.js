@@ -34,6 +34,7 @@ function render({ model, el }) {
   const pre = part("pre", "gridllm-text", body);
   const md = part("div", "gridllm-markdown-view", body);
   const stats = part("div", "gridllm-stats", el);  // one muted line, sent once the answer ended
+  const checks = part("div", "gridllm-checks", el);  // a line per verdict, as text: ✓ pass, ✗ fail, … judging
   // Follow the end while the reader is at the end; leave them where they scrolled to otherwise.
   let following = true;
   body.addEventListener("scroll", () => {
@@ -62,13 +63,21 @@ function render({ model, el }) {
     retry.style.display = model.get("can_retry") && RETRYABLE.has(state) ? "" : "none";
     stats.textContent = model.get("stats") || "";
     stats.style.display = model.get("stats") ? "" : "none";
+    const verdicts = model.get("checks") || "";
+    checks.replaceChildren(...verdicts.split("\n").filter(Boolean).map((line) => {
+      const row = document.createElement("div");
+      row.className = `gridllm-check gridllm-check-${{"✓": "pass", "✗": "fail"}[line[0]] || "pending"}`;
+      row.textContent = row.title = line;
+      return row;
+    }));
+    checks.style.display = verdicts ? "" : "none";
     const markdown = model.get("markdown");
     pre.style.display = markdown ? "none" : "";
     md.style.display = markdown ? "" : "none";
     if (markdown) md.innerHTML = model.get("html") || "";  // sanitized by the kernel
     follow();
   };
-  model.on("change:state change:error change:markdown change:html change:finish change:stats change:can_retry", sync);
+  model.on("change:state change:error change:markdown change:html change:finish change:stats change:can_retry change:checks", sync);
   let wasLive = true;
   model.on("change:state", () => {
     const live = !TERMINAL.has(model.get("state"));
