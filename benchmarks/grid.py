@@ -12,6 +12,14 @@ CPU time over the wall time of the whole grid (submits, polls, updates,
 spend on it; the models themselves run elsewhere.
 
     python benchmarks/grid.py [--jobs 1000] [--max-live 100,1000] [--offers GETs,bulk,watch] [--no-before]
+
+``--checks`` measures instead what checking every answer costs: the same
+grid (bulk status, ``max_live`` 100) without checks and with two
+(``contains:{expected}`` read from each prompt's row, and ``max-words:50``),
+taking turns ``--rounds`` times; the ratio of their CPU times should stay
+within 1.2.
+
+    python benchmarks/grid.py --checks [--rounds 3]
 """
 
 from __future__ import annotations
@@ -40,7 +48,10 @@ async def one_post_per_job(self: JobsClient, prompt: str, tag: str, **kind: obje
     return job_id
 
 
-async def one_grid(url: str, jobs: int, max_live: int, batched: bool) -> dict[str, float]:
+CHECKS = ["contains:{expected}", "max-words:50"]
+
+
+async def one_grid(url: str, jobs: int, max_live: int, batched: bool, checks: bool = False) -> dict[str, float]:
     JobsClient.submit = BATCHED_SUBMIT if batched else one_post_per_job  # type: ignore[method-assign]
     updates = 0
 
@@ -49,12 +60,14 @@ async def one_grid(url: str, jobs: int, max_live: int, batched: bool) -> dict[st
         updates += 1
 
     cpu, wall = time.process_time(), time.perf_counter()
-    table = await agrid([f"prompt {i}" for i in range(jobs)], ["bench"], url=url, max_live=max_live,
+    prompts = [{"prompt": f"prompt {i}", "expected": "word"} for i in range(jobs)]
+    table = await agrid(prompts, ["bench"], url=url, max_live=max_live,
                         poll=PollSettings(fast=0.3, slow=0.3), progress=None, on_update=count,
-                        validate=False, announce=None)
+                        validate=False, announce=None, checks=CHECKS if checks else None)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     frame = table.to_pandas()
     assert len(frame) == jobs and set(frame["state"]) == {"completed"}, frame["state"].value_counts()
+    assert not checks or set(frame["passed"]) <= {True, False}
     return {"wall": wall, "cpu": cpu, "updates": updates}
 
 
@@ -64,7 +77,12 @@ def main() -> None:
     parser.add_argument("--max-live", default="100,1000")
     parser.add_argument("--offers", default="GETs,bulk,watch", help="what the server offers, each in turn")
     parser.add_argument("--no-before", action="store_true", help="skip one POST per job (the submits before batching)")
+    parser.add_argument("--checks", action="store_true", help="the grid with two checks against the same without")
+    parser.add_argument("--rounds", type=int, default=3, help="with --checks: turns each")
     args = parser.parse_args()
+    if args.checks:
+        checks_cost(args.jobs, args.rounds)
+        return
     rows = []
     names = {"GETs": "GETs", "bulk": "bulk POST", "watch": "watch stream"}
     for offer in args.offers.split(","):
@@ -82,6 +100,21 @@ def main() -> None:
         print(f"| {offer} | {max_live} | {'batched' if batched else 'one POST per job'} "
               f"| {got['wall']:.1f} s | {got['cpu']:.2f} s "
               f"| **{100 * got['cpu'] / got['wall']:.1f}%** | {got['updates']} |")
+
+
+def checks_cost(jobs: int, rounds: int) -> None:
+    """The same grid without and with two checks, taking turns; the CPU ratio of their totals."""
+    cpu = {False: 0.0, True: 0.0}
+    with Server(bulk=True, watch=False) as url:
+        for turn in range(rounds):
+            for checks in (False, True) if turn % 2 == 0 else (True, False):
+                got = asyncio.run(one_grid(url, jobs, 100, True, checks))
+                cpu[checks] += got["cpu"]
+                print(f"checks={checks}: {got}", file=sys.stderr)
+    print(f"\n{jobs} jobs x 1 model, max_live 100, bulk status, {rounds} turns each; process CPU:\n")
+    print("| checks | CPU per grid |\n|---|---:|")
+    print(f"| none | {cpu[False] / rounds:.2f} s |\n| {', '.join(CHECKS)} | {cpu[True] / rounds:.2f} s |")
+    print(f"\nratio: **{cpu[True] / cpu[False]:.2f}x** (target: at most 1.2x)")
 
 
 if __name__ == "__main__":

@@ -308,18 +308,28 @@ def evaluator(items: Sequence[Any], row_of: RowOf | None = None) -> Callable[[An
 
 
 async def judged(step: Awaitable[None], jobs: Any, result: Result, items: Sequence[Any], question: str,
-                 row_of: RowOf | None = None) -> None:
-    """``step`` (a job followed to its end), then each judge's grading of its answer, one after the other."""
+                 row: Mapping[str, Any] | None, group: Sequence[Result], claimed: set[tuple[int, int]]) -> None:
+    """``step`` (a job followed to its end), then each judge's grading of its answer, one after the other;
+    a pairwise judge's, once every answer of its ``group`` (the prompt's) has ended, by the last to end."""
     await step
     for judge in [j for j in items if is_judge(j)]:
-        if result.ok:
-            await judge.grade(jobs, result, question, row_of(result) if row_of else None)
+        if getattr(judge, "pairwise", False):
+            key = (id(judge), id(group[0]))
+            if all(r.state.terminal for r in group) and key not in claimed:
+                claimed.add(key)
+                await judge.grade_group(jobs, group, question, row)
+        elif result.ok:
+            await judge.grade(jobs, result, question, row)
 
 
-def with_judges(items: Sequence[Any], question_of: Callable[[Result], str], row_of: RowOf | None = None
+def with_judges(items: Sequence[Any], question_of: Callable[[Result], str], row_of: RowOf | None = None,
+                group_of: Callable[[Result], Sequence[Result]] | None = None
                 ) -> Callable[[Awaitable[None], Any, Result], Awaitable[None]]:
     """Wraps a job's coroutine so its judging follows in the same slot (so ``max_live`` bounds both);
-    ``question_of(result)`` is the prompt it answered."""
+    ``question_of(result)`` is the prompt it answered, ``group_of(result)`` every answer to it."""
     if not any(is_judge(i) for i in items):
         return lambda step, _jobs, _result: step
-    return lambda step, jobs, result: judged(step, jobs, result, items, question_of(result), row_of)
+    claimed: set[tuple[int, int]] = set()
+    return lambda step, jobs, result: judged(step, jobs, result, items, question_of(result),
+                                             row_of(result) if row_of else None,
+                                             group_of(result) if group_of else [result], claimed)

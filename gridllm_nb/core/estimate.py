@@ -28,7 +28,8 @@ RECENT = 200  # past answers per model the figures come from, at most
 @dataclass(frozen=True)
 class ModelEstimate:
     """One model's share of a grid: ``jobs``, and from ``basis`` past answers (0: unknown) the
-    expected ``tokens`` and ``seconds`` of wall time at the grid's ``max_live``."""
+    expected ``tokens``, and ``seconds``: the wall time of its jobs alone at the grid's ``max_live``
+    (the grid's own, ``Estimate.seconds``, pools every model's jobs in the same slots)."""
 
     model: str
     jobs: int
@@ -131,7 +132,7 @@ def model_history(models: Sequence[str], *, path: Path | str | None = None,
     return found
 
 
-def _model_estimate(model: str, jobs: int, past: Sequence[Mapping[str, Any]], share: float,
+def _model_estimate(model: str, jobs: int, past: Sequence[Mapping[str, Any]], max_live: int,
                     max_tokens: int | None) -> ModelEstimate:
     if not past:
         return ModelEstimate(model, jobs, 0)
@@ -150,7 +151,7 @@ def _model_estimate(model: str, jobs: int, past: Sequence[Mapping[str, Any]], sh
     if job_s is None:  # times not recorded: the answer's tokens at its rate, after its queue
         job_s = (queue or 0.0) + (per_answer / rate if rate else 0.0)
     return ModelEstimate(model, jobs, len(past), per_answer, rate, queue, job_s, round(jobs * per_answer),
-                         jobs * job_s / max(1.0, share))
+                         jobs * job_s / max(1, min(max_live, jobs)))
 
 
 def estimate_grid(prompts: Sequence[str], models: Sequence[str], *, max_live: int = 32,
@@ -159,10 +160,9 @@ def estimate_grid(prompts: Sequence[str], models: Sequence[str], *, max_live: in
     tokens per answer), from the history at ``path`` (default: the configured one)."""
     past = model_history(models, path=path)
     jobs = len(prompts)
-    share = min(max_live, jobs * len(models)) / max(1, len(models))  # each model's slots, on average
     max_tokens = (options or {}).get("max_tokens")
     max_tokens = max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None
-    return Estimate(tuple(_model_estimate(m, jobs, past[m], share, max_tokens) for m in models), max_live)
+    return Estimate(tuple(_model_estimate(m, jobs, past[m], max_live, max_tokens) for m in models), max_live)
 
 
 def estimate(prompts: Sequence[str] | int, models: Sequence[str] | str, *, max_live: int = 32,

@@ -304,7 +304,8 @@ async def agrid(
     def row_of(r: Result) -> Mapping[str, Any] | None:
         return rows[where[id(r)]] if rows is not None else None
 
-    then = with_judges(assessors, lambda r: texts[where[id(r)]], row_of)
+    then = with_judges(assessors, lambda r: texts[where[id(r)]], row_of,
+                       lambda r: list(result[where[id(r)]].values()))
     ended: set[int] = set()  # a judge's verdict comes as the same end again: counted once
 
     def on_change(r: Result, update: JobUpdate) -> None:

@@ -8,14 +8,17 @@ The judge is asked for a score on a fixed scale and one line of reason;
 ``parse_score`` reads the score robustly (``SCORE: 7``, ``7/10``, ``7 out
 of 10``...). A reply with no score in it is a failed judgement that keeps
 the judge's raw text. The rubric may name the prompt row's columns
-(``The right answer is {expected}.``), as checks do.
+(``The right answer is {expected}.``), as checks do. A ``pairwise`` judge
+sees every model's answer to a prompt in one job, lettered in a shuffled
+order with no model named (as in the arena), and names the better one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -28,7 +31,8 @@ if TYPE_CHECKING:
     from .live import LiveJobs
     from .results import Result
 
-__all__ = ["DEFAULT_RUBRIC", "Judge", "judge", "judge_prompt", "parse_all", "parse_judge_spec", "parse_score"]
+__all__ = ["DEFAULT_RUBRIC", "Judge", "judge", "judge_prompt", "pairwise_prompt", "parse_all", "parse_judge_spec",
+           "parse_score", "parse_winner"]
 
 DEFAULT_RUBRIC = "Is the answer correct, complete and to the point?"
 _FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -51,15 +55,15 @@ class Judge:
     pass_mark: float = 0.5
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({"max_tokens": 48,
                                                                                  "temperature": 0}))
+    pairwise: bool = False  # sees every model's answer to a prompt at once, shuffled, names hidden
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     @property
     def name(self) -> str:
-        return f"judge:{self.model}"
+        return f"{'pairwise' if self.pairwise else 'judge'}:{self.model}"
 
     def prompt(self, question: str, answer: str, row: Mapping[str, Any] | None = None) -> str:
-        rubric = _FIELD.sub(lambda m: str(row[m.group(1)]) if row and m.group(1) in row else m.group(0),
-                            self.rubric)
-        return judge_prompt(rubric, question, answer, self.scale)
+        return judge_prompt(_fill(self.rubric, row), question, answer, self.scale)
 
     async def grade(self, jobs: LiveJobs, result: Result, question: str,
                     row: Mapping[str, Any] | None = None) -> Verdict:
@@ -83,6 +87,50 @@ class Judge:
         _replace(jobs, result, verdict)
         return verdict
 
+    async def grade_group(self, jobs: LiveJobs, group: Sequence[Result], question: str,
+                          row: Mapping[str, Any] | None = None) -> None:
+        """``pairwise``: one judging job sees every answer to ``question`` that completed, lettered in a
+        shuffled order (as in the arena: no model's name, no fixed side); each gets the verdict."""
+        from .live import LiveJobs
+        from .results import Result
+
+        answered = [r for r in group if r.ok]
+        if len(answered) < 2:
+            for r in answered:
+                _replace(jobs, r, Verdict(self.name, False, None, "nothing to compare it with", kind="judge"))
+            return
+        order = list(answered)
+        self.rng.shuffle(order)
+        letters = [chr(ord("A") + i) for i in range(len(order))]
+        rubric = _fill(self.rubric, row)
+        side = LiveJobs(jobs.client, jobs.poller, hours=jobs.hours, options=dict(self.options))
+        graded = Result(tag=self.model)
+        try:
+            await side.follow(pairwise_prompt(rubric, question, [r.text for r in order], letters), graded,
+                              own_clock=True)
+        except asyncio.CancelledError:
+            for r in order:
+                _replace(jobs, r, Verdict(self.name, False, 0.0, "interrupted", kind="judge"))
+            await asyncio.shield(side.cancel(side.end_live([graded], JobState.CANCELLED, "interrupted")))
+            raise
+        finally:
+            side.close()
+        winner, reason = parse_winner(graded.text, letters) if graded.ok else (None, "")
+        for letter, r in zip(letters, order):
+            if not graded.ok:
+                verdict = Verdict(self.name, False, None, f"the judge's job {graded.state.label}", kind="judge",
+                                  raw=graded.text or None)
+            elif winner is None:
+                verdict = Verdict(self.name, False, None, "no winner in the judge's reply", kind="judge",
+                                  raw=graded.text)
+            else:
+                won = winner in ("tie", letter)
+                outcome = "a tie" if winner == "tie" else "won" if won else "lost"
+                verdict = Verdict(self.name, won, 0.5 if winner == "tie" else float(won),
+                                  f"as {letter}, {outcome}" + (f": {reason}" if reason else ""), kind="judge",
+                                  raw=graded.text)
+            _replace(jobs, r, verdict)
+
     def verdict(self, graded: Result) -> Verdict:
         """The verdict of a judging job that ended."""
         if not graded.ok:
@@ -92,6 +140,33 @@ class Judge:
         if score is None:
             return Verdict(self.name, False, None, "no score in the judge's reply", kind="judge", raw=graded.text)
         return Verdict(self.name, score >= self.pass_mark, score, reason, kind="judge", raw=graded.text)
+
+
+def _fill(rubric: str, row: Mapping[str, Any] | None) -> str:
+    """The rubric's ``{column}`` fields from the prompt's row (left as written where it has none)."""
+    return _FIELD.sub(lambda m: str(row[m.group(1)]) if row and m.group(1) in row else m.group(0), rubric)
+
+
+def pairwise_prompt(rubric: str, question: str, answers: Sequence[str], letters: Sequence[str]) -> str:
+    """What a pairwise judge is asked: the question, the answers by letter, and the reply's form."""
+    shown = "".join(f"Answer {letter}:\n<<<\n{text}\n>>>\n\n" for letter, text in zip(letters, answers))
+    return (f"You compare answers to a question. {rubric}\n\nQuestion:\n<<<\n{question}\n>>>\n\n{shown}"
+            f"Which answer is better ({', '.join(letters)}, or TIE)? Reply in this form:\n"
+            f"WINNER: {letters[0]}\nREASON: it is right and the other is not")
+
+
+def parse_winner(text: str, letters: Sequence[str]) -> tuple[str | None, str]:
+    """The winning letter (or ``"tie"``) in a pairwise judge's reply, and its reason; None when there is none."""
+    match = re.search(r"winner\W{0,4}(tie|[A-Z])\b", text, re.IGNORECASE)
+    found = match.group(1) if match else None
+    if found is None and re.search(r"\btie\b", text, re.IGNORECASE):
+        found = "tie"
+    winner = None if found is None else "tie" if found.lower() == "tie" else found.upper()
+    if winner is not None and winner != "tie" and winner not in letters:
+        winner = None
+    reason_match = re.search(r"reason\W{0,3}(.+)", text, re.IGNORECASE)
+    reason = " ".join(reason_match.group(1).split())[:160] if reason_match else ""
+    return winner, reason
 
 
 def _replace(jobs: LiveJobs, result: Result, verdict: Verdict) -> None:
@@ -130,8 +205,10 @@ def parse_score(text: str, scale: int = 10) -> tuple[float | None, str]:
 
 
 def judge(model: str, rubric: str = DEFAULT_RUBRIC, *, scale: int = 10, pass_mark: float = 0.5,
-          options: Mapping[str, Any] | None = None) -> Judge:
-    """A judge for ``checks``/``judge=``: ``model`` grades every answer by ``rubric``, 0..``scale``."""
+          options: Mapping[str, Any] | None = None, pairwise: bool = False, seed: int | None = None) -> Judge:
+    """A judge for ``judge=``: ``model`` grades every answer by ``rubric``, 0..``scale``. With ``pairwise``
+    it sees all the models' answers to a prompt at once, in a shuffled order (``seed`` fixes it), names
+    hidden, and names the better one: the winner passes (a tie: all, at 0.5)."""
     if not isinstance(model, str) or not model.strip():
         raise ConfigError("judge needs a model tag, e.g. judge('smollm2:135m')")
     if not isinstance(rubric, str) or not rubric.strip():
@@ -142,7 +219,8 @@ def judge(model: str, rubric: str = DEFAULT_RUBRIC, *, scale: int = 10, pass_mar
         raise ConfigError(f"judge's pass_mark is a fraction of the scale, 0-1, not {pass_mark!r}")
     chosen = dict(Judge.__dataclass_fields__["options"].default_factory())  # type: ignore[misc]
     chosen.update(options or {})
-    return Judge(model.strip(), rubric.strip(), scale, pass_mark, MappingProxyType(chosen))
+    return Judge(model.strip(), rubric.strip(), scale, pass_mark, MappingProxyType(chosen), bool(pairwise),
+                 random.Random(seed))
 
 
 def parse_judge_spec(spec: str) -> Judge:

@@ -40,7 +40,7 @@ async def _follow(results: Results, tags: Sequence[str], spec: RunSpec, *, clien
     write nothing ends with ``run_id`` None."""
     chosen = [results[tag] for tag in tags]
     recorders: list[RunRecorder] = []
-    then = with_judges(spec.checks, lambda _result: spec.prompt)  # a model's judging follows its answer
+    then = with_judges(spec.checks, lambda _result: spec.prompt, group_of=lambda _result: list(results.values()))
 
     def make_recorder(live: JobsClient) -> RunRecorder:
         recorders.append(RunRecorder(results, spec, live.endpoint.url, stored=record == "stored", warn=announce))

@@ -27,8 +27,9 @@ def over(namespace: MutableMapping[str, Any], args: Any, template: str, models: 
     if args.no_wait:
         raise ConfigError("--no-wait cannot be used with --over")
     try:
-        return grid_over(namespace, args.over, template, models, out=args.out, fmt=fmt, substitute=substitute,
+        value = grid_over(namespace, args.over, template, models, out=args.out, fmt=fmt, substitute=substitute,
                          max_live=args.max_live, progress="widget" if mode == "cards" else "auto",
                          estimate=args.estimate, **kwargs)
+        return None if args.estimate else value  # the estimate is printed; no grid was made
     except KeyboardInterrupt as stop:
         raise Interrupted(str(stop) or "interrupted") from None

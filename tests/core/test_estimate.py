@@ -34,11 +34,13 @@ def test_estimate_from_a_seeded_history(history_file: Path) -> None:
     assert (fast.jobs, fast.basis, fast.tokens_per_answer, fast.tokens) == (40, 3, 30, 1200)
     assert fast.tokens_per_s == pytest.approx(20.0) and fast.queue_s == pytest.approx(0.2)
     assert fast.job_s == pytest.approx(1.8)
-    assert fast.seconds == pytest.approx(40 * 1.8 / (8 / 3))  # a third of the 8 slots each
+    assert fast.seconds == pytest.approx(40 * 1.8 / 8)  # its jobs alone, 8 at a time
+    assert estimate_grid(["q"] * 40, ["fast", "slow"], max_live=8).seconds == \
+        pytest.approx((40 * 1.8 + 40 * 12.0) / 8)  # the grid pools both models' jobs in the 8 slots
     assert (slow.basis, slow.tokens, slow.tokens_per_s, slow.job_s) == (1, 4000, 10.0, 12.0)
     assert new.basis == 0 and new.line() == "new: 40 jobs · no history: unknown"
     assert guess.line() == "estimate: 120 jobs · no history for new: time unknown"
-    assert "fast: 40 jobs · ~1200 tokens · ~0:27 (from 3 past answers: 30 tok/answer, 20 tok/s" in str(guess)
+    assert "fast: 40 jobs · ~1200 tokens · ~0:09 (from 3 past answers: 30 tok/answer, 20 tok/s" in str(guess)
 
 
 def test_the_grid_total_shares_max_live_and_max_tokens_caps_the_answers(history_file: Path) -> None:

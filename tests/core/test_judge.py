@@ -109,3 +109,47 @@ async def test_in_a_grid_judging_jobs_count_against_max_live_and_templates_read_
     assert result.counts.passing == "passed: a 0/6" and result.counts.done == 6
     [row] = result.scores()
     assert row["score"] == pytest.approx(0.4) and row["checked"] == 6
+
+
+# -- pairwise ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "winner", "reason"), [
+    ("WINNER: B\nREASON: shorter", "B", "shorter"), ("winner - a", "A", ""), ("It's a tie.", "tie", ""),
+    ("WINNER: Z", None, ""), ("no idea", None, ""),
+])
+def test_parse_winner(text: str, winner: str | None, reason: str) -> None:
+    from gridllm_nb.core.judge import parse_winner
+
+    assert parse_winner(text, ["A", "B"]) == (winner, reason)
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_judge_sees_every_answer_shuffled_and_nameless() -> None:
+    fake = FakeJobsAPI(scripts={"model-one": words_script("Paris"), "model-two": words_script("Lyon"),
+                                "j": words_script("WINNER: B REASON: right")})
+    orders = set()
+    for seed in range(8):
+        results = await arun("capital of France?", ["model-one", "model-two"], client=client_for(fake), poll=FAST,
+                             judge=judge("j", pairwise=True, seed=seed), history=False)
+        sent = _prompts_to(fake, "j")[-1]
+        assert "model-one" not in sent and "model-two" not in sent and "capital of France?" in sent
+        first = "Paris" if sent.index("Paris") < sent.index("Lyon") else "Lyon"
+        orders.add(first)
+        winner = "model-two" if first == "Paris" else "model-one"  # B is the second shown
+        loser = "model-one" if winner == "model-two" else "model-two"
+        [won], [lost] = results[winner].checks, results[loser].checks
+        assert (won.passed, won.score, won.reason) == (True, 1.0, "as B, won: right")
+        assert (lost.passed, lost.score, lost.name) == (False, 0.0, "pairwise:j")
+    assert orders == {"Paris", "Lyon"}  # which answer comes first is random
+    assert len(_prompts_to(fake, "j")) == 8  # one judging job per prompt, not per answer
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_judge_with_one_answer_has_nothing_to_compare() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("x"), "b": words_script("y", final="failed"),
+                                "j": words_script("WINNER: A")})
+    results = await arun("q", ["a", "b"], client=client_for(fake), poll=FAST, judge=judge("j", pairwise=True),
+                         history=False)
+    assert results["a"].checks[0].reason == "nothing to compare it with" and not _prompts_to(fake, "j")
+    assert results["b"].checks[0].reason == "no answer: failed"
