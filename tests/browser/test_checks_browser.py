@@ -27,7 +27,7 @@ def test_checks_and_a_judge_on_live_cards_then_in_the_saved_table(page: Any, lab
 
     card = page.locator(".jp-OutputArea .gridllm-card")
     expect()(card.locator(".gridllm-check-pass")).to_have_text("✓ contains:Paris", timeout=90_000)
-    expect()(card.locator(".gridllm-check-fail")).to_have_text("✗ max-words:3: 7 words, over 3")
+    expect()(card.locator(".gridllm-check-fail")).to_have_text("✗ max-words:3: 6 words, over 3")
     expect()(card.locator(".gridllm-check-pending")).to_have_text("… judge:j:1 judging…")
     expect()(card.locator(".gridllm-badge")).to_have_text("completed")
     save_screenshot(card, artifacts, "checks-judging.png")
@@ -36,7 +36,7 @@ def test_checks_and_a_judge_on_live_cards_then_in_the_saved_table(page: Any, lab
     expect()(table).to_be_visible(timeout=90_000)
     head = table.locator("th").first
     expect()(head).to_contain_text("✓ contains:Paris")
-    expect()(head).to_contain_text("✗ max-words:3: 7 words, over 3")
+    expect()(head).to_contain_text("✗ max-words:3: 6 words, over 3")
     expect()(head).to_contain_text("✓ judge:j:1 0.80: right <img src=x>")  # the judge's words, as text
     assert table.locator("img").count() == 0
     save_screenshot(table, artifacts, "checks-saved.png")

@@ -166,3 +166,20 @@ async def test_a_grid_checks_rows_of_a_dataframe() -> None:
     assert [run["a"].passed for run in result] == [True, False]
     with pytest.raises(ConfigError, match="prompt row 0 has no 'prompt' column"):
         await agrid([{"q": "x"}], ["a"], client=client_for(fake, clock=clock), progress=None)
+
+
+@pytest.mark.anyio
+async def test_a_retry_checks_its_new_answer_with_the_runs_checks() -> None:
+    fake = FakeJobsAPI(scripts={"a": words_script("no luck", final="failed")})
+    results = await arun("q", ["a"], client=client_for(fake), poll=FAST, checks="contains:Paris", history=False)
+    assert results["a"].checks[0].reason == "no answer: failed"
+    fake.scripts["a"] = words_script("Paris")
+    await results.aretry()
+    assert [v.line() for v in results["a"].checks] == ["✓ contains:Paris"]
+
+
+def test_the_progress_line_carries_the_running_pass_rate() -> None:
+    from gridllm_nb.core.progress import Counts, progress_line
+
+    line = progress_line(Counts(3, 1, 10, "passed: a 2/3 · b 0/1"), 7.0)
+    assert line.endswith(" · passed: a 2/3 · b 0/1") and line.startswith("3/10 done · 1 failed")

@@ -153,3 +153,16 @@ async def test_a_pairwise_judge_with_one_answer_has_nothing_to_compare() -> None
                          history=False)
     assert results["a"].checks[0].reason == "nothing to compare it with" and not _prompts_to(fake, "j")
     assert results["b"].checks[0].reason == "no answer: failed"
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_judge_in_a_grid_judges_each_prompt_once_within_max_live() -> None:
+    clock = FakeClock()
+    use_poller(Poller(PollSettings(fast=0.1, slow=0.1), clock=clock))
+    fake = FakeJobsAPI(scripts={"a": words_script("one two"), "b": words_script("three"),
+                                "j": words_script("WINNER: tie")})
+    result = await agrid([f"q{i}" for i in range(5)], ["a", "b"], client=client_for(fake, clock=clock),
+                         progress=None, max_live=2, judge=judge("j", pairwise=True))
+    assert len(_prompts_to(fake, "j")) == 5
+    assert all(run[m].checks[0].score == 0.5 and run[m].passed for run in result for m in ("a", "b"))
+    assert result.counts.passing == "passed: a 5/5 · b 5/5"
