@@ -14,31 +14,32 @@ once per element of the list ``NAME``.
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections import ChainMap, deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
+from ..api import arguments
 from ..api.client import JobsClient
 from ..api.jobs import JobState, JobUpdate
 from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError
-from .interpolate import interpolate
-from ..api import arguments
-from .live import LiveJobs, check_arguments, follow, normalise_models, ready
 from .checks import evaluator, with_judges
+from .history import RunRecorder, new_run_id
+from .interpolate import interpolate
 from .judge import parse_all
+from .live import LiveJobs, check_arguments, follow, normalise_models, ready
+from .local import ensure_service
 from .progress import Counts, PassCounts, make_progress
+from .results import RETRYABLE, Result, Results, RunSpec, save_report
 from .scores import has_scores, score_rows, scores_html, scores_table
-from .results import Result, Results, RunSpec, save_report
 from .sync import run_sync
 
-__all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts"]
+__all__ = ["GridResults", "GridUpdateCallback", "again", "agrid", "grid", "over", "over_prompts", "recorder"]
 
 Prompts = Sequence[str] | Mapping[str, str]
 GridUpdateCallback = Callable[[int, JobUpdate], Any]  # (prompt index, update)
@@ -59,13 +60,12 @@ class GridResults:
         self._index = {name: i for i, name in enumerate(self.names or ())}
         # Kept up to date by ``agrid`` as jobs end (``_ended``), so a progress
         # callback can read ``counts`` on each of a thousand job ends cheaply.
-        results = [r for run in self.runs for r in run.values()]
-        self._done = sum(1 for r in results if r.ok)
-        self._failed = sum(1 for r in results if r.state.terminal and not r.ok)
+        self._recount()
         self._passing = PassCounts(self.models)  # the running pass rate per model, as verdicts arrive
         self.rows_given: list[Mapping[str, Any]] | None = None  # the prompts' rows, where they came as rows
         self.spec: RunSpec | None = None  # what made the grid (``agrid`` sets it): the report's header
         self.started_at: datetime | None = None
+        self.run_id: str | None = None  # the grid's run in the history, where it is written
 
     def __getitem__(self, key: int | str) -> Results:
         if isinstance(key, str):
@@ -79,6 +79,11 @@ class GridResults:
 
     def __iter__(self) -> Iterator[Results]:
         return iter(self.runs)
+
+    def _recount(self) -> None:
+        results = [r for run in self.runs for r in run.values()]
+        self._done = sum(1 for r in results if r.ok)
+        self._failed = sum(1 for r in results if r.state.terminal and not r.ok)
 
     def _ended(self, state: JobState) -> None:
         if state is JobState.COMPLETED:
@@ -245,6 +250,7 @@ async def agrid(
     judge: Any = None,
     rows: Sequence[Mapping[str, Any]] | None = None,
     estimate: bool = False,
+    history: bool = True,
 ) -> GridResults:
     """Send every prompt to every model, ``max_live`` jobs at a time, and follow them to the end.
 
@@ -269,6 +275,10 @@ async def agrid(
     rate. ``estimate`` submits nothing: it prints what the grid would cost,
     from the history (``core.estimate``), and returns an empty GridResults;
     a grid of more than 200 jobs prints that estimate's one line first.
+
+    With ``history`` the grid is one run of the history, written as it goes
+    (a row per prompt × model when its job is submitted, updated when it
+    ends); its id is ``run_id``, which ``attach`` and ``retry`` take.
     """
     prompts, given_rows = _prompt_rows(prompts)
     rows = given_rows if rows is None else list(rows)
@@ -279,7 +289,7 @@ async def agrid(
     tags = normalise_models(models)
     check_arguments(max_live=max_live, url=url, token=token, client=client, system=system, options=options,
                     hours=hours, timeout=timeout, on_update=on_update, on_progress=on_progress, poll=poll,
-                    progress=progress, validate=validate, unknown=unknown, announce=announce)
+                    progress=progress, validate=validate, unknown=unknown, announce=announce, history=history)
     if client is not None:  # its endpoint is the grid's
         url, token = (None if client.endpoint.is_default else client.endpoint.url), client.endpoint.token
     spec = RunSpec("", system=system, options=options, hours=hours, url=url, token=Secret.of(token), poll=poll,
@@ -298,6 +308,7 @@ async def agrid(
     result = GridResults([Results(text, {tag: Result(tag=tag) for tag in tags}) for text in texts], tags, names)
     result.spec, result.started_at = spec, datetime.now(timezone.utc)
     result.rows_given = rows
+    result.run_id = new_run_id() if history else None
     where = {id(r): i for i, run in enumerate(result) for r in run.values()}
     bar = make_progress(None, 0)
 
@@ -339,13 +350,84 @@ async def agrid(
 
         return [worker() for _ in range(min(max_live, len(queue)))]
 
+    recorders: list[RunRecorder] = []
     try:
         await follow([r for run in result for r in run.values()], spec, client=client, check=check, work=work,
-                     on_change=on_change, timeout=timeout, queued=True,
-                     evaluate=evaluator(assessors, row_of))
+                     on_change=on_change, timeout=timeout, queued=True, evaluate=evaluator(assessors, row_of),
+                     record=recorder(result, recorders, stored=False, announce=announce))
     finally:
         bar.close(result.counts)
+        if not any(r.written for r in recorders):
+            result.run_id = None  # nothing of it reached the history
     return result
+
+
+def recorder(grid: GridResults, made: list[RunRecorder], *, stored: bool,
+             announce: Callable[[str], None] | None) -> Callable[[JobsClient], RunRecorder] | None:
+    """What ``follow`` makes to write ``grid``'s rows (each one made is appended to ``made``);
+    None for a grid kept out of the history. ``stored``: its rows exist (a retry, a reattach)."""
+    if grid.run_id is None:
+        return None
+
+    def make(live: JobsClient) -> RunRecorder:
+        made.append(RunRecorder(grid.runs, grid.spec or RunSpec(""), live.endpoint.url, stored=stored,
+                                warn=announce, run_id=grid.run_id))
+        return made[-1]
+
+    return make
+
+
+async def again(grid: GridResults, *, resubmit: bool, max_live: int = 32, timeout: float | None = None,
+                on_update: GridUpdateCallback | None = None,
+                announce: Callable[[str], None] | None = print) -> GridResults:
+    """A history grid's jobs once more, on the one follow loop: with ``resubmit`` the ones that ended
+    without an answer are submitted again, ``max_live`` at a time (``retry``); otherwise the unended
+    ones are followed from their whole log so far (``attach``), one without a job id ending LOST.
+    Its rows are updated as the jobs go."""
+    check_arguments(max_live=max_live, timeout=timeout, on_update=on_update, announce=announce)
+    spec = grid.spec
+    if spec is None:
+        raise ConfigError("this grid does not say how it was made (no spec): attach or retry a history run id")
+    where = {id(r): i for i, run in enumerate(grid) for r in run.values()}
+    chosen = [r for run in grid for r in run.values()
+              if (r.state in RETRYABLE if resubmit else not r.state.terminal)]
+    if not chosen:
+        return grid
+    since = 0.0
+    if not resubmit and grid.started_at is not None:  # the jobs' times go on from the grid's start
+        since = max(0.0, (datetime.now(timezone.utc) - grid.started_at).total_seconds())
+    queue = deque(chosen)
+
+    async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
+        if not resubmit:
+            await ensure_service(live, announce)
+            return {}
+        return await ready(live, grid.models, announce=announce, validate=True, unknown="fail")
+
+    async def worker(jobs: LiveJobs) -> None:
+        while queue:
+            r = queue.popleft()
+            if r.state.terminal and not resubmit:
+                continue
+            if resubmit:
+                await jobs.follow(grid[where[id(r)]].prompt, r, own_clock=True)
+            elif r.job_id:
+                await jobs.track(r)
+            else:
+                jobs.end(r, JobState.LOST, "it has no job id: its submit never returned")
+
+    def on_change(r: Result, update: JobUpdate) -> None:
+        if on_update is not None:
+            on_update(where[id(r)], update)
+
+    try:
+        await follow(chosen, replace(spec, client=None), check=check, on_change=on_change, timeout=timeout,
+                     restart=resubmit, since=since, queued=resubmit,
+                     work=lambda jobs: [worker(jobs) for _ in range(min(max_live, len(queue)))],
+                     record=recorder(grid, [], stored=True, announce=announce))
+    finally:
+        grid._recount()
+    return grid
 
 
 def grid(prompts: Prompts, models: Sequence[str] | str, **kwargs: Any) -> GridResults:

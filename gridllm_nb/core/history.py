@@ -7,7 +7,10 @@ id), and updated when the job ends: so a kernel that dies mid-run leaves the
 job ids behind, and ``attach`` can follow the jobs again (``RunRecorder``).
 What is stored: time, endpoint URL (without user info or query string),
 prompt, system prompt, options, hours, and per model the tag, job id, state,
-elapsed time, error, text and the run-relative times of ``Result``. What is
+elapsed time, error, text and the run-relative times of ``Result``. A
+prompt × model grid is one run too: its rows also hold their prompt's index
+(``prompt_index``, None for an ordinary run), and ``load_run`` gives it back
+as a ``GridResults``. What is
 never stored: the token (it is not passed in, and its value is scrubbed from
 every stored string anyway).
 """
@@ -25,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..api.jobs import JobState, JobUpdate
@@ -35,7 +38,10 @@ from ..private_files import private_file
 from .checks import Verdict
 from .results import Result, Results, RunSpec
 
-__all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "load_run",
+if TYPE_CHECKING:
+    from .grid import GridResults
+
+__all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "grid_from_run", "history_path", "is_grid", "load_run",
            "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "unreadable"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
@@ -65,16 +71,17 @@ _ADDED: tuple[tuple[tuple[str, str], ...], ...] = (
     (("hours", "REAL"), ("submitted_s", "REAL"), ("started_s", "REAL"), ("first_token_s", "REAL"),
      ("ended_s", "REAL"), ("finish", "TEXT"), ("tokens", "INTEGER")),
     (("checks", "TEXT"),),  # the verdicts of checks and judges, JSON (``core.checks.Verdict``)
+    (("prompt_index", "INTEGER"),),  # a grid's row: its prompt's place in the grid
 )
 SCHEMA_VERSION = len(_ADDED)
 
 _RUN_COLUMNS = ("run_id", "created", "url", "prompt", "system", "options", "hours")
 _RESULT_COLUMNS = ("job_id", "state", "elapsed", "error", "text", "submitted_s", "started_s", "first_token_s",
                    "ended_s", "finish", "tokens", "checks")
-_INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('tag',) + _RESULT_COLUMNS)})"
-           f" VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 1 + len(_RESULT_COLUMNS)))})")
+_INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('prompt_index', 'tag') + _RESULT_COLUMNS)})"
+           f" VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 2 + len(_RESULT_COLUMNS)))})")
 _UPDATE = (f"UPDATE responses SET {', '.join(f'{c} = ?' for c in _RESULT_COLUMNS)}"
-           " WHERE run_id = ? AND tag = ?")
+           " WHERE run_id = ? AND tag = ? AND prompt_index IS ?")
 
 
 def history_path() -> Path:
@@ -104,6 +111,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=5.0)
     conn.executescript(_SCHEMA)
     _migrate(conn)
+    conn.execute("CREATE INDEX IF NOT EXISTS responses_row ON responses (run_id, tag, prompt_index)")
     return conn
 
 
@@ -207,7 +215,7 @@ def record(
     run_id = uuid.uuid4().hex
     scrub = _Scrubber()
     head = _run_values(run_id, _now(), url, results.prompt, system, options, hours)
-    rows = [("insert", scrub.row(head + (r.tag,) + _result_values(r))) for r in results.values()]
+    rows = [("insert", scrub.row(head + (None, r.tag) + _result_values(r))) for r in results.values()]
     _write(Path(path) if path else history_path(), rows)
     return run_id
 
@@ -224,25 +232,36 @@ class RunRecorder:
     The history is a convenience: a write that fails never fails the run;
     it is said once, in one line (``warn``, default stderr).
 
+    ``results`` is one run's ``Results``, or a grid's list of them (one per
+    prompt, ``run_id`` then given): a grid's rows hold their prompt and its
+    index, and each is inserted when its own job is submitted (or ends
+    unsent), so a thousand-job grid costs one insert and one update a job.
     ``stored``: the run's rows exist already (a retry or a reattach), so
-    every write updates them; otherwise a model's first write inserts its row.
+    every write updates them; otherwise a row's first write inserts it.
     """
 
-    def __init__(self, results: Results, spec: RunSpec, url: str, *, stored: bool,
-                 path: Path | str | None = None, warn: Callable[[str], None] | None = None) -> None:
-        if results.run_id is None:
-            raise ValueError("a RunRecorder needs results.run_id")
-        self.run_id = results.run_id
+    def __init__(self, results: Results | Sequence[Results], spec: RunSpec, url: str, *, stored: bool,
+                 path: Path | str | None = None, warn: Callable[[str], None] | None = None,
+                 run_id: str | None = None) -> None:
+        self.grid = not isinstance(results, Results)
+        runs = list(results) if self.grid else [results]  # type: ignore[arg-type]
+        self.run_id = run_id or (runs[0].run_id if runs else None)  # type: ignore[assignment]
+        if self.run_id is None:
+            raise ValueError("a RunRecorder needs a run id")
         self.path = Path(path) if path else history_path()
         self._scrub = _Scrubber(spec.token)
-        created = (results.started_at or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-        self._head = _run_values(self.run_id, created, url, spec.prompt, spec.system, spec.options, spec.hours)
+        started = runs[0].started_at if runs and not self.grid else None
+        created = (started or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+        self._heads = [_run_values(self.run_id, created, url, run.prompt if self.grid else spec.prompt,
+                                   spec.system, spec.options, spec.hours) for run in runs]
         self._warn = warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr))
-        self._results = results
-        self._rows: set[str] = set(results) if stored else set()  # tags with a row in the file
-        self._job = {tag: r.job_id for tag, r in results.items()}  # the job each row holds
-        self._ended = {tag for tag, r in results.items() if r.state.terminal}
-        self._verdicts = {tag: list(r.checks) for tag, r in results.items()}  # as last written
+        self._runs = runs
+        everything = [(i, r) for i, run in enumerate(runs) for r in run.values()]
+        self._key = {id(r): (i if self.grid else None, r.tag) for i, r in everything}  # the row of each result
+        self._rows: set[tuple[int | None, str]] = set(self._key.values()) if stored else set()  # rows in the file
+        self._job = {self._key[id(r)]: r.job_id for _, r in everything}  # the job each row holds
+        self._ended = {self._key[id(r)] for _, r in everything if r.state.terminal}
+        self._verdicts = {self._key[id(r)]: list(r.checks) for _, r in everything}  # as last written
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # rows written so far (inserts and updates)
@@ -250,35 +269,40 @@ class RunRecorder:
 
     def observe(self, result: Result, update: JobUpdate) -> None:
         """Called with every update; queues a write when a job was submitted or ended."""
-        tag = result.tag
+        key = self._key[id(result)]
         if update.restarts:  # about to be submitted again: the row waits for the new job
-            self._job[tag] = None
-            self._ended.discard(tag)
+            self._job[key] = None
+            self._ended.discard(key)
             return
-        if result.job_id and result.job_id != self._job.get(tag):
-            self._job[tag] = result.job_id
-            self._ended.discard(tag)
+        if result.job_id and result.job_id != self._job.get(key):
+            self._job[key] = result.job_id
+            self._ended.discard(key)
             self._queue(result)
-        if update.state.terminal and tag not in self._ended:
-            self._ended.add(tag)
-            self._verdicts[tag] = list(result.checks)
+        if update.state.terminal and key not in self._ended:
+            self._ended.add(key)
+            self._verdicts[key] = list(result.checks)
             self._queue(result)
-        elif update.state.terminal and result.checks != self._verdicts.get(tag, result.checks):
-            self._verdicts[tag] = list(result.checks)  # a judge's verdict, after the end
+        elif update.state.terminal and result.checks != self._verdicts.get(key, result.checks):
+            self._verdicts[key] = list(result.checks)  # a judge's verdict, after the end
             self._queue(result)
 
     def _queue(self, result: Result) -> None:
-        if result.tag in self._rows:
-            values = _result_values(result) + (self.run_id, result.tag)
+        index, tag = key = self._key[id(result)]
+        if key in self._rows:
+            values = _result_values(result) + (self.run_id, tag, index)
             self._ops.append(("update", self._scrub.row(values)))
         else:
-            # The run's first write inserts every model's row, in the order they were asked for
+            # A run's first write inserts every model's row, in the order they were asked for
             # (the history and ``attach`` show them so, whichever job was submitted first); a row
             # whose submit is still on its way holds no job id yet, and gets it as an update.
-            for r in [*self._results.values(), result]:
-                if r.tag not in self._rows:
-                    self._rows.add(r.tag)
-                    self._ops.append(("insert", self._scrub.row(self._head + (r.tag,) + _result_values(r))))
+            # A grid's row is inserted on its own: its jobs go out in order, a slot at a time.
+            pending = [result] if self.grid else [*self._runs[0].values(), result]
+            for r in pending:
+                row = self._key[id(r)]
+                if row not in self._rows:
+                    self._rows.add(row)
+                    head = self._heads[row[0] or 0]
+                    self._ops.append(("insert", self._scrub.row(head + row + _result_values(r))))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="gridllm-history")
 
@@ -322,14 +346,15 @@ def _rows_by_run(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[dict[
             "system": first["system"],
             "options": json.loads(first["options"]) if first["options"] else None,
             "hours": first["hours"],
-            "results": [{k: row[k] for k in ("tag",) + _RESULT_COLUMNS} for row in rows],
+            "results": [{k: row[k] for k in ("tag", "prompt_index", "prompt") + _RESULT_COLUMNS} for row in rows],
         })
     return runs
 
 
 def recent(n: int = 10, *, path: Path | str | None = None) -> list[dict[str, Any]]:
     """The last ``n`` runs, newest first (by when they started): dicts with run_id, created, url,
-    prompt, system, options, hours, results (one dict per model, the columns of ``_RESULT_COLUMNS``)."""
+    prompt, system, options, hours, results (one dict per model, or per prompt × model for a grid:
+    tag, prompt_index, prompt and the columns of ``_RESULT_COLUMNS``)."""
     file = Path(path) if path else history_path()
     if not file.exists():
         return []
@@ -360,8 +385,9 @@ def _find(conn: sqlite3.Connection, run: str | None, file: Path) -> str:
     return str(matches[0])
 
 
-def load_run(run: str | None = None, *, path: Path | str | None = None) -> Results:
-    """The run ``run`` names (a run id or a unique start of one; default: the newest), as ``Results``.
+def load_run(run: str | None = None, *, path: Path | str | None = None) -> Results | GridResults:
+    """The run ``run`` names (a run id or a unique start of one; default: the newest), as ``Results``
+    (a grid's as ``GridResults``).
 
     They carry the run's id and a ``spec`` (prompt, system prompt, options,
     hours and URL as stored; the token comes from the configuration, never
@@ -372,7 +398,30 @@ def load_run(run: str | None = None, *, path: Path | str | None = None) -> Resul
         raise ConfigError(f"no runs in the history yet ({file})")
     with reading(file) as conn:
         [stored] = _rows_by_run(conn, [_find(conn, run, file)])
-        return results_from_run(stored, with_spec=True)
+    return grid_from_run(stored) if is_grid(stored) else results_from_run(stored, with_spec=True)
+
+
+def is_grid(run: Mapping[str, Any]) -> bool:
+    """Whether a run as ``recent`` returns it is a prompt × model grid."""
+    return any(r.get("prompt_index") is not None for r in run.get("results", []))
+
+
+def grid_from_run(run: Mapping[str, Any]) -> GridResults:
+    """A grid run as ``recent`` returns it, as ``GridResults`` with its run id and spec: one
+    ``Results`` per prompt (a prompt whose rows never reached the file is not there)."""
+    from .grid import GridResults
+
+    rows = sorted(run.get("results", []), key=lambda r: r.get("prompt_index") or 0)
+    by_prompt: dict[int, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_prompt.setdefault(int(r.get("prompt_index") or 0), []).append(r)
+    runs = [results_from_run({**run, "prompt": group[0].get("prompt"), "results": group})
+            for _, group in sorted(by_prompt.items())]
+    models = list(dict.fromkeys(r["tag"] for r in rows))
+    grid = GridResults(runs, models)
+    grid.run_id, grid.started_at = run.get("run_id"), created_at(run)
+    grid.spec = results_from_run({**run, "prompt": "", "results": []}, with_spec=True).spec
+    return grid
 
 
 def _state(value: Any) -> JobState:

@@ -13,15 +13,16 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from ..api import arguments
 from ..api.client import JobsClient
 from ..api.jobs import JobState
 from ..api.poller import PollSettings
+from ..api.wire import decode_command_line
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError, TransportError
-from ..api.wire import decode_command_line
-from .history import RunRecorder, load_run, new_run_id
-from ..api import arguments
 from .checks import evaluator, with_judges
+from .grid import GridResults, again
+from .history import RunRecorder, load_run, new_run_id
 from .judge import parse_all
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
@@ -129,9 +130,9 @@ async def arun(
                          record="new" if history else None)
 
 
-async def aretry(results: Results, tags: Sequence[str] | None = None, *,
+async def aretry(results: Results | GridResults, tags: Sequence[str] | None = None, *,
                  on_update: UpdateCallback | None = None, timeout: float | None = None,
-                 announce: Callable[[str], None] | None = print) -> Results:
+                 announce: Callable[[str], None] | None = print) -> Results | GridResults:
     """``Results.aretry``: submit ``tags`` again (default: every retryable one) as ``results.spec`` says.
 
     Only a model that ended without an answer is retried: asking for another
@@ -139,8 +140,15 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
     Results that carry no spec (made by hand, or read from the history
     without an endpoint). Every retried result first gets
     ``JobUpdate.restart`` (its card clears), then the updates of its new job.
-    A run in the history (``results.run_id``) has its rows updated.
+    A run in the history (``results.run_id``) has its rows updated. A grid
+    (``GridResults``) has every job that ended without an answer submitted
+    again (``tags`` then must be None).
     """
+    if isinstance(results, GridResults):
+        if tags is not None:
+            raise ConfigError("a grid is retried whole: every job that ended without an answer (no tags)")
+        return await again(results, resubmit=True, timeout=timeout, announce=announce,
+                           on_update=None if on_update is None else lambda _i, update: on_update(update))
     arguments.instance(results, "results", Results, "Results")
     check_arguments(on_update=on_update, timeout=timeout, announce=announce)
     if tags is not None and not (isinstance(tags, (list, tuple)) and not tags):  # an empty list retries nothing
@@ -170,7 +178,7 @@ async def aretry(results: Results, tags: Sequence[str] | None = None, *,
 
 
 async def aattach(
-    run: str | Sequence[str] | Results | None = None,
+    run: str | Sequence[str] | Results | GridResults | None = None,
     *,
     url: str | None = None,
     token: str | Secret | None = None,
@@ -178,7 +186,7 @@ async def aattach(
     timeout: float | None = None,
     poll: PollSettings | None = None,
     announce: Callable[[str], None] | None = print,
-) -> Results:
+) -> Results | GridResults:
     """Follow a run's jobs again, as they are now (after a kernel restart, say): live ``Results``.
 
     ``run`` is a history run id (or a unique start of one; None: the newest
@@ -188,11 +196,12 @@ async def aattach(
     row updated when it ends. A job the service no longer knows ends LOST.
     ``url`` replaces the URL stored with the run, ``token`` the configured
     token. ``on_update`` first gets every model as it stands, then the live
-    updates; the Results can be retried like a run's.
+    updates; the Results can be retried like a run's. A grid run comes
+    back as its ``GridResults``, its unended jobs followed the same way.
     """
     check_arguments(url=url, token=token, on_update=on_update, timeout=timeout, poll=poll, announce=announce)
     secret = Secret.of(token)
-    if isinstance(run, Results):
+    if isinstance(run, (Results, GridResults)):
         results = run
     elif run is None or isinstance(run, str):
         results = load_run(None if run is None else arguments.unicode(run, "run"))
@@ -206,6 +215,9 @@ async def aattach(
         raise ConfigError("these Results say nowhere where their jobs run (no spec): attach a history run id")
     changes = {k: v for k, v in (("url", url), ("token", secret), ("poll", poll)) if v is not None}
     results.spec = replace(results.spec, client=None, **changes)
+    if isinstance(results, GridResults):
+        return await again(results, resubmit=False, timeout=timeout, announce=announce,
+                           on_update=None if on_update is None else lambda _i, update: on_update(update))
     return await _follow_again(results, on_update=on_update, timeout=timeout, announce=announce)
 
 
@@ -282,7 +294,8 @@ def run(prompt: str, models: Sequence[str] | str, **kwargs: Any) -> Results:
     return run_sync(arun(prompt, models, **kwargs))
 
 
-def attach(run: str | Sequence[str] | Results | None = None, **kwargs: Any) -> Results:
+def attach(run: str | Sequence[str] | Results | GridResults | None = None,
+           **kwargs: Any) -> Results | GridResults:
     """Blocking ``aattach``: follow a history run's (or job ids') jobs again, to their end."""
     return run_sync(aattach(run, **kwargs))
 
