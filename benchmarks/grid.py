@@ -33,11 +33,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from poller import Server  # noqa: E402
+from poller import Server
 
-from gridllm_nb import agrid  # noqa: E402
-from gridllm_nb.api.client import JobsClient  # noqa: E402
-from gridllm_nb.api.poller import PollSettings  # noqa: E402
+from gridllm_nb import agrid
+from gridllm_nb.api.client import JobsClient
+from gridllm_nb.api.poller import PollSettings
 
 BATCHED_SUBMIT = JobsClient.submit
 

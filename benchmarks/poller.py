@@ -39,7 +39,10 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.api.retry import retry_after as _retry_after, Retryable as _Retryable
+from gridllm_nb.api.jobs import Job, JobState, JobUpdate, state_from_raw
+from gridllm_nb.api.poller import Feed, Poller, PollSettings
+from gridllm_nb.api.retry import Retryable as _Retryable
+from gridllm_nb.api.retry import retry_after as _retry_after
 from gridllm_nb.api.wire import chunk_ids
 from gridllm_nb.config import TOKEN_ENV
 from gridllm_nb.errors import (
@@ -51,8 +54,6 @@ from gridllm_nb.errors import (
     ServiceUnreachable,
     TransportError,
 )
-from gridllm_nb.api.jobs import Job, JobState, JobUpdate, state_from_raw
-from gridllm_nb.api.poller import Poller, PollSettings, Feed
 from gridllm_nb.service.launcher import free_port
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,6 @@ import contract holds.
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import TYPE_CHECKING, Any
 
 from .__version__ import __version__

@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..api.client import JobsClient
 from ..config import mask_credentials, parse_assignments
@@ -20,6 +20,9 @@ from ..core.results import Results
 from ..display.textstream import TextStream
 from ..errors import ConfigError, GridLLMError
 from .grid import add_assessment_arguments, add_grid_parser, assessments, cmd_grid
+
+if TYPE_CHECKING:
+    from ..core.grid import GridResults
 
 __all__ = ["build_parser", "main"]
 
@@ -185,6 +188,8 @@ def _cmd_attach(args: argparse.Namespace) -> int:
     from ..core.sync import run_sync
 
     results = stored(args.run, url=args.url)
+    if not isinstance(results, Results):  # a grid
+        return _show_grid(run_sync(aattach(results, timeout=args.timeout, announce=_stderr)), args.json)
     return _show(list(results), lambda on_update, announce: run_sync(aattach(
         results, on_update=on_update, timeout=args.timeout, announce=announce)), args.json, results)
 
@@ -196,6 +201,12 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     from ..core.sync import run_sync
 
     results = stored(args.run, url=args.url)
+    if not isinstance(results, Results):  # a grid: every job that ended without an answer
+        if not any(run.retryable for run in results):
+            print(f"gridllm-nb: nothing to retry in grid {short_id(results.run_id or '')}: "
+                  "no job failed, was lost, cancelled or timed out", file=sys.stderr)
+            return 0 if results.ok else 1
+        return _show_grid(run_sync(aretry(results, timeout=args.timeout, announce=_stderr)), args.json)
     tags = results.retryable
     if not tags:
         print(f"gridllm-nb: nothing to retry in run {short_id(results.run_id or '')}: "
@@ -203,6 +214,21 @@ def _cmd_retry(args: argparse.Namespace) -> int:
         return 0 if results.ok else 1
     return _show(tags, lambda on_update, announce: run_sync(aretry(
         results, tags, on_update=on_update, timeout=args.timeout, announce=announce)), args.json, results)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _show_grid(grid: GridResults, as_json: bool) -> int:
+    """A grid attached or retried: its summary (or ``--json``: one object per prompt × model); exit 0
+    only when every job completed."""
+    if as_json:
+        json.dump(grid.rows(), sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(repr(grid))
+    return 0 if grid.ok else 1
 
 
 def _cmd_history(args: argparse.Namespace) -> int:

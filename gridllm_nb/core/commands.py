@@ -10,17 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..api.client import JobsClient
-from ..api.jobs import Job
+from ..api.jobs import Job, JobState
 from ..api.poller import PollSettings
 from ..config import resolve_endpoint
 from ..errors import NotSupported
-from .history import history_path, load_run, local_time, recent, short_id
+from .grid_history import from_history
+from .history import history_path, is_grid, local_time, recent, short_id
 from .local import open_client
 from .results import Results
 from .sync import run_sync
+
+if TYPE_CHECKING:
+    from .grid import GridResults
 
 __all__ = ["cancel", "history", "job_dict", "models", "status", "stored", "with_client"]
 
@@ -88,12 +92,16 @@ async def cancel(client: JobsClient, ids: Sequence[str], out: TextIO) -> int:
 
 def history(n: int, out: TextIO) -> int:
     """The last ``n`` runs of the history, newest first: a line with the run's short id (what
-    ``attach`` and ``retry`` take), when it started and its prompt, then one line per model."""
+    ``attach`` and ``retry`` take), when it started and its prompt, then one line per model;
+    a grid is one line, its size and how its jobs ended."""
     runs = recent(n)
     if not runs:
         out.write(f"no runs recorded yet ({history_path()})\n")
         return 0
     for run in runs:
+        if is_grid(run):
+            out.write(f"{short_id(run['run_id'])}  {local_time(run['created'])}  {_grid_line(run['results'])}\n")
+            continue
         prompt = " ".join(run["prompt"].split())
         prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
         out.write(f"{short_id(run['run_id'])}  {local_time(run['created'])}  {prompt}\n")
@@ -104,7 +112,23 @@ def history(n: int, out: TextIO) -> int:
     return 0
 
 
-def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results:
+_ENDS = {state.value for state in JobState if state.terminal}
+
+
+def _grid_line(rows: Sequence[dict[str, Any]]) -> str:
+    """``grid: 20 prompts × 2 models  18 completed, 2 failed`` (and how many are still live)."""
+    prompts = len({r["prompt_index"] for r in rows})
+    models = len({r["tag"] for r in rows})
+    states = [r["state"] for r in rows]
+    done = states.count(JobState.COMPLETED.value)
+    live = sum(1 for s in states if s not in _ENDS)
+    plural = lambda k, word: f"{k} {word}{'' if k == 1 else 's'}"
+    tail = f", {live} live" if live else ""
+    return (f"grid: {plural(prompts, 'prompt')} × {plural(models, 'model')}  "
+            f"{done} completed, {len(states) - done - live} failed{tail}")
+
+
+def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results | GridResults:
     """The history run ``run`` names (default: the newest), ready to attach or retry.
 
     ``url`` replaces the URL stored with the run (``--url``); ``poll`` sets
@@ -113,8 +137,8 @@ def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None
     """
     if url:
         resolve_endpoint(url)  # a URL that cannot be used is said now, even for a run with nothing left to follow
-    results = load_run(run)
-    assert results.spec is not None  # load_run gives every run its spec
+    results = from_history(run)
+    assert results.spec is not None  # from_history gives every run its spec
     changes: dict[str, Any] = {"poll": poll} if poll is not None else {}
     if url:
         changes["url"] = url

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, ClassVar
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
+    import difflib
+
     from .results import Result, Results
 
 __all__ = ["Diff", "diff_results", "diff_texts", "similarities", "similarity", "similarity_columns"]

@@ -33,13 +33,12 @@ from .history import RunRecorder, new_run_id
 from .interpolate import interpolate
 from .judge import parse_all
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
-from .local import ensure_service
 from .progress import Counts, PassCounts, make_progress
-from .results import RETRYABLE, Result, Results, RunSpec, save_report
+from .results import Result, Results, RunSpec, save_report
 from .scores import has_scores, score_rows, scores_html, scores_table
 from .sync import run_sync
 
-__all__ = ["GridResults", "GridUpdateCallback", "again", "agrid", "grid", "over", "over_prompts", "recorder"]
+__all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts", "recorder"]
 
 Prompts = Sequence[str] | Mapping[str, str]
 GridUpdateCallback = Callable[[int, JobUpdate], Any]  # (prompt index, update)
@@ -375,59 +374,6 @@ def recorder(grid: GridResults, made: list[RunRecorder], *, stored: bool,
         return made[-1]
 
     return make
-
-
-async def again(grid: GridResults, *, resubmit: bool, max_live: int = 32, timeout: float | None = None,
-                on_update: GridUpdateCallback | None = None,
-                announce: Callable[[str], None] | None = print) -> GridResults:
-    """A history grid's jobs once more, on the one follow loop: with ``resubmit`` the ones that ended
-    without an answer are submitted again, ``max_live`` at a time (``retry``); otherwise the unended
-    ones are followed from their whole log so far (``attach``), one without a job id ending LOST.
-    Its rows are updated as the jobs go."""
-    check_arguments(max_live=max_live, timeout=timeout, on_update=on_update, announce=announce)
-    spec = grid.spec
-    if spec is None:
-        raise ConfigError("this grid does not say how it was made (no spec): attach or retry a history run id")
-    where = {id(r): i for i, run in enumerate(grid) for r in run.values()}
-    chosen = [r for run in grid for r in run.values()
-              if (r.state in RETRYABLE if resubmit else not r.state.terminal)]
-    if not chosen:
-        return grid
-    since = 0.0
-    if not resubmit and grid.started_at is not None:  # the jobs' times go on from the grid's start
-        since = max(0.0, (datetime.now(timezone.utc) - grid.started_at).total_seconds())
-    queue = deque(chosen)
-
-    async def check(live: JobsClient) -> Mapping[str, GridLLMError]:
-        if not resubmit:
-            await ensure_service(live, announce)
-            return {}
-        return await ready(live, grid.models, announce=announce, validate=True, unknown="fail")
-
-    async def worker(jobs: LiveJobs) -> None:
-        while queue:
-            r = queue.popleft()
-            if r.state.terminal and not resubmit:
-                continue
-            if resubmit:
-                await jobs.follow(grid[where[id(r)]].prompt, r, own_clock=True)
-            elif r.job_id:
-                await jobs.track(r)
-            else:
-                jobs.end(r, JobState.LOST, "it has no job id: its submit never returned")
-
-    def on_change(r: Result, update: JobUpdate) -> None:
-        if on_update is not None:
-            on_update(where[id(r)], update)
-
-    try:
-        await follow(chosen, replace(spec, client=None), check=check, on_change=on_change, timeout=timeout,
-                     restart=resubmit, since=since, queued=resubmit,
-                     work=lambda jobs: [worker(jobs) for _ in range(min(max_live, len(queue)))],
-                     record=recorder(grid, [], stored=True, announce=announce))
-    finally:
-        grid._recount()
-    return grid
 
 
 def grid(prompts: Prompts, models: Sequence[str] | str, **kwargs: Any) -> GridResults:

@@ -9,8 +9,8 @@ What is stored: time, endpoint URL (without user info or query string),
 prompt, system prompt, options, hours, and per model the tag, job id, state,
 elapsed time, error, text and the run-relative times of ``Result``. A
 prompt × model grid is one run too: its rows also hold their prompt's index
-(``prompt_index``, None for an ordinary run), and ``load_run`` gives it back
-as a ``GridResults``. What is
+(``prompt_index``, None for an ordinary run); ``core.grid.from_history``
+gives it back as a ``GridResults``. What is
 never stored: the token (it is not passed in, and its value is scrubbed from
 every stored string anyway).
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..api.jobs import JobState, JobUpdate
@@ -38,11 +38,8 @@ from ..private_files import private_file
 from .checks import Verdict
 from .results import Result, Results, RunSpec
 
-if TYPE_CHECKING:
-    from .grid import GridResults
-
-__all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "grid_from_run", "history_path", "is_grid", "load_run",
-           "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "unreadable"]
+__all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "is_grid", "load_run",
+           "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "stored_run", "unreadable"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
 
@@ -385,43 +382,33 @@ def _find(conn: sqlite3.Connection, run: str | None, file: Path) -> str:
     return str(matches[0])
 
 
-def load_run(run: str | None = None, *, path: Path | str | None = None) -> Results | GridResults:
-    """The run ``run`` names (a run id or a unique start of one; default: the newest), as ``Results``
-    (a grid's as ``GridResults``).
+def load_run(run: str | None = None, *, path: Path | str | None = None) -> Results:
+    """The run ``run`` names (a run id or a unique start of one; default: the newest), as ``Results``.
 
     They carry the run's id and a ``spec`` (prompt, system prompt, options,
     hours and URL as stored; the token comes from the configuration, never
     from the file), so they can be retried or followed again (``attach``).
+    A grid's run is ``core.grid.from_history``'s.
     """
+    stored = stored_run(run, path=path)
+    if is_grid(stored):
+        raise ConfigError(f"run {short_id(stored['run_id'])} is a grid: core.grid.from_history reads it")
+    return results_from_run(stored, with_spec=True)
+
+
+def stored_run(run: str | None = None, *, path: Path | str | None = None) -> dict[str, Any]:
+    """The run ``run`` names (default: the newest) as ``recent`` gives runs."""
     file = Path(path) if path else history_path()
     if not file.exists():
         raise ConfigError(f"no runs in the history yet ({file})")
     with reading(file) as conn:
         [stored] = _rows_by_run(conn, [_find(conn, run, file)])
-    return grid_from_run(stored) if is_grid(stored) else results_from_run(stored, with_spec=True)
+    return stored
 
 
 def is_grid(run: Mapping[str, Any]) -> bool:
     """Whether a run as ``recent`` returns it is a prompt × model grid."""
     return any(r.get("prompt_index") is not None for r in run.get("results", []))
-
-
-def grid_from_run(run: Mapping[str, Any]) -> GridResults:
-    """A grid run as ``recent`` returns it, as ``GridResults`` with its run id and spec: one
-    ``Results`` per prompt (a prompt whose rows never reached the file is not there)."""
-    from .grid import GridResults
-
-    rows = sorted(run.get("results", []), key=lambda r: r.get("prompt_index") or 0)
-    by_prompt: dict[int, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        by_prompt.setdefault(int(r.get("prompt_index") or 0), []).append(r)
-    runs = [results_from_run({**run, "prompt": group[0].get("prompt"), "results": group})
-            for _, group in sorted(by_prompt.items())]
-    models = list(dict.fromkeys(r["tag"] for r in rows))
-    grid = GridResults(runs, models)
-    grid.run_id, grid.started_at = run.get("run_id"), created_at(run)
-    grid.spec = results_from_run({**run, "prompt": "", "results": []}, with_spec=True).spec
-    return grid
 
 
 def _state(value: Any) -> JobState:

@@ -21,8 +21,9 @@ from ..api.wire import decode_command_line
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError, TransportError
 from .checks import evaluator, with_judges
-from .grid import GridResults, again
-from .history import RunRecorder, load_run, new_run_id
+from .grid import GridResults
+from .grid_history import again, from_history
+from .history import RunRecorder, new_run_id
 from .judge import parse_all
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
@@ -191,7 +192,7 @@ async def aattach(
 
     ``run`` is a history run id (or a unique start of one; None: the newest
     run), a list of job ids, or ``Results`` read from the history
-    (``history.load_run``). Jobs already ended in the history are shown as
+    (``grid_history.from_history``). Jobs already ended in the history are shown as
     stored; every other one is followed from its whole log so far, and its
     row updated when it ends. A job the service no longer knows ends LOST.
     ``url`` replaces the URL stored with the run, ``token`` the configured
@@ -204,7 +205,7 @@ async def aattach(
     if isinstance(run, (Results, GridResults)):
         results = run
     elif run is None or isinstance(run, str):
-        results = load_run(None if run is None else arguments.unicode(run, "run"))
+        results = from_history(None if run is None else arguments.unicode(run, "run"))
     elif isinstance(run, Sequence) and not isinstance(run, (bytes, bytearray)):
         return await _attach_jobs(arguments.job_ids(run), url=url, token=secret, on_update=on_update, timeout=timeout,
                                   poll=poll, announce=announce)

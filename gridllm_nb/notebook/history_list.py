@@ -17,7 +17,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from ..core.arena import unvoted_runs
-from ..core.history import local_time, recent, results_from_run
+from ..core.history import is_grid, local_time, recent, results_from_run
 from ..core.results import Results
 from ..display.render import render_text
 from ..text import one_line, shorten
@@ -100,7 +100,7 @@ class HistoryList(widgets.Accordion):
         known = {run_id for run_id, _, _ in self._entries} | unvoted_runs()  # an arena round stays blind
         fresh = []
         for run in runs:
-            if run["run_id"] not in known:
+            if run["run_id"] not in known and not is_grid(run):  # a grid is no run of cards
                 results = results_from_run(run)
                 fresh.append((run["run_id"], self._entry(results, run.get("created")), results))
         # What the database holds that is not listed is newer than what is (the first time: all

@@ -25,16 +25,20 @@ import asyncio
 import concurrent.futures
 import sys
 from collections.abc import Awaitable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from ..core.interpolate import interpolate
 from ..core.results import Results
+from ..core.sync import run_sync
 from ..errors import CellError, ConfigError, GridLLMError, Interrupted
 from .args import HelpShown, parse_cell_line, parse_line
 from .cell_output import CardsView, StreamView, View, offer_retry
 from .settings import GridLLM
+
+if TYPE_CHECKING:
+    from ..core.grid import GridResults
 
 __all__ = ["CellError", "GridLLMMagics", "Interrupted", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -152,7 +156,7 @@ class GridLLMMagics(Magics):
             from .grid_cell import over
 
             return over(self.shell.user_ns, args, prompt, models, fmt, mode,
-                        substitute=s.interpolate and not args.no_interpolate, **kwargs)
+                        substitute=s.interpolate and not args.no_interpolate, history=s.history, **kwargs)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -230,7 +234,7 @@ class GridLLMMagics(Magics):
 
         commands.history(args.n, sys.stdout)
 
-    def _stored(self, args: Any) -> Results:
+    def _stored(self, args: Any) -> Results | GridResults:
         """The history run ``args.run`` names (default: the newest), polled at the session's pace."""
         from dataclasses import replace
 
@@ -241,7 +245,7 @@ class GridLLMMagics(Magics):
         results.spec = replace(results.spec, poll=self.settings.poll_for(results.spec.url))
         return results
 
-    def _cmd_attach(self, args: Any) -> Results:
+    def _cmd_attach(self, args: Any) -> Results | GridResults:
         """``%gridllm attach [RUN]``: a run's jobs followed again (after a kernel restart), as live cards.
 
         Models that had ended are shown as stored; the others resume from
@@ -250,17 +254,21 @@ class GridLLMMagics(Magics):
         from ..core.run import aattach
 
         results = self._stored(args)
+        if not isinstance(results, Results):  # a grid: its value is the GridResults, as its cell's was
+            return run_sync(aattach(results, timeout=args.timeout))
         view = self._view(results.prompt, list(results), self.settings.default_format, results)
         return self._show(view, self._live(view, aattach(results, on_update=view.on_update,
                                                           timeout=args.timeout)))
 
-    def _cmd_retry(self, args: Any) -> Results:
+    def _cmd_retry(self, args: Any) -> Results | GridResults:
         """``%gridllm retry [RUN]``: a history run's failed, lost, cancelled or timed-out models, submitted
         again as that run was (prompt, system prompt, options, URL), as live cards; its rows are updated."""
         from ..core.history import short_id
         from ..core.run import aretry
 
         results = self._stored(args)
+        if not isinstance(results, Results):  # a grid: every job that ended without an answer
+            return run_sync(aretry(results, timeout=args.timeout))
         retry = results.retryable
         if not retry:
             print(f"gridllm: nothing to retry in run {short_id(results.run_id or '')}: "

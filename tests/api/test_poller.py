@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.feed import RESTART_MARK
+from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import Poller, PollSettings, get_poller
 
 from ..fakes import FakeClock, FakeJobsAPI, words_script

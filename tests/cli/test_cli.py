@@ -131,6 +131,38 @@ def test_history_retry_and_attach_from_the_command_line(grid, capsys, tmp_path, 
     assert capsys.readouterr().err.strip().startswith("gridllm-nb: no run beef in the history")
 
 
+def test_a_grid_is_one_history_run_listed_in_one_line_retried_and_attached(grid, capsys, tmp_path,
+                                                                            history_file) -> None:
+    # issue 22, case 10: grids were not written to the history at all
+    from gridllm_nb.core import history
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"q{i}"}) + "\n" for i in range(3)))
+    assert main(["grid", str(prompts), "-m", "good", "-m", "flaky", "--url", grid.url]) == 1
+    capsys.readouterr()
+    assert main(["history"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    [run] = history.recent(5)
+    short = history.short_id(run["run_id"])
+    assert line.startswith(f"{short}  ") and line.endswith("  grid: 3 prompts × 2 models  3 completed, 3 failed")
+
+    grid.fake.scripts["flaky"] = words_script("fixed this time")
+    before = len(grid.fake.jobs)
+    assert main(["retry", short, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted((r["prompt"], r["tag"], r["state"]) for r in rows) == sorted(
+        (f"q{i}", tag, "completed") for i in range(3) for tag in ("good", "flaky"))
+    assert sorted(json.loads(j.command_line)["inputs"][0] + " " + j.tag
+                  for j in list(grid.fake.jobs.values())[before:]) == ["q0 flaky", "q1 flaky", "q2 flaky"]
+    assert main(["retry", short]) == 0 and "nothing to retry in grid" in capsys.readouterr().err
+    assert main(["attach"]) == 0  # every job ended: the grid as stored, no job sent
+    assert "3 prompts × 2 models: 6 completed, 0 failed" in capsys.readouterr().out
+    assert len(grid.fake.jobs) == before + 3
+    assert main(["history"]) == 0 and capsys.readouterr().out.endswith("6 completed, 0 failed\n")
+    report = tmp_path / "report.html"
+    assert main(["report", short, "-o", str(report)]) == 0 and "q2" in report.read_text()
+
+
 def _one_line(capsys) -> str:
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()

@@ -41,7 +41,7 @@ def test_record_and_recent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert runs[0]["run_id"] == run_id
     assert runs[0]["system"] == "be brief" and runs[0]["options"] == {"max_tokens": 8}
     assert [r["tag"] for r in runs[0]["results"]] == ["a:1", "b:2"]
-    assert runs[0]["results"][1] == {"tag": "b:2", "job_id": "j2", "state": "failed", "elapsed": 0.5,
+    assert runs[0]["results"][1] == {"tag": "b:2", "prompt_index": None, "prompt": "second", "job_id": "j2", "state": "failed", "elapsed": 0.5,
                                      "error": "boom", "text": "fo", "submitted_s": None, "started_s": None,
                                      "first_token_s": None, "ended_s": None, "finish": None, "tokens": None,
                                      "checks": None}
@@ -93,13 +93,34 @@ def test_a_file_written_by_the_first_version_is_migrated_and_keeps_its_runs(tmp_
     with closing_db(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
-        assert {"hours", "submitted_s", "ended_s", "finish", "tokens"} <= set(columns)
+        assert {"hours", "submitted_s", "ended_s", "finish", "tokens", "checks", "prompt_index"} <= set(columns)
         assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 1  # the arena's votes untouched
     old = history.load_run("0ld", path=db)
     assert old.run_id == "0ld0ld" and old["m:1"].error == "boom" and old.retryable == ["m:1"]
     assert old.spec is not None and old.spec.url == "http://h/x" and dict(old.spec.options) == {"max_tokens": 4}
     history.record(_results("new run"), "http://h/x", path=db)  # new runs go into the migrated file
     assert [r["prompt"] for r in history.recent(path=db)] == ["new run", "old prompt"]
+
+
+def test_a_file_from_before_grids_were_recorded_gets_prompt_index_and_reads_as_before(tmp_path: Path) -> None:
+    # issue 22, case 10: grids are one run of the history, their rows keyed by prompt index too
+    db = tmp_path / "v2.sqlite3"
+    with closing_db(db) as conn:
+        conn.executescript(_FIRST_SCHEMA)
+        for group in history._ADDED[:2]:
+            for name, kind in group:
+                conn.execute(f"ALTER TABLE responses ADD COLUMN {name} {kind}")
+        conn.execute("PRAGMA user_version = 2")
+        conn.execute("INSERT INTO responses (run_id, created, url, prompt, tag, job_id, state, text, checks)"
+                     " VALUES ('a2a2a2', '2026-11-01T10:00:00+00:00', 'http://h/x', 'v2 prompt', 'm:1', 'j1',"
+                     " 'submitted', 'so far', NULL)")
+    old = history.load_run("a2a2", path=db)
+    assert old["m:1"].text == "so far" and old["m:1"].job_id == "j1" and not old["m:1"].state.terminal
+    with closing_db(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 3
+        assert conn.execute("SELECT prompt_index FROM responses").fetchall() == [(None,)]
+    [run] = history.recent(path=db)
+    assert not history.is_grid(run) and run["results"][0]["prompt_index"] is None
 
 
 def closing_db(path: Path):

@@ -12,9 +12,9 @@ import pytest
 
 from gridllm_nb import config
 from gridllm_nb.api.client import JobsClient
-from gridllm_nb.core.local import revivable
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import RECONNECTING, Poller, PollSettings
+from gridllm_nb.core.local import revivable
 from gridllm_nb.errors import ConfigError
 
 from ..fakes import FakeClock, FakeJobsAPI, ServedFake, words_script

@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from gridllm_nb.api.client import JobsClient
 from gridllm_nb.api.jobs import JobState, JobUpdate
 from gridllm_nb.api.poller import PollSettings
 from gridllm_nb.core.run import arun, attach, run

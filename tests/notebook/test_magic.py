@@ -611,6 +611,31 @@ def test_the_magic_over_a_list_runs_the_grid_with_a_progress_bar(ip, fake) -> No
     assert "3 prompts × 2 models: 6 completed, 0 failed" in g._repr_html_()
 
 
+def test_an_over_cell_is_one_run_of_the_history_that_retry_and_attach_take(ip, fake, capsys) -> None:
+    # issue 22, case 10: %%gridllm --over cells were not recorded, though every %%gridllm cell is
+    from gridllm_nb.core import history
+
+    ip.user_ns["cities"] = ["Paris", "Rome"]
+    g = cell(ip, f"a:1 bad:1 --url {fake.url} --over cities", "capital {item}?")
+    assert isinstance(g, GridResults) and g.run_id and g.counts.failed == 2
+    [run] = history.recent(5)
+    assert run["run_id"] == g.run_id and sorted((r["prompt"], r["tag"], r["state"]) for r in run["results"]) == [
+        ("capital Paris?", "a:1", "completed"), ("capital Paris?", "bad:1", "failed"),
+        ("capital Rome?", "a:1", "completed"), ("capital Rome?", "bad:1", "failed")]
+    capsys.readouterr()
+    ip.run_line_magic("gridllm", "history")
+    assert capsys.readouterr().out.splitlines()[0].endswith("grid: 2 prompts × 2 models  2 completed, 2 failed")
+    fake.fake.scripts["bad:1"] = words_script("fixed")
+    again = ip.run_line_magic("gridllm", f"retry {history.short_id(g.run_id)}")
+    assert isinstance(again, GridResults) and again.ok and again.run_id == g.run_id
+    assert [job.tag for job in fake.fake.jobs.values()].count("bad:1") == 4  # the two failed, sent again
+    attached = ip.run_line_magic("gridllm", "attach")
+    assert attached.ok and [run["bad:1"].text for run in attached] == ["fixed", "fixed"]
+    ip.run_line_magic("gridllm", "config history=False")
+    cell(ip, f"a:1 --url {fake.url} --over cities", "again {item}?")
+    assert [r["run_id"] for r in history.recent(5)] == [g.run_id]  # history off: not recorded
+
+
 def test_the_magic_over_dict_elements_and_its_errors(ip, fake, capsys) -> None:
     ip.user_ns["books"] = [{"title": "Dune", "author": "Herbert"}]
     g = cell(ip, f"a:1 --url {fake.url} --over books", "Who wrote {title}? ({author})")
