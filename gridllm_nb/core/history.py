@@ -241,9 +241,9 @@ class RunRecorder:
                  path: Path | str | None = None, warn: Callable[[str], None] | None = None,
                  run_id: str | None = None) -> None:
         self.grid = not isinstance(results, Results)
-        runs = list(results) if self.grid else [results]  # type: ignore[arg-type]
-        self.run_id = run_id or (runs[0].run_id if runs else None)  # type: ignore[assignment]
-        if self.run_id is None:
+        runs = [results] if isinstance(results, Results) else list(results)
+        self.run_id: str = run_id or (runs[0].run_id if runs else None) or ""
+        if not self.run_id:
             raise ValueError("a RunRecorder needs a run id")
         self.path = Path(path) if path else history_path()
         self._scrub = _Scrubber(spec.token)
