@@ -1,22 +1,19 @@
 """Prompt × model grids: every prompt to every model, a bounded number of jobs at a time.
 
 ``agrid`` / ``grid`` are ``arun`` / ``run`` for many prompts. Each job is an
-ordinary run's job (``runner.LiveJobs``: the same submit, the loop's one
+ordinary run's job (``live.LiveJobs``: the same submit, the loop's one
 poller, the same end on a timeout or a cancel), but at most ``max_live``
 are submitted and unfinished at once: a 1000-prompt grid must not put 2000
 jobs on a service in one go, nor make every poll tick carry them all. The
 value is a ``GridResults``: one ordinary ``Results`` per prompt, and a
 ``to_pandas()`` with one row per prompt × model.
-
-``%%gridllm --over NAME`` is ``over``: the cell is a template, interpolated
-once per element of the list ``NAME``.
 """
 
 from __future__ import annotations
 
 import html
-from collections import ChainMap, deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +26,7 @@ from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError
 from .checks import evaluator, with_judges
-from .history import RunRecorder, new_run_id
-from .interpolate import interpolate
+from .recorder import RunRecorder, new_run_id
 from .judge import parse_all
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
 from .progress import Counts, PassCounts, make_progress
@@ -38,7 +34,7 @@ from .results import Result, Results, RunSpec, save_report
 from .scores import has_scores, score_rows, scores_html, scores_table
 from .sync import run_sync
 
-__all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "over", "over_prompts", "recorder"]
+__all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "recorder"]
 
 Prompts = Sequence[str] | Mapping[str, str]
 GridUpdateCallback = Callable[[int, JobUpdate], Any]  # (prompt index, update)
@@ -379,86 +375,3 @@ def recorder(grid: GridResults, made: list[RunRecorder], *, stored: bool,
 def grid(prompts: Prompts, models: Sequence[str] | str, **kwargs: Any) -> GridResults:
     """Blocking ``agrid`` for scripts and notebooks (works inside Jupyter's running loop)."""
     return run_sync(agrid(prompts, models, **kwargs))
-
-
-# -- %%gridllm --over NAME ------------------------------------------------------------------
-
-
-def over_prompts(template: str, items: Any, namespace: Mapping[str, Any], *,
-                 substitute: bool = True) -> list[str] | dict[str, str]:
-    """One prompt per element of ``items``: ``template`` with ``{item}`` the element.
-
-    A dict element's keys are names too (``{title}`` for ``{"title": ...}``);
-    both shadow the notebook's names, which are still there. Each prompt is
-    interpolated exactly once, from the merged names: an element whose text
-    contains ``{item}`` or ``{x}`` is sent as written, never expanded again.
-    ``items`` may be a list (or any iterable), a mapping (its keys name the
-    prompts, its values are the items) or a DataFrame (one item per row, a
-    dict of its columns). Without ``substitute`` the template is sent as is.
-    """
-    if isinstance(items, (str, bytes)):
-        raise ConfigError("--over needs a list (or a dict, or a DataFrame) to go over, not a string")
-    if hasattr(items, "to_dict") and hasattr(items, "columns"):  # a DataFrame: its rows
-        items = items.to_dict("records")
-    names: list[str] | None = None
-    if isinstance(items, Mapping):
-        names, items = [str(k) for k in items], list(items.values())
-    else:
-        try:
-            items = list(items)
-        except TypeError:
-            raise ConfigError(f"--over needs a list, not {type(items).__name__}") from None
-    prompts = []
-    for item in items:
-        own = {k: v for k, v in item.items() if isinstance(k, str)} if isinstance(item, Mapping) else {}
-        own["item"] = item
-        prompts.append(interpolate(template, ChainMap(own, namespace)) if substitute else template)
-    return dict(zip(names, prompts)) if names is not None else prompts
-
-
-def _over_rows(items: Any) -> list[Mapping[str, Any]] | None:
-    """The elements of an ``--over`` list as rows for the checks' ``{column}`` fields (dict elements
-    and a DataFrame's rows; other elements are ``{item}``)."""
-    if hasattr(items, "to_dict") and hasattr(items, "columns"):
-        items = items.to_dict("records")
-    if isinstance(items, Mapping):
-        values = list(items.values())
-    elif isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
-        values = list(items)
-    else:
-        return None  # an iterator, read once already by ``over_prompts``
-    return [{**(dict(v) if isinstance(v, Mapping) else {}), "item": v} for v in values]
-
-
-def over(namespace: MutableMapping[str, Any], name: str, template: str, models: Sequence[str], *,
-         substitute: bool = True, out: str | None = None, fmt: str = "markdown",
-         **kwargs: Any) -> GridResults:
-    """``%%gridllm --over NAME``: the grid of ``template`` over the list ``NAME``, blocking.
-
-    ``out`` names a variable of ``namespace`` that holds the ``GridResults``
-    from the first job on, so an interrupted grid keeps what arrived there.
-    Ctrl-C raises ``KeyboardInterrupt`` with a one-line account of it.
-    """
-    if name not in namespace:
-        raise ConfigError(f"--over {name}: no variable named {name!r} in the notebook")
-    prompts = over_prompts(template, namespace[name], namespace, substitute=substitute)
-    kwargs.setdefault("rows", _over_rows(namespace[name]))
-    seen: list[GridResults] = []
-
-    def keep(partial: GridResults) -> None:
-        if not seen:
-            seen.append(partial)
-            for run in partial:
-                run.format = fmt
-            if out:
-                namespace[out] = partial
-
-    try:
-        return grid(prompts, models, on_progress=keep, **kwargs)
-    except KeyboardInterrupt:
-        if not seen:
-            raise KeyboardInterrupt("interrupted before any job was sent") from None
-        c = seen[0].counts
-        kept = f" in {out}" if out else ""
-        raise KeyboardInterrupt(f"interrupted: {c.done} of {c.total} jobs had completed; "
-                                f"the partial results are kept{kept}") from None

@@ -3,8 +3,9 @@
 One row per model per run in ``~/.local/share/gridllm_nb/history.sqlite3``
 (``$XDG_DATA_HOME`` is honoured; ``$GRIDLLM_HISTORY`` names another file).
 A row is written when its job is submitted (state ``submitted`` and the job
-id), and updated when the job ends: so a kernel that dies mid-run leaves the
-job ids behind, and ``attach`` can follow the jobs again (``RunRecorder``).
+id), and updated when the job ends (``recorder.RunRecorder``): so a kernel
+that dies mid-run leaves the job ids behind, and ``attach`` can follow the
+jobs again. This module holds the schema, its migrations and the reading.
 What is stored: time, endpoint URL (without user info or query string),
 prompt, system prompt, options, hours, and per model the tag, job id, state,
 elapsed time, error, text and the run-relative times of ``Result``. A
@@ -17,29 +18,26 @@ every stored string anyway).
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
 import os
 import sqlite3
-import sys
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..api.jobs import JobState, JobUpdate
-from ..config import TOKEN_ENV, Secret, resolve_endpoint
+from ..api.jobs import JobState
+from ..config import resolve_endpoint
 from ..errors import ConfigError
 from ..private_files import private_file
 from .checks import Verdict
 from .results import Result, Results, RunSpec
 
-__all__ = ["HISTORY_ENV", "SCHEMA_VERSION", "RunRecorder", "clean_url", "created_at", "history_path", "is_grid", "load_run",
-           "local_time", "new_run_id", "reading", "recent", "record", "results_from_run", "short_id", "stored_run", "unreadable"]
+__all__ = ["HISTORY_ENV", "INSERT", "SCHEMA_VERSION", "UPDATE", "clean_url", "connect", "created_at", "history_path",
+           "is_grid", "load_run", "local_time", "reading", "recent", "results_from_run", "short_id", "stored_run",
+           "unreadable"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
 
@@ -75,9 +73,9 @@ SCHEMA_VERSION = len(_ADDED)
 _RUN_COLUMNS = ("run_id", "created", "url", "prompt", "system", "options", "hours")
 _RESULT_COLUMNS = ("job_id", "state", "elapsed", "error", "text", "submitted_s", "started_s", "first_token_s",
                    "ended_s", "finish", "tokens", "checks")
-_INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('prompt_index', 'tag') + _RESULT_COLUMNS)})"
+INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('prompt_index', 'tag') + _RESULT_COLUMNS)})"
            f" VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 2 + len(_RESULT_COLUMNS)))})")
-_UPDATE = (f"UPDATE responses SET {', '.join(f'{c} = ?' for c in _RESULT_COLUMNS)}"
+UPDATE = (f"UPDATE responses SET {', '.join(f'{c} = ?' for c in _RESULT_COLUMNS)}"
            " WHERE run_id = ? AND tag = ? AND prompt_index IS ?")
 
 
@@ -103,7 +101,7 @@ def short_id(run_id: str) -> str:
     return run_id[:8]
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path) -> sqlite3.Connection:
     private_file(path)  # prompts and answers: the owner's only
     conn = sqlite3.connect(str(path), timeout=5.0)
     conn.executescript(_SCHEMA)
@@ -117,7 +115,7 @@ def reading(file: Path) -> Iterator[sqlite3.Connection]:
     """The history open for reading (rows as ``sqlite3.Row``); a file that is not one (garbage, a
     folder, another program's database) is a one-line ``ConfigError`` saying what to do."""
     try:
-        with closing(_connect(file)) as conn:
+        with closing(connect(file)) as conn:
             conn.row_factory = sqlite3.Row
             yield conn
     except (sqlite3.Error, OSError, ValueError, TypeError) as exc:
@@ -149,183 +147,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-
-
-class _Scrubber:
-    """Every stored string without the token: the environment's, and the run's own."""
-
-    def __init__(self, token: Secret | None = None) -> None:
-        secrets = [os.environ.get(TOKEN_ENV) or "", token.reveal() if token else ""]
-        self.secrets = [s for s in secrets if s]
-
-    def __call__(self, value: Any) -> Any:
-        if isinstance(value, str):
-            for secret in self.secrets:
-                value = value.replace(secret, "********")
-        return value
-
-    def row(self, values: Iterable[Any]) -> tuple[Any, ...]:
-        return tuple(self(v) for v in values)
-
-
-def _result_values(r: Result) -> tuple[Any, ...]:
-    """``_RESULT_COLUMNS`` of one result, as they stand now."""
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else round(float(value), 3)
-
-    return (r.job_id, r.state.value, rounded(r.elapsed), r.error, r.text, rounded(r.submitted_s),
-            rounded(r.started_s), rounded(r.first_token_s), rounded(r.ended_s), r.finish_raw, r.service_tokens,
-            json.dumps([v.to_dict() for v in r.checks], ensure_ascii=False) if r.checks else None)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _run_values(run_id: str, created: str, url: str, prompt: str, system: str | None,
-                options: Mapping[str, Any] | None, hours: float | None) -> tuple[Any, ...]:
-    opts = json.dumps(dict(options), ensure_ascii=False) if options else None
-    return (run_id, created, clean_url(url), prompt, system, opts, hours)
-
-
-def _write(path: Path, ops: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
-    """Apply ``ops`` (``insert`` / ``update`` rows) in order, in one transaction, a batch per kind."""
-    with closing(_connect(path)) as conn, conn:
-        for kind, group in itertools.groupby(ops, key=lambda op: op[0]):
-            conn.executemany(_INSERT if kind == "insert" else _UPDATE, [values for _, values in group])
-
-
-def record(
-    results: Results,
-    url: str,
-    *,
-    system: str | None = None,
-    options: Mapping[str, Any] | None = None,
-    hours: float | None = None,
-    path: Path | str | None = None,
-) -> str:
-    """Store one finished run (a ``Results``) at once; returns its run id.
-
-    Runs made by ``arun`` are stored as they go (``RunRecorder``); this is
-    for Results made some other way.
-    """
-    run_id = uuid.uuid4().hex
-    scrub = _Scrubber()
-    head = _run_values(run_id, _now(), url, results.prompt, system, options, hours)
-    rows = [("insert", scrub.row(head + (None, r.tag) + _result_values(r))) for r in results.values()]
-    _write(Path(path) if path else history_path(), rows)
-    return run_id
-
-
-class RunRecorder:
-    """One run's rows, written as its jobs go: a row when a job is submitted, an update when it ends.
-
-    ``observe`` takes every update of the run (``runner`` calls it before
-    the front end's ``on_update``) and writes only those two moments, so
-    the history costs one insert per job and one update per end, never a
-    write per poll. Writes run on a worker thread, in order, batched
-    (``executemany``), off the event loop. ``close`` waits for them.
-
-    The history is a convenience: a write that fails never fails the run;
-    it is said once, in one line (``warn``, default stderr).
-
-    ``results`` is one run's ``Results``, or a grid's list of them (one per
-    prompt, ``run_id`` then given): a grid's rows hold their prompt and its
-    index, and each is inserted when its own job is submitted (or ends
-    unsent), so a thousand-job grid costs one insert and one update a job.
-    ``stored``: the run's rows exist already (a retry or a reattach), so
-    every write updates them; otherwise a row's first write inserts it.
-    """
-
-    def __init__(self, results: Results | Sequence[Results], spec: RunSpec, url: str, *, stored: bool,
-                 path: Path | str | None = None, warn: Callable[[str], None] | None = None,
-                 run_id: str | None = None) -> None:
-        self.grid = not isinstance(results, Results)
-        runs = [results] if isinstance(results, Results) else list(results)
-        self.run_id: str = run_id or (runs[0].run_id if runs else None) or ""
-        if not self.run_id:
-            raise ValueError("a RunRecorder needs a run id")
-        self.path = Path(path) if path else history_path()
-        self._scrub = _Scrubber(spec.token)
-        started = runs[0].started_at if runs and not self.grid else None
-        created = (started or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-        self._heads = [_run_values(self.run_id, created, url, run.prompt if self.grid else spec.prompt,
-                                   spec.system, spec.options, spec.hours) for run in runs]
-        self._warn = warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr))
-        self._runs = runs
-        everything = [(i, r) for i, run in enumerate(runs) for r in run.values()]
-        self._key = {id(r): (i if self.grid else None, r.tag) for i, r in everything}  # the row of each result
-        self._rows: set[tuple[int | None, str]] = set(self._key.values()) if stored else set()  # rows in the file
-        self._job = {self._key[id(r)]: r.job_id for _, r in everything}  # the job each row holds
-        self._ended = {self._key[id(r)] for _, r in everything if r.state.terminal}
-        self._verdicts = {self._key[id(r)]: list(r.checks) for _, r in everything}  # as last written
-        self._ops: list[tuple[str, tuple[Any, ...]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.written = 0  # rows written so far (inserts and updates)
-        self.failed: str | None = None  # why the history could not be written, once it could not
-
-    def observe(self, result: Result, update: JobUpdate) -> None:
-        """Called with every update; queues a write when a job was submitted or ended."""
-        key = self._key[id(result)]
-        if update.restarts:  # about to be submitted again: the row waits for the new job
-            self._job[key] = None
-            self._ended.discard(key)
-            return
-        if result.job_id and result.job_id != self._job.get(key):
-            self._job[key] = result.job_id
-            self._ended.discard(key)
-            self._queue(result)
-        if update.state.terminal and key not in self._ended:
-            self._ended.add(key)
-            self._verdicts[key] = list(result.checks)
-            self._queue(result)
-        elif update.state.terminal and result.checks != self._verdicts.get(key, result.checks):
-            self._verdicts[key] = list(result.checks)  # a judge's verdict, after the end
-            self._queue(result)
-
-    def _queue(self, result: Result) -> None:
-        index, tag = key = self._key[id(result)]
-        if key in self._rows:
-            values = _result_values(result) + (self.run_id, tag, index)
-            self._ops.append(("update", self._scrub.row(values)))
-        else:
-            # A run's first write inserts every model's row, in the order they were asked for
-            # (the history and ``attach`` show them so, whichever job was submitted first); a row
-            # whose submit is still on its way holds no job id yet, and gets it as an update.
-            # A grid's row is inserted on its own: its jobs go out in order, a slot at a time.
-            pending = [result] if self.grid else [*self._runs[0].values(), result]
-            for r in pending:
-                row = self._key[id(r)]
-                if row not in self._rows:
-                    self._rows.add(row)
-                    head = self._heads[row[0] or 0]
-                    self._ops.append(("insert", self._scrub.row(head + row + _result_values(r))))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name="gridllm-history")
-
-    async def _drain(self) -> None:
-        while self._ops:
-            ops, self._ops = self._ops, []
-            if self.failed:
-                continue
-            try:
-                await asyncio.to_thread(_write, self.path, ops)
-                self.written += len(ops)
-            except Exception as exc:  # noqa: BLE001 - any failure (disk full, locked file) is only reported
-                self.failed = str(exc)
-                self._warn(f"history not written ({self.path}): {exc}")
-
-    async def close(self) -> None:
-        """Wait until every queued write is done."""
-        while self._task is not None and not self._task.done():
-            await self._task
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
-
-
-# -- reading ------------------------------------------------------------------------------------
 
 
 def _rows_by_run(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[dict[str, Any]]:

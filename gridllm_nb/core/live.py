@@ -34,7 +34,7 @@ from .local import ensure_service, unreachable
 from .results import Result, RunSpec
 
 if TYPE_CHECKING:
-    from .history import RunRecorder
+    from .recorder import RunRecorder
 
 __all__ = ["LiveJobs", "UpdateCallback", "check_arguments", "check_models", "default_poll_settings", "follow",
            "normalise_models", "ready", "suggest", "wait_or_cancel"]

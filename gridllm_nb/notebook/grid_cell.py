@@ -1,6 +1,6 @@
 """``%%gridllm --over NAME``: the cell's prompt once per element of ``NAME``, on every model, blocking.
 
-The grid itself is ``core.grid.over`` (the prompts, the runs at most
+The grid itself is ``core.over.over`` (the prompts, the runs at most
 ``--max-live`` at a time, the ``GridResults``); the cell adds its progress
 (a widget in a kernel, text elsewhere) and says an interrupt in one line.
 A grid is many runs, so it cannot outlive its cell: no ``--no-wait``.
@@ -22,7 +22,7 @@ def over(namespace: MutableMapping[str, Any], args: Any, template: str, models: 
 
     ``substitute``: the notebook's ``{names}`` are filled in, once per element.
     """
-    from ..core.grid import over as grid_over
+    from ..core.over import over as grid_over
 
     if args.no_wait:
         raise ConfigError("--no-wait cannot be used with --over")

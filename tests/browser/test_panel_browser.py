@@ -217,10 +217,10 @@ def test_ctrl_enter_long_answer_follows_the_end_and_history_lists_earlier_runs(
     # One run recorded beforehand, as %%gridllm records its runs; a new panel lists it.
     write_notebook(lab.root / "keys.ipynb", "\n".join([
         history_at(store),
-        "from gridllm_nb import Panel\nfrom gridllm_nb.core import history",
+        "from gridllm_nb import Panel\nfrom gridllm_nb.core import history, recorder",
         "from gridllm_nb.api.jobs import JobState\nfrom gridllm_nb.core.results import Result, Results",
         "from gridllm_nb.api.poller import PollSettings",
-        ("history.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
+        ("recorder.record(Results('from the magic', {'x:1': Result(tag='x:1', text='magic answer <b>here</b>',"
          " state=JobState.COMPLETED, elapsed=2.0)}), 'http://127.0.0.1/x')"),
         f"panel = Panel(url={url!r}, poll=PollSettings(fast=0.1, slow=0.1))",
         "panel",

@@ -252,14 +252,14 @@ def test_a_port_out_of_range_is_a_usage_error(capsys) -> None:
 
 def test_report_writes_a_history_run_as_one_html_file(tmp_path, monkeypatch, capsys) -> None:
     from gridllm_nb.api.jobs import JobState
-    from gridllm_nb.core import history
+    from gridllm_nb.core import history, recorder
     from gridllm_nb.core.results import Result, Results
 
     monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "h.sqlite3"))
     results = Results("Capital of France?", {"a:1": Result(tag="a:1", text="**Paris**", state=JobState.COMPLETED),
                                              "b:1": Result(tag="b:1", text="<img src=x onerror=alert(1)>",
                                                            state=JobState.FAILED, error="boom")})
-    run_id = history.record(results, "http://127.0.0.1:9/remotejobs/v2", options={"max_tokens": 8})
+    run_id = recorder.record(results, "http://127.0.0.1:9/remotejobs/v2", options={"max_tokens": 8})
     out = tmp_path / "report.html"
     assert main(["report", run_id[:8], "-o", str(out)]) == 0
     assert str(out) in capsys.readouterr().out

@@ -8,7 +8,7 @@ import pytest
 
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.api.poller import Poller, PollSettings, use_poller
-from gridllm_nb.core import history
+from gridllm_nb.core import recorder
 from gridllm_nb.core.estimate import estimate_grid
 from gridllm_nb.core.grid import agrid
 from gridllm_nb.core.results import Result, Results
@@ -21,14 +21,14 @@ def seed(path: Path, tag: str, answers: list[tuple[int, float, float, float]]) -
     for tokens, started, first, ended in answers:
         r = Result(tag=tag, text="x" * tokens * 4, state=JobState.COMPLETED, service_tokens=tokens,
                    submitted_s=0.0, started_s=started, first_token_s=first, ended_s=ended)
-        history.record(Results("p", {tag: r}), "http://127.0.0.1:8765/remotejobs/v2", path=path)
+        recorder.record(Results("p", {tag: r}), "http://127.0.0.1:8765/remotejobs/v2", path=path)
 
 
 def test_estimate_from_a_seeded_history(history_file: Path) -> None:
     seed(history_file, "fast", [(20, 0.1, 0.2, 1.2), (40, 0.3, 0.4, 2.4), (30, 0.2, 0.3, 1.8)])
     seed(history_file, "slow", [(100, 1.0, 2.0, 12.0)])
     failed = Result(tag="fast", text="", state=JobState.FAILED)  # a failed answer is no basis
-    history.record(Results("p", {"fast": failed}), "http://x", path=history_file)
+    recorder.record(Results("p", {"fast": failed}), "http://x", path=history_file)
     guess = estimate_grid([f"q{i}" for i in range(40)], ["fast", "slow", "new"], max_live=8)
     fast, slow, new = guess.models
     assert (fast.jobs, fast.basis, fast.tokens_per_answer, fast.tokens) == (40, 3, 30, 1200)

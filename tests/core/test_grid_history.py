@@ -10,7 +10,7 @@ import pytest
 
 from gridllm_nb.api.jobs import JobState
 from gridllm_nb.api.poller import PollSettings
-from gridllm_nb.core import commands, history
+from gridllm_nb.core import commands, history, recorder
 from gridllm_nb.core.grid import GridResults, agrid
 from gridllm_nb.core.grid_history import from_history
 from gridllm_nb.core.run import aattach, aretry
@@ -41,15 +41,15 @@ def _rows() -> list[dict]:
 async def test_a_grid_is_one_run_a_row_inserted_per_job_as_it_is_sent_and_updated_once_as_it_ends(
         history_file, monkeypatch) -> None:
     writes: list[tuple[str, tuple]] = []
-    real = history._write
-    monkeypatch.setattr(history, "_write", lambda path, ops: (writes.extend(ops), real(path, ops)))
+    real = recorder._write
+    monkeypatch.setattr(recorder, "_write", lambda path, ops: (writes.extend(ops), real(path, ops)))
     fake = FakeJobsAPI(models=["good", "bad"], scripts={"bad": words_script("half of it", final="error")})
     prompts = [f"question {i}" for i in range(5)]
     result = await agrid(prompts, ["good", "bad"], client=client_for(fake), poll=FAST, max_live=3, progress=None)
     assert result.run_id and result.counts.done == 5 and result.counts.failed == 5
     kinds = [kind for kind, _ in writes]
     assert kinds.count("insert") == 10 and kinds.count("update") == 10  # one insert and one update a job
-    job_id = history._INSERT.split("(")[1].split(")")[0].split(", ").index("job_id")
+    job_id = history.INSERT.split("(")[1].split(")")[0].split(", ").index("job_id")
     inserted = [values for kind, values in writes if kind == "insert"]
     assert all(values[job_id] and values[job_id + 1] == "submitted" for values in inserted)  # a row when sent
     [run] = history.recent(5)  # one run, not five

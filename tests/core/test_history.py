@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gridllm_nb.api.jobs import JobState
-from gridllm_nb.core import history
+from gridllm_nb.core import history, recorder
 from gridllm_nb.core.results import Result, Results
 from gridllm_nb.errors import ConfigError
 
@@ -33,8 +33,8 @@ def test_default_path_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_record_and_recent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(history.HISTORY_ENV, str(tmp_path / "sub" / "h.db"))
     assert history.recent() == []
-    history.record(_results("first"), "http://127.0.0.1:8765/remotejobs/v2")
-    run_id = history.record(_results("second"), "http://127.0.0.1:8765/remotejobs/v2",
+    recorder.record(_results("first"), "http://127.0.0.1:8765/remotejobs/v2")
+    run_id = recorder.record(_results("second"), "http://127.0.0.1:8765/remotejobs/v2",
                             system="be brief", options={"max_tokens": 8})
     runs = history.recent(5)
     assert [r["prompt"] for r in runs] == ["second", "first"]
@@ -54,7 +54,7 @@ def test_never_stores_the_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv(history.HISTORY_ENV, str(db))
     monkeypatch.setenv("GRIDLLM_API_TOKEN", secret)
     res = _results(f"my token is {secret}")
-    history.record(res, f"https://user:{secret}@api.example.org/remotejobs/v2?token={secret}#{secret}")
+    recorder.record(res, f"https://user:{secret}@api.example.org/remotejobs/v2?token={secret}#{secret}")
     raw = db.read_bytes()
     assert secret.encode() not in raw
     with sqlite3.connect(db) as conn:
@@ -98,7 +98,7 @@ def test_a_file_written_by_the_first_version_is_migrated_and_keeps_its_runs(tmp_
     old = history.load_run("0ld", path=db)
     assert old.run_id == "0ld0ld" and old["m:1"].error == "boom" and old.retryable == ["m:1"]
     assert old.spec is not None and old.spec.url == "http://h/x" and dict(old.spec.options) == {"max_tokens": 4}
-    history.record(_results("new run"), "http://h/x", path=db)  # new runs go into the migrated file
+    recorder.record(_results("new run"), "http://h/x", path=db)  # new runs go into the migrated file
     assert [r["prompt"] for r in history.recent(path=db)] == ["new run", "old prompt"]
 
 
@@ -135,9 +135,9 @@ def test_a_run_is_named_by_its_id_or_any_unique_start_of_it(monkeypatch: pytest.
 
     db = tmp_path / "h.db"
     ids = iter(["abc111" + "0" * 26, "abc222" + "0" * 26, "def333" + "0" * 26])
-    monkeypatch.setattr(history.uuid, "uuid4", lambda: SimpleNamespace(hex=next(ids)))
+    monkeypatch.setattr(recorder.uuid, "uuid4", lambda: SimpleNamespace(hex=next(ids)))
     for prompt in ("first", "second", "third"):
-        history.record(_results(prompt), "http://h/x", path=db)
+        recorder.record(_results(prompt), "http://h/x", path=db)
     assert history.load_run(path=db).prompt == "third"  # the newest by default
     assert history.load_run("ABC2", path=db).prompt == "second"
     assert history.load_run("abc111" + "0" * 26, path=db).prompt == "first"
@@ -155,14 +155,14 @@ def test_a_stored_run_carries_what_retrying_it_needs_but_no_token(monkeypatch: p
                                                                    tmp_path: Path) -> None:
     monkeypatch.setenv("GRIDLLM_API_TOKEN", "tok_ENV")
     db = tmp_path / "h.db"
-    history.record(_results("p"), "https://api.example.org/remotejobs/v2", system="be brief",
+    recorder.record(_results("p"), "https://api.example.org/remotejobs/v2", system="be brief",
                    options={"temperature": 0}, hours=2.0, path=db)
     spec = history.load_run(path=db).spec
     assert (spec.prompt, spec.system, dict(spec.options), spec.hours) == ("p", "be brief", {"temperature": 0}, 2.0)
     assert spec.url == "https://api.example.org/remotejobs/v2" and spec.token is None  # the env's, when used
     # A run made on the configured endpoint keeps following the configuration (None), so the
     # local service is started on demand as for a new run.
-    history.record(_results("q"), "http://127.0.0.1:8765/remotejobs/v2", path=db)
+    recorder.record(_results("q"), "http://127.0.0.1:8765/remotejobs/v2", path=db)
     assert history.load_run(path=db).spec.url is None
 
 

@@ -331,11 +331,11 @@ async def test_rows_hold_the_job_ids_while_the_jobs_run_and_their_end_after(hist
 
 
 async def test_one_insert_per_job_and_one_update_per_end_in_batches(history_file, monkeypatch) -> None:
-    from gridllm_nb.core import history
+    from gridllm_nb.core import recorder
 
     writes: list[list[str]] = []
-    real = history._write
-    monkeypatch.setattr(history, "_write", lambda path, ops: (writes.append([k for k, _ in ops]), real(path, ops)))
+    real = recorder._write
+    monkeypatch.setattr(recorder, "_write", lambda path, ops: (writes.append([k for k, _ in ops]), real(path, ops)))
     fake = FakeJobsAPI(models=["a", "b"], scripts={"b": words_script("b has many words to say here")})
     results = await arun("p", ["a", "b", "nope"], client=client_for(fake), poll=FAST, validate=False)
     kinds = [k for batch in writes for k in batch]
@@ -463,7 +463,7 @@ def json_of(request) -> dict:
 
 
 async def test_attach_ends_a_job_the_service_forgot_lost_and_stores_it(history_file, over_fake) -> None:
-    from gridllm_nb.core import history
+    from gridllm_nb.core import recorder
     from gridllm_nb.core.results import Result, Results
     from gridllm_nb.core.run import aattach
 
@@ -471,7 +471,7 @@ async def test_attach_ends_a_job_the_service_forgot_lost_and_stores_it(history_f
     over_fake(fake)
     stored = Results("p", {"gone": Result(tag="gone", job_id="f" * 32, state=JobState.RUNNING),
                            "never": Result(tag="never", state=JobState.SUBMITTED)})
-    run_id = history.record(stored, BASE)
+    run_id = recorder.record(stored, BASE)
     results = await aattach(run_id, poll=FAST, announce=None)
     gone, never = results["gone"], results["never"]
     assert gone.state is JobState.LOST and "no longer knows job " + "f" * 32 in gone.error

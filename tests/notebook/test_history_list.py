@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gridllm_nb.api.jobs import JobState
-from gridllm_nb.core import history
+from gridllm_nb.core import history, recorder
 from gridllm_nb.core.results import Result, Results
 from gridllm_nb.notebook.history_list import HistoryList, history_entry_html
 
@@ -53,9 +53,9 @@ def _run(prompt: str, **answers: tuple[str, str]) -> Results:
 
 async def test_a_new_panel_lists_earlier_runs_from_the_sqlite_history(history_file) -> None:
     long = "Red, orange and yellow. " + "More words here. " * 40 + "<img src=x onerror=alert(1)> THE END"
-    history.record(_run("Name three colours", **{"smollm2:135m": ("completed", long),
+    recorder.record(_run("Name three colours", **{"smollm2:135m": ("completed", long),
                                                  "gemma3:270m": ("failed", "")}), "http://127.0.0.1:1/x")
-    history.record(_run("Say hi", **{"m:1": ("completed", "hi there")}), "http://127.0.0.1:1/x")
+    recorder.record(_run("Say hi", **{"m:1": ("completed", "hi there")}), "http://127.0.0.1:1/x")
     assert history_file.exists()
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"])
     assert panel.history_list.get_title(0) == "History (2 earlier runs)"
@@ -84,7 +84,7 @@ async def test_runs_made_elsewhere_meanwhile_join_the_history_on_the_next_run() 
     panel.checkboxes["m:1"].value = True
     panel.process_button.click()
     await panel.wait()
-    history.record(_run("from the magic", **{"x:1": ("completed", "magic answer")}), "http://h/x")
+    recorder.record(_run("from the magic", **{"x:1": ("completed", "magic answer")}), "http://h/x")
     panel.prompt.value = "second"
     panel.process_button.click()
     await panel.wait()
@@ -93,7 +93,7 @@ async def test_runs_made_elsewhere_meanwhile_join_the_history_on_the_next_run() 
 
 
 async def test_without_history_the_panel_lists_its_own_runs_and_records_nothing(history_file) -> None:
-    history.record(_run("old", **{"m:1": ("completed", "old answer")}), "http://h/x")
+    recorder.record(_run("old", **{"m:1": ("completed", "old answer")}), "http://h/x")
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], prompt="first", history=False)
     assert panel.history == [] and panel.history_list.get_title(0) == "History (0 earlier runs)"
     panel.checkboxes["m:1"].value = True
@@ -107,7 +107,7 @@ async def test_without_history_the_panel_lists_its_own_runs_and_records_nothing(
 
 async def test_history_keeps_the_last_runs_only() -> None:
     for i in range(5):
-        history.record(_run(f"run {i}", **{"m:1": ("completed", f"answer {i}")}), "http://h/x")
+        recorder.record(_run(f"run {i}", **{"m:1": ("completed", f"answer {i}")}), "http://h/x")
     panel = fake_panel(FakeJobsAPI(models=["m:1"]), ["m:1"], history_runs=3)
     assert [r.prompt for r in panel.history] == ["run 2", "run 3", "run 4"]
     assert panel.history_list.get_title(0) == "History (3 earlier runs)"

@@ -563,7 +563,7 @@ def test_history_lists_run_ids_and_retry_resubmits_only_the_failed_models(
 
 def test_attach_follows_a_runs_live_jobs_again_as_cards(ip: Any, fake: ServedFake) -> None:
     from gridllm_nb.api.client import JobsClient
-    from gridllm_nb.core import history
+    from gridllm_nb.core import history, recorder
     from gridllm_nb.core.results import Result
 
     async def submit() -> str:
@@ -572,7 +572,7 @@ def test_attach_follows_a_runs_live_jobs_again_as_cards(ip: Any, fake: ServedFak
 
     job_id = runner.run_sync(submit())  # a job a kernel submitted before it died
     ended = "e" * 32
-    run_id = history.record(Results("hello again", {
+    run_id = recorder.record(Results("hello again", {
         "a:1": Result(tag="a:1", job_id=job_id, state=JobState.RUNNING),
         "b:2": Result(tag="b:2", job_id=ended, state=JobState.COMPLETED, text="It is Paris", elapsed=1.0)}),
         fake.url)
