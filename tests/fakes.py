@@ -244,3 +244,12 @@ def client_for(fake: FakeJobsAPI, url: str = REMOTE, *, clock: Clock | None = No
     from gridllm_nb.api.client import JobsClient
 
     return JobsClient(url, transport=fake.transport(), clock=clock or FakeClock())
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for something another thread does (the history's writes, say), never for long."""
+    for _ in range(2000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")

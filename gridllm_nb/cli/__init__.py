@@ -20,6 +20,7 @@ from ..core.results import Results
 from ..display.textstream import TextStream
 from ..errors import ConfigError, GridLLMError
 from .grid import add_assessment_arguments, add_grid_parser, assessments, cmd_grid
+from .options import add_endpoint, add_job_options
 
 if TYPE_CHECKING:
     from ..core.grid import GridResults
@@ -43,10 +44,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _add_endpoint(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", help="API base, e.g. https://api.gridrepublic.services/remotejobs/v2")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gridllm-nb", description="Send prompts to several LLMs through the remote jobs API.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,12 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one prompt on several models in parallel")
     p.add_argument("prompt", help="the prompt ('-' reads stdin)")
     p.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="TAG")
-    _add_endpoint(p)
-    p.add_argument("--hours", type=float, help="runtime limit per job (service default: 1)")
-    p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
-    p.add_argument("--system", help="system prompt (local-service extension)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation option, e.g. max_tokens=64 (local-service extension)")
+    add_endpoint(p)
+    add_job_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON array of results")
     add_assessment_arguments(p)
     add_grid_parser(sub)
@@ -67,19 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="submit a job and print its id")
     p.add_argument("prompt")
     p.add_argument("-m", "--model", required=True, metavar="TAG")
-    _add_endpoint(p)
+    add_endpoint(p)
     p.add_argument("--hours", type=float)
 
     for name, text in (("status", "show jobs' status"), ("watch", "stream jobs until they end"),
                        ("cancel", "cancel jobs (local-service extension)")):
         p = sub.add_parser(name, help=text)
         p.add_argument("ids", nargs="+", metavar="ID")
-        _add_endpoint(p)
+        add_endpoint(p)
         if name == "status":
             p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("models", help="list the models the service offers")
-    _add_endpoint(p)
+    add_endpoint(p)
 
     p = sub.add_parser("serve", help="run the embedded local jobs service")
     try:
@@ -117,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     p = sub.add_parser("webui", help="serve the panel as a standalone web page (Voila)")
     p.add_argument("--port", type=_port, default=8866)
-    _add_endpoint(p)
+    add_endpoint(p)
     return parser
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..config import parse_assignments
 from ..errors import ConfigError
+from .options import add_endpoint, add_job_options
 
 __all__ = ["add_assessment_arguments", "add_grid_parser", "assessments", "cmd_grid", "read_prompt_file"]
 
@@ -43,17 +44,13 @@ def add_grid_parser(sub: Any) -> None:
     p = sub.add_parser("grid", help="run a prompt file (JSONL or CSV) on several models, checked and scored")
     p.add_argument("file", help="prompts: .jsonl (objects with a 'prompt', or strings) or .csv (a 'prompt' column)")
     p.add_argument("-m", "--model", dest="models", action="append", required=True, metavar="TAG")
-    p.add_argument("--url", help="API base, e.g. https://api.gridrepublic.services/remotejobs/v2")
+    add_endpoint(p)
     add_assessment_arguments(p)
     p.add_argument("--min-pass", type=float, metavar="RATE",
                    help="exit 1 when a model passes less than RATE (0-1) of its answers")
     p.add_argument("--estimate", action="store_true", help="send nothing: print what the grid would cost")
     p.add_argument("--max-live", type=int, default=32, metavar="N", help="jobs live at once (default 32)")
-    p.add_argument("--hours", type=float, help="runtime limit per job (service default: 1)")
-    p.add_argument("--timeout", type=float, help="give up waiting after S seconds")
-    p.add_argument("--system", help="system prompt (local-service extension)")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="generation option, e.g. max_tokens=64 (local-service extension)")
+    add_job_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON array, one object per prompt × model")
 
 

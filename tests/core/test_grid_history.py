@@ -17,19 +17,10 @@ from gridllm_nb.core.run import aattach, aretry
 from gridllm_nb.core.sync import run_sync
 from gridllm_nb.errors import ConfigError
 
-from ..fakes import FakeJobsAPI, client_for, words_script
+from ..fakes import FakeJobsAPI, client_for, until, words_script
 
 BASE = "https://grid.invalid/remotejobs/v2"
 FAST = PollSettings(fast=0.01, slow=0.01)
-
-
-async def _until(condition, what: str) -> None:
-    """Wait for something another thread does (the history's writes), never for long."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 def _rows() -> list[dict]:
@@ -133,7 +124,7 @@ def test_attach_of_a_grid_whose_kernel_died_follows_its_live_jobs_to_their_end(h
         return len(rows) == 6 and all(r["job_id"] and r["state"] == "submitted" for r in rows)
 
     async def mid_grid() -> None:
-        await _until(lambda: seen and stored_live() and all(r.text for run in seen[0] for r in run.values()),
+        await until(lambda: seen and stored_live() and all(r.text for run in seen[0] for r in run.values()),
                      "every job sent, stored and talking")
 
     dead.run_until_complete(mid_grid())

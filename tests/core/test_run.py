@@ -15,7 +15,7 @@ from gridllm_nb.core.run import arun, attach, run
 from gridllm_nb.core.sync import run_sync
 from gridllm_nb.errors import ConfigError, UnknownModel
 
-from ..fakes import FakeJobsAPI, client_for, words_script
+from ..fakes import FakeJobsAPI, client_for, until, words_script
 
 pytestmark = pytest.mark.anyio
 
@@ -289,15 +289,6 @@ def test_a_restart_update_clears_a_result_whatever_it_held() -> None:
 # -- durable runs: the history as the jobs go, and attach after a restart --------------------
 
 
-async def _until(condition, what: str) -> None:
-    """Wait for something another thread does (the history's writes), never for long."""
-    for _ in range(2000):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
-
-
 def _stored_rows() -> dict[str, dict]:
     from gridllm_nb.core import history
 
@@ -312,7 +303,7 @@ async def test_rows_hold_the_job_ids_while_the_jobs_run_and_their_end_after(hist
     task = asyncio.ensure_future(arun("p", ["a", "b"], client=client_for(fake), poll=FAST, on_update=seen.append,
                                       hours=3))
     submitted = lambda: {u.tag: u.job_id for u in seen if u.state is JobState.SUBMITTED}
-    await _until(lambda: len(submitted()) == 2 and all(r["job_id"] for r in _stored_rows().values())
+    await until(lambda: len(submitted()) == 2 and all(r["job_id"] for r in _stored_rows().values())
                  and len(_stored_rows()) == 2 and {u.tag for u in seen if u.text} == {"a", "b"},
                  "both rows written, both jobs talking")
     rows = _stored_rows()
@@ -418,7 +409,7 @@ def test_attach_after_a_kernel_restart_resumes_the_jobs_and_keeps_their_text(his
 
     async def mid_stream() -> None:
         nonlocal crash_text
-        await _until(lambda: any(u.tag == "a" and u.text.count(" ") >= 2 for u in seen)
+        await until(lambda: any(u.tag == "a" and u.text.count(" ") >= 2 for u in seen)
                      and _stored_rows().get("b", {}).get("state") == "failed"
                      and _stored_rows().get("a", {}).get("job_id"), "a streaming, b ended and stored")
         crash_text = results_a_text()
