@@ -51,7 +51,8 @@ async def one_post_per_job(self: JobsClient, prompt: str, tag: str, **kind: obje
 CHECKS = ["contains:{expected}", "max-words:50"]
 
 
-async def one_grid(url: str, jobs: int, max_live: int, batched: bool, checks: bool = False) -> dict[str, float]:
+async def one_grid(url: str, jobs: int, max_live: int, batched: bool, checks: bool = False,
+                   history: bool = False, rows: bool = False) -> dict[str, float]:
     JobsClient.submit = BATCHED_SUBMIT if batched else one_post_per_job  # type: ignore[method-assign]
     updates = 0
 
@@ -60,10 +61,11 @@ async def one_grid(url: str, jobs: int, max_live: int, batched: bool, checks: bo
         updates += 1
 
     cpu, wall = time.process_time(), time.perf_counter()
-    prompts = [{"prompt": f"prompt {i}", "expected": "word"} for i in range(jobs)]
+    prompts: list = ([{"prompt": f"prompt {i}", "expected": "word"} for i in range(jobs)] if checks
+                     else [f"prompt {i}" for i in range(jobs)])
     table = await agrid(prompts, ["bench"], url=url, max_live=max_live,
                         poll=PollSettings(fast=0.3, slow=0.3), progress=None, on_update=count,
-                        validate=False, announce=None, checks=CHECKS if checks else None)
+                        validate=False, announce=None, checks=CHECKS if checks else None, history=history)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     frame = table.to_pandas()
     assert len(frame) == jobs and set(frame["state"]) == {"completed"}, frame["state"].value_counts()
@@ -79,7 +81,14 @@ def main() -> None:
     parser.add_argument("--no-before", action="store_true", help="skip one POST per job (the submits before batching)")
     parser.add_argument("--checks", action="store_true", help="the grid with two checks against the same without")
     parser.add_argument("--rounds", type=int, default=3, help="with --checks: turns each")
+    parser.add_argument("--history", action="store_true",
+                        help="record each grid in a throwaway history file (off: as grids were before they were recorded)")
     args = parser.parse_args()
+    if args.history:  # never the user's own history file
+        import os
+        import tempfile
+
+        os.environ["GRIDLLM_HISTORY"] = str(Path(tempfile.mkdtemp(prefix="gridllm-bench-")) / "history.sqlite3")
     if args.checks:
         checks_cost(args.jobs, args.rounds)
         return
@@ -90,7 +99,7 @@ def main() -> None:
             for max_live in (int(n) for n in args.max_live.split(",")):
                 # (the stream is compared with the bulk request, both with batched submits)
                 for batched in (True,) if args.no_before or offer == "watch" else (False, True):
-                    got = asyncio.run(one_grid(url, args.jobs, max_live, batched))
+                    got = asyncio.run(one_grid(url, args.jobs, max_live, batched, history=args.history))
                     rows.append((names[offer], max_live, batched, got))
                     print(f"{offer} max_live={max_live} batched={batched}: {got}", file=sys.stderr)
     print(f"\n{args.jobs} jobs x 1 model, 6 s each, polled every 0.3 s; process CPU / wall of the whole grid:\n")
@@ -108,7 +117,7 @@ def checks_cost(jobs: int, rounds: int) -> None:
     with Server(bulk=True, watch=False) as url:
         for turn in range(rounds):
             for checks in (False, True) if turn % 2 == 0 else (True, False):
-                got = asyncio.run(one_grid(url, jobs, 100, True, checks))
+                got = asyncio.run(one_grid(url, jobs, 100, True, checks, rows=True))
                 cpu[checks] += got["cpu"]
                 print(f"checks={checks}: {got}", file=sys.stderr)
     print(f"\n{jobs} jobs x 1 model, max_live 100, bulk status, {rounds} turns each; process CPU:\n")
