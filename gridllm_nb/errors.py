@@ -6,6 +6,8 @@ the API token (the client scrubs it before raising).
 
 from __future__ import annotations
 
+from .text import one_line
+
 __all__ = [
     "APIError",
     "AuthError",
@@ -27,7 +29,7 @@ class GridLLMError(Exception):
 
     def __init__(self, message: str) -> None:
         # Collapse to one line: these end up in a notebook cell or a terminal.
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(one_line(message))
 
     @property
     def message(self) -> str:
@@ -96,7 +98,7 @@ class CellError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(one_line(message))
 
     def _render_traceback_(self) -> list[str]:
         return [f"\x1b[31mgridllm: {self}\x1b[0m"]

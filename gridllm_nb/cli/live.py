@@ -41,6 +41,7 @@ from rich.text import Text
 
 from ..api.jobs import JobState, JobUpdate
 from ..core.results import Result, Results
+from ..text import one_line
 
 __all__ = ["MIN_COLUMN", "REFRESH_PER_SECOND", "LiveColumns", "clean", "live_columns"]
 
@@ -183,7 +184,7 @@ class LiveColumns:
         r = self.results[tag]
         if not r.error:
             return None
-        message = " ".join(clean(r.error).split())  # errors are one line, whatever they contain
+        message = one_line(clean(r.error))  # errors are one line, whatever they contain
         style = "red" if r.state.terminal else "yellow"
         return Text(message, style=style, no_wrap=live, overflow="ellipsis" if live else "fold")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..text import one_line
 
 if TYPE_CHECKING:
     from .results import Result
@@ -240,7 +241,7 @@ def parse_checks(specs: Sequence[str | Callable[..., Any] | Check] | str | Calla
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
+    line = one_line(text)
     return line if len(line) <= _REASON_WIDTH else line[: _REASON_WIDTH - 1] + "…"
 
 

@@ -17,6 +17,7 @@ from ..api.jobs import Job, JobState
 from ..api.poller import PollSettings
 from ..config import resolve_endpoint
 from ..errors import NotSupported
+from ..text import one_line, shorten
 from .grid_history import from_history
 from .history import history_path, is_grid, local_time, recent, short_id
 from .local import open_client
@@ -102,8 +103,7 @@ def history(n: int, out: TextIO) -> int:
         if is_grid(run):
             out.write(f"{short_id(run['run_id'])}  {local_time(run['created'])}  {_grid_line(run['results'])}\n")
             continue
-        prompt = " ".join(run["prompt"].split())
-        prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+        prompt = shorten(one_line(run["prompt"]), 60)
         out.write(f"{short_id(run['run_id'])}  {local_time(run['created'])}  {prompt}\n")
         for r in run["results"]:
             first = (r["text"] or r["error"] or "").strip().splitlines()

@@ -26,10 +26,10 @@ from ..api.poller import PollSettings
 from ..config import Secret
 from ..errors import ConfigError, GridLLMError
 from .checks import evaluator, with_judges
-from .recorder import RunRecorder, new_run_id
 from .judge import parse_all
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
 from .progress import Counts, PassCounts, make_progress
+from .recorder import RunRecorder, new_run_id
 from .results import Result, Results, RunSpec, save_report
 from .scores import has_scores, score_rows, scores_html, scores_table
 from .sync import run_sync

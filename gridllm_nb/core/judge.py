@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.jobs import JobState
 from ..errors import ConfigError
+from ..text import one_line, shorten
 from .checks import Verdict, is_judge, parse_checks
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ def parse_winner(text: str, letters: Sequence[str]) -> tuple[str | None, str]:
     if winner is not None and winner != "tie" and winner not in letters:
         winner = None
     reason_match = re.search(r"reason\W{0,3}(.+)", text, re.IGNORECASE)
-    reason = " ".join(reason_match.group(1).split())[:160] if reason_match else ""
+    reason = shorten(one_line(reason_match.group(1)), 160) if reason_match else ""
     return winner, reason
 
 
@@ -200,8 +201,7 @@ def parse_score(text: str, scale: int = 10) -> tuple[float | None, str]:
     else:
         lines = [ln for ln in text.strip().splitlines() if ln.strip() and not re.search(r"score", ln, re.IGNORECASE)]
         reason = lines[0] if lines else ""
-    reason = " ".join(reason.split())
-    return score, reason[:159] + "…" if len(reason) > 160 else reason
+    return score, shorten(one_line(reason), 160)
 
 
 def judge(model: str, rubric: str = DEFAULT_RUBRIC, *, scale: int = 10, pass_mark: float = 0.5,

@@ -23,10 +23,10 @@ from ..errors import ConfigError, GridLLMError, TransportError
 from .checks import evaluator, with_judges
 from .grid import GridResults
 from .grid_history import again, from_history
-from .recorder import RunRecorder, new_run_id
 from .judge import parse_all
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
+from .recorder import RunRecorder, new_run_id
 from .results import Result, Results, RunSpec
 from .sync import run_sync
 

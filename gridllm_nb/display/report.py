@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TOKEN_ENV, mask_credentials, resolve_endpoint
 from ..errors import ConfigError, GridLLMError
+from ..text import one_line, shorten
 from .table import results_html
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def _verdicts(r: Result) -> str:
     items = []
     for v in getattr(r, "checks", None) or ():
         kind = "pending" if v.passed is None else "pass" if v.passed else "fail"
-        raw = (f" <span class='note'>(the judge said: {_e(' '.join(v.raw.split())[:300])})</span>"
+        raw = (f" <span class='note'>(the judge said: {_e(shorten(one_line(v.raw), 300))})</span>"
                if getattr(v, "raw", None) and not v.passed else "")
         items.append(f"<li class='{kind}'>{_e(v.line())}{raw}</li>")
     return f"<ul class='verdicts'>{''.join(items)}</ul>" if items else ""

@@ -34,6 +34,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..text import one_line
 from . import render
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def _body_html(r: Result, fmt: str) -> str:
     else:
         body = _PRE.format(html.escape(text))
     if r.error:
-        body += f"<p style='color:#a00'>⚠ {html.escape(' '.join(r.error.split()))}</p>"
+        body += f"<p style='color:#a00'>⚠ {html.escape(one_line(r.error))}</p>"
     return body
 
 

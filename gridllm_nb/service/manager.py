@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from ..text import one_line
 from .backend_factory import create_backend
 from .backends.base import Backend, BackendError, Finish, GenerationRequest
 from .registry import ModelSpec, Registry
@@ -270,7 +271,7 @@ class JobManager:
             if warm is not None:
                 warm()
         except BackendError as exc:
-            self._end(job, "error", " ".join(str(exc).split()) or type(exc).__name__)
+            self._end(job, "error", one_line(exc) or type(exc).__name__)
             return
         with self._lock:
             if job.terminal:
@@ -302,7 +303,7 @@ class JobManager:
                 if close:
                     close()
         except BackendError as exc:
-            self._end(job, "error", " ".join(str(exc).split()) or type(exc).__name__)
+            self._end(job, "error", one_line(exc) or type(exc).__name__)
             return
         if time.time() > deadline and not job.terminal:
             self._expire(job)

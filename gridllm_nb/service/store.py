@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..private_files import private_file
+from ..text import one_line
 
 __all__ = ["RESTART_REASON", "TERMINAL", "JobRecord", "JobStore", "StoreUnavailable"]
 
@@ -75,7 +76,7 @@ def _unavailable(exc: BaseException, path: str) -> StoreUnavailable:
         return StoreUnavailable(f"database is full: {path}")
     if "readonly" in text or "read-only" in text or getattr(exc, "errno", None) in (13, 30):  # EACCES, EROFS
         return StoreUnavailable(f"database is read-only: {path}")
-    return StoreUnavailable(f"database cannot be written ({' '.join(str(exc).split())}): {path}")
+    return StoreUnavailable(f"database cannot be written ({one_line(exc)}): {path}")
 
 
 @dataclass
