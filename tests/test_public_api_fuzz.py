@@ -1,7 +1,7 @@
 """Random argument types for every public Python entry point, against the fake grid over 127.0.0.1.
 
 ``gridllm_nb.run/arun/grid/agrid/attach/aattach/leaderboard``, ``Results.retry``,
-``JobsClient(...)`` and its public methods: whatever they are given, they
+``JobsClient(...)`` and its public methods, ``Panel(...)``: whatever they are given, they
 return or raise a ``GridLLMError`` (one line), and nothing they say or
 raise holds the password of a URL or the token.
 """
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import gridllm_nb
 from gridllm_nb.api.client import JobsClient
 from gridllm_nb.errors import GridLLMError
+from gridllm_nb.notebook.panel import Panel
 
 from .fakes import FakeJobsAPI, ServedFake, words_script
 
@@ -167,3 +168,20 @@ def test_jobs_client_and_its_methods(served: ServedFake, url: Any, token: Any, k
                     assert SECRET not in str(exc) and TOKEN not in str(exc)
 
     _check(lambda: asyncio.run(use()))
+
+
+PANEL_KEYWORDS = ("url", "token", "client", "options", "hours", "timeout", "system", "poll", "markdown", "max_models",
+                  "max_rate", "byte_budget", "max_stale", "retry", "prompt", "history", "history_runs", "arena", "rng")
+
+
+def _panel_says(models: Any, kw: dict[str, Any]) -> str:
+    """What a new panel shows in words: its status line, its hint, its models."""
+    panel = Panel(models, **kw)
+    return f"{panel.status.value} {panel.picker.hint.value} {list(panel.checkboxes)}"
+
+
+@_SETTINGS
+@given(models=st.one_of(st.none(), models), kw=keywords(PANEL_KEYWORDS))
+def test_panel(served: ServedFake, models: Any, kw: dict[str, Any]) -> None:
+    kw = _fix(kw)
+    _check(lambda: _panel_says(models, kw))

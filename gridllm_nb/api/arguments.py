@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from ..errors import ConfigError
 
 __all__ = ["callback", "choice", "flag", "id_list", "instance", "job_ids", "models", "number", "optional_text", "options",
-           "text", "unicode"]
+           "text", "unicode", "whole"]
 
 T = TypeVar("T")
 
@@ -79,13 +79,14 @@ def models(value: object) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def number(value: object, name: str, *, positive: bool = True) -> float | None:
-    """None, or a finite number, > 0 (``positive``) or ≥ 0."""
-    if value is None:
+def number(value: object, name: str, *, positive: bool = True, unit: str = "", optional: bool = True) -> float | None:
+    """None (when ``optional``), or a finite number, > 0 (``positive``) or ≥ 0; ``unit`` says what it counts
+    (seconds, or hours for ``hours``, unless given)."""
+    if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number of {'hours' if name == 'hours' else 'seconds'} or None, "
-                          f"not {_kind(value)}")
+        unit = unit or ("hours" if name == "hours" else "seconds")
+        raise ConfigError(f"{name} must be a number of {unit}{' or None' if optional else ''}, not {_kind(value)}")
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int too large for a float
@@ -113,6 +114,15 @@ def options(value: object) -> dict[str, Any] | None:
                           f"no NaN or Infinity): {str(exc)[:80]}") from None
     unicode(encoded, "options")
     return dict(value)
+
+
+def whole(value: object, name: str, *, least: int = 1) -> int:
+    """A whole number ≥ ``least`` (True and False are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be a whole number ≥ {least}, not {_kind(value)}")
+    if value < least:
+        raise ConfigError(f"{name} must be a whole number ≥ {least}, not {value}")
+    return value
 
 
 def flag(value: object, name: str) -> bool:

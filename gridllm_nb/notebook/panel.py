@@ -33,9 +33,12 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ..api import arguments
 from ..api.client import JobsClient, RetryPolicy
 from ..api.jobs import JobUpdate
+from ..config import resolve_endpoint
 from ..core.arena import ArenaRound
+from ..core.live import check_arguments
 from ..core.results import Result, Results
 from ..errors import ConfigError
 from ..text import one_line
@@ -94,6 +97,22 @@ class Panel(widgets.VBox):
         arena: bool = False,
         rng: random.Random | None = None,
     ) -> None:
+        check_arguments(url=url, token=token, client=client, options=options, hours=hours, timeout=timeout,
+                        system=system, poll=poll, history=history)
+        if client is None:
+            resolve_endpoint(url, token)  # the URL and the token as the panel's client will take them
+        tags = None if models is None else arguments.models(models)
+        arguments.flag(markdown, "markdown")
+        arguments.flag(arena, "arena")
+        arguments.whole(max_models, "max_models")
+        arguments.whole(history_runs, "history_runs", least=0)
+        arguments.number(max_rate, "max_rate", positive=False, unit="updates a second", optional=False)
+        arguments.number(byte_budget, "byte_budget", positive=False, unit="bytes sent per byte of text")
+        arguments.number(max_stale, "max_stale", positive=False, optional=False)
+        arguments.instance(retry, "retry", RetryPolicy, "a RetryPolicy")
+        arguments.instance(rng, "rng", random.Random, "a random.Random")
+        arguments.text(prompt, "prompt", empty=True)
+
         self._url = url
         self._token = token
         self._client = client
@@ -160,8 +179,8 @@ class Panel(widgets.VBox):
         self._retry_card = self._guard(lambda tag: self.retry_failed([tag]))  # a card's Retry button
         self.markdown_toggle.observe(self._on_markdown, names="value")
 
-        if models is not None:
-            self.set_models(list(models))
+        if tags is not None:
+            self.set_models(tags)
         else:
             self._start_loading()
 

@@ -19,6 +19,7 @@ from gridllm_nb.api.retry import RetryPolicy
 from gridllm_nb.core import history
 from gridllm_nb.core.results import Result, Results
 from gridllm_nb.display.render import render_text
+from gridllm_nb.errors import ConfigError
 from gridllm_nb.notebook.panel import Panel
 from gridllm_nb.service.launcher import free_port
 from gridllm_nb.widgets.card import CardWidget, slug
@@ -685,3 +686,56 @@ async def test_panel_lists_nothing_when_the_service_is_down() -> None:
     panel = Panel(url=url, retry=RetryPolicy(budget=0.3))
     await panel.loaded()
     assert panel.checkboxes == {} and "cannot reach" in panel.status.value
+
+
+# -- arguments --------------------------------------------------------------------
+
+SECRET = "Zq7sekretPASSWORDx9"
+REFUSED = {  # each argument given wrong: (keywords, what the one line says)
+    "models-not-tags": ({"models": [123]}, "models must be tags (str); got int"),
+    "models-none-named": ({"models": [" "]}, "no model given"),
+    "url-not-text": ({"url": 8080}, "url must be text (a str) or None, not int"),
+    "url-port-out-of-range": ({"url": "http://127.0.0.1:99999/x"}, "its port is not in 1-65535"),
+    "url-not-http": ({"url": f"ftp://u:{SECRET}@h/x"}, "not an http(s) URL: 'ftp://u:***@h/x'"),
+    "token-not-text": ({"token": 5}, "token must be text or a Secret or None, not int"),
+    "token-not-a-header": ({"token": "two words"}, "characters an HTTP header cannot carry"),
+    "client-not-a-client": ({"client": BASE}, "client must be a JobsClient or None, not str"),
+    "options-not-a-dict": ({"options": "max_tokens=8"}, "options must be a dict"),
+    "options-not-json": ({"options": {"temperature": float("nan")}}, "options must be standard JSON values"),
+    "hours-not-finite": ({"hours": float("nan")}, "hours must be a finite number"),
+    "timeout-not-a-number": ({"timeout": "10"}, "timeout must be a number of seconds or None, not str"),
+    "system-not-text": ({"system": 1}, "system must be text (a str) or None, not int"),
+    "poll-not-settings": ({"poll": 0.1}, "poll must be PollSettings or None, not float"),
+    "markdown-not-a-flag": ({"markdown": "yes"}, "markdown must be True or False, not str"),
+    "max_models-zero": ({"max_models": 0}, "max_models must be a whole number ≥ 1, not 0"),
+    "max_models-not-whole": ({"max_models": 2.5}, "max_models must be a whole number ≥ 1, not float"),
+    "max_rate-none": ({"max_rate": None}, "max_rate must be a number of updates a second, not NoneType"),
+    "max_rate-negative": ({"max_rate": -1}, "max_rate must be at least 0, not -1"),
+    "byte_budget-infinite": ({"byte_budget": float("inf")}, "byte_budget must be a finite number, not inf"),
+    "max_stale-text": ({"max_stale": "1"}, "max_stale must be a number of seconds, not str"),
+    "retry-not-a-policy": ({"retry": 3}, "retry must be a RetryPolicy or None, not int"),
+    "prompt-not-text": ({"prompt": 123}, "prompt must be text (a str), not int"),
+    "prompt-not-unicode": ({"prompt": "a\udcffb"}, "prompt is not valid Unicode text"),
+    "history-not-a-flag": ({"history": "no"}, "history must be True or False, not str"),
+    "history_runs-negative": ({"history_runs": -1}, "history_runs must be a whole number ≥ 0, not -1"),
+    "arena-not-a-flag": ({"arena": 1}, "arena must be True or False, not int"),
+    "rng-not-a-generator": ({"rng": 42}, "rng must be a random.Random or None, not int"),
+}
+
+
+@pytest.mark.parametrize(("kw", "said"), list(REFUSED.values()), ids=list(REFUSED))
+def test_a_wrong_argument_is_one_config_error_naming_it_before_any_widget(kw: dict, said: str) -> None:
+    from ipywidgets.widgets.widget import _instances
+
+    kw = {"models": ["m:1"], **kw}
+    before = len(_instances)
+    with pytest.raises(ConfigError) as caught:
+        Panel(**kw)
+    assert said in str(caught.value) and "\n" not in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert len(_instances) == before  # refused before anything was built
+
+
+def test_one_tag_names_one_model() -> None:
+    panel = fake_panel(FakeJobsAPI(models=["m:1"]), " m:1 ")
+    assert list(panel.checkboxes) == ["m:1"]
