@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
@@ -327,6 +328,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "grid": cmd_grid}
     try:
         return handlers.get(args.command, _cmd_simple)(args)
+    except BrokenPipeError:
+        # The reader stopped reading (``gridllm-nb history | head -1``): it has what it wanted. Whatever is
+        # still buffered goes nowhere, so Python's own flush at exit cannot fail with a traceback either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("gridllm-nb: interrupted", file=sys.stderr)
         return 130

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +304,24 @@ def test_a_usage_error_never_echoes_a_password(capsys) -> None:
         main(["models", "--url", "http://127.0.0.1:1/x", "http://user:secret@127.0.0.1:1/x"])
     err = capsys.readouterr().err
     assert "unrecognized arguments: http://user:***@127.0.0.1:1/x" in err and "secret" not in err
+
+
+def test_a_reader_that_stops_reading_gets_no_traceback(tmp_path) -> None:
+    """``gridllm-nb history | head -1``: the pipe closes under the command; it stops quietly, exit 0."""
+    import subprocess
+
+    from gridllm_nb.core import recorder
+    from gridllm_nb.core.results import Result, Results
+
+    env = {**os.environ, "GRIDLLM_HISTORY": str(tmp_path / "h.sqlite3")}
+    os.environ["GRIDLLM_HISTORY"] = env["GRIDLLM_HISTORY"]
+    try:
+        for i in range(300):  # more than a pipe's buffer of history lines
+            recorder.record(Results(f"prompt {i} " + "words " * 20, {"m:1": Result(tag="m:1", text="answer " * 30)}),
+                            "http://127.0.0.1:9/remotejobs/v2")
+    finally:
+        del os.environ["GRIDLLM_HISTORY"]
+    command = Path(sys.executable).parent / "gridllm-nb"
+    done = subprocess.run(["bash", "-c", f"{command} history 300 | head -1"],
+                          capture_output=True, text=True, env=env, check=False, timeout=120)
+    assert done.stdout.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
