@@ -46,7 +46,11 @@ def execute_quickstart(url: str) -> int:
     # kernel has no "running over TCP without encryption" warning to print between the answers.
     with tempfile.TemporaryDirectory() as tmp:
         km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(tmp) / "kernel"))
-        NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": tmp}}).execute()
+        try:
+            NotebookClient(nb, km=km, timeout=600, resources={"metadata": {"path": tmp}}).execute()
+        finally:  # ours to stop (nbclient stops only kernels it made): else it finds its parent gone, and says so
+            if km.has_kernel:
+                km.shutdown_kernel()
     print("\n== notebooks/01-quickstart.ipynb executed; answers ==")
     found = 0
     for cell in nb.cells:
