@@ -20,6 +20,13 @@ taking turns ``--rounds`` times; the ratio of their CPU times should stay
 within 1.2.
 
     python benchmarks/grid.py --checks [--rounds 3]
+
+``--history-cost`` measures what recording a grid in the history costs (on by
+default since grids are written as they go, ``core.recorder``): the same grid
+kept out of it and recorded, taking turns ``--rounds`` times at each
+``--max-live``.
+
+    python benchmarks/grid.py --history-cost [--max-live 100,1000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ CHECKS = ["contains:{expected}", "max-words:50"]
 
 
 async def one_grid(url: str, jobs: int, max_live: int, batched: bool, checks: bool = False,
-                   history: bool = False, rows: bool = False) -> dict[str, float]:
+                   history: bool = False) -> dict[str, float]:
     JobsClient.submit = BATCHED_SUBMIT if batched else one_post_per_job  # type: ignore[method-assign]
     updates = 0
 
@@ -83,14 +90,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="with --checks: turns each")
     parser.add_argument("--history", action="store_true",
                         help="record each grid in a throwaway history file (off: as grids were before they were recorded)")
+    parser.add_argument("--history-cost", action="store_true",
+                        help="the grid kept out of the history against the same recorded in it, taking turns")
     args = parser.parse_args()
-    if args.history:  # never the user's own history file
+    if args.history or args.history_cost:  # never the user's own history file
         import os
         import tempfile
 
         os.environ["GRIDLLM_HISTORY"] = str(Path(tempfile.mkdtemp(prefix="gridllm-bench-")) / "history.sqlite3")
     if args.checks:
         checks_cost(args.jobs, args.rounds)
+        return
+    if args.history_cost:
+        history_cost(args.jobs, [int(n) for n in args.max_live.split(",")], args.rounds)
         return
     rows = []
     names = {"GETs": "GETs", "bulk": "bulk POST", "watch": "watch stream"}
@@ -113,17 +125,32 @@ def main() -> None:
 
 def checks_cost(jobs: int, rounds: int) -> None:
     """The same grid without and with two checks, taking turns; the CPU ratio of their totals."""
+    off, on = taking_turns(jobs, 100, rounds, "checks")
+    print(f"\n{jobs} jobs x 1 model, max_live 100, bulk status, {rounds} turns each; process CPU:\n")
+    print("| checks | CPU per grid |\n|---|---:|")
+    print(f"| none | {off:.2f} s |\n| {', '.join(CHECKS)} | {on:.2f} s |")
+    print(f"\nratio: **{on / off:.2f}x** (target: at most 1.2x)")
+
+
+def history_cost(jobs: int, max_lives: list[int], rounds: int) -> None:
+    """The same grid kept out of the history and recorded in it, taking turns."""
+    print(f"\n{jobs} jobs x 1 model, bulk status, {rounds} turns each; process CPU per grid:\n")
+    print("| max_live | not recorded | recorded in the history | ratio |\n|---:|---:|---:|---:|")
+    for max_live in max_lives:
+        off, on = taking_turns(jobs, max_live, rounds, "history")
+        print(f"| {max_live} | {off:.2f} s | {on:.2f} s | {on / off:.2f}x |")
+
+
+def taking_turns(jobs: int, max_live: int, rounds: int, feature: str) -> tuple[float, float]:
+    """Mean process CPU of the grid without and with ``feature`` (``checks`` or ``history``), in turns."""
     cpu = {False: 0.0, True: 0.0}
     with Server(bulk=True, watch=False) as url:
         for turn in range(rounds):
-            for checks in (False, True) if turn % 2 == 0 else (True, False):
-                got = asyncio.run(one_grid(url, jobs, 100, True, checks, rows=True))
-                cpu[checks] += got["cpu"]
-                print(f"checks={checks}: {got}", file=sys.stderr)
-    print(f"\n{jobs} jobs x 1 model, max_live 100, bulk status, {rounds} turns each; process CPU:\n")
-    print("| checks | CPU per grid |\n|---|---:|")
-    print(f"| none | {cpu[False] / rounds:.2f} s |\n| {', '.join(CHECKS)} | {cpu[True] / rounds:.2f} s |")
-    print(f"\nratio: **{cpu[True] / cpu[False]:.2f}x** (target: at most 1.2x)")
+            for on in (False, True) if turn % 2 == 0 else (True, False):
+                got = asyncio.run(one_grid(url, jobs, max_live, True, **{feature: on}))
+                cpu[on] += got["cpu"]
+                print(f"{feature}={on}: {got}", file=sys.stderr)
+    return cpu[False] / rounds, cpu[True] / rounds
 
 
 if __name__ == "__main__":

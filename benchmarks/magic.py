@@ -21,7 +21,8 @@ Measures (issue 4):
    separate venv, if given and installed); target <= 1/3;
 5. kernel CPU while a 1000-job grid runs (``%%gridllm --over``, its progress
    bar and ``Results``) against benchmarks/streamserver.py, next to the same
-   grid as a bare ``await agrid(...)`` in the same kernel (``--grid-only``).
+   grid as a bare ``await agrid(...)`` in the same kernel (``--grid-only``; with
+   ``GRIDLLM_BENCH_HISTORY=off`` neither is recorded in the history).
 """
 
 from __future__ import annotations
@@ -286,13 +287,18 @@ def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str
     # benchmarks/poller.py: the stream server in its own process, with the local service's extensions
     from poller import Server
 
+    # GRIDLLM_BENCH_HISTORY=off keeps the grids out of the (throwaway) history, as grids were before they
+    # were recorded: an environment variable, so that versus.py can pass the same arguments to an older copy.
+    history = os.environ.get("GRIDLLM_BENCH_HISTORY", "on") != "off"
     rows = []
     with Server(bulk=True, watch=True) as url, real_kernel(url) as (execute, pid):
-        execute(f"from gridllm_nb import agrid\nxs = [f'prompt {{i}}' for i in range({jobs})]")
+        execute(f"from gridllm_nb import agrid\nxs = [f'prompt {{i}}' for i in range({jobs})]"
+                + ("" if history else "\n%config GridLLM.history = False"))
+        bare = "" if history else ", history=False"
         for max_live in max_lives:
             got = {}
             for name, code in (("magic", f"%%gridllm bench --over xs --max-live {max_live} --out g\n{{item}}"),
-                               ("agrid", f"g = await agrid(xs, ['bench'], max_live={max_live}, progress=None)")):
+                               ("agrid", f"g = await agrid(xs, ['bench'], max_live={max_live}, progress=None{bare})")):
                 cpu0, wall0 = kernel_cpu(pid), time.perf_counter()
                 msgs = execute(code)
                 wall = time.perf_counter() - wall0

@@ -131,7 +131,7 @@ def default_poll_settings(endpoint: Endpoint, *, fast: float | None = None,
     """How often to poll ``endpoint``; ``fast`` / ``slow`` replace either end of the range.
 
     A service on this machine is polled briskly and almost steadily (a GET
-    costs ~5 ms there, and a first token after a long queue should still
+    over loopback is cheap, and a first token after a long queue should still
     show within a quarter second); a remote grid gently, backing off while
     nothing changes.
     """

@@ -42,6 +42,8 @@ class _Scrubber:
         return value
 
     def row(self, values: Iterable[Any]) -> tuple[Any, ...]:
+        if not self.secrets:  # the usual case: a grid's thousands of rows pay nothing for it
+            return tuple(values)
         return tuple(self(v) for v in values)
 
 
@@ -126,8 +128,8 @@ class RunRecorder:
         self._scrub = _Scrubber(spec.token)
         started = runs[0].started_at if runs and not self.grid else None
         created = (started or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-        self._heads = [_run_values(self.run_id, created, url, run.prompt if self.grid else spec.prompt,
-                                   spec.system, spec.options, spec.hours) for run in runs]
+        head = _run_values(self.run_id, created, url, spec.prompt, spec.system, spec.options, spec.hours)
+        self._heads = [head[:3] + (run.prompt,) + head[4:] for run in runs] if self.grid else [head]
         self._warn = warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr))
         self._runs = runs
         everything = [(i, r) for i, run in enumerate(runs) for r in run.values()]
@@ -144,6 +146,9 @@ class RunRecorder:
     def observe(self, result: Result, update: JobUpdate) -> None:
         """Called with every update; queues a write when a job was submitted or ended."""
         key = self._key[id(result)]
+        terminal = update.state.terminal
+        if not terminal and result.job_id == self._job.get(key) and not update.restarts:
+            return  # the text growing: nothing the history keeps before the end
         if update.restarts:  # about to be submitted again: the row waits for the new job
             self._job[key] = None
             self._ended.discard(key)
@@ -152,11 +157,11 @@ class RunRecorder:
             self._job[key] = result.job_id
             self._ended.discard(key)
             self._queue(result)
-        if update.state.terminal and key not in self._ended:
+        if terminal and key not in self._ended:
             self._ended.add(key)
             self._verdicts[key] = list(result.checks)
             self._queue(result)
-        elif update.state.terminal and result.checks != self._verdicts.get(key, result.checks):
+        elif terminal and result.checks != self._verdicts.get(key, result.checks):
             self._verdicts[key] = list(result.checks)  # a judge's verdict, after the end
             self._queue(result)
 
