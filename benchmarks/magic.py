@@ -293,7 +293,7 @@ def bench_grid(jobs: int, max_lives: list[int]) -> list[tuple[str, str, str, str
     rows = []
     with Server(bulk=True, watch=True) as url, real_kernel(url) as (execute, pid):
         execute(f"from gridllm_nb import agrid\nxs = [f'prompt {{i}}' for i in range({jobs})]"
-                + ("" if history else "\n%config GridLLM.history = False"))
+                + ("" if history else "\n%gridllm config history=False"))
         bare = "" if history else ", history=False"
         for max_live in max_lives:
             got = {}

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,8 +184,8 @@ class Endpoint:
     token: Secret | None = field(default=None)
     is_default: bool = False
 
-    @property
-    def is_local(self) -> bool:
+    @cached_property
+    def is_local(self) -> bool:  # asked for every job a grid sends
         return is_loopback(self.url)
 
     @property

@@ -143,7 +143,8 @@ class Feed:
     def _emit(self, now: float, *, delta: str = "") -> None:
         state = self.state
         if not state.terminal:  # a live update builds no Job
-            self._put(JobUpdate(self.tag, self.job_id, state, self.shown, delta, False, self.error or self.notice,
+            text = self.text if self._held is None and not self._before else self.shown
+            self._put(JobUpdate(self.tag, self.job_id, state, text, delta, False, self.error or self.notice,
                                 now - self.started, self.raw_status, restarted=self.restarted))
             return
         job = self.job
