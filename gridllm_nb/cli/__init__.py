@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..api.client import JobsClient
 from ..config import mask_credentials, parse_assignments
+from ..core.ratings import add_leaderboard_arguments
 from ..core.results import Results
 from ..display.textstream import TextStream
 from ..errors import ConfigError, GridLLMError
@@ -100,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print a JSON array of results")
 
     p = sub.add_parser("leaderboard", help="the blind arena's ranking (Bradley–Terry) from the votes in the history")
-    p.add_argument("--method", choices=("bt", "elo"), default="bt", help="bt: Bradley–Terry (default); elo: Elo")
-    p.add_argument("--mine", action="store_true", help="count only the votes cast by this user")
+    add_leaderboard_arguments(p)
     p = sub.add_parser("votes", help="the arena's votes as CSV on stdout, or --export FILE (.csv or .json)")
     p.add_argument("--export", metavar="FILE", help="write them to FILE: .csv or .json by its extension")
     p.add_argument("--mine", action="store_true", help="only the votes cast by this user")
@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_results(results: Results, out: TextIO) -> None:
     for r in results.values():
-        out.write(f"== {r.tag} ({r.state.label}, {r.elapsed:.1f}s) ==\n")
+        out.write(f"== {r.tag} ({r.label}, {r.elapsed:.1f}s) ==\n")
         if r.text:
             out.write(r.text.rstrip("\n") + "\n")
         if r.error:
@@ -196,9 +196,9 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
     results = stored(args.run, url=args.url)
     if not isinstance(results, Results):  # a grid: every job that ended without an answer
-        if not any(run.retryable for run in results):
+        if not results.retryable:
             print(f"gridllm-nb: nothing to retry in grid {short_id(results.run_id or '')}: "
-                  "no job failed, was lost, cancelled or timed out", file=sys.stderr)
+                  "no job failed, was lost, cancelled, timed out or was never sent", file=sys.stderr)
             return 0 if results.ok else 1
         return _show_grid(run_sync(aretry(results, timeout=args.timeout, announce=_stderr)), args.json)
     tags = results.retryable
@@ -295,9 +295,9 @@ def _cmd_webui(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ..core.arena import leaderboard
+    from ..core.commands import leaderboard
 
-    print(repr(leaderboard(method=args.method, mine=args.mine)))
+    print(repr(leaderboard(args)))
     return 0
 
 

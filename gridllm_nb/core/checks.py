@@ -8,18 +8,22 @@ or is a plain Python callable ``(answer_text, result) -> bool | float |
 ends. In a grid a spec may name a column of the prompt's row,
 ``contains:{expected}``, filled in per prompt. A check that raises is a
 failed verdict whose reason is the exception in one line: a bad check never
-ends a run. Judges (``core.judge``) give verdicts of the same shape.
+ends a run. Judges (``core.judge``) give verdicts of the same shape, later:
+pending until the judge's own; a run cut short (its timeout, a cancel) fails
+every verdict still pending, so none stays pending.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..api.jobs import JobState
 from ..errors import ConfigError
 from ..text import one_line
 
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from .results import Result
 
 __all__ = ["BUILT_INS", "Check", "Verdict", "evaluate_checks", "evaluator", "is_judge", "judged",
-           "parse_check", "parse_checks", "summary_line", "with_judges"]
+           "parse_check", "parse_checks", "settle", "summary_line", "with_judges"]
 
 _FIELD = re.compile(r"\{([A-Za-z_]\w*)\}")
 _REASON_WIDTH = 160
@@ -308,19 +312,47 @@ def evaluator(items: Sequence[Any], row_of: RowOf | None = None) -> Callable[[An
     return evaluate
 
 
+def settle(jobs: Any, result: Result, verdict: Verdict) -> None:
+    """``verdict`` in place of ``result``'s of the same name (a judge's, pending until now), published as the
+    same end again (``LiveJobs.publish``): the card, the history and a grid's counts see it."""
+    result.checks = [verdict if v.name == verdict.name else v for v in result.checks]
+    jobs.publish(result, replace(result.as_update(), delta=""))
+
+
 async def judged(step: Awaitable[None], jobs: Any, result: Result, items: Sequence[Any], question: str,
                  row: Mapping[str, Any] | None, group: Sequence[Result], claimed: set[tuple[int, int]]) -> None:
     """``step`` (a job followed to its end), then each judge's grading of its answer, one after the other;
-    a pairwise judge's, once every answer of its ``group`` (the prompt's) has ended, by the last to end."""
-    await step
-    for judge in [j for j in items if is_judge(j)]:
-        if getattr(judge, "pairwise", False):
-            key = (id(judge), id(group[0]))
-            if all(r.state.terminal for r in group) and key not in claimed:
-                claimed.add(key)
-                await judge.grade_group(jobs, group, question, row)
-        elif result.ok:
-            await judge.grade(jobs, result, question, row)
+    a pairwise judge's, once every answer of its ``group`` (the prompt's) has ended, by the last to end.
+    Cut short (the run's timeout or a cancel), it fails the verdicts it would have given (``_not_judged``)."""
+    judges = [j for j in items if is_judge(j)]
+    try:
+        await step
+        for judge in judges:
+            if getattr(judge, "pairwise", False):
+                key = (id(judge), id(group[0]))
+                if all(r.state.terminal for r in group) and key not in claimed:
+                    claimed.add(key)
+                    await judge.grade_group(jobs, group, question, row)
+            elif result.ok:
+                await judge.grade(jobs, result, question, row)
+    except asyncio.CancelledError:
+        _not_judged(jobs, result, group, judges, claimed)
+        raise
+
+
+def _not_judged(jobs: Any, result: Result, group: Sequence[Result], judges: Sequence[Any],
+                claimed: set[tuple[int, int]]) -> None:
+    """A run cut short starts no judging job, so each verdict still pending would stay so for ever: those of
+    ``result``, and its group's pairwise ones (an answer that ended first waits for its group), fail now. A
+    pairwise judging job already under way (``claimed``) fails its own, saying how it ended (``core.judge``)."""
+    why = "not judged within the run's timeout" if jobs.cut is JobState.TIMED_OUT else "not judged: interrupted"
+    for judge in judges:
+        pairwise = getattr(judge, "pairwise", False)
+        if pairwise and (id(judge), id(group[0])) in claimed:
+            continue
+        for r in (group if pairwise else [result]):
+            if any(v.name == judge.name and v.pending for v in r.checks):
+                settle(jobs, r, Verdict(judge.name, False, None, why, kind="judge"))
 
 
 def with_judges(items: Sequence[Any], question_of: Callable[[Result], str], row_of: RowOf | None = None,

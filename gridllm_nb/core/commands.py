@@ -7,6 +7,7 @@ Each writes a short report to ``out`` and returns 0 (all well) or 1.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
@@ -18,6 +19,7 @@ from ..api.poller import PollSettings
 from ..config import resolve_endpoint
 from ..errors import NotSupported
 from ..text import one_line, shorten
+from . import arena
 from .grid_history import from_history
 from .history import history_path, is_grid, local_time, recent, short_id
 from .local import open_client
@@ -27,7 +29,8 @@ from .sync import run_sync
 if TYPE_CHECKING:
     from .grid import GridResults
 
-__all__ = ["cancel", "history", "job_dict", "models", "status", "stored", "with_client"]
+__all__ = ["cancel", "history", "job_dict", "leaderboard", "models", "status", "stored",
+           "with_client"]
 
 T = TypeVar("T")
 
@@ -116,16 +119,19 @@ _ENDS = {state.value for state in JobState if state.terminal}
 
 
 def _grid_line(rows: Sequence[dict[str, Any]]) -> str:
-    """``grid: 20 prompts × 2 models  18 completed, 2 failed`` (and how many are still live)."""
+    """``grid: 20 prompts × 2 models  18 completed, 2 failed`` (and how many are still live, how many
+    were never sent: not yet, or never to be by a grid whose kernel died; ``retry`` sends them)."""
     prompts = len({r["prompt_index"] for r in rows})
     models = len({r["tag"] for r in rows})
     states = [r["state"] for r in rows]
     done = states.count(JobState.COMPLETED.value)
-    live = sum(1 for s in states if s not in _ENDS)
+    unended = [r for r in rows if r["state"] not in _ENDS]
+    unsent = sum(1 for r in unended if not r["job_id"] and r["state"] == JobState.SUBMITTED.value)
+    live = len(unended) - unsent
     plural = lambda k, word: f"{k} {word}{'' if k == 1 else 's'}"
-    tail = f", {live} live" if live else ""
+    tail = (f", {live} live" if live else "") + (f", {unsent} not sent" if unsent else "")
     return (f"grid: {plural(prompts, 'prompt')} × {plural(models, 'model')}  "
-            f"{done} completed, {len(states) - done - live} failed{tail}")
+            f"{done} completed, {len(states) - done - len(unended)} failed{tail}")
 
 
 def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None = None) -> Results | GridResults:
@@ -145,3 +151,9 @@ def stored(run: str | None, *, url: str | None = None, poll: PollSettings | None
     if changes:
         results.spec = replace(results.spec, **changes)
     return results
+
+
+def leaderboard(args: argparse.Namespace) -> arena.Leaderboard:
+    """The ranking ``ratings.add_leaderboard_arguments``'s options ask for: the CLI prints it as text, the
+    magic returns it (a table and a plot)."""
+    return arena.leaderboard(method=args.method, mine=args.mine)

@@ -30,7 +30,7 @@ from .judge import parse_all
 from .live import LiveJobs, check_arguments, follow, normalise_models, ready
 from .progress import Counts, PassCounts, make_progress
 from .recorder import RunRecorder, new_run_id
-from .results import Result, Results, RunSpec, save_report
+from .results import RETRYABLE, Result, Results, RunSpec, save_report
 from .scores import has_scores, score_rows, scores_html, scores_table
 from .sync import run_sync
 
@@ -38,6 +38,8 @@ __all__ = ["GridResults", "GridUpdateCallback", "agrid", "grid", "recorder"]
 
 Prompts = Sequence[str] | Mapping[str, str]
 GridUpdateCallback = Callable[[int, JobUpdate], Any]  # (prompt index, update)
+Judging = Callable[[Awaitable[None], LiveJobs, Result], Awaitable[None]]  # ``checks.with_judges``
+Evaluate = Callable[[LiveJobs, Result], None]  # ``LiveJobs.evaluate``
 
 
 class GridResults:
@@ -53,10 +55,9 @@ class GridResults:
         self.models = list(models)
         self.names = list(names) if names is not None else None
         self._index = {name: i for i, name in enumerate(self.names or ())}
-        # Kept up to date by ``agrid`` as jobs end (``_ended``), so a progress
-        # callback can read ``counts`` on each of a thousand job ends cheaply.
+        # Kept up to date as jobs end (``_changed``), so a progress callback
+        # can read ``counts`` on each of a thousand job ends cheaply.
         self._recount()
-        self._passing = PassCounts(self.models)  # the running pass rate per model, as verdicts arrive
         self.rows_given: list[Mapping[str, Any]] | None = None  # the prompts' rows, where they came as rows
         self.spec: RunSpec | None = None  # what made the grid (``agrid`` sets it): the report's header
         self.started_at: datetime | None = None
@@ -76,26 +77,56 @@ class GridResults:
         return iter(self.runs)
 
     def _recount(self) -> None:
+        """``counts`` from the results as they stand (a retry's restarts uncount what ended before)."""
         results = [r for run in self.runs for r in run.values()]
+        self._counted = {id(r) for r in results if r.state.terminal}  # the ends counted, once each
         self._done = sum(1 for r in results if r.ok)
-        self._failed = sum(1 for r in results if r.state.terminal and not r.ok)
+        self._failed = len(self._counted) - self._done
+        self._passing = PassCounts(self.models)  # the running pass rate per model, as verdicts arrive
+        for r in results:
+            self._passing.saw(r)
+        self._counts: Counts | None = None  # made again on the next read
 
-    def _ended(self, state: JobState) -> None:
-        if state is JobState.COMPLETED:
-            self._done += 1
-        else:
-            self._failed += 1
+    def _changed(self, r: Result, update: JobUpdate) -> bool:
+        """Keep ``counts`` up to date with one update of ``r``: its end counted once (a judge's verdict
+        comes as the same end again), its verdicts in place of those before. True when ``r`` ended."""
+        if not update.state.terminal:
+            return False
+        if id(r) not in self._counted:
+            self._counted.add(id(r))
+            if update.state is JobState.COMPLETED:
+                self._done += 1
+            else:
+                self._failed += 1
+        self._passing.saw(r)
+        self._counts = None
+        return True
 
     @property
     def counts(self) -> Counts:
         """``Counts(done, failed, total)``: completed jobs, jobs that ended otherwise, all jobs (and,
-        with checks, the running pass rate per model)."""
-        return Counts(self._done, self._failed, len(self.runs) * len(self.models), self._passing.line())
+        with checks, the running pass rate per model). Read on every update of a grid: made only after an end."""
+        if self._counts is None:
+            self._counts = Counts(self._done, self._failed, len(self.runs) * len(self.models), self._passing.line())
+        return self._counts
 
     def scores(self) -> list[dict[str, Any]]:
         """One row per model: answers, passed, pass rate and its 95% Wilson interval, mean score and
         its interval, median TTFT and tokens/s, and which models it cannot be told apart from (``core.scores``)."""
         return score_rows({tag: [run[tag] for run in self.runs if tag in run] for tag in self.models})
+
+    @property
+    def unsent(self) -> list[tuple[int, str]]:
+        """The jobs not sent, as (prompt index, model): waiting for a slot, or never to be sent by a grid
+        whose kernel died before their turn (read back from the history); ``retry`` sends them."""
+        return [(i, tag) for i, run in enumerate(self.runs) for tag, r in run.items() if r.unsent]
+
+    @property
+    def retryable(self) -> list[tuple[int, str]]:
+        """What ``retry`` sends, as (prompt index, model): the jobs that ended without an answer (failed,
+        lost, cancelled or timed out), and those never sent."""
+        return [(i, tag) for i, run in enumerate(self.runs) for tag, r in run.items()
+                if r.state in RETRYABLE or r.unsent]
 
     @property
     def done(self) -> bool:
@@ -145,10 +176,12 @@ class GridResults:
 
     def _headline(self) -> str:
         c = self.counts
+        unsent = len(self.unsent)
         prompts = f"{len(self)} prompt{'' if len(self) == 1 else 's'}"
         models = f"{len(self.models)} model{'' if len(self.models) == 1 else 's'}"
-        live = f", {c.live} live" if c.live else ""
-        return f"{prompts} × {models}: {c.done} completed, {c.failed} failed{live}"
+        live = f", {c.live - unsent} live" if c.live > unsent else ""
+        return f"{prompts} × {models}: {c.done} completed, {c.failed} failed{live}" + (
+            f", {unsent} not sent" if unsent else "")
 
     def __repr__(self) -> str:
         lines = [f"GridResults({self._headline()})"]
@@ -272,8 +305,11 @@ async def agrid(
     a grid of more than 200 jobs prints that estimate's one line first.
 
     With ``history`` the grid is one run of the history, written as it goes
-    (a row per prompt × model when its job is submitted, updated when it
-    ends); its id is ``run_id``, which ``attach`` and ``retry`` take.
+    (a row per prompt × model from the first submit, updated when its job is
+    submitted and when it ends; with checks or judges, they and each prompt's
+    row too, so a retry checks its new answers the same way); its id is
+    ``run_id``, which ``attach`` and ``retry`` take: a grid whose kernel died
+    leaves its unsent jobs behind too, and ``retry`` sends them.
     """
     prompts, given_rows = _prompt_rows(prompts)
     rows = given_rows if rows is None else list(rows)
@@ -306,24 +342,13 @@ async def agrid(
     result.run_id = new_run_id() if history else None
     where = {id(r): i for i, run in enumerate(result) for r in run.values()}
     bar = make_progress(None, 0)
-
-    def row_of(r: Result) -> Mapping[str, Any] | None:
-        return rows[where[id(r)]] if rows is not None else None
-
-    then = with_judges(assessors, lambda r: texts[where[id(r)]], row_of,
-                       lambda r: list(result[where[id(r)]].values()))
-    ended: set[int] = set()  # a judge's verdict comes as the same end again: counted once
+    then, evaluate = assessing(result, where)
 
     def on_change(r: Result, update: JobUpdate) -> None:
         if on_update is not None:
             on_update(where[id(r)], update)
-        if update.state.terminal:
-            if id(r) not in ended:
-                ended.add(id(r))
-                result._ended(update.state)
-            result._passing.saw(r)
-            if on_progress is not None:
-                on_progress(result)
+        if result._changed(r, update) and on_progress is not None:
+            on_progress(result)
         bar.update(result.counts)
 
     queue = deque((run.prompt, run[tag]) for run in result for tag in tags)
@@ -348,13 +373,28 @@ async def agrid(
     recorders: list[RunRecorder] = []
     try:
         await follow([r for run in result for r in run.values()], spec, client=client, check=check, work=work,
-                     on_change=on_change, timeout=timeout, queued=True, evaluate=evaluator(assessors, row_of),
+                     on_change=on_change, timeout=timeout, queued=True, evaluate=evaluate,
                      record=recorder(result, recorders, stored=False, announce=announce))
     finally:
         bar.close(result.counts)
         if not any(r.written for r in recorders):
             result.run_id = None  # nothing of it reached the history
     return result
+
+
+def assessing(grid: GridResults, where: Mapping[int, int]) -> tuple[Judging, Evaluate | None]:
+    """``grid``'s checks and judges (``grid.spec.checks``) as ``follow`` runs them, each prompt's
+    ``{column}`` fields read from its row (``rows_given``): ``evaluate`` as a job ends, and ``then``,
+    which wraps a job's coroutine so its judging follows in the same slot. ``where``: each result's
+    prompt index, by ``id``. A new grid's, a retried one's and a reattached one's alike."""
+    items = grid.spec.checks if grid.spec is not None else ()
+    rows = grid.rows_given
+
+    def row_of(r: Result) -> Mapping[str, Any] | None:
+        return rows[where[id(r)]] if rows is not None else None
+
+    then = with_judges(items, lambda r: grid[where[id(r)]].prompt, row_of, lambda r: list(grid[where[id(r)]].values()))
+    return then, evaluator(items, row_of)
 
 
 def recorder(grid: GridResults, made: list[RunRecorder], *, stored: bool,
@@ -366,7 +406,7 @@ def recorder(grid: GridResults, made: list[RunRecorder], *, stored: bool,
 
     def make(live: JobsClient) -> RunRecorder:
         made.append(RunRecorder(grid.runs, grid.spec or RunSpec(""), live.endpoint.url, stored=stored,
-                                warn=announce, run_id=grid.run_id))
+                                warn=announce, run_id=grid.run_id, rows=grid.rows_given))
         return made[-1]
 
     return make

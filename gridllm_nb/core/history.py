@@ -2,15 +2,19 @@
 
 One row per model per run in ``~/.local/share/gridllm_nb/history.sqlite3``
 (``$XDG_DATA_HOME`` is honoured; ``$GRIDLLM_HISTORY`` names another file).
-A row is written when its job is submitted (state ``submitted`` and the job
-id), and updated when the job ends (``recorder.RunRecorder``): so a kernel
-that dies mid-run leaves the job ids behind, and ``attach`` can follow the
-jobs again. This module holds the schema, its migrations and the reading.
-What is stored: time, endpoint URL (without user info or query string),
-prompt, system prompt, options, hours, and per model the tag, job id, state,
-elapsed time, error, text and the run-relative times of ``Result``. A
-prompt × model grid is one run too: its rows also hold their prompt's index
-(``prompt_index``, None for an ordinary run); ``core.grid.from_history``
+Every row of a run is written when its first job is submitted (state
+``submitted``; a job not sent yet has no job id), updated with its job id
+when that job is submitted, and again when it ends (``recorder.RunRecorder``):
+so a kernel that dies mid-run leaves every job behind, and ``attach`` can
+follow the sent ones again, ``retry`` send the others. This module holds the
+schema, its migrations and the reading. What is stored: time, endpoint URL
+(without user info or query string), prompt, system prompt, options, hours,
+the checks and judges (``assessors``: a Python callable by its name only),
+and per model the tag, job id, state, elapsed time, error, text, verdicts and
+the run-relative times of ``Result``. A prompt × model grid is one run too:
+its rows also hold their prompt's index (``prompt_index``, None for an
+ordinary run) and, with checks or judges, their prompt's row (``prompt_row``,
+what their ``{column}`` fields read); ``core.grid_history.from_history``
 gives it back as a ``GridResults``. What is
 never stored: the token (it is not passed in, and its value is scrubbed from
 every stored string anyway).
@@ -32,14 +36,16 @@ from ..api.jobs import JobState
 from ..config import resolve_endpoint
 from ..errors import ConfigError
 from ..private_files import private_file
-from .checks import Verdict
+from .checks import BUILT_INS, Check, Verdict, parse_check
+from .judge import DEFAULT_RUBRIC, Judge, judge
 from .results import Result, Results, RunSpec
 
 __all__ = ["HISTORY_ENV", "INSERT", "SCHEMA_VERSION", "UPDATE", "clean_url", "connect", "created_at", "history_path",
-           "is_grid", "load_run", "local_time", "reading", "recent", "results_from_run", "short_id", "stored_run",
-           "unreadable"]
+           "is_grid", "kept_assessors", "load_run", "local_time", "reading", "recent", "results_from_run", "short_id",
+           "spec_of_run", "stored_run", "unkept_line", "unreadable"]
 
 HISTORY_ENV = "GRIDLLM_HISTORY"
+_ALL = 2**63 - 1  # SQLite's largest LIMIT: asking for more runs than that is asking for them all
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -67,10 +73,11 @@ _ADDED: tuple[tuple[tuple[str, str], ...], ...] = (
      ("ended_s", "REAL"), ("finish", "TEXT"), ("tokens", "INTEGER")),
     (("checks", "TEXT"),),  # the verdicts of checks and judges, JSON (``core.checks.Verdict``)
     (("prompt_index", "INTEGER"),),  # a grid's row: its prompt's place in the grid
+    (("assessors", "TEXT"), ("prompt_row", "TEXT")),  # the checks and judges, and the row they read (JSON)
 )
 SCHEMA_VERSION = len(_ADDED)
 
-_RUN_COLUMNS = ("run_id", "created", "url", "prompt", "system", "options", "hours")
+_RUN_COLUMNS = ("run_id", "created", "url", "prompt", "system", "options", "hours", "assessors", "prompt_row")
 _RESULT_COLUMNS = ("job_id", "state", "elapsed", "error", "text", "submitted_s", "started_s", "first_token_s",
                    "ended_s", "finish", "tokens", "checks")
 INSERT = (f"INSERT INTO responses ({', '.join(_RUN_COLUMNS + ('prompt_index', 'tag') + _RESULT_COLUMNS)})"
@@ -164,22 +171,25 @@ def _rows_by_run(conn: sqlite3.Connection, run_ids: Sequence[str]) -> list[dict[
             "system": first["system"],
             "options": json.loads(first["options"]) if first["options"] else None,
             "hours": first["hours"],
-            "results": [{k: row[k] for k in ("tag", "prompt_index", "prompt") + _RESULT_COLUMNS} for row in rows],
+            "assessors": first["assessors"],
+            "results": [{k: row[k] for k in ("tag", "prompt_index", "prompt", "prompt_row") + _RESULT_COLUMNS}
+                        for row in rows],
         })
     return runs
 
 
 def recent(n: int = 10, *, path: Path | str | None = None) -> list[dict[str, Any]]:
     """The last ``n`` runs, newest first (by when they started): dicts with run_id, created, url,
-    prompt, system, options, hours, results (one dict per model, or per prompt × model for a grid:
-    tag, prompt_index, prompt and the columns of ``_RESULT_COLUMNS``)."""
+    prompt, system, options, hours, assessors (JSON, ``kept_assessors``), results (one dict per model,
+    or per prompt × model for a grid: tag, prompt_index, prompt, prompt_row and the columns of
+    ``_RESULT_COLUMNS``)."""
     file = Path(path) if path else history_path()
     if not file.exists():
         return []
     with reading(file) as conn:
         run_ids = [row["run_id"] for row in conn.execute(
             "SELECT run_id, MIN(id) AS first FROM responses GROUP BY run_id ORDER BY first DESC LIMIT ?",
-            (max(0, int(n)),))]
+            (min(max(0, int(n)), _ALL),))]
         return _rows_by_run(conn, run_ids)
 
 
@@ -209,11 +219,11 @@ def load_run(run: str | None = None, *, path: Path | str | None = None) -> Resul
     They carry the run's id and a ``spec`` (prompt, system prompt, options,
     hours and URL as stored; the token comes from the configuration, never
     from the file), so they can be retried or followed again (``attach``).
-    A grid's run is ``core.grid.from_history``'s.
+    A grid's run is ``core.grid_history.from_history``'s.
     """
     stored = stored_run(run, path=path)
     if is_grid(stored):
-        raise ConfigError(f"run {short_id(stored['run_id'])} is a grid: core.grid.from_history reads it")
+        raise ConfigError(f"run {short_id(stored['run_id'])} is a grid: core.grid_history.from_history reads it")
     return results_from_run(stored, with_spec=True)
 
 
@@ -250,9 +260,74 @@ def results_from_run(run: Mapping[str, Any], *, with_spec: bool = False) -> Resu
             first_token_s=r.get("first_token_s"), ended_s=r.get("ended_s"), checks=_verdicts(r.get("checks")),
         ))
     if with_spec:
-        results.spec = RunSpec(results.prompt, system=run.get("system"), options=run.get("options"),
-                               hours=run.get("hours"), url=_endpoint_url(str(run.get("url") or "")))
+        results.spec = spec_of_run(run)
     return results
+
+
+def spec_of_run(run: Mapping[str, Any]) -> RunSpec:
+    """What retrying a run as ``recent`` returns it needs: its prompt, system prompt, options, hours, URL,
+    and its checks and judges made again (those that cannot be: ``RunSpec.unkept_checks``)."""
+    checks, unkept = _assessors(run)
+    return RunSpec(str(run.get("prompt") or ""), system=run.get("system"), options=run.get("options"),
+                   hours=run.get("hours"), url=_endpoint_url(str(run.get("url") or "")), checks=checks,
+                   unkept_checks=unkept)
+
+
+def kept_assessors(items: Sequence[Any]) -> str | None:
+    """A run's checks and judges as the history keeps them (JSON; None without any): a built-in check
+    by its spec, a judge by what ``judge()`` takes; anything else (a Python callable) by its name
+    only, since it cannot come back from a file."""
+    if not items:
+        return None
+    kept: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, Judge):
+            kept.append({"judge": item.model, "rubric": item.rubric, "scale": item.scale, "pass_mark": item.pass_mark,
+                         "options": dict(item.options), "pairwise": item.pairwise})
+            continue
+        kind, _, argument = str(getattr(item, "name", "")).partition(":")
+        built_in = BUILT_INS.get(kind)
+        if (isinstance(item, Check) and item.test is None and built_in is not None and built_in[0] is item.make
+                and argument == item.argument):
+            kept.append({"check": item.name})
+        else:
+            kept.append({"name": str(getattr(item, "name", None) or type(item).__name__)})
+    return json.dumps(kept, ensure_ascii=False, default=str)
+
+
+def _assessors(run: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[str, ...]]:
+    """The checks and judges ``kept_assessors`` stored for ``run``, made again, and the names of those
+    that cannot be: a Python callable, a check that no longer parses (its schema file gone), or every
+    verdict's of a run written before the history kept them."""
+    stored = run.get("assessors")
+    if not stored:
+        names = (v.name for r in run.get("results", []) for v in _verdicts(r.get("checks")))
+        return (), tuple(dict.fromkeys(names))
+    try:
+        entries = [e for e in json.loads(stored) if isinstance(e, dict)]
+    except (ValueError, TypeError):
+        return (), ()
+    made: list[Any] = []
+    unkept: list[str] = []
+    for entry in entries:
+        try:
+            if "judge" in entry:
+                made.append(judge(entry["judge"], entry.get("rubric") or DEFAULT_RUBRIC, scale=entry.get("scale", 10),
+                                  pass_mark=entry.get("pass_mark", 0.5), options=entry.get("options"),
+                                  pairwise=bool(entry.get("pairwise"))))
+            elif "check" in entry:
+                made.append(parse_check(entry["check"]))
+            else:
+                unkept.append(str(entry.get("name")))
+        except (ConfigError, TypeError, ValueError):
+            unkept.append(str(entry.get("judge") or entry.get("check")))
+    return tuple(made), tuple(unkept)
+
+
+def unkept_line(names: Sequence[str]) -> str:
+    """The one line a retry or a reattach says of the checks and judges it cannot run on the new answers."""
+    return (f"not run on the answers that end now: {', '.join(names)} (the history keeps no Python code, "
+            f"nor the checks of a run written by an older gridllm_nb)")
 
 
 def _verdicts(stored: Any) -> list[Verdict]:

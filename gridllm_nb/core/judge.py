@@ -11,6 +11,8 @@ the judge's raw text. The rubric may name the prompt row's columns
 (``The right answer is {expected}.``), as checks do. A ``pairwise`` judge
 sees every model's answer to a prompt in one job, lettered in a shuffled
 order with no model named (as in the arena), and names the better one.
+A run cut short (its timeout, a cancel) ends a judging job as it ends its
+own jobs, and fails the verdict: none stays "judging…".
 """
 
 from __future__ import annotations
@@ -18,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..api.jobs import JobState
 from ..errors import ConfigError
 from ..text import one_line, shorten
-from .checks import Verdict, is_judge, parse_checks
+from .checks import Verdict, is_judge, parse_checks, settle
 
 if TYPE_CHECKING:
     from .live import LiveJobs
@@ -67,80 +69,83 @@ class Judge:
         return judge_prompt(_fill(self.rubric, row), question, answer, self.scale)
 
     async def grade(self, jobs: LiveJobs, result: Result, question: str,
-                    row: Mapping[str, Any] | None = None) -> Verdict:
+                    row: Mapping[str, Any] | None = None) -> None:
         """Send the judging job for ``result`` (its answer to ``question`` ended), wait for it, and put the verdict in
-        place of the pending one on ``result`` (published as the same end again, for the views)."""
-        from .live import LiveJobs
-        from .results import Result
-
-        side = LiveJobs(jobs.client, jobs.poller, hours=jobs.hours, options=dict(self.options))
-        graded = Result(tag=self.model)
-        try:
-            await side.follow(self.prompt(question, result.text, row), graded, own_clock=True)
-        except asyncio.CancelledError:
-            verdict = Verdict(self.name, False, 0.0, "interrupted", kind="judge")
-            _replace(jobs, result, verdict)
-            await asyncio.shield(side.cancel(side.end_live([graded], JobState.CANCELLED, "interrupted")))
-            raise
-        finally:
-            side.close()
-        verdict = self.verdict(graded)
-        _replace(jobs, result, verdict)
-        return verdict
+        place of the pending one on ``result`` (``settle``)."""
+        await self._ask(jobs, self.prompt(question, result.text, row),
+                        lambda graded: settle(jobs, result, self.verdict(graded)))
 
     async def grade_group(self, jobs: LiveJobs, group: Sequence[Result], question: str,
                           row: Mapping[str, Any] | None = None) -> None:
         """``pairwise``: one judging job sees every answer to ``question`` that completed, lettered in a
         shuffled order (as in the arena: no model's name, no fixed side); each gets the verdict."""
-        from .live import LiveJobs
-        from .results import Result
-
         answered = [r for r in group if r.ok]
         if len(answered) < 2:
             for r in answered:
-                _replace(jobs, r, Verdict(self.name, False, None, "nothing to compare it with", kind="judge"))
+                settle(jobs, r, Verdict(self.name, False, None, "nothing to compare it with", kind="judge"))
             return
         order = list(answered)
         self.rng.shuffle(order)
         letters = [chr(ord("A") + i) for i in range(len(order))]
-        rubric = _fill(self.rubric, row)
+
+        def give(graded: Result) -> None:
+            for r, verdict in zip(order, self.pairwise_verdicts(graded, letters)):
+                settle(jobs, r, verdict)
+
+        await self._ask(jobs, pairwise_prompt(_fill(self.rubric, row), question, [r.text for r in order], letters),
+                        give)
+
+    async def _ask(self, jobs: LiveJobs, prompt: str, give: Callable[[Result], None]) -> None:
+        """Send one judging job, follow it to its end and ``give`` it, ended, for its verdicts. A run cut short
+        ends the judging job as it ends its own jobs (``jobs.cut``: timed out, or cancelled), gives it so
+        before the cut goes on (no verdict stays pending), and asks the service to cancel it."""
+        from .live import LiveJobs
+        from .results import Result
+
         side = LiveJobs(jobs.client, jobs.poller, hours=jobs.hours, options=dict(self.options))
         graded = Result(tag=self.model)
         try:
-            await side.follow(pairwise_prompt(rubric, question, [r.text for r in order], letters), graded,
-                              own_clock=True)
+            await side.follow(prompt, graded, own_clock=True)
         except asyncio.CancelledError:
-            for r in order:
-                _replace(jobs, r, Verdict(self.name, False, 0.0, "interrupted", kind="judge"))
-            await asyncio.shield(side.cancel(side.end_live([graded], JobState.CANCELLED, "interrupted")))
+            cut = jobs.cut or JobState.CANCELLED
+            live = side.end_live([graded], cut, "interrupted" if cut is JobState.CANCELLED else "")
+            give(graded)
+            await asyncio.shield(side.cancel(live))
             raise
         finally:
             side.close()
-        winner, reason = parse_winner(graded.text, letters) if graded.ok else (None, "")
-        for letter, r in zip(letters, order):
-            if not graded.ok:
-                verdict = Verdict(self.name, False, None, f"the judge's job {graded.state.label}", kind="judge",
-                                  raw=graded.text or None)
-            elif winner is None:
-                verdict = Verdict(self.name, False, None, "no winner in the judge's reply", kind="judge",
-                                  raw=graded.text)
-            else:
-                won = winner in ("tie", letter)
-                outcome = "a tie" if winner == "tie" else "won" if won else "lost"
-                verdict = Verdict(self.name, won, 0.5 if winner == "tie" else float(won),
-                                  f"as {letter}, {outcome}" + (f": {reason}" if reason else ""), kind="judge",
-                                  raw=graded.text)
-            _replace(jobs, r, verdict)
+        give(graded)
 
     def verdict(self, graded: Result) -> Verdict:
         """The verdict of a judging job that ended."""
         if not graded.ok:
-            return Verdict(self.name, False, 0.0, f"the judge's job {graded.state.label}: {graded.error or ''}"
-                           .rstrip(": "), kind="judge", raw=graded.text or None)
+            return self._failed(graded)
         score, reason = parse_score(graded.text, self.scale)
         if score is None:
             return Verdict(self.name, False, None, "no score in the judge's reply", kind="judge", raw=graded.text)
         return Verdict(self.name, score >= self.pass_mark, score, reason, kind="judge", raw=graded.text)
+
+    def pairwise_verdicts(self, graded: Result, letters: Sequence[str]) -> list[Verdict]:
+        """The verdicts of a pairwise judging job that ended, one per lettered answer: the winner passes."""
+        if not graded.ok:
+            return [self._failed(graded)] * len(letters)
+        winner, reason = parse_winner(graded.text, letters)
+        if winner is None:
+            return [Verdict(self.name, False, None, "no winner in the judge's reply", kind="judge",
+                            raw=graded.text)] * len(letters)
+        verdicts = []
+        for letter in letters:
+            won = winner in ("tie", letter)
+            outcome = "a tie" if winner == "tie" else "won" if won else "lost"
+            verdicts.append(Verdict(self.name, won, 0.5 if winner == "tie" else float(won),
+                                    f"as {letter}, {outcome}" + (f": {reason}" if reason else ""), kind="judge",
+                                    raw=graded.text))
+        return verdicts
+
+    def _failed(self, graded: Result) -> Verdict:
+        """A judging job that ended without an answer: a failed verdict with no score (the judge gave none)."""
+        why = f"the judge's job {graded.state.label}" + (f": {graded.error}" if graded.error else "")
+        return Verdict(self.name, False, None, shorten(one_line(why), 160), kind="judge", raw=graded.text or None)
 
 
 def _fill(rubric: str, row: Mapping[str, Any] | None) -> str:
@@ -168,11 +173,6 @@ def parse_winner(text: str, letters: Sequence[str]) -> tuple[str | None, str]:
     reason_match = re.search(r"reason\W{0,3}(.+)", text, re.IGNORECASE)
     reason = shorten(one_line(reason_match.group(1)), 160) if reason_match else ""
     return winner, reason
-
-
-def _replace(jobs: LiveJobs, result: Result, verdict: Verdict) -> None:
-    result.checks = [verdict if v.name == verdict.name else v for v in result.checks]
-    jobs.publish(result, replace(result.as_update(), delta=""))  # the same end, with its verdict
 
 
 def judge_prompt(rubric: str, question: str, answer: str, scale: int = 10) -> str:

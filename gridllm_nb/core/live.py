@@ -23,7 +23,6 @@ from ..api.jobs import JobState, JobUpdate
 from ..api.poller import Feed, Poller, PollSettings, get_poller
 from ..config import Endpoint, Secret
 from ..errors import (
-    ConfigError,
     GridLLMError,
     NotSupported,
     ServiceUnreachable,
@@ -48,12 +47,6 @@ def normalise_models(models: Sequence[str] | str) -> list[str]:
     return arguments.models(models)
 
 
-def _max_live(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"max_live must be a whole number ≥ 1, not {value!r:.40}")
-    return value
-
-
 _ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "url": lambda v: arguments.optional_text(v, "url"),
     "token": lambda v: arguments.instance(v, "token", (str, Secret), "text or a Secret"),
@@ -66,7 +59,7 @@ _ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "validate": lambda v: arguments.flag(v, "validate"),
     "history": lambda v: arguments.flag(v, "history"),
     "unknown": lambda v: arguments.choice(v, "unknown", ("raise", "fail")),
-    "max_live": _max_live,
+    "max_live": lambda v: arguments.whole(v, "max_live"),
     "progress": lambda v: v if v is None or isinstance(v, bool) else arguments.choice(
         v, "progress", ("auto", "widget", "text", "none")),
 }
@@ -175,12 +168,16 @@ class LiveJobs:
         self.started = poller.clock.monotonic()
         self._since: dict[int, float] = {}  # id(result) -> when its job was submitted, if not at ``started``
         self._watches: set[Feed] = set()
+        self.cut: JobState | None = None  # how ``follow`` cuts the jobs short, once it does: a judge's job ends so too
 
     def publish(self, result: Result, update: JobUpdate) -> None:
-        ended = result.state.terminal
-        result.apply(update)
-        if self.evaluate is not None and update.state.terminal and not ended:
-            self.evaluate(self, result)
+        if self.evaluate is None:
+            result.apply(update)
+        else:
+            ended = result.state.terminal
+            result.apply(update)
+            if update.state.terminal and not ended:
+                self.evaluate(self, result)
         if self.on_change is not None:
             self.on_change(result, update)
 
@@ -257,14 +254,17 @@ class LiveJobs:
         self._watches.clear()
 
 
-async def wait_or_cancel(tasks: Sequence[asyncio.Task[Any]], timeout: float | None) -> bool:
+async def wait_or_cancel(tasks: Sequence[asyncio.Task[Any]], timeout: float | None,
+                         on_timeout: Callable[[], Any] | None = None) -> bool:
     """Wait for every task (a bug in one is raised, never swallowed); past ``timeout``
-    cancel the rest and let them unwind. True when it came to that."""
+    call ``on_timeout``, then cancel the rest and let them unwind. True when it came to that."""
     done, pending = await asyncio.wait(tasks, timeout=timeout)
     for task in done:
         task.result()
     if not pending:
         return False
+    if on_timeout is not None:
+        on_timeout()
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -317,11 +317,14 @@ async def follow(
     recorder = record(client) if record is not None else None
     poller = get_poller(spec.poll or default_poll_settings(client.endpoint))
 
-    def changed(result: Result, update: JobUpdate) -> None:
-        if recorder is not None:
-            recorder.observe(result, update)
-        if on_change is not None:
-            on_change(result, update)
+    changed = on_change  # without a history, nothing between the updates and ``on_change``
+    if recorder is not None:
+        observe = recorder.observe
+
+        def changed(result: Result, update: JobUpdate) -> None:
+            observe(result, update)
+            if on_change is not None:
+                on_change(result, update)
 
     jobs = LiveJobs(client, poller, hours=spec.hours, system=spec.system,
                     options=None if spec.options is None else dict(spec.options), on_change=changed,
@@ -337,14 +340,16 @@ async def follow(
             if result.tag in bad:
                 jobs.end(result, JobState.FAILED, str(bad[result.tag]))
         tasks = [asyncio.ensure_future(c) for c in work(jobs)]
-        if tasks and await wait_or_cancel(tasks, timeout):
+        if tasks and await wait_or_cancel(tasks, timeout, lambda: setattr(jobs, "cut", JobState.TIMED_OUT)):
             await jobs.cancel(jobs.stop(chosen, JobState.TIMED_OUT, f"no result within the timeout of {timeout:g} s",
                                         f"not sent within the timeout of {timeout:g} s" if queued else None))
     except asyncio.CancelledError:
+        jobs.cut = JobState.CANCELLED
         for task in tasks:
             task.cancel()
         await asyncio.shield(jobs.cancel(jobs.stop(chosen, JobState.CANCELLED, "interrupted",
                                                    "interrupted before it was sent" if queued else None)))
+        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))  # unwound, as past the timeout
         raise
     except GridLLMError as exc:
         # ``check`` failed (the service unreachable, a refused token): nothing was submitted. A

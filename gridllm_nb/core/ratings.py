@@ -39,12 +39,13 @@ them apart.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["METHODS", "Game", "bradley_terry", "elo", "rate", "shared_ranks"]
+__all__ = ["METHODS", "Game", "add_leaderboard_arguments", "bradley_terry", "elo", "rate", "shared_ranks"]
 
 Game = tuple[str, str, float]  # (a, b, a's score: 1 a win, 0.5 a tie, 0 a loss)
 METHODS = ("bt", "elo")
@@ -229,3 +230,10 @@ def rate(matches: Sequence[Sequence[Game]], models: Sequence[str], *, method: st
              "ci_high": intervals[m][1]} for m in models]
     rows.sort(key=lambda r: (-r["rating"], r["model"]))
     return rows
+
+
+def add_leaderboard_arguments(parser: argparse.ArgumentParser) -> None:
+    """The leaderboard's options, declared once so ``gridllm-nb leaderboard`` and ``%gridllm leaderboard``
+    take the same names, defaults and help (here, beside ``METHODS``: parsing a command line loads no more)."""
+    parser.add_argument("--method", choices=METHODS, default="bt", help="bt: Bradley–Terry (default); elo: Elo")
+    parser.add_argument("--mine", action="store_true", help="count only the votes cast by this user")

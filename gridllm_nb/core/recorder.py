@@ -1,9 +1,10 @@
-"""Writing the history as a run goes: a row when a job is submitted, an update when it ends.
+"""Writing the history as a run goes: every row at its first submit, an update per submit and per end.
 
-So a kernel that dies mid-run leaves the job ids behind and ``attach`` can
-follow the jobs again. The history costs one insert per job and one update
-per end, never a write per poll, written in order and batched on a worker
-thread, off the event loop. The schema and the reading are ``history``'s.
+So a kernel that dies mid-run leaves every job behind: ``attach`` can follow
+the ones it sent, ``retry`` send the others. The history costs one insert per
+job and one update per submit and per end, never a write per poll, written in
+order and batched on a worker thread, off the event loop. The schema and the
+reading are ``history``'s.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 from ..api.jobs import JobUpdate
 from ..config import TOKEN_ENV, Secret
-from .history import INSERT, UPDATE, clean_url, connect, history_path
+from .history import INSERT, UPDATE, clean_url, connect, history_path, kept_assessors
 from .results import Result, Results, RunSpec
 
 __all__ = ["RunRecorder", "new_run_id", "record"]
@@ -62,9 +63,18 @@ def _now() -> str:
 
 
 def _run_values(run_id: str, created: str, url: str, prompt: str, system: str | None,
-                options: Mapping[str, Any] | None, hours: float | None) -> tuple[Any, ...]:
+                options: Mapping[str, Any] | None, hours: float | None, assessors: str | None = None
+                ) -> tuple[Any, ...]:
+    """A run's ``history._RUN_COLUMNS`` (``assessors`` as ``kept_assessors`` wrote them), with no prompt's
+    row (a grid prompt's: ``_prompt_head``)."""
     opts = json.dumps(dict(options), ensure_ascii=False) if options else None
-    return (run_id, created, clean_url(url), prompt, system, opts, hours)
+    return (run_id, created, clean_url(url), prompt, system, opts, hours, assessors, None)
+
+
+def _prompt_head(head: tuple[Any, ...], prompt: str, row: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """A grid prompt's ``_run_values``: its prompt, and its row (JSON) where one is kept."""
+    kept = json.dumps(dict(row), ensure_ascii=False, default=str) if row is not None else None
+    return head[:3] + (prompt,) + head[4:-1] + (kept,)
 
 
 def _write(path: Path, ops: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
@@ -90,35 +100,39 @@ def record(
     """
     run_id = uuid.uuid4().hex
     scrub = _Scrubber()
-    head = _run_values(run_id, _now(), url, results.prompt, system, options, hours)
+    head = _run_values(run_id, _now(), url, results.prompt, system, options, hours,
+                       kept_assessors(results.spec.checks) if results.spec is not None else None)
     rows = [("insert", scrub.row(head + (None, r.tag) + _result_values(r))) for r in results.values()]
     _write(Path(path) if path else history_path(), rows)
     return run_id
 
 
 class RunRecorder:
-    """One run's rows, written as its jobs go: a row when a job is submitted, an update when it ends.
+    """One run's rows, written as its jobs go: every row at the first submit, an update per submit and per end.
 
     ``observe`` takes every update of the run (``runner`` calls it before
-    the front end's ``on_update``) and writes only those two moments, so
-    the history costs one insert per job and one update per end, never a
-    write per poll. Writes run on a worker thread, in order, batched
-    (``executemany``), off the event loop. ``close`` waits for them.
+    the front end's ``on_update``) and writes only when a job is submitted
+    or ends: the first such write inserts every row of the run, in the order
+    they were asked for (a row whose job is not sent yet has no job id), and
+    each later one updates its row. So the history costs one insert per job
+    and one update per submit and per end, never a write per poll. Writes run
+    on a worker thread, in order, batched (``executemany``), off the event
+    loop. ``close`` waits for them.
 
     The history is a convenience: a write that fails never fails the run;
     it is said once, in one line (``warn``, default stderr).
 
     ``results`` is one run's ``Results``, or a grid's list of them (one per
     prompt, ``run_id`` then given): a grid's rows hold their prompt and its
-    index, and each is inserted when its own job is submitted (or ends
-    unsent), so a thousand-job grid costs one insert and one update a job.
-    ``stored``: the run's rows exist already (a retry or a reattach), so
-    every write updates them; otherwise a row's first write inserts it.
+    index, and with checks or judges the prompt's row (``rows``, what their
+    ``{column}`` fields read), so a retry from the history checks its new
+    answers the same way. ``stored``: the run's rows exist already (a retry
+    or a reattach), so every write updates them.
     """
 
     def __init__(self, results: Results | Sequence[Results], spec: RunSpec, url: str, *, stored: bool,
                  path: Path | str | None = None, warn: Callable[[str], None] | None = None,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, rows: Sequence[Mapping[str, Any]] | None = None) -> None:
         self.grid = not isinstance(results, Results)
         runs = [results] if isinstance(results, Results) else list(results)
         self.run_id: str = run_id or (runs[0].run_id if runs else None) or ""
@@ -128,16 +142,18 @@ class RunRecorder:
         self._scrub = _Scrubber(spec.token)
         started = runs[0].started_at if runs and not self.grid else None
         created = (started or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-        head = _run_values(self.run_id, created, url, spec.prompt, spec.system, spec.options, spec.hours)
-        self._heads = [head[:3] + (run.prompt,) + head[4:] for run in runs] if self.grid else [head]
+        assessors = kept_assessors(spec.checks)
+        head = _run_values(self.run_id, created, url, spec.prompt, spec.system, spec.options, spec.hours, assessors)
+        rows = rows if assessors else None  # a prompt's row is kept for the checks that read it
+        self._heads = [_prompt_head(head, run.prompt, rows[i] if rows is not None else None)
+                       for i, run in enumerate(runs)] if self.grid else [head]
         self._warn = warn or (lambda m: print(f"gridllm: {m}", file=sys.stderr))
-        self._runs = runs
-        everything = [(i, r) for i, run in enumerate(runs) for r in run.values()]
-        self._key = {id(r): (i if self.grid else None, r.tag) for i, r in everything}  # the row of each result
-        self._rows: set[tuple[int | None, str]] = set(self._key.values()) if stored else set()  # rows in the file
-        self._job = {self._key[id(r)]: r.job_id for _, r in everything}  # the job each row holds
-        self._ended = {self._key[id(r)] for _, r in everything if r.state.terminal}
-        self._verdicts = {self._key[id(r)]: list(r.checks) for _, r in everything}  # as last written
+        self._all = [r for run in runs for r in run.values()]  # every row's result, in the order asked for
+        self._key = {id(r): (i if self.grid else None, r.tag) for i, run in enumerate(runs) for r in run.values()}
+        self._inserted = stored  # the run's rows are in the file
+        self._job = {self._key[id(r)]: r.job_id for r in self._all}  # the job each row holds
+        self._ended = {self._key[id(r)] for r in self._all if r.state.terminal}
+        self._verdicts = {self._key[id(r)]: list(r.checks) for r in self._all}  # as last written
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._task: asyncio.Task[None] | None = None
         self.written = 0  # rows written so far (inserts and updates)
@@ -166,22 +182,14 @@ class RunRecorder:
             self._queue(result)
 
     def _queue(self, result: Result) -> None:
-        index, tag = key = self._key[id(result)]
-        if key in self._rows:
-            values = _result_values(result) + (self.run_id, tag, index)
-            self._ops.append(("update", self._scrub.row(values)))
+        if self._inserted:
+            index, tag = self._key[id(result)]
+            self._ops.append(("update", self._scrub.row(_result_values(result) + (self.run_id, tag, index))))
         else:
-            # A run's first write inserts every model's row, in the order they were asked for
-            # (the history and ``attach`` show them so, whichever job was submitted first); a row
-            # whose submit is still on its way holds no job id yet, and gets it as an update.
-            # A grid's row is inserted on its own: its jobs go out in order, a slot at a time.
-            pending = [result] if self.grid else [*self._runs[0].values(), result]
-            for r in pending:
-                row = self._key[id(r)]
-                if row not in self._rows:
-                    self._rows.add(row)
-                    head = self._heads[row[0] or 0]
-                    self._ops.append(("insert", self._scrub.row(head + row + _result_values(r))))
+            self._inserted = True
+            for r in self._all:
+                index, tag = self._key[id(r)]
+                self._ops.append(("insert", self._scrub.row(self._heads[index or 0] + (index, tag) + _result_values(r))))
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain(), name="gridllm-history")
 

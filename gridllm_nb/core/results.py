@@ -59,6 +59,17 @@ class Result:
     def ok(self) -> bool:
         return self.state is JobState.COMPLETED
 
+    @property
+    def unsent(self) -> bool:
+        """No job yet, nor an end: a grid's job waiting for its slot (or left so by a grid whose kernel
+        died before its turn), or a submit still on its way."""
+        return self.job_id is None and self.state is JobState.SUBMITTED
+
+    @property
+    def label(self) -> str:
+        """Its state as tables and reports name it: ``not sent`` for a job that never went out."""
+        return "not sent" if self.unsent else self.state.label
+
     # -- stats: why it ended, how long each phase took, how fast -------------------------
 
     @property
@@ -245,6 +256,9 @@ class RunSpec:
     poll: PollSettings | None = field(default=None, repr=False)
     client: JobsClient | None = field(default=None, repr=False, compare=False)
     checks: tuple[Any, ...] = field(default=(), repr=False, compare=False)  # ``core.checks.Check``, judges
+    # The names of the run's checks and judges that its ``checks`` lack: read from the history, a Python
+    # callable cannot come back (``history.spec_of_run``); a retry says it does not run them.
+    unkept_checks: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A copy nobody can change: the caller's dict may be edited after the run.
@@ -364,7 +378,7 @@ class Results(Mapping[str, Result]):
         for r in self._by_tag.values():
             first = (r.error if r.error and not r.text else r.text).strip().splitlines()
             snippet = shorten(first[0], width) if first else ""
-            rows.append((r.tag, r.state.label, f"{r.elapsed:.1f}s", snippet))
+            rows.append((r.tag, r.label, f"{r.elapsed:.1f}s", snippet))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         return "\n".join(
             "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]

@@ -23,6 +23,7 @@ from ..errors import ConfigError, GridLLMError, TransportError
 from .checks import evaluator, with_judges
 from .grid import GridResults
 from .grid_history import again, from_history
+from .history import unkept_line
 from .judge import parse_all
 from .live import LiveJobs, UpdateCallback, check_arguments, follow, normalise_models, ready
 from .local import ensure_service, unreachable
@@ -39,8 +40,11 @@ async def _follow(results: Results, tags: Sequence[str], spec: RunSpec, *, clien
                   announce: Callable[[str], None] | None = None) -> Results:
     """``live.follow`` of ``tags``, one ``job(jobs, result)`` each, the history written as ``record`` says:
     ``"new"`` rows for a new run, ``"stored"`` updates of a stored run's rows. A new run that could
-    write nothing ends with ``run_id`` None."""
+    write nothing ends with ``run_id`` None. The checks and judges of ``spec`` give each answer that
+    ends its verdicts; those a run read from the history lacks are named in one line."""
     chosen = [results[tag] for tag in tags]
+    if spec.unkept_checks and announce is not None:
+        announce(unkept_line(spec.unkept_checks))
     recorders: list[RunRecorder] = []
     then = with_judges(spec.checks, lambda _result: spec.prompt, group_of=lambda _result: list(results.values()))
 
@@ -141,13 +145,17 @@ async def aretry(results: Results | GridResults, tags: Sequence[str] | None = No
     Results that carry no spec (made by hand, or read from the history
     without an endpoint). Every retried result first gets
     ``JobUpdate.restart`` (its card clears), then the updates of its new job.
-    A run in the history (``results.run_id``) has its rows updated. A grid
-    (``GridResults``) has every job that ended without an answer submitted
-    again (``tags`` then must be None).
+    A run in the history (``results.run_id``) has its rows updated. The
+    run's checks and judges give the new answers their verdicts in place of
+    the old ones (read from the history, a Python callable cannot be: a line
+    says so). A grid (``GridResults``) has every job that ended without an
+    answer submitted again, and every job it never sent (its kernel died
+    first) submitted (``tags`` then must be None).
     """
     if isinstance(results, GridResults):
         if tags is not None:
-            raise ConfigError("a grid is retried whole: every job that ended without an answer (no tags)")
+            raise ConfigError("a grid is retried whole: every job that ended without an answer or was never sent "
+                              "(no tags)")
         return await again(results, resubmit=True, timeout=timeout, announce=announce,
                            on_update=None if on_update is None else lambda _i, update: on_update(update))
     arguments.instance(results, "results", Results, "Results")
@@ -198,7 +206,8 @@ async def aattach(
     ``url`` replaces the URL stored with the run, ``token`` the configured
     token. ``on_update`` first gets every model as it stands, then the live
     updates; the Results can be retried like a run's. A grid run comes
-    back as its ``GridResults``, its unended jobs followed the same way.
+    back as its ``GridResults``, its unended jobs followed the same way, and
+    those it never sent (its kernel died first) named in one line, for ``retry``.
     """
     check_arguments(url=url, token=token, on_update=on_update, timeout=timeout, poll=poll, announce=announce)
     secret = Secret.of(token)

@@ -53,7 +53,7 @@ _CODE = "<pre style='overflow-x:auto;margin:0'><code style='white-space:pre'>{}<
 
 
 def _head_html(r: Result) -> str:
-    parts = [f"<strong>{html.escape(r.tag)}</strong>", html.escape(r.state.label), f"{r.elapsed:.1f} s"]
+    parts = [f"<strong>{html.escape(r.tag)}</strong>", html.escape(r.label), f"{r.elapsed:.1f} s"]
     if r.finish_note:
         parts.append(html.escape(r.finish_note))
     head = " · ".join(parts)
@@ -124,4 +124,4 @@ def _state_line(r: Result) -> str:
     a judge's scores, while the checks' verdicts are the answer's own.
     """
     checks = [v.line() for v in r.checks if v.kind == "check"]
-    return " · ".join(part for part in (r.state.label, r.finish_note, *checks) if part)
+    return " · ".join(part for part in (r.label, r.finish_note, *checks) if part)

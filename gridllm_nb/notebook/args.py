@@ -144,10 +144,13 @@ examples:
   %gridllm attach 3f2a9c1d        (after a kernel restart: the run's jobs, live again)
   %gridllm retry                  (the newest run's failed models, submitted again)
   %gridllm arena
+  %gridllm leaderboard --method elo --mine   (Elo instead of Bradley–Terry; only your votes)
 """
 
 
 def line_parser() -> argparse.ArgumentParser:
+    from ..core.ratings import add_leaderboard_arguments  # loaded when a line is parsed, not with the extension
+
     p = _Parser(
         prog="%gridllm",
         description="Manage models, jobs, configuration, the local service and the history.",
@@ -178,7 +181,9 @@ def line_parser() -> argparse.ArgumentParser:
                        help="stop waiting after S seconds; jobs still going end 'timed out'")
     sub.add_parser("panel", help="the interactive widget panel")
     sub.add_parser("arena", help="the panel as a blind arena: models shown as A, B, C until you vote")
-    sub.add_parser("leaderboard", help="the blind arena's ranking (Bradley–Terry, shared ranks) from the stored votes")
+    s = sub.add_parser("leaderboard", help="the blind arena's ranking (Bradley–Terry, shared ranks) from the stored "
+                                           "votes; --method elo, --mine")
+    add_leaderboard_arguments(s)
     sub.add_parser("help", help="this help")
     return p
 

@@ -40,7 +40,7 @@ def history_entry_html(results: Results, created: str | None = None) -> str:
     for r in results.values():
         body = r.text or r.error or ""
         first_words = shorten(one_line(body), 80)
-        line = " · ".join(x for x in (r.tag, r.state.label, f"{r.elapsed:.1f} s", first_words) if x)
+        line = " · ".join(x for x in (r.tag, r.label, f"{r.elapsed:.1f} s", first_words) if x)
         error = (f'<div class="gridllm-error">{html.escape(one_line(r.error))}</div>'
                  if r.error and r.text else "")
         parts.append(f'<details class="gridllm-history-model"><summary>{html.escape(line)}</summary>'

@@ -53,6 +53,8 @@ class GridLLMMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.settings = GridLLM(parent=shell)
+        if shell is not None:
+            shell.configurables.append(self.settings)  # so ``%config GridLLM.history = False`` reaches it
         self.tasks: set[concurrent.futures.Future[Any]] = set()  # --no-wait runs and retries still going
         self.last_view: View | None = None
 
@@ -195,7 +197,8 @@ class GridLLMMagics(Magics):
 
     @line_magic("gridllm")
     def gridllm_line(self, line: str) -> Any:
-        """``%gridllm models|status|cancel|config|local|history|attach|retry|panel|arena|leaderboard|help``."""
+        """``%gridllm models|status|cancel|config|local|history|attach|retry|panel|arena|leaderboard|help``;
+        ``%gridllm COMMAND --help`` for a command's options (``leaderboard [--method bt|elo] [--mine]``)."""
         try:
             args = parse_line(line)
             handler = getattr(self, f"_cmd_{args.command}")
@@ -282,10 +285,11 @@ class GridLLMMagics(Magics):
                                                          timeout=args.timeout)))
 
     def _cmd_leaderboard(self, args: Any) -> Any:
-        """``%gridllm leaderboard``: the arena's ranking (its value renders as table and plot)."""
-        from ..core.arena import leaderboard
+        """``%gridllm leaderboard [--method bt|elo] [--mine]``: the arena's ranking, as ``gridllm-nb leaderboard``
+        ranks it (``commands.leaderboard``); its value renders as a table and a plot."""
+        from ..core import commands
 
-        return leaderboard()
+        return commands.leaderboard(args)
 
     def _cmd_panel(self, args: Any) -> Any:
         """``%gridllm panel``, and ``%gridllm arena``: the same panel, blind."""
@@ -312,6 +316,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = ipython.magics_manager.registry.get("GridLLMMagics")
     if magics is not None:
         magics.cancel_background()
+        if magics.settings in ipython.configurables:
+            ipython.configurables.remove(magics.settings)
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("gridllm", None)
     ipython.magics_manager.registry.pop("GridLLMMagics", None)

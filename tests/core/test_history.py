@@ -41,7 +41,8 @@ def test_record_and_recent(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     assert runs[0]["run_id"] == run_id
     assert runs[0]["system"] == "be brief" and runs[0]["options"] == {"max_tokens": 8}
     assert [r["tag"] for r in runs[0]["results"]] == ["a:1", "b:2"]
-    assert runs[0]["results"][1] == {"tag": "b:2", "prompt_index": None, "prompt": "second", "job_id": "j2", "state": "failed", "elapsed": 0.5,
+    assert runs[0]["results"][1] == {"tag": "b:2", "prompt_index": None, "prompt": "second", "prompt_row": None,
+                                     "job_id": "j2", "state": "failed", "elapsed": 0.5,
                                      "error": "boom", "text": "fo", "submitted_s": None, "started_s": None,
                                      "first_token_s": None, "ended_s": None, "finish": None, "tokens": None,
                                      "checks": None}
@@ -93,7 +94,8 @@ def test_a_file_written_by_the_first_version_is_migrated_and_keeps_its_runs(tmp_
     with closing_db(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(responses)")]
-        assert {"hours", "submitted_s", "ended_s", "finish", "tokens", "checks", "prompt_index"} <= set(columns)
+        assert {"hours", "submitted_s", "ended_s", "finish", "tokens", "checks", "prompt_index", "assessors",
+                "prompt_row"} <= set(columns)
         assert conn.execute("SELECT COUNT(*) FROM votes").fetchone()[0] == 1  # the arena's votes untouched
     old = history.load_run("0ld", path=db)
     assert old.run_id == "0ld0ld" and old["m:1"].error == "boom" and old.retryable == ["m:1"]
@@ -117,7 +119,7 @@ def test_a_file_from_before_grids_were_recorded_gets_prompt_index_and_reads_as_b
     old = history.load_run("a2a2", path=db)
     assert old["m:1"].text == "so far" and old["m:1"].job_id == "j1" and not old["m:1"].state.terminal
     with closing_db(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION == 4
         assert conn.execute("SELECT prompt_index FROM responses").fetchall() == [(None,)]
     [run] = history.recent(path=db)
     assert not history.is_grid(run) and run["results"][0]["prompt_index"] is None
@@ -184,3 +186,9 @@ def test_a_file_that_is_no_history_is_one_config_error_for_every_reader(garbage:
                  lambda: leaderboard(path)):
         with pytest.raises(ConfigError, match=f"cannot read the history {path}"):
             read()
+
+
+def test_asking_for_more_runs_than_sqlite_can_count_lists_them_all(history_file) -> None:
+    # found by tests/cli/test_fuzz.py: `gridllm-nb history 99999999999999999999` raised OverflowError
+    recorder.record(_results("only"), "http://127.0.0.1:8765/remotejobs/v2")
+    assert [run["prompt"] for run in history.recent(10**30)] == ["only"]

@@ -166,3 +166,143 @@ async def test_a_pairwise_judge_in_a_grid_judges_each_prompt_once_within_max_liv
     assert len(_prompts_to(fake, "j")) == 5
     assert all(run[m].checks[0].score == 0.5 and run[m].passed for run in result for m in ("a", "b"))
     assert result.counts.passing == "passed: a 5/5 · b 5/5"
+
+
+# -- a run cut short: no verdict stays "judging…" ---------------------------------------------------
+
+
+FOREVER = [("running", "still thinking")]  # a job that only the run's timeout or a cancel ends
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_verdict_waiting_for_a_sibling_the_timeout_ends_fails_instead(history_file) -> None:
+    from gridllm_nb.core import history
+
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "slow": FOREVER, "j": words_script("WINNER: A")},
+                       cancel_supported=True)
+    results = Results()
+    lines: list[list[str]] = []  # a's card, each time its end is shown
+
+    def on_update(update: JobUpdate) -> None:
+        if update.tag == "a" and update.state.terminal:
+            lines.append([v.line() for v in results["a"].checks])
+
+    await arun("q", ["a", "slow"], client=client_for(fake), poll=FAST, timeout=0.3, results=results,
+               judge=judge("j", pairwise=True), on_update=on_update)
+    [a], [slow] = results["a"].checks, results["slow"].checks
+    assert (a.passed, a.score, a.reason) == (False, None, "not judged within the run's timeout")
+    assert slow.reason == "no answer: timed out" and not _prompts_to(fake, "j")
+    assert lines == [["… pairwise:j judging…"], ["✗ pairwise:j: not judged within the run's timeout"]]
+    assert results["a"].passed is False and results.to_list()[0]["passed"] is False
+    assert history.load_run(results.run_id)["a"].checks == [a]  # the late verdict reached the history
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("validate", [True, False])
+async def test_a_pairwise_judge_leaves_out_a_model_whose_submit_failed(validate: bool) -> None:
+    # validate: the model is refused before anything is sent (unknown="fail"); else by the submit itself
+    fake = FakeJobsAPI(models=["a", "b", "j"], scripts={"a": words_script("Paris"), "b": words_script("Lyon"),
+                                                        "j": words_script("WINNER: B REASON: better")})
+    results = await arun("q", ["a", "nope", "b"], client=client_for(fake), poll=FAST, unknown="fail",
+                         validate=validate, judge=judge("j", pairwise=True, seed=1), history=False)
+    assert results["nope"].state.value == "failed" and results["nope"].checks[0].reason == "no answer: failed"
+    [sent] = _prompts_to(fake, "j")
+    assert "Answer A" in sent and "Answer B" in sent and "Answer C" not in sent
+    verdicts = [results[tag].checks[0] for tag in ("a", "b")]
+    assert sorted(v.passed for v in verdicts) == [False, True] and all(v.reason.startswith("as ") for v in verdicts)
+
+
+@pytest.mark.anyio
+async def test_a_pairwise_judge_with_a_failed_submit_and_a_timed_out_sibling_fails_the_survivor() -> None:
+    fake = FakeJobsAPI(models=["a", "slow", "j"], scripts={"a": words_script("Paris"), "slow": FOREVER,
+                                                           "j": words_script("WINNER: A")})
+    results = await arun("q", ["a", "nope", "slow"], client=client_for(fake), poll=FAST, unknown="fail", timeout=0.3,
+                         judge=judge("j", pairwise=True), history=False)
+    assert [v.line() for tag in results for v in results[tag].checks] == [
+        "✗ pairwise:j: not judged within the run's timeout", "✗ pairwise:j 0.00: no answer: failed",
+        "✗ pairwise:j 0.00: no answer: timed out"]
+
+
+@pytest.mark.anyio
+async def test_a_judging_job_the_timeout_cuts_fails_its_verdict_and_the_next_judges(history_file) -> None:
+    from gridllm_nb.core import history
+
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "j": [("running", "SCORE")],
+                                "k": words_script("SCORE: 9")}, cancel_supported=True)
+    results = await arun("q", ["a"], client=client_for(fake), poll=FAST, timeout=0.3,
+                         judge=[judge("j"), judge("k")])
+    by_j, by_k = results["a"].checks
+    assert (by_j.passed, by_j.score, by_j.reason, by_j.raw) == (False, None, "the judge's job timed out", "SCORE")
+    assert (by_k.passed, by_k.reason) == (False, "not judged within the run's timeout") and not _prompts_to(fake, "k")
+    assert results["a"].state.value == "completed" and results["a"].passed is False
+    [judging] = [job for job in fake.jobs.values() if job.tag == "j"]
+    assert judging.cancelled  # the service was asked to stop the judge's job
+    assert history.load_run(results.run_id)["a"].checks == [by_j, by_k]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("pairwise", [False, True])
+async def test_in_a_grid_the_timeout_leaves_no_verdict_pending_in_scores_or_counts(pairwise: bool) -> None:
+    clock = FakeClock()
+    use_poller(Poller(PollSettings(fast=0.1, slow=0.1), clock=clock))
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "slow": FOREVER, "j": FOREVER}, cancel_supported=True)
+    passing: list[str] = []
+    # hours=8: in fake time the poller races ahead, and must not reach a job's own hours limit
+    result = await agrid(["q0", "q1"], ["a", "slow"], client=client_for(fake, clock=clock), progress=None,
+                         max_live=4, timeout=0.3, hours=8, judge=judge("j", pairwise=pairwise), history=False,
+                         on_progress=lambda g: passing.append(g.counts.passing))
+    why = "not judged within the run's timeout" if pairwise else "the judge's job timed out"
+    assert [run["a"].checks[0].reason for run in result] == [why, why]
+    assert result.counts.passing == passing[-1] == "passed: a 0/2 · slow 0/2"
+    assert {row["model"]: (row["checked"], row["passed"]) for row in result.scores()} == {"a": (2, 0),
+                                                                                            "slow": (2, 0)}
+
+
+@pytest.mark.anyio
+async def test_cancelling_the_run_while_it_judges_fails_every_pending_verdict(history_file) -> None:
+    import asyncio
+
+    from gridllm_nb.core import history
+
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "b": FOREVER, "j": [("running", "SCORE")]},
+                       cancel_supported=True)
+    results = Results()
+    lines: list[list[str]] = []  # a's card, each time its end is shown
+
+    def on_update(update: JobUpdate) -> None:
+        if update.tag == "a" and update.state.terminal:
+            lines.append([v.line() for v in results["a"].checks])
+
+    task = asyncio.ensure_future(arun("q", ["a", "b"], client=client_for(fake), poll=FAST, results=results,
+                                      judge=[judge("j"), judge("p", pairwise=True)], on_update=on_update))
+    while not any(job.tag == "j" and job.position > 2 for job in fake.jobs.values()):
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    expected = ["✗ judge:j: the judge's job cancelled: interrupted", "✗ pairwise:p: not judged: interrupted"]
+    assert [v.line() for v in results["a"].checks] == expected
+    assert [v.line() for v in results["b"].checks] == ["✗ judge:j 0.00: no answer: cancelled",
+                                                        "✗ pairwise:p 0.00: no answer: cancelled"]
+    assert lines[0] == ["… judge:j judging…", "… pairwise:p judging…"] and lines[-1] == expected
+    assert [job.cancelled for job in fake.jobs.values() if job.tag in ("b", "j")] == [True, True]
+    assert history.load_run(results.run_id)["a"].checks == results["a"].checks  # written before arun raised
+
+
+@pytest.mark.anyio
+async def test_a_cancel_while_every_answer_is_being_judged_leaves_nothing_pending_when_it_raises() -> None:
+    import asyncio
+
+    fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "b": words_script("Lyon"), "j": FOREVER},
+                       cancel_supported=True)
+    results = Results()
+    task = asyncio.ensure_future(arun("q", ["a", "b"], client=client_for(fake), poll=FAST, results=results,
+                                      judge=[judge("j"), judge("p", pairwise=True)], history=False))
+    while sum(1 for job in fake.jobs.values() if job.tag == "j" and job.position > 2) < 2:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    lines = ["✗ judge:j: the judge's job cancelled: interrupted", "✗ pairwise:p: not judged: interrupted"]
+    assert [[v.line() for v in r.checks] for r in results.values()] == [lines, lines]
+    assert [job.cancelled for job in fake.jobs.values() if job.tag == "j"] == [True, True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import signal
 import threading
 
@@ -31,7 +32,7 @@ async def test_two_models_in_parallel_with_live_updates() -> None:
     assert results["a"].text == "answer from a" and results["b"].text == "b says hello there"
     assert all(r.job_id and r.state is JobState.COMPLETED for r in results.values())
     assert "".join(u.delta for u in updates if u.tag == "b") == "b says hello there"
-    assert [u.state for u in updates if u.tag == "a"][0] is JobState.SUBMITTED
+    assert next(u.state for u in updates if u.tag == "a") is JobState.SUBMITTED
     # Both jobs were polled in the same GETs, not one GET per job.
     assert any(len(r.url.path.split("/")[-1].split(",")) == 2 for r in fake.gets())
 
@@ -265,6 +266,23 @@ def test_sync_retry_keeps_the_endpoint_and_token_of_the_run_without_showing_it(o
     fake.scripts["a"] = words_script("yes")
     assert results.retry() is results and results["a"].text == "yes"  # authorised with the same token
     assert {r.headers["Authorization"] for r in fake.posts()} == {f"Bearer {secret}"}
+
+
+def test_a_run_retried_from_the_history_gets_its_checks_and_judge_again(history_file, over_fake) -> None:
+    from gridllm_nb.core import history
+    from gridllm_nb.core.judge import judge
+
+    fake = FakeJobsAPI(scripts={"a": words_script("no", final="failed"), "j": words_script("SCORE: 8 REASON: fine")})
+    over_fake(fake)
+    first = run("hi", ["a"], url=BASE, poll=FAST, announce=None, checks="contains:yes",
+                judge=judge("j", "Say yes.", scale=10, pass_mark=0.7))
+    assert first["a"].passed is False
+    fake.scripts["a"] = words_script("yes indeed")
+    stored = history.load_run(first.run_id)
+    assert stored.spec is not None and stored.spec.checks == first.spec.checks and not stored.spec.unkept_checks
+    assert stored.retry() is stored and stored["a"].ok
+    assert [(v.name, v.passed) for v in stored["a"].checks] == [("contains:yes", True), ("judge:j", True)]
+    assert "Say yes." in [json.loads(j.command_line)["inputs"][0] for j in fake.jobs.values() if j.tag == "j"][-1]
 
 
 def test_a_restart_update_clears_a_result_whatever_it_held() -> None:

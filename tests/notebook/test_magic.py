@@ -532,6 +532,36 @@ def test_line_leaderboard_returns_the_ranking_from_the_history_votes(ip: Any) ->
     assert [r["model"] for r in board.rows] == ["n:1", "m:1"]
 
 
+def test_line_leaderboard_mine_counts_only_this_users_votes(ip: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridllm_nb.core.arena import Vote, record_vote
+
+    for name in ("LOGNAME", "USER"):
+        monkeypatch.setenv(name, "ada")
+    record_vote(Vote(("m:1", "n:1"), "n:1"))                      # ada's: n:1 wins
+    for _ in range(3):
+        record_vote(Vote(("m:1", "n:1"), "m:1", owner="grace"))   # grace's: m:1 wins
+    every = ip.run_line_magic("gridllm", "leaderboard")
+    mine = ip.run_line_magic("gridllm", "leaderboard --mine")
+    assert [(r["model"], r["votes"]) for r in every.rows] == [("m:1", 4), ("n:1", 4)]
+    assert [(r["model"], r["votes"]) for r in mine.rows] == [("n:1", 1), ("m:1", 1)]
+    assert "your votes only" in mine._repr_html_() and "your votes only" not in every._repr_html_()
+
+
+def test_line_leaderboard_method_elo_rates_vote_by_vote(ip: Any) -> None:
+    from gridllm_nb.core.arena import TIE, Vote, record_vote
+
+    for _ in range(6):
+        record_vote(Vote(("good", "bad"), "good"))
+    record_vote(Vote(("good", "bad", "mid"), "mid"))
+    record_vote(Vote(("good", "mid"), TIE))
+    bt = ip.run_line_magic("gridllm", "leaderboard")
+    elo = ip.run_line_magic("gridllm", "leaderboard --method elo")
+    # head to head mid leads good 1.5-0.5: Bradley–Terry ranks it first; Elo, in vote order, keeps good first
+    assert [r["model"] for r in bt.rows] == ["mid", "good", "bad"]
+    assert [r["model"] for r in elo.rows] == ["good", "mid", "bad"]
+    assert "Elo ratings" in elo._repr_html_() and "Bradley–Terry ratings" in bt._repr_html_()
+
+
 def test_history_lists_run_ids_and_retry_resubmits_only_the_failed_models(
         ip: Any, fake: ServedFake, capsys: pytest.CaptureFixture[str]) -> None:
     from gridllm_nb.core import history

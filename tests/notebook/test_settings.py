@@ -49,3 +49,23 @@ def test_line_config_errors(ip: Any, capsys: pytest.CaptureFixture[str]) -> None
     assert "wants a number" in one_line_error(ip, "%gridllm config timeout=soon", capsys)
     assert "not an http" in one_line_error(ip, "%gridllm config url=ftp://x", capsys)
 
+
+
+def test_ipython_config_magic_reaches_the_loaded_settings(ip: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # ``%config`` is IPython's own way to set a configurable: it only reaches those the shell lists.
+    ip.run_line_magic("config", "GridLLM.history = False")
+    ip.run_line_magic("config", "GridLLM.default_models = ['a:1']")
+    s = magics_of(ip).settings
+    assert s.history is False and s.default_models == ["a:1"]
+    ip.run_line_magic("config", "GridLLM")
+    assert "history" in capsys.readouterr().out  # its settings listed with their help
+
+
+def test_unloading_the_extension_lets_its_settings_go(ip: Any) -> None:
+    settings = magics_of(ip).settings
+    assert settings in ip.configurables
+    ip.run_line_magic("unload_ext", "gridllm_nb")
+    try:
+        assert settings not in ip.configurables
+    finally:
+        ip.run_line_magic("load_ext", "gridllm_nb")
