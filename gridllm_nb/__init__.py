@@ -111,15 +111,13 @@ def _wire() -> None:
     """Tell core how the layers above serve it: core imports nothing above itself, so what it
     needs from them (the pictures of Results and diffs, the report file, the retry of a Results, the
     progress bar in a notebook) is given here, at import, as functions that load their layer on first use."""
-    from .core.diff import Diff
-    from .core.progress import register_progress
-    from .core.results import Results
+    from .core import hooks
 
-    Results.picture = _results_picture
-    Results.reporter = _save_report
-    Results.retrier = _retry
-    Diff.picture = _diff_picture
-    register_progress("widget", _widget_progress)
+    hooks.picture = _results_picture
+    hooks.diff_picture = _diff_picture
+    hooks.reporter = _save_report
+    hooks.retrier = _retry
+    hooks.progress["widget"] = _widget_progress
 
 
 _wire()

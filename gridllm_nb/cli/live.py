@@ -96,7 +96,7 @@ class LiveColumns:
 
     ``results`` are the run's, which the core brings up to date (``arun(results=...)``):
     the columns only read them. Without, the columns keep their own and apply
-    each update themselves. Updates arrive on the runner's thread while rich's
+    each update themselves. Updates arrive on the run's thread (``run_sync``) while rich's
     refresh thread renders, so both hold ``_lock``. ``clock`` is injectable for tests.
     """
 

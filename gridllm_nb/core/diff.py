@@ -8,18 +8,19 @@ compared without their whitespace, and each side is shown with its own
 whitespace, so line breaks and indentation survive.
 
 How a ``Diff`` looks in a notebook is the display layer's (``display.diff``,
-given to core as ``Diff.picture`` by the package root): this module gives it
+given to core as ``hooks.diff_picture`` by the package root): this module gives it
 each side as runs of text marked "only on this side" (``Diff.runs``), never HTML.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
+from . import hooks
 
 if TYPE_CHECKING:
     import difflib
@@ -65,9 +66,6 @@ class Diff:
     ops: tuple[Op, ...]
     a_text: str = field(default="", repr=False)
     b_text: str = field(default="", repr=False)
-
-    # Injected from above, never imported: the package root sets the HTML picture (``display.diff``).
-    picture: ClassVar[Callable[[Diff], str] | None] = None
 
     @property
     def only_a(self) -> int:
@@ -118,7 +116,7 @@ class Diff:
         return runs
 
     def _repr_html_(self) -> str | None:
-        return None if Diff.picture is None else Diff.picture(self)
+        return None if hooks.diff_picture is None else hooks.diff_picture(self)
 
 
 def diff_texts(a_text: str, b_text: str, a: str = "A", b: str = "B") -> Diff:

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import hooks
+
 if TYPE_CHECKING:
     from ..api.clock import Clock
     from .results import Result
@@ -153,24 +155,24 @@ def _in_a_kernel() -> bool:
     return getattr(shell, "kernel", None) is not None
 
 
-_KINDS: dict[str, Callable[..., Progress]] = {"text": TextProgress, "none": Progress}
+_KINDS: dict[str, Callable[..., Progress]] = {"text": TextProgress, "none": Progress}  # drawn here; others: hooks
 
 
 def register_progress(kind: str, factory: Callable[..., Progress]) -> None:
-    """Make ``progress=kind`` draw with ``factory(total, clock=...)`` (the widgets layer registers "widget")."""
-    _KINDS[kind] = factory
+    """Make ``progress=kind`` draw with ``factory(total, clock=...)`` (the package root gives "widget")."""
+    hooks.progress[kind] = factory
 
 
 def make_progress(kind: str | bool | None, total: int, clock: Clock | None = None) -> Progress:
     """The progress view for ``kind``: ``auto`` (a widget in a kernel, a line on a terminal,
     else nothing), ``widget``, ``text``, or False / None / ``none`` for nothing."""
     if kind is True or kind == "auto":
-        kind = "widget" if _in_a_kernel() and "widget" in _KINDS else "text" if sys.stderr.isatty() else "none"
+        kind = "widget" if _in_a_kernel() and "widget" in hooks.progress else "text" if sys.stderr.isatty() else "none"
     if kind is False or kind is None:
         kind = "none"
-    if kind == "widget" and kind not in _KINDS:
+    if kind == "widget" and kind not in hooks.progress:
         raise ValueError("progress='widget' draws in a notebook: import gridllm_nb.widgets.progress first")
-    factory = _KINDS.get(kind) if isinstance(kind, str) else None
+    factory = (_KINDS.get(kind) or hooks.progress.get(kind)) if isinstance(kind, str) else None
     if factory is None:
         raise ValueError(f"progress must be 'auto', 'widget', 'text' or 'none', not {kind!r}")
     return factory(total, clock=clock)

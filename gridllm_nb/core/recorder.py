@@ -110,7 +110,7 @@ def record(
 class RunRecorder:
     """One run's rows, written as its jobs go: every row at the first submit, an update per submit and per end.
 
-    ``observe`` takes every update of the run (``runner`` calls it before
+    ``observe`` takes every update of the run (``live.follow`` calls it before
     the front end's ``on_update``) and writes only when a job is submitted
     or ends: the first such write inserts every row of the run, in the order
     they were asked for (a row whose job is not sent yet has no job id), and

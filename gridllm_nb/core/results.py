@@ -8,15 +8,16 @@ and in a notebook its rich display is the saved side-by-side picture.
 from __future__ import annotations
 
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 from ..api.jobs import JobState, JobUpdate, finish_note
 from ..errors import ConfigError
 from ..text import shorten
+from . import hooks
 
 if typing.TYPE_CHECKING:
     from pathlib import Path
@@ -285,13 +286,6 @@ class Results(Mapping[str, Result]):
     ``started_at`` when the run started (UTC): a reattached job's times count from it.
     """
 
-    # Injected from above, never imported (results sits below both): ``core.run`` sets ``retrier``
-    # (its ``aretry``) and ``display.table`` sets ``picture`` (the saved side-by-side bundle).
-    retrier: ClassVar[Callable[..., Awaitable[Results]] | None] = None
-    picture: ClassVar[Callable[[Sequence[Result], str], dict[str, Any]] | None] = None
-    # ``display.report.save_html``, for this and ``GridResults``: the report file is drawn above core.
-    reporter: ClassVar[Callable[[Any, Path | str], Path] | None] = None
-
     def __init__(self, prompt: str = "", results: Mapping[str, Result] | None = None,
                  format: str = "markdown", *, spec: RunSpec | None = None, run_id: str | None = None,
                  started_at: datetime | None = None) -> None:
@@ -338,9 +332,9 @@ class Results(Mapping[str, Result]):
         over (``JobUpdate.restart``) and are updated in place, and ``on_update``
         gets every update as with ``arun``. Returns ``self``.
         """
-        if Results.retrier is None:  # core.run sets it on import; every way to get a spec goes through it
+        if hooks.retrier is None:  # the package root gives it, on import
             raise ConfigError("retry needs gridllm_nb.core.run: import gridllm_nb and call run() first")
-        return await Results.retrier(self, tags, on_update=on_update, timeout=timeout)
+        return await hooks.retrier(self, tags, on_update=on_update, timeout=timeout)
 
     def retry(self, tags: Sequence[str] | None = None, *,
               on_update: Callable[[JobUpdate], Any] | None = None,
@@ -391,9 +385,9 @@ class Results(Mapping[str, Result]):
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         """In a notebook the value *is* the picture: every answer side by side, saved
         as sanitized HTML that needs no widget (``display.table``)."""
-        if Results.picture is None:
+        if hooks.picture is None:
             return {"text/plain": repr(self)}
-        return Results.picture(list(self._by_tag.values()), self.format)
+        return hooks.picture(list(self._by_tag.values()), self.format)
 
     def save_html(self, path: Path | str) -> Path:
         """Write the run as one self-contained HTML report to ``path`` (``display.report``): the prompt,
@@ -403,7 +397,7 @@ class Results(Mapping[str, Result]):
 
 
 def save_report(value: Any, path: Path | str) -> Path:
-    """``value``'s report (a ``Results`` or a ``GridResults``) through the injected ``Results.reporter``."""
-    if Results.reporter is None:
+    """``value``'s report (a ``Results`` or a ``GridResults``) through the injected ``hooks.reporter``."""
+    if hooks.reporter is None:
         raise ConfigError("save_html needs gridllm_nb's display layer: import gridllm_nb first")
-    return Results.reporter(value, path)
+    return hooks.reporter(value, path)  # type: ignore[no-any-return]

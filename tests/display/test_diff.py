@@ -7,7 +7,8 @@ import re
 import pytest
 
 import gridllm_nb  # noqa: F401  (the package root gives core its pictures)
-from gridllm_nb.core.diff import Diff, diff_texts
+from gridllm_nb.core import hooks
+from gridllm_nb.core.diff import diff_texts
 from gridllm_nb.display.diff import diff_html
 
 SCRIPT = "Hi <script>alert(1)</script> there"
@@ -20,7 +21,7 @@ def marked(html_text: str, tag: str) -> list[str]:
 
 def test_a_diff_in_a_notebook_is_its_picture() -> None:
     d = diff_texts("one two", "one three", "a", "b")
-    assert Diff.picture is not None  # given by the package root: ``import gridllm_nb``
+    assert hooks.diff_picture is not None  # given by the package root: ``import gridllm_nb``
     assert d._repr_html_() == diff_html(d)
 
 

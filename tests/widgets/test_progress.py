@@ -7,6 +7,7 @@ import re
 import pytest
 
 from gridllm_nb.api.poller import Poller, PollSettings, use_poller
+from gridllm_nb.core import hooks
 from gridllm_nb.core import progress as core_progress
 from gridllm_nb.core.grid import agrid
 from gridllm_nb.core.progress import Counts, Progress, make_progress, register_progress
@@ -23,7 +24,7 @@ def test_importing_the_widgets_layer_registers_the_bar_with_core(monkeypatch: py
     auto = make_progress("auto", 2)
     assert isinstance(auto, WidgetProgress)  # in a kernel, with the bar registered
     auto.close(Counts(2, 0, 2))
-    monkeypatch.setattr(core_progress, "_KINDS", {k: v for k, v in core_progress._KINDS.items() if k != "widget"})
+    monkeypatch.setattr(hooks, "progress", {k: v for k, v in hooks.progress.items() if k != "widget"})
     with pytest.raises(ValueError, match="import gridllm_nb.widgets.progress"):
         make_progress("widget", 1)
     assert type(make_progress(None, 1)) is Progress
