@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -174,6 +175,17 @@ async def test_a_pairwise_judge_in_a_grid_judges_each_prompt_once_within_max_liv
 FOREVER = [("running", "still thinking")]  # a job that only the run's timeout or a cancel ends
 
 
+def card_lines(results: Results, tag: str) -> tuple[list[list[str]], Callable[[JobUpdate], None]]:
+    """What ``tag``'s card says of its verdicts each time its end is shown, and the ``on_update`` that keeps it."""
+    lines: list[list[str]] = []
+
+    def on_update(update: JobUpdate) -> None:
+        if update.tag == tag and update.state.terminal:
+            lines.append([v.line() for v in results[tag].checks])
+
+    return lines, on_update
+
+
 @pytest.mark.anyio
 async def test_a_pairwise_verdict_waiting_for_a_sibling_the_timeout_ends_fails_instead(history_file) -> None:
     from gridllm_nb.core import history
@@ -181,12 +193,7 @@ async def test_a_pairwise_verdict_waiting_for_a_sibling_the_timeout_ends_fails_i
     fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "slow": FOREVER, "j": words_script("WINNER: A")},
                        cancel_supported=True)
     results = Results()
-    lines: list[list[str]] = []  # a's card, each time its end is shown
-
-    def on_update(update: JobUpdate) -> None:
-        if update.tag == "a" and update.state.terminal:
-            lines.append([v.line() for v in results["a"].checks])
-
+    lines, on_update = card_lines(results, "a")
     await arun("q", ["a", "slow"], client=client_for(fake), poll=FAST, timeout=0.3, results=results,
                judge=judge("j", pairwise=True), on_update=on_update)
     [a], [slow] = results["a"].checks, results["slow"].checks
@@ -267,12 +274,7 @@ async def test_cancelling_the_run_while_it_judges_fails_every_pending_verdict(hi
     fake = FakeJobsAPI(scripts={"a": words_script("Paris"), "b": FOREVER, "j": [("running", "SCORE")]},
                        cancel_supported=True)
     results = Results()
-    lines: list[list[str]] = []  # a's card, each time its end is shown
-
-    def on_update(update: JobUpdate) -> None:
-        if update.tag == "a" and update.state.terminal:
-            lines.append([v.line() for v in results["a"].checks])
-
+    lines, on_update = card_lines(results, "a")
     task = asyncio.ensure_future(arun("q", ["a", "b"], client=client_for(fake), poll=FAST, results=results,
                                       judge=[judge("j"), judge("p", pairwise=True)], on_update=on_update))
     while not any(job.tag == "j" and job.position > 2 for job in fake.jobs.values()):
