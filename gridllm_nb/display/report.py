@@ -149,7 +149,7 @@ def _stats(results: Sequence[Result]) -> str:
     rows = []
     for r in results:
         tokens = "-" if r.tokens is None else f"{'~' if r.tokens_estimated else ''}{r.tokens}"
-        cells = [r.label, r.finish or "-", _figure(r.elapsed, " s"), _figure(r.queued_s, " s"),
+        cells = [r.label, r.finish or "-", _figure(None if r.unsent else r.elapsed, " s"), _figure(r.queued_s, " s"),
                  _figure(r.ttft_s, " s"), _figure(r.gen_s, " s"), tokens, _figure(r.tokens_per_s, "", 0)]
         rows.append(f"<tr><th scope='row'>{_e(r.tag)}</th><td>{_e(cells[0])}</td><td>{_e(cells[1])}</td>"
                     + "".join(f"<td class='n'>{_e(c)}</td>" for c in cells[2:]) + "</tr>")

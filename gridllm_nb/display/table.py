@@ -53,7 +53,9 @@ _CODE = "<pre style='overflow-x:auto;margin:0'><code style='white-space:pre'>{}<
 
 
 def _head_html(r: Result) -> str:
-    parts = [f"<strong>{html.escape(r.tag)}</strong>", html.escape(r.label), f"{r.elapsed:.1f} s"]
+    parts = [f"<strong>{html.escape(r.tag)}</strong>", html.escape(r.label)]
+    if not r.unsent:  # a job never sent took no time
+        parts.append(f"{r.elapsed:.1f} s")
     if r.finish_note:
         parts.append(html.escape(r.finish_note))
     head = " · ".join(parts)

@@ -101,3 +101,12 @@ def test_verdicts_are_in_the_header_escaped_and_the_checks_in_the_plain_text() -
     assert "✓ judge:j 0.70: fine" in bundle["text/html"]
     assert "✗ contains:<b>: no '<b>' in the answer" in bundle["text/plain"]
     assert "judge" not in bundle["text/plain"]  # a judge's score differs from run to run
+
+
+def test_a_job_never_sent_says_so_and_shows_no_time() -> None:
+    unsent = Result(tag="b:2", state=JobState.SUBMITTED, error="not sent: the grid stopped before its turn")
+    r = Results("p", {"a:1": Result(tag="a:1", text="ok", state=JobState.COMPLETED, job_id="j1", elapsed=1.25),
+                      "b:2": unsent})
+    page = results_bundle(list(r.values()))["text/html"]
+    assert "<strong>a:1</strong> · completed · 1.2 s" in page
+    assert "<strong>b:2</strong> · not sent" in page and "not sent · 0.0 s" not in page
